@@ -1,0 +1,139 @@
+//! Anti-entropy over streams: join through seeds (with retries), periodic push-pull of the full
+//! view with a random member, and reconnect attempts to dead members that heal partitions.
+//! Bounded: at most one push-pull of our own in flight, an interval that grows with the
+//! cluster, and a member count cap in the codec.
+
+use std::net::SocketAddr;
+
+use crate::event::Event;
+use crate::member::MemberState;
+use crate::message::{MemberSnapshot, StreamMessage};
+use crate::swim::{JoinState, StreamPurpose, Swim};
+use crate::time::Instant;
+
+impl Swim {
+    /// Joins the cluster through `seeds` (this member's own address is skipped). Retries every
+    /// `join_retry_interval` until a seed answers or another member joins us.
+    pub fn join(&mut self, now: Instant, seeds: &[SocketAddr]) {
+        let seeds: Vec<SocketAddr> = seeds.iter().copied().filter(|s| *s != self.addr).collect();
+        if seeds.is_empty() || self.leaving {
+            return;
+        }
+        self.join = Some(JoinState { seeds, attempt: 0, outstanding: 0, next_attempt_at: Some(now) });
+        self.join_attempt(now);
+    }
+
+    fn join_attempt(&mut self, now: Instant) {
+        let Some(j) = &mut self.join else { return };
+        j.attempt += 1;
+        j.outstanding = j.seeds.len();
+        j.next_attempt_at = None;
+        let seeds = j.seeds.clone();
+        let deadline = now + self.config.stream_timeout;
+        for s in seeds {
+            let frame = self.push_pull_message(true);
+            self.open_stream(s, frame, StreamPurpose::Join, deadline);
+        }
+    }
+
+    pub(crate) fn anti_entropy_timers(&mut self, now: Instant) {
+        let expired: Vec<_> = self.streams.iter().filter(|s| s.deadline <= now).map(|s| s.id).collect();
+        for id in expired {
+            if let Some(pos) = self.streams.iter().position(|s| s.id == id) {
+                let s = self.streams.swap_remove(pos);
+                self.counters.stream_failures += 1;
+                self.on_stream_failed(now, s.purpose);
+            }
+        }
+        if let Some(t) = self.join.as_ref().and_then(|j| j.next_attempt_at)
+            && now >= t
+        {
+            if self.live > 1 {
+                // Someone joined us meanwhile: we are part of a cluster.
+                self.join = None;
+                self.emit(Event::JoinSucceeded { via: None, members: self.live });
+            } else {
+                self.join_attempt(now);
+            }
+        }
+        if self.leaving {
+            return;
+        }
+        if now >= self.next_push_pull_at {
+            let interval = self.config.push_pull_interval_for(self.live);
+            self.next_push_pull_at = now + self.rng.duration_between(interval * 3 / 4, interval * 5 / 4);
+            let busy = self.streams.iter().any(|s| matches!(s.purpose, StreamPurpose::PushPull));
+            let me = self.name.clone();
+            if !busy && let Some(&i) = self.random_members(1, |m| m.state == MemberState::Alive && m.name() != me).first() {
+                let to = self.roster[i].addr();
+                self.counters.push_pulls += 1;
+                let msg = self.push_pull_message(false);
+                self.open_stream(to, msg, StreamPurpose::PushPull, now + self.config.stream_timeout);
+            }
+        }
+        if now >= self.next_reconnect_at {
+            self.next_reconnect_at = now + self.config.reconnect_interval;
+            let busy = self.streams.iter().any(|s| matches!(s.purpose, StreamPurpose::Reconnect));
+            if !busy && let Some(&i) = self.random_members(1, |m| m.state == MemberState::Dead).first() {
+                let to = self.roster[i].addr();
+                let msg = self.push_pull_message(false);
+                self.open_stream(to, msg, StreamPurpose::Reconnect, now + self.config.stream_timeout);
+            }
+        }
+    }
+
+    pub(crate) fn on_stream_reply(&mut self, now: Instant, purpose: StreamPurpose, msg: StreamMessage) {
+        match (purpose, msg) {
+            (StreamPurpose::FallbackPing { seq }, StreamMessage::Ack { seq: got }) if seq == got => {
+                if self.probe.as_ref().is_some_and(|p| p.seq == seq) {
+                    self.counters.fallback_acks += 1;
+                }
+                self.on_ack(now, seq);
+            }
+            (purpose @ (StreamPurpose::Join | StreamPurpose::PushPull | StreamPurpose::Reconnect), StreamMessage::PushPull { members, .. }) => {
+                let via = members.first().map(|m| m.addr);
+                self.merge_remote(now, members);
+                if purpose == StreamPurpose::Join && self.join.take().is_some() {
+                    self.emit(Event::JoinSucceeded { via, members: self.live });
+                }
+            }
+            (purpose, _) => {
+                self.counters.decode_errors += 1;
+                self.on_stream_failed(now, purpose);
+            }
+        }
+    }
+
+    pub(crate) fn on_stream_failed(&mut self, now: Instant, purpose: StreamPurpose) {
+        if purpose != StreamPurpose::Join {
+            return;
+        }
+        let retry_in = self.config.join_retry_interval;
+        let Some(j) = &mut self.join else { return };
+        j.outstanding = j.outstanding.saturating_sub(1);
+        if j.outstanding == 0 && j.next_attempt_at.is_none() {
+            j.next_attempt_at = Some(now + retry_in);
+            let attempt = j.attempt;
+            self.emit(Event::JoinAttemptFailed { attempt, retry_in });
+        }
+    }
+
+    pub(crate) fn push_pull_message(&self, join: bool) -> StreamMessage {
+        let members = self
+            .roster
+            .iter()
+            .map(|m| MemberSnapshot {
+                name: m.name().to_string(),
+                addr: m.addr(),
+                incarnation: m.incarnation,
+                state: m.state,
+                meta: m.meta().clone(),
+            })
+            .collect();
+        StreamMessage::PushPull { join, members }
+    }
+
+    pub(crate) fn push_pull_frame(&self, join: bool) -> Vec<u8> {
+        self.push_pull_message(join).encode()
+    }
+}

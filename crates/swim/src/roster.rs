@@ -1,0 +1,155 @@
+//! The member table: every known member in probe order, with a compact index by name.
+//!
+//! A simulated cluster of 10,000 members holds 10,000 tables of 10,000 entries, so each entry
+//! is kept small: a shared `Arc<Identity>` plus a few words, and a 4-byte index slot.
+
+use std::ops::{Index, IndexMut};
+
+use hashbrown::HashTable;
+
+use crate::member::Member;
+use crate::rng::Rng;
+
+/// Members in probe order, findable by name.
+#[derive(Debug, Default)]
+pub(crate) struct Roster {
+    members: Vec<Member>,
+    by_name: HashTable<u32>,
+}
+
+/// A fixed (deterministic) FNV-1a hash of a member name.
+fn hash_name(name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+impl Roster {
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Member> {
+        self.members.iter()
+    }
+
+    pub fn as_slice(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// The position of the member called `name`.
+    pub fn find(&self, name: &str) -> Option<usize> {
+        let members = &self.members;
+        self.by_name.find(hash_name(name), |&i| members[i as usize].name() == name).map(|&i| i as usize)
+    }
+
+    /// Appends a member whose name is not known yet; returns its position.
+    pub fn push(&mut self, m: Member) -> usize {
+        let i = self.members.len();
+        let members = &self.members;
+        self.by_name.insert_unique(hash_name(m.name()), i as u32, |&j| hash_name(members[j as usize].name()));
+        self.members.push(m);
+        i
+    }
+
+    /// Swaps two positions in the probe order.
+    pub fn swap(&mut self, a: usize, b: usize) {
+        if a == b {
+            return;
+        }
+        self.members.swap(a, b);
+        // Index slots still point at the old positions; fix both.
+        let (na, nb) = (self.members[a].name().to_string(), self.members[b].name().to_string());
+        let members = &self.members;
+        if let Ok(e) = self.by_name.find_entry(hash_name(&na), |&j| j as usize == b && members[a].name() == na) {
+            *e.into_mut() = a as u32;
+        }
+        let members = &self.members;
+        if let Ok(e) = self.by_name.find_entry(hash_name(&nb), |&j| j as usize == a && members[b].name() == nb) {
+            *e.into_mut() = b as u32;
+        }
+    }
+
+    /// Removes the member at `i`; the last member takes its place.
+    pub fn swap_remove(&mut self, i: usize) -> Member {
+        let name = self.members[i].name().to_string();
+        if let Ok(e) = self.by_name.find_entry(hash_name(&name), |&j| j as usize == i) {
+            e.remove();
+        }
+        let last = self.members.len() - 1;
+        let gone = self.members.swap_remove(i);
+        if i < self.members.len() {
+            // The former last member now sits at `i`: its slot still says `last`.
+            let moved = self.members[i].name().to_string();
+            if let Ok(e) = self.by_name.find_entry(hash_name(&moved), |&j| j as usize == last) {
+                *e.into_mut() = i as u32;
+            }
+        }
+        gone
+    }
+
+    /// Puts the members in a new random order.
+    pub fn shuffle(&mut self, rng: &mut Rng) {
+        rng.shuffle(&mut self.members);
+        self.by_name.clear();
+        let members = &self.members;
+        for (i, m) in members.iter().enumerate() {
+            self.by_name.insert_unique(hash_name(m.name()), i as u32, |&j| hash_name(members[j as usize].name()));
+        }
+    }
+}
+
+impl Index<usize> for Roster {
+    type Output = Member;
+    fn index(&self, i: usize) -> &Member {
+        &self.members[i]
+    }
+}
+
+impl IndexMut<usize> for Roster {
+    fn index_mut(&mut self, i: usize) -> &mut Member {
+        &mut self.members[i]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::member::{Identity, Incarnation, MemberState};
+    use crate::time::Instant;
+    use std::sync::Arc;
+
+    fn member(name: &str) -> Member {
+        Member {
+            id: Arc::new(Identity { name: name.into(), addr: "127.0.0.1:1".parse().unwrap(), meta: Default::default() }),
+            incarnation: Incarnation(0),
+            state: MemberState::Alive,
+            state_changed: Instant::ZERO,
+        }
+    }
+
+    fn consistent(r: &Roster) -> bool {
+        r.iter().enumerate().all(|(i, m)| r.find(m.name()) == Some(i))
+    }
+
+    #[test]
+    fn the_index_follows_every_reordering() {
+        let mut r = Roster::default();
+        for n in ["a", "b", "c", "d", "e"] {
+            r.push(member(n));
+        }
+        assert!(consistent(&r));
+        r.swap(0, 3);
+        assert!(consistent(&r));
+        let gone = r.swap_remove(1);
+        assert_eq!(r.find(gone.name()), None);
+        assert!(consistent(&r));
+        r.shuffle(&mut Rng::new(3));
+        assert!(consistent(&r));
+        assert_eq!(r.len(), 4);
+        assert_eq!(r.find("zz"), None);
+    }
+}
