@@ -1,1 +1,21 @@
-fn main(){}
+//! `buoy`: the Buoy agent, its command-line client, the local sandbox and the simulator front end.
+
+
+mod cli;
+
+
+mod cmd_sim;
+
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,19 @@
-pub fn x(){}
+//! Deterministic simulation of a Buoy cluster.
+//!
+//! A virtual clock and a virtual network drive many copies of the sans-IO membership core:
+//! per-link latency, loss, one-way and symmetric partitions, crashes, restarts and stalls.
+//! Everything random comes from one seed, so a run replays bit for bit.
+//!
+//! - `network`: the link model (latency distribution, loss, partitions);
+//! - `simulation`: the event loop that owns the nodes and delivers their traffic;
+//! - `scenario`: the membership scenario behind `buoy sim membership` and its report;
+//! - `stats`: percentiles.
+
+pub mod network;
+pub mod scenario;
+pub mod simulation;
+pub mod stats;
+
+pub use network::NetworkConfig;
+pub use scenario::{MembershipReport, MembershipScenario};
+pub use simulation::{NodeId, Simulation};

@@ -4,11 +4,14 @@
 //! cluster, and a member count cap in the codec.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::event::Event;
-use crate::member::MemberState;
-use crate::message::{MemberSnapshot, StreamMessage};
-use crate::swim::{JoinState, StreamPurpose, Swim};
+use std::sync::Arc;
+
+use crate::member::{Identity, Incarnation, Member, MemberState};
+use crate::message::{MemberSnapshot, Message, Ping, Seq, StreamMessage};
+use crate::swim::{JoinState, ReconnectProbe, StreamPurpose, Swim};
 use crate::time::Instant;
 
 impl Swim {
@@ -73,13 +76,33 @@ impl Swim {
         }
         if now >= self.next_reconnect_at {
             self.next_reconnect_at = now + self.config.reconnect_interval;
-            let busy = self.streams.iter().any(|s| matches!(s.purpose, StreamPurpose::Reconnect));
-            if !busy && let Some(&i) = self.random_members(1, |m| m.state == MemberState::Dead).first() {
-                let to = self.roster[i].addr();
-                let msg = self.push_pull_message(false);
-                self.open_stream(to, msg, StreamPurpose::Reconnect, now + self.config.stream_timeout);
-            }
+            self.reconnect_probe(now);
         }
+    }
+
+    /// Pings one random dead member (a few bytes); only if it answers does a full push-pull
+    /// follow. A crashed host costs nothing, a partitioned one that is back merges views.
+    fn reconnect_probe(&mut self, now: Instant) {
+        if self.reconnect.as_ref().is_some_and(|r| r.deadline > now) {
+            return;
+        }
+        self.reconnect = None;
+        let Some(&i) = self.random_members(1, |m| m.state == MemberState::Dead).first() else { return };
+        let (name, addr) = (self.roster[i].name().to_string(), self.roster[i].addr());
+        let seq = self.next_seq();
+        self.reconnect = Some(ReconnectProbe { seq, addr, deadline: now + self.config.stream_timeout });
+        self.send(addr, Message::Ping(Ping { seq, target: name, source: self.name.clone() }));
+    }
+
+    /// A dead member answered the reconnect ping: exchange full views with it.
+    pub(crate) fn on_reconnect_ack(&mut self, now: Instant, seq: Seq) -> bool {
+        let Some(r) = self.reconnect.take_if(|r| r.seq == seq) else { return false };
+        let busy = self.streams.iter().any(|s| matches!(s.purpose, StreamPurpose::Reconnect));
+        if !busy {
+            let msg = self.push_pull_message(false);
+            self.open_stream(r.addr, msg, StreamPurpose::Reconnect, now + self.config.stream_timeout);
+        }
+        true
     }
 
     pub(crate) fn on_stream_reply(&mut self, now: Instant, purpose: StreamPurpose, msg: StreamMessage) {
@@ -116,6 +139,22 @@ impl Swim {
             let attempt = j.attempt;
             self.emit(Event::JoinAttemptFailed { attempt, retry_in });
         }
+    }
+
+    /// Starts from a known view, as if a join had just merged it: members not known yet are
+    /// added silently (no gossip, no events). For simulations and tests that begin with a
+    /// formed cluster; identities are shared, not copied.
+    pub fn assume_members(&mut self, now: Instant, members: impl IntoIterator<Item = Arc<Identity>>) {
+        for id in members {
+            if self.roster.find(&id.name).is_some() {
+                continue;
+            }
+            self.roster.push(Member { id, incarnation: Incarnation(0), state: MemberState::Alive, state_changed: now });
+            self.live += 1;
+        }
+        self.roster.shuffle(&mut self.rng);
+        let interval = self.config.push_pull_interval_for(self.live);
+        self.next_push_pull_at = now + self.rng.duration_between(Duration::ZERO, interval);
     }
 
     pub(crate) fn push_pull_message(&self, join: bool) -> StreamMessage {

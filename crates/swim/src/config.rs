@@ -24,6 +24,9 @@ pub struct Config {
     pub suspicion_max_mult: u32,
     /// Independent confirmations that bring a suspicion down to its minimum timeout.
     pub suspicion_confirmations: u32,
+    /// Added to the suspicion timeout of a member that only heard of the suspicion: the
+    /// suspect answers its accusers directly, others must wait for the gossiped refutation.
+    pub second_hand_margin: Duration,
     /// Largest local health score (Lifeguard); probe timings stretch up to `(max + 1)` times.
     pub awareness_max: u32,
     /// Each broadcast is sent `retransmit_mult * ceil(log10(N + 1))` times.
@@ -63,20 +66,21 @@ impl Config {
     /// Hosts on one data-center network: sub-millisecond RTT, detection in a few seconds.
     pub fn lan() -> Config {
         Config {
-            probe_interval: Duration::from_millis(200),
-            probe_timeout: Duration::from_millis(100),
+            probe_interval: Duration::from_millis(100),
+            probe_timeout: Duration::from_millis(50),
             indirect_checks: 3,
             tcp_fallback: true,
             suspicion_mult: 4,
-            suspicion_min: Duration::from_millis(2500),
+            suspicion_min: Duration::from_millis(2100),
             suspicion_max_mult: 4,
-            suspicion_confirmations: 3,
+            suspicion_confirmations: 2,
+            second_hand_margin: Duration::from_millis(500),
             awareness_max: 8,
             retransmit_mult: 4,
             gossip_interval: Duration::from_millis(100),
             gossip_nodes: 4,
             gossip_to_the_dead: Duration::from_secs(15),
-            push_pull_interval: Duration::from_secs(30),
+            push_pull_interval: Duration::from_secs(60),
             reconnect_interval: Duration::from_secs(5),
             stream_timeout: Duration::from_secs(2),
             reap_after: Duration::from_secs(300),
@@ -93,9 +97,10 @@ impl Config {
             probe_timeout: Duration::from_secs(2),
             suspicion_mult: 6,
             suspicion_min: Duration::from_secs(15),
+            second_hand_margin: Duration::from_secs(3),
             gossip_interval: Duration::from_millis(500),
             gossip_to_the_dead: Duration::from_secs(60),
-            push_pull_interval: Duration::from_secs(60),
+            push_pull_interval: Duration::from_secs(120),
             reconnect_interval: Duration::from_secs(30),
             stream_timeout: Duration::from_secs(10),
             join_retry_interval: Duration::from_secs(5),
@@ -110,6 +115,7 @@ impl Config {
             probe_timeout: Duration::from_millis(50),
             suspicion_mult: 3,
             suspicion_min: Duration::from_millis(1000),
+            second_hand_margin: Duration::from_millis(300),
             gossip_interval: Duration::from_millis(50),
             push_pull_interval: Duration::from_secs(15),
             reconnect_interval: Duration::from_secs(2),
@@ -231,6 +237,7 @@ mod tests {
         let c = Config::lan();
         assert_eq!(c.push_pull_interval_for(10), c.push_pull_interval);
         assert_eq!(c.push_pull_interval_for(64), c.push_pull_interval * 2);
+        assert_eq!(c.push_pull_interval_for(1000), c.push_pull_interval * 6);
         assert!(c.push_pull_interval_for(10_000) >= c.push_pull_interval * 9);
     }
 

@@ -89,14 +89,21 @@ impl Swim {
         let Some(i) = self.roster.find(&s.name) else { return };
         let m = &self.roster[i];
         if s.incarnation < m.incarnation {
+            if s.name == self.name {
+                self.answer_stale_accusation(&s.from);
+            }
             return;
         }
+        let ours = s.from == self.name;
         if let Some(susp) = self.suspicions.get_mut(&s.name) {
             let old = susp.deadline();
-            if susp.confirm(&s.from) {
-                let new = susp.deadline();
+            let new_accuser = susp.confirm(&s.from, ours);
+            let new = susp.deadline();
+            if new != old {
                 self.suspicion_deadlines.remove(&(old, s.name.clone()));
                 self.suspicion_deadlines.insert((new, s.name.clone()));
+            }
+            if new_accuser {
                 let name = s.name.clone();
                 self.rebroadcast(Urgency::Membership, &name, Message::Suspect(s));
             }
@@ -124,11 +131,11 @@ impl Swim {
         }
         let min = self.config.suspicion_min_for(n);
         let max = min * self.config.suspicion_max_mult;
-        let susp = Suspicion::new(now, &s.from, expected, min, max);
+        let margin = self.config.second_hand_margin;
+        let susp = Suspicion::new(now, &s.from, ours, expected, min, max, margin);
         self.suspicion_deadlines.insert((susp.deadline(), s.name.clone()));
         self.suspicions.insert(s.name.clone(), susp);
         let (name, incarnation, by) = (s.name.clone(), s.incarnation, s.from.clone());
-        let ours = s.from == self.name;
         let frame = Message::Suspect(s).encode_frame();
         self.broadcasts.push(Urgency::Membership, Some(&name), frame.clone());
         if ours {
@@ -141,6 +148,10 @@ impl Swim {
     pub(crate) fn on_dead(&mut self, now: Instant, d: Dead) {
         let Some(i) = self.roster.find(&d.name) else { return };
         let m = &self.roster[i];
+        if d.name == self.name && d.incarnation < m.incarnation && !self.leaving {
+            self.answer_stale_accusation(&d.from);
+            return;
+        }
         if d.incarnation < m.incarnation || !m.state.is_live() {
             return;
         }
@@ -174,6 +185,15 @@ impl Swim {
             self.send_frames(to, std::slice::from_ref(&frame), false);
         }
         self.emit(Event::Refuted { incarnation: inc, accuser: accuser.map(str::to_string) });
+    }
+
+    /// An accusation older than our current incarnation (we already refuted): answer the
+    /// accuser directly with our current alive so its own timer stops too.
+    fn answer_stale_accusation(&mut self, accuser: &str) {
+        let Some(addr) = self.member(accuser).filter(|m| m.state.is_live()).map(|m| m.addr()) else { return };
+        let me = self.me();
+        let alive = Alive { incarnation: me.incarnation, name: self.name.clone(), addr: me.addr(), meta: me.meta().clone() };
+        self.send_frames(addr, &[Message::Alive(alive).encode_frame()], false);
     }
 
     pub(crate) fn suspicion_timers(&mut self, now: Instant) {

@@ -139,7 +139,7 @@ impl Swim {
     }
 
     /// The probe with `seq` got an ack (directly, relayed, or over the fallback stream).
-    pub(crate) fn on_ack(&mut self, _now: Instant, seq: Seq) {
+    pub(crate) fn on_ack(&mut self, now: Instant, seq: Seq) {
         if self.probe.as_ref().is_some_and(|p| p.seq == seq) {
             self.probe = None;
             self.awareness.apply(-1);
@@ -148,7 +148,9 @@ impl Swim {
         if let Some(pos) = self.relays.iter().position(|r| r.seq == seq) {
             let r = self.relays.swap_remove(pos);
             self.send(r.requester, Message::Ack { seq: r.orig_seq });
+            return;
         }
+        self.on_reconnect_ack(now, seq);
     }
 
     pub(crate) fn on_nack(&mut self, seq: Seq) {

@@ -19,19 +19,25 @@ pub struct Suspicion {
     expected: u32,
     /// Members that suspect independently; the first accuser is in here but does not count.
     accusers: BTreeSet<String>,
+    /// Extra time while this member only heard of the suspicion (never failed to probe the
+    /// suspect itself): accusers get a direct refutation, second-hand holders rely on gossip.
+    second_hand_margin: Duration,
+    /// Whether this member is one of the accusers.
+    ours: bool,
 }
 
 impl Suspicion {
-    /// A suspicion raised by `from` at `start`.
-    pub fn new(start: Instant, from: &str, expected: u32, min: Duration, max: Duration) -> Self {
+    /// A suspicion raised by `from` at `start`; `ours` when this member is the accuser.
+    pub fn new(start: Instant, from: &str, ours: bool, expected: u32, min: Duration, max: Duration, margin: Duration) -> Self {
         let mut accusers = BTreeSet::new();
         accusers.insert(from.to_string());
-        Suspicion { start, max, min, expected, accusers }
+        Suspicion { start, max, min, expected, accusers, second_hand_margin: margin, ours }
     }
 
-    /// Records an independent accuser. Returns true when `from` had not accused yet (the
-    /// caller then re-gossips the suspicion and moves the deadline).
-    pub fn confirm(&mut self, from: &str) -> bool {
+    /// Records an accuser (`ours` when it is this member). Returns true when `from` had not
+    /// accused yet (the caller then re-gossips the suspicion); the deadline may move either way.
+    pub fn confirm(&mut self, from: &str, ours: bool) -> bool {
+        self.ours |= ours;
         if self.confirmations() >= self.expected {
             return false;
         }
@@ -50,7 +56,8 @@ impl Suspicion {
 
     /// When the suspect is declared dead if it has not refuted.
     pub fn deadline(&self) -> Instant {
-        self.start + suspicion_timeout(self.min, self.max, self.expected, self.confirmations())
+        let margin = if self.ours { Duration::ZERO } else { self.second_hand_margin };
+        self.start + suspicion_timeout(self.min, self.max, self.expected, self.confirmations()) + margin
     }
 }
 
@@ -69,6 +76,15 @@ pub fn suspicion_timeout(min: Duration, max: Duration, expected: u32, confirmati
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_hand_suspicion_waits_longer_until_we_accuse_too() {
+        let margin = Duration::from_millis(500);
+        let mut s = Suspicion::new(Instant::ZERO, "a", false, 0, MIN, MAX, margin);
+        assert_eq!(s.deadline(), Instant::ZERO + MIN + margin);
+        s.confirm("me", true);
+        assert_eq!(s.deadline(), Instant::ZERO + MIN);
+    }
 
     const MIN: Duration = Duration::from_secs(2);
     const MAX: Duration = Duration::from_secs(8);
@@ -90,15 +106,15 @@ mod tests {
 
     #[test]
     fn the_first_accuser_does_not_count_and_repeats_are_ignored() {
-        let mut s = Suspicion::new(Instant::ZERO, "a", 2, MIN, MAX);
+        let mut s = Suspicion::new(Instant::ZERO, "a", true, 2, MIN, MAX, Duration::ZERO);
         assert_eq!(s.deadline(), Instant::ZERO + MAX);
-        assert!(!s.confirm("a"));
-        assert!(s.confirm("b"));
-        assert!(!s.confirm("b"));
+        assert!(!s.confirm("a", false));
+        assert!(s.confirm("b", false));
+        assert!(!s.confirm("b", false));
         assert_eq!(s.confirmations(), 1);
-        assert!(s.confirm("c"));
+        assert!(s.confirm("c", false));
         assert_eq!(s.deadline(), Instant::ZERO + MIN);
-        assert!(!s.confirm("d"), "no need for more than expected");
+        assert!(!s.confirm("d", false), "no need for more than expected");
         assert_eq!(s.accusers().collect::<Vec<_>>(), vec!["a", "b", "c"]);
     }
 }

@@ -77,6 +77,14 @@ pub(crate) struct JoinState {
     pub next_attempt_at: Option<Instant>,
 }
 
+/// A ping to a dead member, to find out whether it is reachable again.
+#[derive(Clone, Debug)]
+pub(crate) struct ReconnectProbe {
+    pub seq: Seq,
+    pub addr: SocketAddr,
+    pub deadline: Instant,
+}
+
 /// Which user broadcasts from one origin were already delivered (a sliding window of 64).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct SeenWindow {
@@ -131,6 +139,7 @@ pub struct Swim {
     pub(crate) streams: Vec<PendingStream>,
     pub(crate) next_stream_id: u64,
     pub(crate) join: Option<JoinState>,
+    pub(crate) reconnect: Option<ReconnectProbe>,
     pub(crate) leaving: bool,
     pub(crate) awareness: Awareness,
     pub(crate) user_seen: Map<String, SeenWindow>,
@@ -190,6 +199,7 @@ impl Swim {
             streams: Vec::new(),
             next_stream_id: 0,
             join: None,
+            reconnect: None,
             leaving: false,
             user_seen: Map::default(),
             next_user_seq: 0,

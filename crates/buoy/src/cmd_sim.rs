@@ -1,0 +1,138 @@
+//! `buoy sim membership`: one simulated scenario, printed as a table or JSON.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::json;
+use sim::stats::Percentiles;
+use sim::{MembershipReport, MembershipScenario};
+
+/// Flags of `buoy sim membership`.
+#[derive(Args, Debug)]
+pub struct MembershipArgs {
+    /// Members in the simulated cluster.
+    #[arg(long, default_value_t = 100)]
+    pub nodes: usize,
+    /// Probability that a datagram is lost (0.01 = 1%).
+    #[arg(long, default_value_t = 0.0)]
+    pub loss: f64,
+    /// Members crashed, staggered over the run.
+    #[arg(long, default_value_t = 0)]
+    pub crash: usize,
+    /// Fraction of members that stall (stop processing) at random times.
+    #[arg(long, default_value_t = 0.0)]
+    pub stall: f64,
+    /// Length of each stall, as MIN..MAX in milliseconds.
+    #[arg(long, default_value = "200..2000", value_parser = parse_range_ms)]
+    pub stall_ms: (Duration, Duration),
+    /// Simulated seconds measured (after a 5 s warm-up).
+    #[arg(long, default_value_t = 60)]
+    pub duration: u64,
+    /// Seed: the same seed replays the same run exactly.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Timing profile: lan, wan or local.
+    #[arg(long, default_value = "lan")]
+    pub profile: String,
+    /// Protocol implementation: buoy.
+    #[arg(long = "impl", default_value = "buoy")]
+    pub implementation: String,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_range_ms(s: &str) -> Result<(Duration, Duration), String> {
+    let (a, b) = s.split_once("..").ok_or_else(|| format!("`{s}` is not a range: expected MIN..MAX in milliseconds, e.g. 200..2000"))?;
+    let a: u64 = a.trim().parse().map_err(|_| format!("`{a}` is not a number of milliseconds"))?;
+    let b: u64 = b.trim().parse().map_err(|_| format!("`{b}` is not a number of milliseconds"))?;
+    if a > b {
+        return Err(format!("range {a}..{b} is empty: MIN must not exceed MAX"));
+    }
+    Ok((Duration::from_millis(a), Duration::from_millis(b)))
+}
+
+pub fn membership(args: MembershipArgs) -> Result<()> {
+    if args.implementation != "buoy" {
+        bail!("--impl {}: only `buoy` is built in", args.implementation);
+    }
+    let config = swim::Config::profile(&args.profile).context("--profile")?;
+    let scenario = MembershipScenario {
+        nodes: args.nodes,
+        loss: args.loss,
+        crashes: args.crash,
+        stall_fraction: args.stall,
+        stall_min: args.stall_ms.0,
+        stall_max: args.stall_ms.1,
+        duration: Duration::from_secs(args.duration),
+        seed: args.seed,
+        config,
+        ..MembershipScenario::new(args.nodes, Duration::from_secs(args.duration), args.seed)
+    };
+    let wall = std::time::Instant::now();
+    let report = scenario.run().map_err(anyhow::Error::msg)?;
+    let wall_ms = wall.elapsed().as_millis() as u64;
+    if args.json {
+        println!("{}", report_json(&report, &args, wall_ms));
+    } else {
+        print_table(&report, &args, wall_ms);
+    }
+    Ok(())
+}
+
+fn pct(p: &Percentiles) -> serde_json::Value {
+    json!({"p50": p.p50.round(), "p99": p.p99.round(), "max": p.max.round()})
+}
+
+fn report_json(r: &MembershipReport, args: &MembershipArgs, wall_ms: u64) -> serde_json::Value {
+    json!({
+        "impl": args.implementation,
+        "profile": args.profile,
+        "nodes": r.nodes,
+        "seed": r.seed,
+        "duration_s": r.duration_s,
+        "loss": args.loss,
+        "crashes": r.crashes,
+        "stall": args.stall,
+        "detect_first_ms": pct(&r.detect_first_ms),
+        "detect_all_ms": pct(&r.detect_all_ms),
+        "undetected": r.undetected,
+        "false_positives": r.false_positives,
+        "false_suspicions": r.false_suspicions,
+        "refutations": r.refutations,
+        "dissemination_ms": r.dissemination_ms.p99.round(),
+        "dissemination_p50_ms": r.dissemination_ms.p50.round(),
+        "dissemination_updates": r.dissemination_ms.count,
+        "dissemination_incomplete": r.dissemination_incomplete,
+        "msgs_per_member_per_s": (r.msgs_per_member_per_s * 100.0).round() / 100.0,
+        "bytes_per_member_per_s": r.bytes_per_member_per_s.round(),
+        "sim_events": r.sim_events,
+        "wall_ms": wall_ms,
+    })
+}
+
+fn print_table(r: &MembershipReport, args: &MembershipArgs, wall_ms: u64) {
+    let row = |k: &str, v: String| println!("  {k:<26} {v}");
+    let p = |p: &Percentiles| format!("p50 {:>7.0} ms   p99 {:>7.0} ms   max {:>7.0} ms", p.p50, p.p99, p.max);
+    println!(
+        "membership simulation: {} members, profile {}, loss {}, {} crashes, {:.0}% stalling, {} s, seed {}",
+        r.nodes,
+        args.profile,
+        args.loss,
+        r.crashes,
+        args.stall * 100.0,
+        r.duration_s,
+        r.seed
+    );
+    row("detect (first member)", p(&r.detect_first_ms));
+    row("detect (all members)", p(&r.detect_all_ms));
+    row("undetected crashes", r.undetected.to_string());
+    row("false positives", r.false_positives.to_string());
+    row("suspicions refuted", format!("{} suspicions, {} refutations", r.false_suspicions, r.refutations));
+    row("dissemination (99.99%)", format!("{} ({} updates, {} incomplete)", p(&r.dissemination_ms), r.dissemination_ms.count, r.dissemination_incomplete));
+    row("messages / member / s", format!("{:.2}", r.msgs_per_member_per_s));
+    row("bytes / member / s", format!("{:.0}", r.bytes_per_member_per_s));
+    row("wall time", format!("{wall_ms} ms ({} simulated events)", r.sim_events));
+    println!("replay this run exactly with --seed {}", r.seed);
+}

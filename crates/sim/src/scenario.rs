@@ -1,0 +1,291 @@
+//! The membership scenario behind `buoy sim membership`: a formed cluster of N members under
+//! loss, with K crashes staggered over the run, a fraction of members stalling at random times,
+//! and a fresh metadata update every second. It measures detection, false positives,
+//! dissemination and bandwidth.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use swim::{Capacity, Config, Event, Identity, Incarnation, Instant, Metadata, Rng, Swim};
+
+use crate::network::NetworkConfig;
+use crate::simulation::{NodeId, Simulation};
+use crate::stats::Percentiles;
+
+/// The knobs of one run.
+#[derive(Clone, Debug)]
+pub struct MembershipScenario {
+    pub nodes: usize,
+    pub loss: f64,
+    pub crashes: usize,
+    pub stall_fraction: f64,
+    pub stall_min: Duration,
+    pub stall_max: Duration,
+    pub duration: Duration,
+    pub seed: u64,
+    pub config: Config,
+    pub network: NetworkConfig,
+    /// Time given to the formed cluster before faults and measurements start.
+    pub warmup: Duration,
+}
+
+impl MembershipScenario {
+    /// A quiet run of `nodes` members for `duration` on a LAN.
+    pub fn new(nodes: usize, duration: Duration, seed: u64) -> Self {
+        MembershipScenario {
+            nodes,
+            loss: 0.0,
+            crashes: 0,
+            stall_fraction: 0.0,
+            stall_min: Duration::from_millis(200),
+            stall_max: Duration::from_millis(2000),
+            duration,
+            seed,
+            config: Config::lan(),
+            network: NetworkConfig::lan(),
+            warmup: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What one run measured. Times are in milliseconds.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MembershipReport {
+    pub nodes: usize,
+    pub seed: u64,
+    pub duration_s: f64,
+    pub crashes: usize,
+    /// From a crash until the first live member considers the crashed one dead.
+    pub detect_first_ms: Percentiles,
+    /// From a crash until every live member does.
+    pub detect_all_ms: Percentiles,
+    /// Crashes some live member never learned of by the end of the run.
+    pub undetected: usize,
+    /// Members that had not crashed but were declared dead by someone (counted per declaration).
+    pub false_positives: usize,
+    /// Suspicions raised against members that had not crashed (refuted in time unless counted above).
+    pub false_suspicions: usize,
+    pub refutations: usize,
+    /// Time for a fresh update to reach 99.99% of the running members.
+    pub dissemination_ms: Percentiles,
+    pub dissemination_incomplete: usize,
+    pub msgs_per_member_per_s: f64,
+    pub bytes_per_member_per_s: f64,
+    /// Simulated deliveries and timer wake-ups.
+    pub sim_events: u64,
+}
+
+struct CrashRecord {
+    node: NodeId,
+    at: Instant,
+    learned: Vec<Option<Instant>>,
+}
+
+struct UpdateRecord {
+    incarnation: Incarnation,
+    at: Instant,
+    seen: Vec<bool>,
+    count: usize,
+    target: usize,
+    done: Option<Duration>,
+}
+
+/// How often the scenario publishes a fresh metadata update to time its dissemination.
+const UPDATE_EVERY: Duration = Duration::from_secs(5);
+
+/// The address of simulated node `i`, inside 127.0.0.0/8 (never used on a real network).
+pub fn sim_addr(i: usize) -> SocketAddr {
+    let i = i as u32 + 1;
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 1 + (i >> 16) as u8, (i >> 8) as u8, i as u8)), 7946)
+}
+
+/// The name of simulated node `i`.
+pub fn sim_name(i: usize) -> String {
+    format!("n{i}")
+}
+
+/// Builds a simulation with `n` members that already know each other.
+pub fn formed_cluster(n: usize, config: &Config, network: NetworkConfig, seed: u64) -> Simulation {
+    let mut sim = Simulation::new(seed, network);
+    let mut rng = Rng::new(seed ^ 0x5eed);
+    let meta = Metadata { segment: "sim".into(), capacity: Capacity { cpus: 8, memory_mb: 32768 }, ..Metadata::default() };
+    let ids: Vec<Arc<Identity>> =
+        (0..n).map(|i| Arc::new(Identity { name: sim_name(i).into(), addr: sim_addr(i), meta: meta.clone() })).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let mut s = Swim::new(config.clone(), &id.name, id.addr, meta.clone(), rng.next_u64(), Instant::ZERO)
+            .expect("scenario config is validated by the caller");
+        s.assume_members(Instant::ZERO, ids.iter().cloned());
+        let node = sim.add_node(s);
+        debug_assert_eq!(node, i);
+    }
+    sim
+}
+
+impl MembershipScenario {
+    /// Runs the scenario; the same scenario gives the same report.
+    pub fn run(&self) -> Result<MembershipReport, String> {
+        self.config.validate().map_err(|e| e.to_string())?;
+        if self.nodes < 2 {
+            return Err(format!("--nodes {} is too small: at least 2 members are needed", self.nodes));
+        }
+        if self.crashes >= self.nodes {
+            return Err(format!("--crash {} must be below --nodes {}", self.crashes, self.nodes));
+        }
+        if !(0.0..1.0).contains(&self.loss) {
+            return Err(format!("--loss {} must be within [0, 1)", self.loss));
+        }
+        if !(0.0..=1.0).contains(&self.stall_fraction) {
+            return Err(format!("--stall {} must be within [0, 1]", self.stall_fraction));
+        }
+        let n = self.nodes;
+        let network = NetworkConfig { loss: self.loss, ..self.network.clone() };
+        let mut sim = formed_cluster(n, &self.config, network, self.seed);
+        let mut rng = Rng::new(self.seed ^ 0xfa17);
+        let start = Instant::ZERO + self.warmup;
+        let end = start + self.duration;
+
+        // Faults: crash victims and stallers are distinct members.
+        let mut order: Vec<NodeId> = (0..n).collect();
+        rng.shuffle(&mut order);
+        let victims = &order[..self.crashes];
+        let stallers_n = ((n as f64) * self.stall_fraction).round() as usize;
+        let stallers = &order[self.crashes..(self.crashes + stallers_n).min(n)];
+        let crash_window = self.duration.mul_f64(0.7);
+        let mut crashes: Vec<CrashRecord> = Vec::new();
+        let mut crash_time: HashMap<String, Instant> = HashMap::new();
+        for (k, &v) in victims.iter().enumerate() {
+            let at = start + crash_window.mul_f64((k as f64 + rng.unit()) / self.crashes as f64);
+            sim.schedule_crash(v, at);
+            crash_time.insert(sim_name(v), at);
+            crashes.push(CrashRecord { node: v, at, learned: vec![None; n] });
+        }
+        for &s in stallers {
+            let mut t = start + rng.duration_between(Duration::ZERO, Duration::from_secs(10));
+            while t < end {
+                let len = rng.duration_between(self.stall_min, self.stall_max);
+                sim.schedule_stall(s, t, len);
+                t = t + len + rng.duration_between(Duration::from_secs(5), Duration::from_secs(15));
+            }
+        }
+        let crashed_by_end: Vec<bool> = (0..n).map(|i| victims.contains(&i)).collect();
+        let crash_index: HashMap<String, usize> = crashes.iter().enumerate().map(|(k, c)| (sim_name(c.node), k)).collect();
+
+        let mut updates: Vec<(String, UpdateRecord)> = Vec::new();
+        let mut spread: Vec<Duration> = Vec::new();
+        let mut report = MembershipReport { nodes: n, seed: self.seed, crashes: self.crashes, ..Default::default() };
+        let step = Duration::from_millis(100);
+        let mut next_update = start + Duration::from_secs(1);
+        let mut traffic_at_start = None;
+        let mut t = Instant::ZERO;
+        while t < end {
+            t = (t + step).min_of(end);
+            sim.run_until(t);
+            if traffic_at_start.is_none() && t >= start {
+                traffic_at_start = Some(sim.traffic());
+            }
+            let now = sim.now();
+            for (at, node, e) in sim.drain_events() {
+                match e {
+                    Event::MemberDied { name, by, .. } => {
+                        if let Some(&k) = crash_index.get(&name)
+                            && crash_time.get(&name).is_some_and(|&c| c <= at)
+                        {
+                            let slot = &mut crashes[k].learned[node];
+                            slot.get_or_insert(at);
+                        } else if by == sim_name(node) {
+                            report.false_positives += 1;
+                        }
+                    }
+                    Event::MemberSuspected { name, by, .. } => {
+                        let crashed = crash_time.get(&name).is_some_and(|&c| c <= at);
+                        if !crashed && by == sim_name(node) {
+                            report.false_suspicions += 1;
+                        }
+                    }
+                    Event::Refuted { .. } => report.refutations += 1,
+                    Event::MemberUpdated { name, incarnation }
+                    | Event::MemberRecovered { name, incarnation }
+                    | Event::MemberJoined { name, incarnation, .. } => {
+                        for (origin, u) in updates.iter_mut() {
+                            if *origin == name && incarnation >= u.incarnation && !u.seen[node] {
+                                u.seen[node] = true;
+                                u.count += 1;
+                                if u.done.is_none() && u.count >= u.target {
+                                    let took = at.saturating_since(u.at);
+                                    u.done = Some(took);
+                                    spread.push(took);
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            // A fresh update every few seconds from a running member that will not crash.
+            if now >= next_update && now + Duration::from_secs(5) < end {
+                next_update = next_update + UPDATE_EVERY;
+                let candidates: Vec<NodeId> =
+                    (0..n).filter(|&i| !sim.is_crashed(i) && !sim.is_stalled(i) && !crashed_by_end[i]).collect();
+                if !candidates.is_empty() {
+                    let origin = candidates[rng.below(candidates.len())];
+                    let running = (0..n).filter(|&i| !sim.is_crashed(i) && !sim.is_stalled(i)).count();
+                    let memory_mb = 1024 + rng.below(1 << 20) as u64;
+                    let incarnation = sim.with_node(origin, |s, _| {
+                        let meta = Metadata { capacity: Capacity { cpus: 8, memory_mb }, ..s.me().meta().clone() };
+                        s.set_metadata(meta).map(|_| s.me().incarnation)
+                    });
+                    if let Some(Ok(incarnation)) = incarnation {
+                        let mut seen = vec![false; n];
+                        seen[origin] = true;
+                        let target = ((running as f64) * 0.9999).ceil() as usize;
+                        let u = UpdateRecord { incarnation, at: now, seen, count: 1, target, done: None };
+                        updates.push((sim_name(origin), u));
+                    }
+                }
+            }
+            // Forget completed updates so the scan above stays short.
+            updates.retain(|(_, u)| u.done.is_none());
+        }
+
+        let mut first = Vec::new();
+        let mut all = Vec::new();
+        for c in &crashes {
+            let learned_first = c.learned.iter().flatten().min();
+            if let Some(f) = learned_first {
+                first.push(f.saturating_since(c.at));
+            }
+            let everyone: Option<Vec<Instant>> =
+                (0..n).filter(|&i| !crashed_by_end[i]).map(|i| c.learned[i]).collect();
+            match everyone {
+                Some(times) => all.push(times.iter().max().map_or(Duration::ZERO, |m| m.saturating_since(c.at))),
+                None => report.undetected += 1,
+            }
+        }
+        report.detect_first_ms = Percentiles::of(&first);
+        report.detect_all_ms = Percentiles::of(&all);
+        report.dissemination_ms = Percentiles::of(&spread);
+        report.dissemination_incomplete = updates.len();
+        let before = traffic_at_start.unwrap_or_default();
+        let after = sim.traffic();
+        let member_seconds = n as f64 * self.duration.as_secs_f64();
+        report.msgs_per_member_per_s =
+            ((after.packets - before.packets) + (after.stream_frames - before.stream_frames)) as f64 / member_seconds;
+        report.bytes_per_member_per_s =
+            ((after.packet_bytes - before.packet_bytes) + (after.stream_bytes - before.stream_bytes)) as f64 / member_seconds;
+        report.duration_s = self.duration.as_secs_f64();
+        report.sim_events = sim.processed();
+        Ok(report)
+    }
+}
+
+trait MinOf {
+    fn min_of(self, other: Self) -> Self;
+}
+
+impl MinOf for Instant {
+    fn min_of(self, other: Instant) -> Instant {
+        if self <= other { self } else { other }
+    }
+}

@@ -1,0 +1,364 @@
+//! The event loop: a virtual clock, a priority queue of deliveries and timer wake-ups, and the
+//! nodes, each a sans-IO `Swim` core. Crashed nodes drop what reaches them; stalled nodes queue
+//! it and process the backlog when they wake, as a process starved of CPU would.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use swim::{Event, Instant, Output, Rng, StreamId, Swim};
+
+use crate::network::{Network, NetworkConfig};
+
+/// Index of a node in the simulation.
+pub type NodeId = usize;
+
+#[derive(Debug)]
+enum Delivery {
+    Packet { to: NodeId, from: SocketAddr, bytes: Vec<u8> },
+    StreamRequest { to: NodeId, from: NodeId, generation: u32, id: StreamId, bytes: Vec<u8> },
+    StreamReply { to: NodeId, generation: u32, id: StreamId, bytes: Vec<u8> },
+    Wake { node: NodeId },
+    StallStart { node: NodeId, until: Instant },
+    StallEnd { node: NodeId, until: Instant },
+    Crash { node: NodeId },
+}
+
+struct Scheduled {
+    at: Instant,
+    seq: u64,
+    what: Delivery,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Scheduled {
+    // Reversed: BinaryHeap is a max-heap, the earliest (then first scheduled) must pop first.
+    fn cmp(&self, o: &Self) -> Ordering {
+        (o.at, o.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// One simulated host.
+struct Node {
+    addr: SocketAddr,
+    /// `None` while crashed.
+    swim: Option<Swim>,
+    /// Bumped at each restart so replies meant for the previous life are dropped.
+    generation: u32,
+    stalled_until: Option<Instant>,
+    backlog: Vec<Delivery>,
+    wake_at: Option<Instant>,
+}
+
+/// Bytes and messages the nodes put on the wire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub packets: u64,
+    pub packet_bytes: u64,
+    pub stream_frames: u64,
+    pub stream_bytes: u64,
+    pub lost: u64,
+    pub blocked: u64,
+}
+
+/// A deterministic cluster under a virtual clock.
+pub struct Simulation {
+    now: Instant,
+    rng: Rng,
+    network: Network,
+    nodes: Vec<Node>,
+    by_addr: HashMap<SocketAddr, NodeId>,
+    queue: BinaryHeap<Scheduled>,
+    seq: u64,
+    traffic: Traffic,
+    events: Vec<(Instant, NodeId, Event)>,
+    processed: u64,
+}
+
+impl Simulation {
+    /// An empty simulation; `seed` fixes the network's randomness.
+    pub fn new(seed: u64, network: NetworkConfig) -> Self {
+        Simulation {
+            now: Instant::ZERO,
+            rng: Rng::new(seed),
+            network: Network::new(network, seed),
+            nodes: Vec::new(),
+            by_addr: HashMap::new(),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            traffic: Traffic::default(),
+            events: Vec::new(),
+            processed: 0,
+        }
+    }
+
+    /// The virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Adds a running node; its address must be unique.
+    pub fn add_node(&mut self, swim: Swim) -> NodeId {
+        let id = self.nodes.len();
+        let addr = swim.me().addr();
+        self.by_addr.insert(addr, id);
+        self.nodes.push(Node { addr, swim: Some(swim), generation: 0, stalled_until: None, backlog: Vec::new(), wake_at: None });
+        self.flush(id);
+        id
+    }
+
+    /// Number of nodes (running or not).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// True when there are no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The core of a running node.
+    pub fn node(&self, id: NodeId) -> Option<&Swim> {
+        self.nodes.get(id).and_then(|n| n.swim.as_ref())
+    }
+
+    /// The address of a node.
+    pub fn addr(&self, id: NodeId) -> SocketAddr {
+        self.nodes[id].addr
+    }
+
+    /// True when the node is crashed.
+    pub fn is_crashed(&self, id: NodeId) -> bool {
+        self.nodes[id].swim.is_none()
+    }
+
+    /// True when the node is stalled now.
+    pub fn is_stalled(&self, id: NodeId) -> bool {
+        self.nodes[id].stalled_until.is_some()
+    }
+
+    /// Acts on a running node's core (join, leave, new metadata...) and sends what it produced.
+    pub fn with_node<R>(&mut self, id: NodeId, f: impl FnOnce(&mut Swim, Instant) -> R) -> Option<R> {
+        let now = self.now;
+        let r = f(self.nodes.get_mut(id)?.swim.as_mut()?, now);
+        self.flush(id);
+        Some(r)
+    }
+
+    /// Crashes a node now: it stops and loses everything in flight to it.
+    pub fn crash(&mut self, id: NodeId) {
+        let n = &mut self.nodes[id];
+        n.swim = None;
+        n.stalled_until = None;
+        n.backlog.clear();
+        n.wake_at = None;
+    }
+
+    /// Crashes a node at a future time.
+    pub fn schedule_crash(&mut self, id: NodeId, at: Instant) {
+        self.schedule(at, Delivery::Crash { node: id });
+    }
+
+    /// Restarts a crashed node with a fresh core (same address).
+    pub fn restart(&mut self, id: NodeId, swim: Swim) {
+        let n = &mut self.nodes[id];
+        n.generation += 1;
+        n.swim = Some(swim);
+        n.stalled_until = None;
+        n.backlog.clear();
+        self.flush(id);
+    }
+
+    /// Freezes a node from `at` for `length`: it handles nothing, then works off its backlog.
+    pub fn schedule_stall(&mut self, id: NodeId, at: Instant, length: Duration) {
+        self.schedule(at, Delivery::StallStart { node: id, until: at + length });
+    }
+
+    /// The network, to partition and heal it.
+    pub fn network_mut(&mut self) -> &mut Network {
+        &mut self.network
+    }
+
+    /// What went over the wire so far.
+    pub fn traffic(&self) -> Traffic {
+        self.traffic
+    }
+
+    /// Deliveries and wake-ups processed so far.
+    pub fn processed(&self) -> u64 {
+        self.processed
+    }
+
+    /// Membership events the nodes reported since the last call, with time and node.
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, (Instant, NodeId, Event)> {
+        self.events.drain(..)
+    }
+
+    /// Runs every delivery and timer due up to `until`, then sets the clock to `until`.
+    pub fn run_until(&mut self, until: Instant) {
+        while self.queue.peek().is_some_and(|s| s.at <= until) {
+            let Some(s) = self.queue.pop() else { break };
+            self.now = s.at;
+            self.processed += 1;
+            self.dispatch(s.what);
+        }
+        self.now = self.now.max(until);
+    }
+
+    fn schedule(&mut self, at: Instant, what: Delivery) {
+        self.seq += 1;
+        self.queue.push(Scheduled { at, seq: self.seq, what });
+    }
+
+    fn dispatch(&mut self, what: Delivery) {
+        let now = self.now;
+        let target = match &what {
+            Delivery::Packet { to, .. } | Delivery::StreamRequest { to, .. } | Delivery::StreamReply { to, .. } => *to,
+            Delivery::Wake { node } | Delivery::StallStart { node, .. } | Delivery::StallEnd { node, .. } | Delivery::Crash { node } => *node,
+        };
+        let node = &mut self.nodes[target];
+        if node.swim.is_none() {
+            return;
+        }
+        match what {
+            Delivery::Crash { node } => self.crash(node),
+            Delivery::StallStart { node, until } => {
+                let n = &mut self.nodes[node];
+                if n.stalled_until.is_none() {
+                    n.stalled_until = Some(until);
+                    self.schedule(until, Delivery::StallEnd { node, until });
+                }
+            }
+            Delivery::StallEnd { node, until } => {
+                if self.nodes[node].stalled_until != Some(until) {
+                    return;
+                }
+                self.nodes[node].stalled_until = None;
+                let backlog = std::mem::take(&mut self.nodes[node].backlog);
+                for d in backlog {
+                    self.deliver(d);
+                }
+                if let Some(s) = self.nodes[node].swim.as_mut() {
+                    s.handle_timeout(now);
+                }
+                self.flush(node);
+            }
+            Delivery::Wake { node: id } => {
+                if node.stalled_until.is_some() {
+                    return;
+                }
+                if node.wake_at.is_some_and(|t| t <= now) {
+                    node.wake_at = None;
+                }
+                if let Some(s) = node.swim.as_mut() {
+                    s.handle_timeout(now);
+                }
+                self.flush(id);
+            }
+            d => {
+                if node.stalled_until.is_some() {
+                    node.backlog.push(d);
+                } else {
+                    self.deliver(d);
+                }
+            }
+        }
+    }
+
+    /// Hands a packet or stream frame to a running, awake node.
+    fn deliver(&mut self, d: Delivery) {
+        let now = self.now;
+        match d {
+            Delivery::Packet { to, from, bytes } => {
+                if let Some(s) = self.nodes[to].swim.as_mut() {
+                    s.handle_packet(now, from, &bytes);
+                }
+                self.flush(to);
+            }
+            Delivery::StreamRequest { to, from, generation, id, bytes } => {
+                let from_addr = self.nodes[from].addr;
+                let reply = self.nodes[to].swim.as_mut().and_then(|s| s.handle_stream_request(now, from_addr, &bytes));
+                self.flush(to);
+                if let Some(bytes) = reply {
+                    self.traffic.stream_frames += 1;
+                    self.traffic.stream_bytes += bytes.len() as u64;
+                    if self.network.blocked(to, from) {
+                        self.traffic.blocked += 1;
+                        return;
+                    }
+                    let at = now + self.network.latency(&mut self.rng, to, from);
+                    self.schedule(at, Delivery::StreamReply { to: from, generation, id, bytes });
+                }
+            }
+            Delivery::StreamReply { to, generation, id, bytes } => {
+                if self.nodes[to].generation != generation {
+                    return;
+                }
+                if let Some(s) = self.nodes[to].swim.as_mut() {
+                    s.handle_stream_reply(now, id, Ok(bytes));
+                }
+                self.flush(to);
+            }
+            _ => {}
+        }
+    }
+
+    /// Routes everything a node produced and schedules its next wake-up.
+    fn flush(&mut self, id: NodeId) {
+        let now = self.now;
+        let Some(swim) = self.nodes[id].swim.as_mut() else { return };
+        let outputs: Vec<Output> = swim.drain_outputs().collect();
+        let deadline = swim.next_deadline();
+        let generation = self.nodes[id].generation;
+        for o in outputs {
+            match o {
+                Output::Event(e) => self.events.push((now, id, e)),
+                Output::Packet { to, bytes } => {
+                    self.traffic.packets += 1;
+                    self.traffic.packet_bytes += bytes.len() as u64;
+                    let Some(&dest) = self.by_addr.get(&to) else { continue };
+                    if self.network.blocked(id, dest) {
+                        self.traffic.blocked += 1;
+                        continue;
+                    }
+                    if self.network.lost(&mut self.rng) {
+                        self.traffic.lost += 1;
+                        continue;
+                    }
+                    let at = now + self.network.latency(&mut self.rng, id, dest);
+                    self.schedule(at, Delivery::Packet { to: dest, from: self.nodes[id].addr, bytes });
+                }
+                Output::Stream { to, id: sid, bytes } => {
+                    self.traffic.stream_frames += 1;
+                    self.traffic.stream_bytes += bytes.len() as u64;
+                    let Some(&dest) = self.by_addr.get(&to) else { continue };
+                    if self.network.blocked(id, dest) {
+                        self.traffic.blocked += 1;
+                        continue; // The connection never opens: the core times it out.
+                    }
+                    // Connection set-up costs one round trip before the frame goes.
+                    let rtt = self.network.latency(&mut self.rng, id, dest) * 3;
+                    self.schedule(now + rtt, Delivery::StreamRequest { to: dest, from: id, generation, id: sid, bytes });
+                }
+            }
+        }
+        if let Some(d) = deadline {
+            let n = &mut self.nodes[id];
+            if n.wake_at.is_none_or(|w| d < w || w < now) {
+                n.wake_at = Some(d);
+                self.schedule(d.max(now), Delivery::Wake { node: id });
+            }
+        }
+    }
+}
