@@ -17,6 +17,14 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the Buoy agent on this host.
+    Agent(Box<crate::agent::AgentArgs>),
+    /// List the cluster's members as one agent sees them.
+    Members(crate::cmd_members::MembersArgs),
+    /// Print a new random encryption key (hex) for a keyring file.
+    Keygen,
+    /// Start a whole local cluster on this machine and show it working.
+    Sandbox(crate::sandbox::SandboxArgs),
     /// Deterministic simulations.
     Sim {
         #[command(subcommand)]
@@ -32,7 +40,13 @@ pub enum SimCommand {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Sim { what: SimCommand::Membership(args) } => crate::cmd_sim::membership(args)?,
+        Command::Agent(args) => crate::agent::run(*args)?,
+        Command::Members(args) => crate::cmd_members::members(args)?,
+        Command::Keygen => crate::cmd_members::keygen()?,
+        Command::Sandbox(args) => crate::sandbox::run(args)?,
+        Command::Sim {
+            what: SimCommand::Membership(args),
+        } => crate::cmd_sim::membership(args)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -44,9 +44,17 @@ pub struct MembershipArgs {
 }
 
 fn parse_range_ms(s: &str) -> Result<(Duration, Duration), String> {
-    let (a, b) = s.split_once("..").ok_or_else(|| format!("`{s}` is not a range: expected MIN..MAX in milliseconds, e.g. 200..2000"))?;
-    let a: u64 = a.trim().parse().map_err(|_| format!("`{a}` is not a number of milliseconds"))?;
-    let b: u64 = b.trim().parse().map_err(|_| format!("`{b}` is not a number of milliseconds"))?;
+    let (a, b) = s.split_once("..").ok_or_else(|| {
+        format!("`{s}` is not a range: expected MIN..MAX in milliseconds, e.g. 200..2000")
+    })?;
+    let a: u64 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{a}` is not a number of milliseconds"))?;
+    let b: u64 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{b}` is not a number of milliseconds"))?;
     if a > b {
         return Err(format!("range {a}..{b} is empty: MIN must not exceed MAX"));
     }
@@ -114,7 +122,12 @@ fn report_json(r: &MembershipReport, args: &MembershipArgs, wall_ms: u64) -> ser
 
 fn print_table(r: &MembershipReport, args: &MembershipArgs, wall_ms: u64) {
     let row = |k: &str, v: String| println!("  {k:<26} {v}");
-    let p = |p: &Percentiles| format!("p50 {:>7.0} ms   p99 {:>7.0} ms   max {:>7.0} ms", p.p50, p.p99, p.max);
+    let p = |p: &Percentiles| {
+        format!(
+            "p50 {:>7.0} ms   p99 {:>7.0} ms   max {:>7.0} ms",
+            p.p50, p.p99, p.max
+        )
+    };
     println!(
         "membership simulation: {} members, profile {}, loss {}, {} crashes, {:.0}% stalling, {} s, seed {}",
         r.nodes,
@@ -129,10 +142,33 @@ fn print_table(r: &MembershipReport, args: &MembershipArgs, wall_ms: u64) {
     row("detect (all members)", p(&r.detect_all_ms));
     row("undetected crashes", r.undetected.to_string());
     row("false positives", r.false_positives.to_string());
-    row("suspicions refuted", format!("{} suspicions, {} refutations", r.false_suspicions, r.refutations));
-    row("dissemination (99.99%)", format!("{} ({} updates, {} incomplete)", p(&r.dissemination_ms), r.dissemination_ms.count, r.dissemination_incomplete));
-    row("messages / member / s", format!("{:.2}", r.msgs_per_member_per_s));
-    row("bytes / member / s", format!("{:.0}", r.bytes_per_member_per_s));
-    row("wall time", format!("{wall_ms} ms ({} simulated events)", r.sim_events));
+    row(
+        "suspicions refuted",
+        format!(
+            "{} suspicions, {} refutations",
+            r.false_suspicions, r.refutations
+        ),
+    );
+    row(
+        "dissemination (99.99%)",
+        format!(
+            "{} ({} updates, {} incomplete)",
+            p(&r.dissemination_ms),
+            r.dissemination_ms.count,
+            r.dissemination_incomplete
+        ),
+    );
+    row(
+        "messages / member / s",
+        format!("{:.2}", r.msgs_per_member_per_s),
+    );
+    row(
+        "bytes / member / s",
+        format!("{:.0}", r.bytes_per_member_per_s),
+    );
+    row(
+        "wall time",
+        format!("{wall_ms} ms ({} simulated events)", r.sim_events),
+    );
     println!("replay this run exactly with --seed {}", r.seed);
 }

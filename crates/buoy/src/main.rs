@@ -1,11 +1,13 @@
 //! `buoy`: the Buoy agent, its command-line client, the local sandbox and the simulator front end.
 
+mod agent;
+mod client;
+mod cmd_members;
+mod sandbox;
 
 mod cli;
 
-
 mod cmd_sim;
-
 
 use clap::Parser;
 

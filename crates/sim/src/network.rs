@@ -64,14 +64,24 @@ pub struct Network {
 
 impl Network {
     pub fn new(config: NetworkConfig, seed: u64) -> Self {
-        Network { config, seed, blocks: Vec::new() }
+        Network {
+            config,
+            seed,
+            blocks: Vec::new(),
+        }
     }
 
     /// Cuts traffic from `a` to `b`, and from `b` to `a` unless `one_way`.
     pub fn partition(&mut self, a: &[usize], b: &[usize], one_way: bool) {
-        self.blocks.push(Block { from: NodeSet::of(a), to: NodeSet::of(b) });
+        self.blocks.push(Block {
+            from: NodeSet::of(a),
+            to: NodeSet::of(b),
+        });
         if !one_way {
-            self.blocks.push(Block { from: NodeSet::of(b), to: NodeSet::of(a) });
+            self.blocks.push(Block {
+                from: NodeSet::of(b),
+                to: NodeSet::of(a),
+            });
         }
     }
 
@@ -82,7 +92,9 @@ impl Network {
 
     /// True when traffic from `from` to `to` is cut.
     pub fn blocked(&self, from: usize, to: usize) -> bool {
-        self.blocks.iter().any(|b| b.from.contains(from) && b.to.contains(to))
+        self.blocks
+            .iter()
+            .any(|b| b.from.contains(from) && b.to.contains(to))
     }
 
     /// True when this datagram is lost.
@@ -93,7 +105,9 @@ impl Network {
     /// The delay of one packet on the link `from -> to`.
     pub fn latency(&self, rng: &mut Rng, from: usize, to: usize) -> Duration {
         // The base latency is a fixed property of the link: derive it from the seed and ends.
-        let mut link = Rng::new(self.seed ^ ((from as u64) << 32) ^ (to as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut link = Rng::new(
+            self.seed ^ ((from as u64) << 32) ^ (to as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        );
         let base = link.duration_between(self.config.latency_min, self.config.latency_max);
         let jitter = -(1.0 - rng.unit()).ln() * self.config.jitter_mean.as_secs_f64();
         base + Duration::from_secs_f64(jitter.min(1.0))
@@ -122,7 +136,10 @@ mod tests {
         let mut rng = Rng::new(2);
         for _ in 0..1000 {
             let l = n.latency(&mut rng, 1, 2);
-            assert!(l >= Duration::from_micros(100) && l < Duration::from_millis(20), "{l:?}");
+            assert!(
+                l >= Duration::from_micros(100) && l < Duration::from_millis(20),
+                "{l:?}"
+            );
         }
     }
 }

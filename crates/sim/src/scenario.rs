@@ -98,7 +98,15 @@ const UPDATE_EVERY: Duration = Duration::from_secs(5);
 /// The address of simulated node `i`, inside 127.0.0.0/8 (never used on a real network).
 pub fn sim_addr(i: usize) -> SocketAddr {
     let i = i as u32 + 1;
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 1 + (i >> 16) as u8, (i >> 8) as u8, i as u8)), 7946)
+    SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::new(
+            127,
+            1 + (i >> 16) as u8,
+            (i >> 8) as u8,
+            i as u8,
+        )),
+        7946,
+    )
 }
 
 /// The name of simulated node `i`.
@@ -110,12 +118,33 @@ pub fn sim_name(i: usize) -> String {
 pub fn formed_cluster(n: usize, config: &Config, network: NetworkConfig, seed: u64) -> Simulation {
     let mut sim = Simulation::new(seed, network);
     let mut rng = Rng::new(seed ^ 0x5eed);
-    let meta = Metadata { segment: "sim".into(), capacity: Capacity { cpus: 8, memory_mb: 32768 }, ..Metadata::default() };
-    let ids: Vec<Arc<Identity>> =
-        (0..n).map(|i| Arc::new(Identity { name: sim_name(i).into(), addr: sim_addr(i), meta: meta.clone() })).collect();
+    let meta = Metadata {
+        segment: "sim".into(),
+        capacity: Capacity {
+            cpus: 8,
+            memory_mb: 32768,
+        },
+        ..Metadata::default()
+    };
+    let ids: Vec<Arc<Identity>> = (0..n)
+        .map(|i| {
+            Arc::new(Identity {
+                name: sim_name(i).into(),
+                addr: sim_addr(i),
+                meta: meta.clone(),
+            })
+        })
+        .collect();
     for (i, id) in ids.iter().enumerate() {
-        let mut s = Swim::new(config.clone(), &id.name, id.addr, meta.clone(), rng.next_u64(), Instant::ZERO)
-            .expect("scenario config is validated by the caller");
+        let mut s = Swim::new(
+            config.clone(),
+            &id.name,
+            id.addr,
+            meta.clone(),
+            rng.next_u64(),
+            Instant::ZERO,
+        )
+        .expect("scenario config is validated by the caller");
         s.assume_members(Instant::ZERO, ids.iter().cloned());
         let node = sim.add_node(s);
         debug_assert_eq!(node, i);
@@ -128,19 +157,31 @@ impl MembershipScenario {
     pub fn run(&self) -> Result<MembershipReport, String> {
         self.config.validate().map_err(|e| e.to_string())?;
         if self.nodes < 2 {
-            return Err(format!("--nodes {} is too small: at least 2 members are needed", self.nodes));
+            return Err(format!(
+                "--nodes {} is too small: at least 2 members are needed",
+                self.nodes
+            ));
         }
         if self.crashes >= self.nodes {
-            return Err(format!("--crash {} must be below --nodes {}", self.crashes, self.nodes));
+            return Err(format!(
+                "--crash {} must be below --nodes {}",
+                self.crashes, self.nodes
+            ));
         }
         if !(0.0..1.0).contains(&self.loss) {
             return Err(format!("--loss {} must be within [0, 1)", self.loss));
         }
         if !(0.0..=1.0).contains(&self.stall_fraction) {
-            return Err(format!("--stall {} must be within [0, 1]", self.stall_fraction));
+            return Err(format!(
+                "--stall {} must be within [0, 1]",
+                self.stall_fraction
+            ));
         }
         let n = self.nodes;
-        let network = NetworkConfig { loss: self.loss, ..self.network.clone() };
+        let network = NetworkConfig {
+            loss: self.loss,
+            ..self.network.clone()
+        };
         let mut sim = formed_cluster(n, &self.config, network, self.seed);
         let mut rng = Rng::new(self.seed ^ 0xfa17);
         let start = Instant::ZERO + self.warmup;
@@ -159,7 +200,11 @@ impl MembershipScenario {
             let at = start + crash_window.mul_f64((k as f64 + rng.unit()) / self.crashes as f64);
             sim.schedule_crash(v, at);
             crash_time.insert(sim_name(v), at);
-            crashes.push(CrashRecord { node: v, at, learned: vec![None; n] });
+            crashes.push(CrashRecord {
+                node: v,
+                at,
+                learned: vec![None; n],
+            });
         }
         for &s in stallers {
             let mut t = start + rng.duration_between(Duration::ZERO, Duration::from_secs(10));
@@ -170,11 +215,20 @@ impl MembershipScenario {
             }
         }
         let crashed_by_end: Vec<bool> = (0..n).map(|i| victims.contains(&i)).collect();
-        let crash_index: HashMap<String, usize> = crashes.iter().enumerate().map(|(k, c)| (sim_name(c.node), k)).collect();
+        let crash_index: HashMap<String, usize> = crashes
+            .iter()
+            .enumerate()
+            .map(|(k, c)| (sim_name(c.node), k))
+            .collect();
 
         let mut updates: Vec<(String, UpdateRecord)> = Vec::new();
         let mut spread: Vec<Duration> = Vec::new();
-        let mut report = MembershipReport { nodes: n, seed: self.seed, crashes: self.crashes, ..Default::default() };
+        let mut report = MembershipReport {
+            nodes: n,
+            seed: self.seed,
+            crashes: self.crashes,
+            ..Default::default()
+        };
         let step = Duration::from_millis(100);
         let mut next_update = start + Duration::from_secs(1);
         let mut traffic_at_start = None;
@@ -207,7 +261,9 @@ impl MembershipScenario {
                     Event::Refuted { .. } => report.refutations += 1,
                     Event::MemberUpdated { name, incarnation }
                     | Event::MemberRecovered { name, incarnation }
-                    | Event::MemberJoined { name, incarnation, .. } => {
+                    | Event::MemberJoined {
+                        name, incarnation, ..
+                    } => {
                         for (origin, u) in updates.iter_mut() {
                             if *origin == name && incarnation >= u.incarnation && !u.seen[node] {
                                 u.seen[node] = true;
@@ -225,22 +281,35 @@ impl MembershipScenario {
             }
             // A fresh update every few seconds from a running member that will not crash.
             if now >= next_update && now + Duration::from_secs(5) < end {
-                next_update = next_update + UPDATE_EVERY;
-                let candidates: Vec<NodeId> =
-                    (0..n).filter(|&i| !sim.is_crashed(i) && !sim.is_stalled(i) && !crashed_by_end[i]).collect();
+                next_update += UPDATE_EVERY;
+                let candidates: Vec<NodeId> = (0..n)
+                    .filter(|&i| !sim.is_crashed(i) && !sim.is_stalled(i) && !crashed_by_end[i])
+                    .collect();
                 if !candidates.is_empty() {
                     let origin = candidates[rng.below(candidates.len())];
-                    let running = (0..n).filter(|&i| !sim.is_crashed(i) && !sim.is_stalled(i)).count();
+                    let running = (0..n)
+                        .filter(|&i| !sim.is_crashed(i) && !sim.is_stalled(i))
+                        .count();
                     let memory_mb = 1024 + rng.below(1 << 20) as u64;
                     let incarnation = sim.with_node(origin, |s, _| {
-                        let meta = Metadata { capacity: Capacity { cpus: 8, memory_mb }, ..s.me().meta().clone() };
+                        let meta = Metadata {
+                            capacity: Capacity { cpus: 8, memory_mb },
+                            ..s.me().meta().clone()
+                        };
                         s.set_metadata(meta).map(|_| s.me().incarnation)
                     });
                     if let Some(Ok(incarnation)) = incarnation {
                         let mut seen = vec![false; n];
                         seen[origin] = true;
                         let target = ((running as f64) * 0.9999).ceil() as usize;
-                        let u = UpdateRecord { incarnation, at: now, seen, count: 1, target, done: None };
+                        let u = UpdateRecord {
+                            incarnation,
+                            at: now,
+                            seen,
+                            count: 1,
+                            target,
+                            done: None,
+                        };
                         updates.push((sim_name(origin), u));
                     }
                 }
@@ -256,10 +325,17 @@ impl MembershipScenario {
             if let Some(f) = learned_first {
                 first.push(f.saturating_since(c.at));
             }
-            let everyone: Option<Vec<Instant>> =
-                (0..n).filter(|&i| !crashed_by_end[i]).map(|i| c.learned[i]).collect();
+            let everyone: Option<Vec<Instant>> = (0..n)
+                .filter(|&i| !crashed_by_end[i])
+                .map(|i| c.learned[i])
+                .collect();
             match everyone {
-                Some(times) => all.push(times.iter().max().map_or(Duration::ZERO, |m| m.saturating_since(c.at))),
+                Some(times) => all.push(
+                    times
+                        .iter()
+                        .max()
+                        .map_or(Duration::ZERO, |m| m.saturating_since(c.at)),
+                ),
                 None => report.undetected += 1,
             }
         }
@@ -270,10 +346,14 @@ impl MembershipScenario {
         let before = traffic_at_start.unwrap_or_default();
         let after = sim.traffic();
         let member_seconds = n as f64 * self.duration.as_secs_f64();
-        report.msgs_per_member_per_s =
-            ((after.packets - before.packets) + (after.stream_frames - before.stream_frames)) as f64 / member_seconds;
-        report.bytes_per_member_per_s =
-            ((after.packet_bytes - before.packet_bytes) + (after.stream_bytes - before.stream_bytes)) as f64 / member_seconds;
+        report.msgs_per_member_per_s = ((after.packets - before.packets)
+            + (after.stream_frames - before.stream_frames))
+            as f64
+            / member_seconds;
+        report.bytes_per_member_per_s = ((after.packet_bytes - before.packet_bytes)
+            + (after.stream_bytes - before.stream_bytes))
+            as f64
+            / member_seconds;
         report.duration_s = self.duration.as_secs_f64();
         report.sim_events = sim.processed();
         Ok(report)

@@ -16,13 +16,38 @@ pub type NodeId = usize;
 
 #[derive(Debug)]
 enum Delivery {
-    Packet { to: NodeId, from: SocketAddr, bytes: Vec<u8> },
-    StreamRequest { to: NodeId, from: NodeId, generation: u32, id: StreamId, bytes: Vec<u8> },
-    StreamReply { to: NodeId, generation: u32, id: StreamId, bytes: Vec<u8> },
-    Wake { node: NodeId },
-    StallStart { node: NodeId, until: Instant },
-    StallEnd { node: NodeId, until: Instant },
-    Crash { node: NodeId },
+    Packet {
+        to: NodeId,
+        from: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    StreamRequest {
+        to: NodeId,
+        from: NodeId,
+        generation: u32,
+        id: StreamId,
+        bytes: Vec<u8>,
+    },
+    StreamReply {
+        to: NodeId,
+        generation: u32,
+        id: StreamId,
+        bytes: Vec<u8>,
+    },
+    Wake {
+        node: NodeId,
+    },
+    StallStart {
+        node: NodeId,
+        until: Instant,
+    },
+    StallEnd {
+        node: NodeId,
+        until: Instant,
+    },
+    Crash {
+        node: NodeId,
+    },
 }
 
 struct Scheduled {
@@ -113,7 +138,14 @@ impl Simulation {
         let id = self.nodes.len();
         let addr = swim.me().addr();
         self.by_addr.insert(addr, id);
-        self.nodes.push(Node { addr, swim: Some(swim), generation: 0, stalled_until: None, backlog: Vec::new(), wake_at: None });
+        self.nodes.push(Node {
+            addr,
+            swim: Some(swim),
+            generation: 0,
+            stalled_until: None,
+            backlog: Vec::new(),
+            wake_at: None,
+        });
         self.flush(id);
         id
     }
@@ -149,7 +181,11 @@ impl Simulation {
     }
 
     /// Acts on a running node's core (join, leave, new metadata...) and sends what it produced.
-    pub fn with_node<R>(&mut self, id: NodeId, f: impl FnOnce(&mut Swim, Instant) -> R) -> Option<R> {
+    pub fn with_node<R>(
+        &mut self,
+        id: NodeId,
+        f: impl FnOnce(&mut Swim, Instant) -> R,
+    ) -> Option<R> {
         let now = self.now;
         let r = f(self.nodes.get_mut(id)?.swim.as_mut()?, now);
         self.flush(id);
@@ -182,7 +218,13 @@ impl Simulation {
 
     /// Freezes a node from `at` for `length`: it handles nothing, then works off its backlog.
     pub fn schedule_stall(&mut self, id: NodeId, at: Instant, length: Duration) {
-        self.schedule(at, Delivery::StallStart { node: id, until: at + length });
+        self.schedule(
+            at,
+            Delivery::StallStart {
+                node: id,
+                until: at + length,
+            },
+        );
     }
 
     /// The network, to partition and heal it.
@@ -218,14 +260,23 @@ impl Simulation {
 
     fn schedule(&mut self, at: Instant, what: Delivery) {
         self.seq += 1;
-        self.queue.push(Scheduled { at, seq: self.seq, what });
+        self.queue.push(Scheduled {
+            at,
+            seq: self.seq,
+            what,
+        });
     }
 
     fn dispatch(&mut self, what: Delivery) {
         let now = self.now;
         let target = match &what {
-            Delivery::Packet { to, .. } | Delivery::StreamRequest { to, .. } | Delivery::StreamReply { to, .. } => *to,
-            Delivery::Wake { node } | Delivery::StallStart { node, .. } | Delivery::StallEnd { node, .. } | Delivery::Crash { node } => *node,
+            Delivery::Packet { to, .. }
+            | Delivery::StreamRequest { to, .. }
+            | Delivery::StreamReply { to, .. } => *to,
+            Delivery::Wake { node }
+            | Delivery::StallStart { node, .. }
+            | Delivery::StallEnd { node, .. }
+            | Delivery::Crash { node } => *node,
         };
         let node = &mut self.nodes[target];
         if node.swim.is_none() {
@@ -286,9 +337,18 @@ impl Simulation {
                 }
                 self.flush(to);
             }
-            Delivery::StreamRequest { to, from, generation, id, bytes } => {
+            Delivery::StreamRequest {
+                to,
+                from,
+                generation,
+                id,
+                bytes,
+            } => {
                 let from_addr = self.nodes[from].addr;
-                let reply = self.nodes[to].swim.as_mut().and_then(|s| s.handle_stream_request(now, from_addr, &bytes));
+                let reply = self.nodes[to]
+                    .swim
+                    .as_mut()
+                    .and_then(|s| s.handle_stream_request(now, from_addr, &bytes));
                 self.flush(to);
                 if let Some(bytes) = reply {
                     self.traffic.stream_frames += 1;
@@ -298,10 +358,23 @@ impl Simulation {
                         return;
                     }
                     let at = now + self.network.latency(&mut self.rng, to, from);
-                    self.schedule(at, Delivery::StreamReply { to: from, generation, id, bytes });
+                    self.schedule(
+                        at,
+                        Delivery::StreamReply {
+                            to: from,
+                            generation,
+                            id,
+                            bytes,
+                        },
+                    );
                 }
             }
-            Delivery::StreamReply { to, generation, id, bytes } => {
+            Delivery::StreamReply {
+                to,
+                generation,
+                id,
+                bytes,
+            } => {
                 if self.nodes[to].generation != generation {
                     return;
                 }
@@ -317,7 +390,9 @@ impl Simulation {
     /// Routes everything a node produced and schedules its next wake-up.
     fn flush(&mut self, id: NodeId) {
         let now = self.now;
-        let Some(swim) = self.nodes[id].swim.as_mut() else { return };
+        let Some(swim) = self.nodes[id].swim.as_mut() else {
+            return;
+        };
         let outputs: Vec<Output> = swim.drain_outputs().collect();
         let deadline = swim.next_deadline();
         let generation = self.nodes[id].generation;
@@ -327,7 +402,9 @@ impl Simulation {
                 Output::Packet { to, bytes } => {
                     self.traffic.packets += 1;
                     self.traffic.packet_bytes += bytes.len() as u64;
-                    let Some(&dest) = self.by_addr.get(&to) else { continue };
+                    let Some(&dest) = self.by_addr.get(&to) else {
+                        continue;
+                    };
                     if self.network.blocked(id, dest) {
                         self.traffic.blocked += 1;
                         continue;
@@ -337,19 +414,37 @@ impl Simulation {
                         continue;
                     }
                     let at = now + self.network.latency(&mut self.rng, id, dest);
-                    self.schedule(at, Delivery::Packet { to: dest, from: self.nodes[id].addr, bytes });
+                    self.schedule(
+                        at,
+                        Delivery::Packet {
+                            to: dest,
+                            from: self.nodes[id].addr,
+                            bytes,
+                        },
+                    );
                 }
                 Output::Stream { to, id: sid, bytes } => {
                     self.traffic.stream_frames += 1;
                     self.traffic.stream_bytes += bytes.len() as u64;
-                    let Some(&dest) = self.by_addr.get(&to) else { continue };
+                    let Some(&dest) = self.by_addr.get(&to) else {
+                        continue;
+                    };
                     if self.network.blocked(id, dest) {
                         self.traffic.blocked += 1;
                         continue; // The connection never opens: the core times it out.
                     }
                     // Connection set-up costs one round trip before the frame goes.
                     let rtt = self.network.latency(&mut self.rng, id, dest) * 3;
-                    self.schedule(now + rtt, Delivery::StreamRequest { to: dest, from: id, generation, id: sid, bytes });
+                    self.schedule(
+                        now + rtt,
+                        Delivery::StreamRequest {
+                            to: dest,
+                            from: id,
+                            generation,
+                            id: sid,
+                            bytes,
+                        },
+                    );
                 }
             }
         }

@@ -23,7 +23,12 @@ impl Percentiles {
             let idx = ((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1;
             ms[idx]
         };
-        Percentiles { p50: rank(0.50), p99: rank(0.99), max: ms[ms.len() - 1], count: ms.len() }
+        Percentiles {
+            p50: rank(0.50),
+            p99: rank(0.99),
+            max: ms[ms.len() - 1],
+            count: ms.len(),
+        }
     }
 }
 

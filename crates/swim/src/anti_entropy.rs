@@ -22,7 +22,12 @@ impl Swim {
         if seeds.is_empty() || self.leaving {
             return;
         }
-        self.join = Some(JoinState { seeds, attempt: 0, outstanding: 0, next_attempt_at: Some(now) });
+        self.join = Some(JoinState {
+            seeds,
+            attempt: 0,
+            outstanding: 0,
+            next_attempt_at: Some(now),
+        });
         self.join_attempt(now);
     }
 
@@ -40,7 +45,12 @@ impl Swim {
     }
 
     pub(crate) fn anti_entropy_timers(&mut self, now: Instant) {
-        let expired: Vec<_> = self.streams.iter().filter(|s| s.deadline <= now).map(|s| s.id).collect();
+        let expired: Vec<_> = self
+            .streams
+            .iter()
+            .filter(|s| s.deadline <= now)
+            .map(|s| s.id)
+            .collect();
         for id in expired {
             if let Some(pos) = self.streams.iter().position(|s| s.id == id) {
                 let s = self.streams.swap_remove(pos);
@@ -54,7 +64,10 @@ impl Swim {
             if self.live > 1 {
                 // Someone joined us meanwhile: we are part of a cluster.
                 self.join = None;
-                self.emit(Event::JoinSucceeded { via: None, members: self.live });
+                self.emit(Event::JoinSucceeded {
+                    via: None,
+                    members: self.live,
+                });
             } else {
                 self.join_attempt(now);
             }
@@ -64,14 +77,29 @@ impl Swim {
         }
         if now >= self.next_push_pull_at {
             let interval = self.config.push_pull_interval_for(self.live);
-            self.next_push_pull_at = now + self.rng.duration_between(interval * 3 / 4, interval * 5 / 4);
-            let busy = self.streams.iter().any(|s| matches!(s.purpose, StreamPurpose::PushPull));
+            self.next_push_pull_at = now
+                + self
+                    .rng
+                    .duration_between(interval * 3 / 4, interval * 5 / 4);
+            let busy = self
+                .streams
+                .iter()
+                .any(|s| matches!(s.purpose, StreamPurpose::PushPull));
             let me = self.name.clone();
-            if !busy && let Some(&i) = self.random_members(1, |m| m.state == MemberState::Alive && m.name() != me).first() {
+            if !busy
+                && let Some(&i) = self
+                    .random_members(1, |m| m.state == MemberState::Alive && m.name() != me)
+                    .first()
+            {
                 let to = self.roster[i].addr();
                 self.counters.push_pulls += 1;
                 let msg = self.push_pull_message(false);
-                self.open_stream(to, msg, StreamPurpose::PushPull, now + self.config.stream_timeout);
+                self.open_stream(
+                    to,
+                    msg,
+                    StreamPurpose::PushPull,
+                    now + self.config.stream_timeout,
+                );
             }
         }
         if now >= self.next_reconnect_at {
@@ -87,37 +115,77 @@ impl Swim {
             return;
         }
         self.reconnect = None;
-        let Some(&i) = self.random_members(1, |m| m.state == MemberState::Dead).first() else { return };
+        let Some(&i) = self
+            .random_members(1, |m| m.state == MemberState::Dead)
+            .first()
+        else {
+            return;
+        };
         let (name, addr) = (self.roster[i].name().to_string(), self.roster[i].addr());
         let seq = self.next_seq();
-        self.reconnect = Some(ReconnectProbe { seq, addr, deadline: now + self.config.stream_timeout });
-        self.send(addr, Message::Ping(Ping { seq, target: name, source: self.name.clone() }));
+        self.reconnect = Some(ReconnectProbe {
+            seq,
+            addr,
+            deadline: now + self.config.stream_timeout,
+        });
+        self.send(
+            addr,
+            Message::Ping(Ping {
+                seq,
+                target: name,
+                source: self.name.clone(),
+            }),
+        );
     }
 
     /// A dead member answered the reconnect ping: exchange full views with it.
     pub(crate) fn on_reconnect_ack(&mut self, now: Instant, seq: Seq) -> bool {
-        let Some(r) = self.reconnect.take_if(|r| r.seq == seq) else { return false };
-        let busy = self.streams.iter().any(|s| matches!(s.purpose, StreamPurpose::Reconnect));
+        let Some(r) = self.reconnect.take_if(|r| r.seq == seq) else {
+            return false;
+        };
+        let busy = self
+            .streams
+            .iter()
+            .any(|s| matches!(s.purpose, StreamPurpose::Reconnect));
         if !busy {
             let msg = self.push_pull_message(false);
-            self.open_stream(r.addr, msg, StreamPurpose::Reconnect, now + self.config.stream_timeout);
+            self.open_stream(
+                r.addr,
+                msg,
+                StreamPurpose::Reconnect,
+                now + self.config.stream_timeout,
+            );
         }
         true
     }
 
-    pub(crate) fn on_stream_reply(&mut self, now: Instant, purpose: StreamPurpose, msg: StreamMessage) {
+    pub(crate) fn on_stream_reply(
+        &mut self,
+        now: Instant,
+        purpose: StreamPurpose,
+        msg: StreamMessage,
+    ) {
         match (purpose, msg) {
-            (StreamPurpose::FallbackPing { seq }, StreamMessage::Ack { seq: got }) if seq == got => {
+            (StreamPurpose::FallbackPing { seq }, StreamMessage::Ack { seq: got })
+                if seq == got =>
+            {
                 if self.probe.as_ref().is_some_and(|p| p.seq == seq) {
                     self.counters.fallback_acks += 1;
                 }
                 self.on_ack(now, seq);
             }
-            (purpose @ (StreamPurpose::Join | StreamPurpose::PushPull | StreamPurpose::Reconnect), StreamMessage::PushPull { members, .. }) => {
+            (
+                purpose
+                @ (StreamPurpose::Join | StreamPurpose::PushPull | StreamPurpose::Reconnect),
+                StreamMessage::PushPull { members, .. },
+            ) => {
                 let via = members.first().map(|m| m.addr);
                 self.merge_remote(now, members);
                 if purpose == StreamPurpose::Join && self.join.take().is_some() {
-                    self.emit(Event::JoinSucceeded { via, members: self.live });
+                    self.emit(Event::JoinSucceeded {
+                        via,
+                        members: self.live,
+                    });
                 }
             }
             (purpose, _) => {
@@ -144,12 +212,21 @@ impl Swim {
     /// Starts from a known view, as if a join had just merged it: members not known yet are
     /// added silently (no gossip, no events). For simulations and tests that begin with a
     /// formed cluster; identities are shared, not copied.
-    pub fn assume_members(&mut self, now: Instant, members: impl IntoIterator<Item = Arc<Identity>>) {
+    pub fn assume_members(
+        &mut self,
+        now: Instant,
+        members: impl IntoIterator<Item = Arc<Identity>>,
+    ) {
         for id in members {
             if self.roster.find(&id.name).is_some() {
                 continue;
             }
-            self.roster.push(Member { id, incarnation: Incarnation(0), state: MemberState::Alive, state_changed: now });
+            self.roster.push(Member {
+                id,
+                incarnation: Incarnation(0),
+                state: MemberState::Alive,
+                state_changed: now,
+            });
             self.live += 1;
         }
         self.roster.shuffle(&mut self.rng);

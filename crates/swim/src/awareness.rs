@@ -52,8 +52,14 @@ mod tests {
     #[test]
     fn timings_stretch_with_the_score() {
         let mut a = Awareness::new(8);
-        assert_eq!(a.scale(Duration::from_millis(100)), Duration::from_millis(100));
+        assert_eq!(
+            a.scale(Duration::from_millis(100)),
+            Duration::from_millis(100)
+        );
         a.apply(2);
-        assert_eq!(a.scale(Duration::from_millis(100)), Duration::from_millis(300));
+        assert_eq!(
+            a.scale(Duration::from_millis(100)),
+            Duration::from_millis(300)
+        );
     }
 }

@@ -47,7 +47,13 @@ const MIN_FRAME: usize = 4;
 impl BroadcastQueue {
     /// An empty queue holding at most `max_len` broadcasts.
     pub fn new(max_len: usize) -> Self {
-        BroadcastQueue { items: BTreeMap::new(), by_member: HashMap::new(), next_id: 0, max_len, dropped: 0 }
+        BroadcastQueue {
+            items: BTreeMap::new(),
+            by_member: HashMap::new(),
+            next_id: 0,
+            max_len,
+            dropped: 0,
+        }
     }
 
     /// Queues `frame`. When `member` is given, it replaces any queued update about that member.
@@ -58,11 +64,21 @@ impl BroadcastQueue {
             self.items.remove(&old);
         }
         self.next_id += 1;
-        let key = Key { urgency, transmits: 0, newest_first: Reverse(self.next_id) };
+        let key = Key {
+            urgency,
+            transmits: 0,
+            newest_first: Reverse(self.next_id),
+        };
         if let Some(name) = member {
             self.by_member.insert(name.to_string(), key);
         }
-        self.items.insert(key, Item { member: member.map(str::to_string), frame });
+        self.items.insert(
+            key,
+            Item {
+                member: member.map(str::to_string),
+                frame,
+            },
+        );
         while self.items.len() > self.max_len {
             // The last key is the least urgent and most transmitted (oldest among equals).
             if let Some((_, item)) = self.items.pop_last() {
@@ -169,7 +185,11 @@ mod tests {
         assert_eq!(p, frame(1, 10));
         let mut p = Vec::new();
         q.fill(&mut p, 20, 5);
-        assert_eq!(p, [frame(1, 10), frame(2, 10)].concat(), "urgency ranks before transmit count");
+        assert_eq!(
+            p,
+            [frame(1, 10), frame(2, 10)].concat(),
+            "urgency ranks before transmit count"
+        );
     }
 
     #[test]

@@ -57,7 +57,10 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ConfigError {
     #[error("{field}: {problem}")]
-    Invalid { field: &'static str, problem: String },
+    Invalid {
+        field: &'static str,
+        problem: String,
+    },
     #[error("unknown profile `{0}`: expected lan, wan or local")]
     UnknownProfile(String),
 }
@@ -138,7 +141,10 @@ impl Config {
     /// Rejects settings that cannot work, naming the field and what is expected.
     pub fn validate(&self) -> Result<(), ConfigError> {
         fn bad(field: &'static str, problem: impl Into<String>) -> Result<(), ConfigError> {
-            Err(ConfigError::Invalid { field, problem: problem.into() })
+            Err(ConfigError::Invalid {
+                field,
+                problem: problem.into(),
+            })
         }
         if self.probe_interval.is_zero() {
             return bad("probe_interval", "must be greater than zero");
@@ -146,26 +152,41 @@ impl Config {
         if self.probe_timeout.is_zero() || self.probe_timeout >= self.probe_interval {
             return bad(
                 "probe_timeout",
-                format!("{:?} must be above zero and below probe_interval ({:?})", self.probe_timeout, self.probe_interval),
+                format!(
+                    "{:?} must be above zero and below probe_interval ({:?})",
+                    self.probe_timeout, self.probe_interval
+                ),
             );
         }
         if self.gossip_interval.is_zero() {
             return bad("gossip_interval", "must be greater than zero");
         }
-        if self.push_pull_interval.is_zero() || self.reconnect_interval.is_zero() || self.join_retry_interval.is_zero() {
-            return bad("push_pull_interval", "push_pull, reconnect and join_retry intervals must be above zero");
+        if self.push_pull_interval.is_zero()
+            || self.reconnect_interval.is_zero()
+            || self.join_retry_interval.is_zero()
+        {
+            return bad(
+                "push_pull_interval",
+                "push_pull, reconnect and join_retry intervals must be above zero",
+            );
         }
         if self.stream_timeout.is_zero() {
             return bad("stream_timeout", "must be greater than zero");
         }
         if self.suspicion_mult == 0 || self.suspicion_max_mult == 0 {
-            return bad("suspicion_mult", "suspicion_mult and suspicion_max_mult must be at least 1");
+            return bad(
+                "suspicion_mult",
+                "suspicion_mult and suspicion_max_mult must be at least 1",
+            );
         }
         if self.retransmit_mult == 0 {
             return bad("retransmit_mult", "must be at least 1");
         }
         if !(256..=65_000).contains(&self.max_packet_bytes) {
-            return bad("max_packet_bytes", format!("{} must be within 256..=65000", self.max_packet_bytes));
+            return bad(
+                "max_packet_bytes",
+                format!("{} must be within 256..=65000", self.max_packet_bytes),
+            );
         }
         if self.max_broadcast_queue < 16 {
             return bad("max_broadcast_queue", "must be at least 16");
@@ -192,7 +213,9 @@ impl Config {
 
     /// The minimum suspicion timeout for a cluster of `n` members.
     pub fn suspicion_min_for(&self, n: usize) -> Duration {
-        let scaled = self.probe_interval.mul_f64(f64::from(self.suspicion_mult) * (n.max(1) as f64).log10());
+        let scaled = self
+            .probe_interval
+            .mul_f64(f64::from(self.suspicion_mult) * (n.max(1) as f64).log10());
         scaled.max(self.suspicion_min)
     }
 }
@@ -212,12 +235,18 @@ mod tests {
         for p in ["lan", "wan", "local"] {
             Config::profile(p).unwrap().validate().unwrap();
         }
-        assert!(matches!(Config::profile("moon"), Err(ConfigError::UnknownProfile(_))));
+        assert!(matches!(
+            Config::profile("moon"),
+            Err(ConfigError::UnknownProfile(_))
+        ));
     }
 
     #[test]
     fn a_probe_timeout_longer_than_the_interval_is_rejected_with_the_field_name() {
-        let c = Config { probe_timeout: Duration::from_secs(5), ..Config::lan() };
+        let c = Config {
+            probe_timeout: Duration::from_secs(5),
+            ..Config::lan()
+        };
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("probe_timeout"), "{e}");
     }

@@ -16,7 +16,11 @@ pub enum Output {
     Packet { to: SocketAddr, bytes: Vec<u8> },
     /// Open a stream to `to`, send `bytes` as one frame, read one reply frame, and hand it to
     /// `Swim::handle_stream_reply` with this `id` (or report the failure there).
-    Stream { to: SocketAddr, id: StreamId, bytes: Vec<u8> },
+    Stream {
+        to: SocketAddr,
+        id: StreamId,
+        bytes: Vec<u8>,
+    },
     /// Something happened that the layers above (or the logs) care about.
     Event(Event),
 }
@@ -25,25 +29,54 @@ pub enum Output {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     /// A member appeared, or came back after being dead or gone.
-    MemberJoined { name: String, addr: SocketAddr, incarnation: Incarnation },
+    MemberJoined {
+        name: String,
+        addr: SocketAddr,
+        incarnation: Incarnation,
+    },
     /// A live member published a newer incarnation (new metadata or a refutation).
-    MemberUpdated { name: String, incarnation: Incarnation },
+    MemberUpdated {
+        name: String,
+        incarnation: Incarnation,
+    },
     /// A member is suspected; it is declared dead unless it refutes in time.
-    MemberSuspected { name: String, incarnation: Incarnation, by: String },
+    MemberSuspected {
+        name: String,
+        incarnation: Incarnation,
+        by: String,
+    },
     /// A suspected member refuted: it is alive.
-    MemberRecovered { name: String, incarnation: Incarnation },
+    MemberRecovered {
+        name: String,
+        incarnation: Incarnation,
+    },
     /// A member is declared dead (`by` says who declared it).
-    MemberDied { name: String, incarnation: Incarnation, by: String },
+    MemberDied {
+        name: String,
+        incarnation: Incarnation,
+        by: String,
+    },
     /// A member left gracefully.
     MemberLeft { name: String },
     /// A dead or left member was forgotten after `reap_after`.
     MemberReaped { name: String },
     /// This member was suspected or declared dead and answered with a higher incarnation.
-    Refuted { incarnation: Incarnation, accuser: Option<String> },
+    Refuted {
+        incarnation: Incarnation,
+        accuser: Option<String>,
+    },
     /// Two hosts claim one name. `about_self` means another host claims this member's name.
-    NameConflict { name: String, known: SocketAddr, claimed: SocketAddr, about_self: bool },
+    NameConflict {
+        name: String,
+        known: SocketAddr,
+        claimed: SocketAddr,
+        about_self: bool,
+    },
     /// Joined the cluster (`via` the seed that answered; `None` when others joined us first).
-    JoinSucceeded { via: Option<SocketAddr>, members: usize },
+    JoinSucceeded {
+        via: Option<SocketAddr>,
+        members: usize,
+    },
     /// No seed answered; another round follows after `retry_in`.
     JoinAttemptFailed { attempt: u32, retry_in: Duration },
     /// A user broadcast from `origin`, delivered once.

@@ -14,7 +14,8 @@ impl Swim {
         }
         // Stay on the tick grid even when rounds were skipped (nothing to send, or a stall).
         let interval = self.config.gossip_interval;
-        let behind = now.saturating_since(self.next_gossip_at).as_nanos() / interval.as_nanos().max(1);
+        let behind =
+            now.saturating_since(self.next_gossip_at).as_nanos() / interval.as_nanos().max(1);
         self.next_gossip_at += interval * (behind as u32 + 1);
         if self.broadcasts.is_empty() {
             return;
@@ -23,18 +24,25 @@ impl Swim {
         let window = self.config.gossip_to_the_dead;
         let targets = self.random_members(self.config.gossip_nodes, |m| {
             m.name() != me
-                && (m.state.is_live() || (m.state == MemberState::Dead && now.saturating_since(m.state_changed) < window))
+                && (m.state.is_live()
+                    || (m.state == MemberState::Dead
+                        && now.saturating_since(m.state_changed) < window))
         });
         let limit = self.config.retransmit_limit(self.live);
         for i in targets {
             let to = self.roster[i].addr();
             let mut packet = message::packet_header();
-            if self.broadcasts.fill(&mut packet, self.config.max_packet_bytes, limit) == 0 {
+            if self
+                .broadcasts
+                .fill(&mut packet, self.config.max_packet_bytes, limit)
+                == 0
+            {
                 break;
             }
             self.counters.packets_sent += 1;
             self.counters.bytes_sent += packet.len() as u64;
-            self.outputs.push_back(crate::event::Output::Packet { to, bytes: packet });
+            self.outputs
+                .push_back(crate::event::Output::Packet { to, bytes: packet });
         }
     }
 }

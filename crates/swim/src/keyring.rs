@@ -37,13 +37,18 @@ impl Key {
     pub fn from_hex(s: &str) -> Result<Self, KeyringError> {
         let s = s.trim();
         if s.len() != 64 {
-            return Err(KeyringError::BadKey(format!("a key is 64 hex characters (32 bytes), got {} characters", s.len())));
+            return Err(KeyringError::BadKey(format!(
+                "a key is 64 hex characters (32 bytes), got {} characters",
+                s.len()
+            )));
         }
         let mut out = [0u8; 32];
         for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
-            let hex = std::str::from_utf8(chunk).map_err(|_| KeyringError::BadKey("key is not ASCII hex".into()))?;
-            out[i] = u8::from_str_radix(hex, 16)
-                .map_err(|_| KeyringError::BadKey(format!("`{hex}` at position {} is not hexadecimal", i * 2)))?;
+            let hex = std::str::from_utf8(chunk)
+                .map_err(|_| KeyringError::BadKey("key is not ASCII hex".into()))?;
+            out[i] = u8::from_str_radix(hex, 16).map_err(|_| {
+                KeyringError::BadKey(format!("`{hex}` at position {} is not hexadecimal", i * 2))
+            })?;
         }
         Ok(Key(out))
     }
@@ -91,7 +96,10 @@ pub struct Keyring {
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let keys: Vec<String> = self.ciphers.iter().map(|(k, _)| k.fingerprint()).collect();
-        f.debug_struct("Keyring").field("keys", &keys).field("label", &String::from_utf8_lossy(&self.label)).finish()
+        f.debug_struct("Keyring")
+            .field("keys", &keys)
+            .field("label", &String::from_utf8_lossy(&self.label))
+            .finish()
     }
 }
 
@@ -101,7 +109,10 @@ impl Keyring {
         if keys.is_empty() {
             return Err(KeyringError::Empty);
         }
-        let mut ring = Keyring { ciphers: Vec::new(), label: label.as_bytes().to_vec() };
+        let mut ring = Keyring {
+            ciphers: Vec::new(),
+            label: label.as_bytes().to_vec(),
+        };
         for k in keys {
             ring.add(k);
         }
@@ -129,7 +140,9 @@ impl Keyring {
     /// Removes a key; the primary key cannot be removed.
     pub fn remove(&mut self, key: &Key) -> Result<(), KeyringError> {
         if self.ciphers.first().is_some_and(|(k, _)| k == key) {
-            return Err(KeyringError::BadKey("the primary key cannot be removed; make another key primary first".into()));
+            return Err(KeyringError::BadKey(
+                "the primary key cannot be removed; make another key primary first".into(),
+            ));
         }
         self.ciphers.retain(|(k, _)| k != key);
         Ok(())
@@ -144,7 +157,13 @@ impl Keyring {
     pub fn seal(&self, plain: &[u8], nonce: [u8; NONCE_BYTES]) -> Vec<u8> {
         let (_, cipher) = &self.ciphers[0];
         let sealed = cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad: &self.label })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plain,
+                    aad: &self.label,
+                },
+            )
             .unwrap_or_default();
         let mut out = Vec::with_capacity(ENCRYPTION_OVERHEAD + plain.len());
         out.push(ENCRYPTION_VERSION);
@@ -165,7 +184,16 @@ impl Keyring {
         let body = &packet[1 + NONCE_BYTES..];
         self.ciphers
             .iter()
-            .find_map(|(_, c)| c.decrypt(nonce, Payload { msg: body, aad: &self.label }).ok())
+            .find_map(|(_, c)| {
+                c.decrypt(
+                    nonce,
+                    Payload {
+                        msg: body,
+                        aad: &self.label,
+                    },
+                )
+                .ok()
+            })
             .ok_or(KeyringError::NoKey)
     }
 }
@@ -199,7 +227,10 @@ mod tests {
         assert!(mid.open(&new.seal(b"b", [2; NONCE_BYTES])).is_ok());
         // Once the old key is removed, its packets are rejected.
         new.remove(&key(1)).unwrap();
-        assert_eq!(new.open(&old.seal(b"a", [1; NONCE_BYTES])), Err(KeyringError::NoKey));
+        assert_eq!(
+            new.open(&old.seal(b"a", [1; NONCE_BYTES])),
+            Err(KeyringError::NoKey)
+        );
         assert!(new.remove(&key(2)).is_err(), "primary key is protected");
     }
 
@@ -219,7 +250,17 @@ mod tests {
     fn hex_keys_parse_and_bad_ones_say_why() {
         let k = key(0xab);
         assert_eq!(Key::from_hex(&k.to_hex()).unwrap(), k);
-        assert!(Key::from_hex("abc").unwrap_err().to_string().contains("64 hex"));
-        assert!(Key::from_hex(&"zz".repeat(32)).unwrap_err().to_string().contains("not hexadecimal"));
+        assert!(
+            Key::from_hex("abc")
+                .unwrap_err()
+                .to_string()
+                .contains("64 hex")
+        );
+        assert!(
+            Key::from_hex(&"zz".repeat(32))
+                .unwrap_err()
+                .to_string()
+                .contains("not hexadecimal")
+        );
     }
 }

@@ -7,7 +7,7 @@ use crate::event::Event;
 use std::sync::Arc;
 
 use crate::member::{Identity, Incarnation, Member, MemberState};
-use crate::message::{Alive, Dead, Message, MemberSnapshot, Suspect};
+use crate::message::{Alive, Dead, MemberSnapshot, Message, Suspect};
 use crate::suspicion::Suspicion;
 use crate::swim::Swim;
 use crate::time::Instant;
@@ -21,13 +21,21 @@ impl Swim {
         let Some(i) = self.roster.find(&a.name) else {
             let (name, addr, incarnation) = (a.name.clone(), a.addr, a.incarnation);
             self.insert_member(Member {
-                id: Arc::new(Identity { name: a.name.as_str().into(), addr: a.addr, meta: a.meta.clone() }),
+                id: Arc::new(Identity {
+                    name: a.name.as_str().into(),
+                    addr: a.addr,
+                    meta: a.meta.clone(),
+                }),
                 incarnation: a.incarnation,
                 state: MemberState::Alive,
                 state_changed: now,
             });
             self.rebroadcast(Urgency::Alive, &name, Message::Alive(a));
-            self.emit(Event::MemberJoined { name, addr, incarnation });
+            self.emit(Event::MemberJoined {
+                name,
+                addr,
+                incarnation,
+            });
             return;
         };
         let m = &self.roster[i];
@@ -36,7 +44,12 @@ impl Swim {
             if m.state.is_live() {
                 // A second host claims a live member's name: the first one keeps it.
                 self.counters.name_conflicts += 1;
-                let e = Event::NameConflict { name: a.name, known: m.addr(), claimed: a.addr, about_self: false };
+                let e = Event::NameConflict {
+                    name: a.name,
+                    known: m.addr(),
+                    claimed: a.addr,
+                    about_self: false,
+                };
                 self.emit(e);
                 return;
             }
@@ -50,13 +63,21 @@ impl Swim {
         let m = &mut self.roster[i];
         m.incarnation = a.incarnation;
         if m.addr() != a.addr || *m.meta() != a.meta {
-            m.id = Arc::new(Identity { name: m.id.name.clone(), addr: a.addr, meta: a.meta.clone() });
+            m.id = Arc::new(Identity {
+                name: m.id.name.clone(),
+                addr: a.addr,
+                meta: a.meta.clone(),
+            });
         }
         self.set_state(i, MemberState::Alive, now);
         let (name, addr, incarnation) = (a.name.clone(), a.addr, a.incarnation);
         self.rebroadcast(Urgency::Alive, &name, Message::Alive(a));
         self.emit(match prev {
-            MemberState::Dead | MemberState::Left => Event::MemberJoined { name, addr, incarnation },
+            MemberState::Dead | MemberState::Left => Event::MemberJoined {
+                name,
+                addr,
+                incarnation,
+            },
             MemberState::Suspect => Event::MemberRecovered { name, incarnation },
             MemberState::Alive => Event::MemberUpdated { name, incarnation },
         });
@@ -72,7 +93,12 @@ impl Swim {
         };
         if a.addr != my_addr {
             self.counters.name_conflicts += 1;
-            let e = Event::NameConflict { name: a.name.clone(), known: my_addr, claimed: a.addr, about_self: true };
+            let e = Event::NameConflict {
+                name: a.name.clone(),
+                known: my_addr,
+                claimed: a.addr,
+                about_self: true,
+            };
             self.emit(e);
             if a.incarnation >= my_inc {
                 self.refute(a.incarnation, None);
@@ -86,7 +112,9 @@ impl Swim {
     }
 
     pub(crate) fn on_suspect(&mut self, now: Instant, s: Suspect) {
-        let Some(i) = self.roster.find(&s.name) else { return };
+        let Some(i) = self.roster.find(&s.name) else {
+            return;
+        };
         let m = &self.roster[i];
         if s.incarnation < m.incarnation {
             if s.name == self.name {
@@ -133,20 +161,28 @@ impl Swim {
         let max = min * self.config.suspicion_max_mult;
         let margin = self.config.second_hand_margin;
         let susp = Suspicion::new(now, &s.from, ours, expected, min, max, margin);
-        self.suspicion_deadlines.insert((susp.deadline(), s.name.clone()));
+        self.suspicion_deadlines
+            .insert((susp.deadline(), s.name.clone()));
         self.suspicions.insert(s.name.clone(), susp);
         let (name, incarnation, by) = (s.name.clone(), s.incarnation, s.from.clone());
         let frame = Message::Suspect(s).encode_frame();
-        self.broadcasts.push(Urgency::Membership, Some(&name), frame.clone());
+        self.broadcasts
+            .push(Urgency::Membership, Some(&name), frame.clone());
         if ours {
             // Buddy system: tell the suspect at once so it can refute.
             self.send_frames(addr, &[frame], false);
         }
-        self.emit(Event::MemberSuspected { name, incarnation, by });
+        self.emit(Event::MemberSuspected {
+            name,
+            incarnation,
+            by,
+        });
     }
 
     pub(crate) fn on_dead(&mut self, now: Instant, d: Dead) {
-        let Some(i) = self.roster.find(&d.name) else { return };
+        let Some(i) = self.roster.find(&d.name) else {
+            return;
+        };
         let m = &self.roster[i];
         if d.name == self.name && d.incarnation < m.incarnation && !self.leaving {
             self.answer_stale_accusation(&d.from);
@@ -164,11 +200,28 @@ impl Swim {
         self.clear_suspicion(&d.name);
         let left = d.from == d.name;
         self.roster[i].incarnation = d.incarnation;
-        self.set_state(i, if left { MemberState::Left } else { MemberState::Dead }, now);
-        self.reap_queue.push_back((now + self.config.reap_after, d.name.clone()));
+        self.set_state(
+            i,
+            if left {
+                MemberState::Left
+            } else {
+                MemberState::Dead
+            },
+            now,
+        );
+        self.reap_queue
+            .push_back((now + self.config.reap_after, d.name.clone()));
         let (name, incarnation, by) = (d.name.clone(), d.incarnation, d.from.clone());
         self.rebroadcast(Urgency::Membership, &name, Message::Dead(d));
-        self.emit(if left { Event::MemberLeft { name } } else { Event::MemberDied { name, incarnation, by } });
+        self.emit(if left {
+            Event::MemberLeft { name }
+        } else {
+            Event::MemberDied {
+                name,
+                incarnation,
+                by,
+            }
+        });
     }
 
     /// Answers a claim against this member with a higher incarnation, sent at once to the
@@ -178,21 +231,38 @@ impl Swim {
         let frame = self.announce_self(inc);
         self.counters.refutations += 1;
         let mut targets = self.random_live_addrs(self.config.gossip_nodes, accuser);
-        if let Some(a) = accuser.and_then(|n| self.member(n)).filter(|m| m.state.is_live()) {
+        if let Some(a) = accuser
+            .and_then(|n| self.member(n))
+            .filter(|m| m.state.is_live())
+        {
             targets.push(a.addr());
         }
         for to in targets {
             self.send_frames(to, std::slice::from_ref(&frame), false);
         }
-        self.emit(Event::Refuted { incarnation: inc, accuser: accuser.map(str::to_string) });
+        self.emit(Event::Refuted {
+            incarnation: inc,
+            accuser: accuser.map(str::to_string),
+        });
     }
 
     /// An accusation older than our current incarnation (we already refuted): answer the
     /// accuser directly with our current alive so its own timer stops too.
     fn answer_stale_accusation(&mut self, accuser: &str) {
-        let Some(addr) = self.member(accuser).filter(|m| m.state.is_live()).map(|m| m.addr()) else { return };
+        let Some(addr) = self
+            .member(accuser)
+            .filter(|m| m.state.is_live())
+            .map(|m| m.addr())
+        else {
+            return;
+        };
         let me = self.me();
-        let alive = Alive { incarnation: me.incarnation, name: self.name.clone(), addr: me.addr(), meta: me.meta().clone() };
+        let alive = Alive {
+            incarnation: me.incarnation,
+            name: self.name.clone(),
+            addr: me.addr(),
+            meta: me.meta().clone(),
+        };
         self.send_frames(addr, &[Message::Alive(alive).encode_frame()], false);
     }
 
@@ -201,23 +271,39 @@ impl Swim {
             if *t > now {
                 break;
             }
-            let Some((_, name)) = self.suspicion_deadlines.pop_first() else { break };
+            let Some((_, name)) = self.suspicion_deadlines.pop_first() else {
+                break;
+            };
             self.suspicions.remove(&name);
-            let Some((state, incarnation)) = self.member(&name).map(|m| (m.state, m.incarnation)) else { continue };
+            let Some((state, incarnation)) = self.member(&name).map(|m| (m.state, m.incarnation))
+            else {
+                continue;
+            };
             if state == MemberState::Suspect {
                 self.counters.deaths_declared += 1;
-                let d = Dead { incarnation, name, from: self.name.clone() };
+                let d = Dead {
+                    incarnation,
+                    name,
+                    from: self.name.clone(),
+                };
                 self.on_dead(now, d);
             }
         }
     }
 
     pub(crate) fn on_user(&mut self, u: crate::message::UserMessage) {
-        if u.origin == self.name || !self.user_seen.entry(u.origin.clone()).or_default().insert(u.seq) {
+        if u.origin == self.name
+            || !self
+                .user_seen
+                .entry(u.origin.clone())
+                .or_default()
+                .insert(u.seq)
+        {
             return;
         }
         let (origin, payload) = (u.origin.clone(), u.payload.clone());
-        self.broadcasts.push(Urgency::User, None, Message::User(u).encode_frame());
+        self.broadcasts
+            .push(Urgency::User, None, Message::User(u).encode_frame());
         self.emit(Event::User { origin, payload });
     }
 
@@ -227,14 +313,36 @@ impl Swim {
         for r in members {
             match r.state {
                 MemberState::Alive => {
-                    self.on_alive(now, Alive { incarnation: r.incarnation, name: r.name, addr: r.addr, meta: r.meta });
+                    self.on_alive(
+                        now,
+                        Alive {
+                            incarnation: r.incarnation,
+                            name: r.name,
+                            addr: r.addr,
+                            meta: r.meta,
+                        },
+                    );
                 }
                 MemberState::Left => {
-                    self.on_dead(now, Dead { incarnation: r.incarnation, name: r.name.clone(), from: r.name });
+                    self.on_dead(
+                        now,
+                        Dead {
+                            incarnation: r.incarnation,
+                            name: r.name.clone(),
+                            from: r.name,
+                        },
+                    );
                 }
                 MemberState::Dead | MemberState::Suspect => {
                     let from = self.name.clone();
-                    self.on_suspect(now, Suspect { incarnation: r.incarnation, name: r.name, from });
+                    self.on_suspect(
+                        now,
+                        Suspect {
+                            incarnation: r.incarnation,
+                            name: r.name,
+                            from,
+                        },
+                    );
                 }
             }
         }

@@ -98,7 +98,10 @@ pub struct MemberSnapshot {
 #[derive(Clone, Debug, PartialEq)]
 pub enum StreamMessage {
     /// The sender's full view; the receiver merges it and answers with its own.
-    PushPull { join: bool, members: Vec<MemberSnapshot> },
+    PushPull {
+        join: bool,
+        members: Vec<MemberSnapshot>,
+    },
     /// Fallback probe over the stream when UDP probes fail.
     Ping(Ping),
     /// Answer to a stream ping.
@@ -181,8 +184,12 @@ impl Message {
                 target_addr: r.addr()?,
                 want_nack: r.bool()?,
             }),
-            tag::ACK => Message::Ack { seq: r.varint_u32("sequence number")? },
-            tag::NACK => Message::Nack { seq: r.varint_u32("sequence number")? },
+            tag::ACK => Message::Ack {
+                seq: r.varint_u32("sequence number")?,
+            },
+            tag::NACK => Message::Nack {
+                seq: r.varint_u32("sequence number")?,
+            },
             tag::ALIVE => Message::Alive(Alive {
                 incarnation: r.incarnation()?,
                 name: r.name()?,
@@ -194,7 +201,11 @@ impl Message {
                 name: r.name()?,
                 from: r.name()?,
             }),
-            tag::DEAD => Message::Dead(Dead { incarnation: r.incarnation()?, name: r.name()?, from: r.name()? }),
+            tag::DEAD => Message::Dead(Dead {
+                incarnation: r.incarnation()?,
+                name: r.name()?,
+                from: r.name()?,
+            }),
             tag::USER => Message::User(UserMessage {
                 origin: r.name()?,
                 seq: r.varint()?,
@@ -213,7 +224,11 @@ fn encode_ping(w: &mut Writer, p: &Ping) {
 }
 
 fn decode_ping(r: &mut Reader<'_>) -> Result<Ping, DecodeError> {
-    Ok(Ping { seq: r.varint_u32("sequence number")?, target: r.name()?, source: r.name()? })
+    Ok(Ping {
+        seq: r.varint_u32("sequence number")?,
+        target: r.name()?,
+        source: r.name()?,
+    })
 }
 
 fn frame(t: u8, body: Vec<u8>) -> Vec<u8> {
@@ -315,16 +330,31 @@ impl StreamMessage {
                     let addr = r.addr()?;
                     let incarnation = r.incarnation()?;
                     let s = r.u8()?;
-                    let state =
-                        MemberState::from_wire(s).ok_or(DecodeError::Invalid { what: "member state", value: u64::from(s) })?;
+                    let state = MemberState::from_wire(s).ok_or(DecodeError::Invalid {
+                        what: "member state",
+                        value: u64::from(s),
+                    })?;
                     let meta = r.metadata()?;
-                    members.push(MemberSnapshot { name, addr, incarnation, state, meta });
+                    members.push(MemberSnapshot {
+                        name,
+                        addr,
+                        incarnation,
+                        state,
+                        meta,
+                    });
                 }
                 StreamMessage::PushPull { join, members }
             }
             tag::STREAM_PING => StreamMessage::Ping(decode_ping(&mut r)?),
-            tag::STREAM_ACK => StreamMessage::Ack { seq: r.varint_u32("sequence number")? },
-            t => return Err(DecodeError::Invalid { what: "stream message kind", value: u64::from(t) }),
+            tag::STREAM_ACK => StreamMessage::Ack {
+                seq: r.varint_u32("sequence number")?,
+            },
+            t => {
+                return Err(DecodeError::Invalid {
+                    what: "stream message kind",
+                    value: u64::from(t),
+                });
+            }
         };
         r.finish()?;
         Ok(m)
@@ -337,10 +367,15 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         return Err("member name is empty; give each host a unique name".into());
     }
     if name.len() > MAX_NAME_BYTES {
-        return Err(format!("member name `{name}` is {} bytes, at most {MAX_NAME_BYTES} allowed", name.len()));
+        return Err(format!(
+            "member name `{name}` is {} bytes, at most {MAX_NAME_BYTES} allowed",
+            name.len()
+        ));
     }
     if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(format!("member name `{name}` contains whitespace or control characters"));
+        return Err(format!(
+            "member name `{name}` contains whitespace or control characters"
+        ));
     }
     Ok(())
 }
@@ -358,12 +393,22 @@ mod tests {
         let meta = Metadata {
             segment: "az1".into(),
             role: Role::Server,
-            capacity: Capacity { cpus: 8, memory_mb: 16384 },
-            addresses: vec![NetAddress { label: "storage".into(), addr: addr("127.0.0.9:7946") }],
+            capacity: Capacity {
+                cpus: 8,
+                memory_mb: 16384,
+            },
+            addresses: vec![NetAddress {
+                label: "storage".into(),
+                addr: addr("127.0.0.9:7946"),
+            }],
             http: Some(addr("127.0.0.1:7070")),
         };
         vec![
-            Message::Ping(Ping { seq: 7, target: "b".into(), source: "a".into() }),
+            Message::Ping(Ping {
+                seq: 7,
+                target: "b".into(),
+                source: "a".into(),
+            }),
             Message::IndirectPing(IndirectPing {
                 seq: 9,
                 target: "c".into(),
@@ -372,10 +417,27 @@ mod tests {
             }),
             Message::Ack { seq: u32::MAX },
             Message::Nack { seq: 0 },
-            Message::Alive(Alive { incarnation: Incarnation(3), name: "a".into(), addr: addr("127.0.0.1:7946"), meta }),
-            Message::Suspect(Suspect { incarnation: Incarnation(1), name: "c".into(), from: "a".into() }),
-            Message::Dead(Dead { incarnation: Incarnation(2), name: "c".into(), from: "c".into() }),
-            Message::User(UserMessage { origin: "a".into(), seq: 1, payload: vec![1, 2, 3] }),
+            Message::Alive(Alive {
+                incarnation: Incarnation(3),
+                name: "a".into(),
+                addr: addr("127.0.0.1:7946"),
+                meta,
+            }),
+            Message::Suspect(Suspect {
+                incarnation: Incarnation(1),
+                name: "c".into(),
+                from: "a".into(),
+            }),
+            Message::Dead(Dead {
+                incarnation: Incarnation(2),
+                name: "c".into(),
+                from: "c".into(),
+            }),
+            Message::User(UserMessage {
+                origin: "a".into(),
+                seq: 1,
+                payload: vec![1, 2, 3],
+            }),
         ]
     }
 
@@ -393,7 +455,10 @@ mod tests {
         p.extend_from_slice(&frame(200, vec![1, 2, 3]));
         p.extend_from_slice(&Message::Nack { seq: 2 }.encode_frame());
         let d = decode_packet(&p).unwrap();
-        assert_eq!(d.messages, vec![Message::Ack { seq: 1 }, Message::Nack { seq: 2 }]);
+        assert_eq!(
+            d.messages,
+            vec![Message::Ack { seq: 1 }, Message::Nack { seq: 2 }]
+        );
         assert_eq!(d.unknown, 1);
     }
 
@@ -419,7 +484,11 @@ mod tests {
                     meta: Metadata::default(),
                 }],
             },
-            StreamMessage::Ping(Ping { seq: 1, target: "x".into(), source: "y".into() }),
+            StreamMessage::Ping(Ping {
+                seq: 1,
+                target: "x".into(),
+                source: "y".into(),
+            }),
             StreamMessage::Ack { seq: 1 },
         ];
         for m in msgs {

@@ -29,7 +29,11 @@ pub(crate) struct Probe {
 
 impl Probe {
     pub fn deadline(&self) -> Instant {
-        if self.indirect { self.period_end } else { self.timeout_at }
+        if self.indirect {
+            self.period_end
+        } else {
+            self.timeout_at
+        }
     }
 }
 
@@ -45,10 +49,18 @@ pub(crate) struct Relay {
 
 impl Swim {
     pub(crate) fn probe_timers(&mut self, now: Instant) {
-        if self.probe.as_ref().is_some_and(|p| !p.indirect && now >= p.timeout_at) {
+        if self
+            .probe
+            .as_ref()
+            .is_some_and(|p| !p.indirect && now >= p.timeout_at)
+        {
             self.go_indirect(now);
         }
-        if self.probe.as_ref().is_some_and(|p| p.indirect && now >= p.period_end) {
+        if self
+            .probe
+            .as_ref()
+            .is_some_and(|p| p.indirect && now >= p.period_end)
+        {
             self.probe_failed(now);
         }
         if self.probe.is_none() && !self.leaving && now >= self.next_probe_at {
@@ -59,11 +71,17 @@ impl Swim {
     fn start_probe(&mut self, now: Instant) {
         let interval = self.awareness.scale(self.config.probe_interval);
         self.next_probe_at = now + interval;
-        let Some(i) = self.next_probe_target() else { return };
+        let Some(i) = self.next_probe_target() else {
+            return;
+        };
         let seq = self.next_seq();
         let target = &self.roster[i];
-        let (name, addr, inc, suspect) =
-            (target.name().to_string(), target.addr(), target.incarnation, target.state == MemberState::Suspect);
+        let (name, addr, inc, suspect) = (
+            target.name().to_string(),
+            target.addr(),
+            target.incarnation,
+            target.state == MemberState::Suspect,
+        );
         self.probe = Some(Probe {
             seq,
             target: name.clone(),
@@ -78,10 +96,21 @@ impl Swim {
         let mut frames = Vec::with_capacity(2);
         if suspect {
             // Buddy system: a suspect learns of its suspicion first, from whoever probes it.
-            let s = Suspect { incarnation: inc, name: name.clone(), from: self.name.clone() };
+            let s = Suspect {
+                incarnation: inc,
+                name: name.clone(),
+                from: self.name.clone(),
+            };
             frames.push(Message::Suspect(s).encode_frame());
         }
-        frames.push(Message::Ping(Ping { seq, target: name, source: self.name.clone() }).encode_frame());
+        frames.push(
+            Message::Ping(Ping {
+                seq,
+                target: name,
+                source: self.name.clone(),
+            })
+            .encode_frame(),
+        );
         self.send_frames(addr, &frames, true);
     }
 
@@ -106,16 +135,32 @@ impl Swim {
         let Some(p) = self.probe.clone() else { return };
         let helpers = self.random_live_addrs(self.config.indirect_checks, Some(&p.target));
         for &h in &helpers {
-            let req = IndirectPing { seq: p.seq, target: p.target.clone(), target_addr: p.target_addr, want_nack: true };
+            let req = IndirectPing {
+                seq: p.seq,
+                target: p.target.clone(),
+                target_addr: p.target_addr,
+                want_nack: true,
+            };
             self.send(h, Message::IndirectPing(req));
         }
         self.counters.indirect_probes += helpers.len() as u64;
         // After a stall the period may already be over: give the indirect probes a fair chance
         // instead of accusing the target for our own slowness.
-        let period_end = p.period_end.max(now + self.awareness.scale(self.config.probe_timeout));
+        let period_end = p
+            .period_end
+            .max(now + self.awareness.scale(self.config.probe_timeout));
         if self.config.tcp_fallback {
-            let ping = Ping { seq: p.seq, target: p.target.clone(), source: self.name.clone() };
-            self.open_stream(p.target_addr, StreamMessage::Ping(ping), StreamPurpose::FallbackPing { seq: p.seq }, period_end);
+            let ping = Ping {
+                seq: p.seq,
+                target: p.target.clone(),
+                source: self.name.clone(),
+            };
+            self.open_stream(
+                p.target_addr,
+                StreamMessage::Ping(ping),
+                StreamPurpose::FallbackPing { seq: p.seq },
+                period_end,
+            );
             self.counters.fallback_probes += 1;
         }
         if let Some(probe) = &mut self.probe {
@@ -128,12 +173,22 @@ impl Swim {
     fn probe_failed(&mut self, now: Instant) {
         let Some(p) = self.probe.take() else { return };
         self.counters.probe_failures += 1;
-        let delta = if p.expected_nacks > 0 { i64::from(p.expected_nacks.saturating_sub(p.nacks)) } else { 1 };
+        let delta = if p.expected_nacks > 0 {
+            i64::from(p.expected_nacks.saturating_sub(p.nacks))
+        } else {
+            1
+        };
         self.awareness.apply(delta);
-        let Some(i) = self.roster.find(&p.target) else { return };
+        let Some(i) = self.roster.find(&p.target) else {
+            return;
+        };
         let m = &self.roster[i];
         if m.state.is_live() && m.addr() == p.target_addr {
-            let s = Suspect { incarnation: m.incarnation, name: p.target, from: self.name.clone() };
+            let s = Suspect {
+                incarnation: m.incarnation,
+                name: p.target,
+                from: self.name.clone(),
+            };
             self.on_suspect(now, s);
         }
     }
@@ -182,7 +237,14 @@ impl Swim {
             want_nack: p.want_nack,
             deadline: now + self.awareness.scale(self.config.probe_timeout),
         });
-        self.send(p.target_addr, Message::Ping(Ping { seq, target: p.target, source: self.name.clone() }));
+        self.send(
+            p.target_addr,
+            Message::Ping(Ping {
+                seq,
+                target: p.target,
+                source: self.name.clone(),
+            }),
+        );
     }
 
     pub(crate) fn relay_timers(&mut self, now: Instant) {

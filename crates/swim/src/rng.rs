@@ -15,7 +15,9 @@ pub struct Rng {
 impl Rng {
     /// A generator whose whole future is fixed by `seed`.
     pub fn new(seed: u64) -> Self {
-        Rng { state: seed ^ 0x2d35_8dcc_aa6c_78a5 }
+        Rng {
+            state: seed ^ 0x2d35_8dcc_aa6c_78a5,
+        }
     }
 
     /// The next 64 random bits.

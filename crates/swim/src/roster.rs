@@ -43,14 +43,19 @@ impl Roster {
     /// The position of the member called `name`.
     pub fn find(&self, name: &str) -> Option<usize> {
         let members = &self.members;
-        self.by_name.find(hash_name(name), |&i| members[i as usize].name() == name).map(|&i| i as usize)
+        self.by_name
+            .find(hash_name(name), |&i| members[i as usize].name() == name)
+            .map(|&i| i as usize)
     }
 
     /// Appends a member whose name is not known yet; returns its position.
     pub fn push(&mut self, m: Member) -> usize {
         let i = self.members.len();
         let members = &self.members;
-        self.by_name.insert_unique(hash_name(m.name()), i as u32, |&j| hash_name(members[j as usize].name()));
+        self.by_name
+            .insert_unique(hash_name(m.name()), i as u32, |&j| {
+                hash_name(members[j as usize].name())
+            });
         self.members.push(m);
         i
     }
@@ -62,13 +67,20 @@ impl Roster {
         }
         self.members.swap(a, b);
         // Index slots still point at the old positions; fix both.
-        let (na, nb) = (self.members[a].name().to_string(), self.members[b].name().to_string());
+        let (na, nb) = (
+            self.members[a].name().to_string(),
+            self.members[b].name().to_string(),
+        );
         let members = &self.members;
-        if let Ok(e) = self.by_name.find_entry(hash_name(&na), |&j| j as usize == b && members[a].name() == na) {
+        if let Ok(e) = self.by_name.find_entry(hash_name(&na), |&j| {
+            j as usize == b && members[a].name() == na
+        }) {
             *e.into_mut() = a as u32;
         }
         let members = &self.members;
-        if let Ok(e) = self.by_name.find_entry(hash_name(&nb), |&j| j as usize == a && members[b].name() == nb) {
+        if let Ok(e) = self.by_name.find_entry(hash_name(&nb), |&j| {
+            j as usize == a && members[b].name() == nb
+        }) {
             *e.into_mut() = b as u32;
         }
     }
@@ -76,7 +88,10 @@ impl Roster {
     /// Removes the member at `i`; the last member takes its place.
     pub fn swap_remove(&mut self, i: usize) -> Member {
         let name = self.members[i].name().to_string();
-        if let Ok(e) = self.by_name.find_entry(hash_name(&name), |&j| j as usize == i) {
+        if let Ok(e) = self
+            .by_name
+            .find_entry(hash_name(&name), |&j| j as usize == i)
+        {
             e.remove();
         }
         let last = self.members.len() - 1;
@@ -84,7 +99,10 @@ impl Roster {
         if i < self.members.len() {
             // The former last member now sits at `i`: its slot still says `last`.
             let moved = self.members[i].name().to_string();
-            if let Ok(e) = self.by_name.find_entry(hash_name(&moved), |&j| j as usize == last) {
+            if let Ok(e) = self
+                .by_name
+                .find_entry(hash_name(&moved), |&j| j as usize == last)
+            {
                 *e.into_mut() = i as u32;
             }
         }
@@ -97,7 +115,10 @@ impl Roster {
         self.by_name.clear();
         let members = &self.members;
         for (i, m) in members.iter().enumerate() {
-            self.by_name.insert_unique(hash_name(m.name()), i as u32, |&j| hash_name(members[j as usize].name()));
+            self.by_name
+                .insert_unique(hash_name(m.name()), i as u32, |&j| {
+                    hash_name(members[j as usize].name())
+                });
         }
     }
 }
@@ -124,7 +145,11 @@ mod tests {
 
     fn member(name: &str) -> Member {
         Member {
-            id: Arc::new(Identity { name: name.into(), addr: "127.0.0.1:1".parse().unwrap(), meta: Default::default() }),
+            id: Arc::new(Identity {
+                name: name.into(),
+                addr: "127.0.0.1:1".parse().unwrap(),
+                meta: Default::default(),
+            }),
             incarnation: Incarnation(0),
             state: MemberState::Alive,
             state_changed: Instant::ZERO,
@@ -132,7 +157,9 @@ mod tests {
     }
 
     fn consistent(r: &Roster) -> bool {
-        r.iter().enumerate().all(|(i, m)| r.find(m.name()) == Some(i))
+        r.iter()
+            .enumerate()
+            .all(|(i, m)| r.find(m.name()) == Some(i))
     }
 
     #[test]

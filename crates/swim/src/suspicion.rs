@@ -28,10 +28,26 @@ pub struct Suspicion {
 
 impl Suspicion {
     /// A suspicion raised by `from` at `start`; `ours` when this member is the accuser.
-    pub fn new(start: Instant, from: &str, ours: bool, expected: u32, min: Duration, max: Duration, margin: Duration) -> Self {
+    pub fn new(
+        start: Instant,
+        from: &str,
+        ours: bool,
+        expected: u32,
+        min: Duration,
+        max: Duration,
+        margin: Duration,
+    ) -> Self {
         let mut accusers = BTreeSet::new();
         accusers.insert(from.to_string());
-        Suspicion { start, max, min, expected, accusers, second_hand_margin: margin, ours }
+        Suspicion {
+            start,
+            max,
+            min,
+            expected,
+            accusers,
+            second_hand_margin: margin,
+            ours,
+        }
     }
 
     /// Records an accuser (`ours` when it is this member). Returns true when `from` had not
@@ -56,14 +72,25 @@ impl Suspicion {
 
     /// When the suspect is declared dead if it has not refuted.
     pub fn deadline(&self) -> Instant {
-        let margin = if self.ours { Duration::ZERO } else { self.second_hand_margin };
-        self.start + suspicion_timeout(self.min, self.max, self.expected, self.confirmations()) + margin
+        let margin = if self.ours {
+            Duration::ZERO
+        } else {
+            self.second_hand_margin
+        };
+        self.start
+            + suspicion_timeout(self.min, self.max, self.expected, self.confirmations())
+            + margin
     }
 }
 
 /// The dynamic suspicion timeout: `max` with no confirmation, falling logarithmically to `min`
 /// once `expected` independent confirmations arrived, never below `min`.
-pub fn suspicion_timeout(min: Duration, max: Duration, expected: u32, confirmations: u32) -> Duration {
+pub fn suspicion_timeout(
+    min: Duration,
+    max: Duration,
+    expected: u32,
+    confirmations: u32,
+) -> Duration {
     if expected == 0 || max <= min {
         return min;
     }

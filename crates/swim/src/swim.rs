@@ -14,11 +14,11 @@ use crate::broadcast::{BroadcastQueue, Urgency};
 use crate::config::{Config, ConfigError};
 use crate::event::{Counters, Event, Output, StreamId};
 use crate::member::{Identity, Incarnation, Member, MemberState};
-use crate::roster::Roster;
 use crate::message::{self, Alive, MAX_USER_PAYLOAD, Message, Seq, StreamMessage, UserMessage};
 use crate::metadata::{MAX_METADATA_BYTES, Metadata};
 use crate::probe::{Probe, Relay};
 use crate::rng::Rng;
+use crate::roster::Roster;
 use crate::suspicion::Suspicion;
 use crate::time::Instant;
 use crate::wire::metadata_len;
@@ -164,7 +164,11 @@ impl Swim {
         check_metadata(&meta)?;
         let mut rng = Rng::new(seed);
         let me = Member {
-            id: Arc::new(Identity { name: name.into(), addr, meta }),
+            id: Arc::new(Identity {
+                name: name.into(),
+                addr,
+                meta,
+            }),
             incarnation: Incarnation(0),
             state: MemberState::Alive,
             state_changed: now,
@@ -173,8 +177,10 @@ impl Swim {
         roster.push(me);
         // Spread periodic work over the interval so members started together do not sync up.
         let first_probe = now + rng.duration_between(Default::default(), config.probe_interval);
-        let first_push_pull = now + rng.duration_between(config.push_pull_interval / 2, config.push_pull_interval);
-        let first_reconnect = now + rng.duration_between(Default::default(), config.reconnect_interval);
+        let first_push_pull =
+            now + rng.duration_between(config.push_pull_interval / 2, config.push_pull_interval);
+        let first_reconnect =
+            now + rng.duration_between(Default::default(), config.reconnect_interval);
         Ok(Swim {
             broadcasts: BroadcastQueue::new(config.max_broadcast_queue),
             awareness: Awareness::new(config.awareness_max),
@@ -241,7 +247,12 @@ impl Swim {
     }
 
     /// Handles a stream frame another member sent us and returns the reply frame, if any.
-    pub fn handle_stream_request(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    pub fn handle_stream_request(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) -> Option<Vec<u8>> {
         let _ = from;
         let msg = match StreamMessage::decode(bytes) {
             Ok(m) => m,
@@ -255,7 +266,9 @@ impl Swim {
                 self.merge_remote(now, members);
                 Some(self.push_pull_frame(false))
             }
-            StreamMessage::Ping(p) if p.target == self.name => Some(StreamMessage::Ack { seq: p.seq }.encode()),
+            StreamMessage::Ping(p) if p.target == self.name => {
+                Some(StreamMessage::Ack { seq: p.seq }.encode())
+            }
             StreamMessage::Ping(_) => {
                 self.counters.misdirected_pings += 1;
                 None
@@ -265,12 +278,19 @@ impl Swim {
     }
 
     /// Hands the core the outcome of a stream exchange it asked for with [`Output::Stream`].
-    pub fn handle_stream_reply(&mut self, now: Instant, id: StreamId, reply: Result<Vec<u8>, StreamFailure>) {
+    pub fn handle_stream_reply(
+        &mut self,
+        now: Instant,
+        id: StreamId,
+        reply: Result<Vec<u8>, StreamFailure>,
+    ) {
         let Some(pos) = self.streams.iter().position(|s| s.id == id) else {
             return; // Already timed out.
         };
         let pending = self.streams.swap_remove(pos);
-        let decoded = reply.and_then(|b| StreamMessage::decode(&b).map_err(|e| StreamFailure::BadReply(e.to_string())));
+        let decoded = reply.and_then(|b| {
+            StreamMessage::decode(&b).map_err(|e| StreamFailure::BadReply(e.to_string()))
+        });
         match decoded {
             Ok(msg) => self.on_stream_reply(now, pending.purpose, msg),
             Err(_) => {
@@ -340,9 +360,14 @@ impl Swim {
         self.probe = None;
         self.join = None;
         let incarnation = self.me().incarnation;
-        let dead = crate::message::Dead { incarnation, name: self.name.clone(), from: self.name.clone() };
+        let dead = crate::message::Dead {
+            incarnation,
+            name: self.name.clone(),
+            from: self.name.clone(),
+        };
         let frame = Message::Dead(dead).encode_frame();
-        self.broadcasts.push(Urgency::Alive, Some(&self.name.clone()), frame.clone());
+        self.broadcasts
+            .push(Urgency::Alive, Some(&self.name.clone()), frame.clone());
         for to in self.random_live_addrs(self.config.gossip_nodes, None) {
             self.send_frames(to, std::slice::from_ref(&frame), false);
         }
@@ -358,7 +383,11 @@ impl Swim {
         check_metadata(&meta)?;
         let i = self.my_index();
         let id = &self.roster[i].id;
-        self.roster[i].id = Arc::new(Identity { name: id.name.clone(), addr: id.addr, meta });
+        self.roster[i].id = Arc::new(Identity {
+            name: id.name.clone(),
+            addr: id.addr,
+            meta,
+        });
         let inc = self.roster[i].incarnation.next();
         self.announce_self(inc);
         Ok(())
@@ -370,8 +399,13 @@ impl Swim {
             return Err(SwimError::PayloadTooLarge { len: payload.len() });
         }
         self.next_user_seq += 1;
-        let msg = UserMessage { origin: self.name.clone(), seq: self.next_user_seq, payload };
-        self.broadcasts.push(Urgency::User, None, Message::User(msg).encode_frame());
+        let msg = UserMessage {
+            origin: self.name.clone(),
+            seq: self.next_user_seq,
+            payload,
+        };
+        self.broadcasts
+            .push(Urgency::User, None, Message::User(msg).encode_frame());
         Ok(())
     }
 
@@ -446,7 +480,8 @@ impl Swim {
         }
         if piggyback {
             let limit = self.config.retransmit_limit(self.live);
-            self.broadcasts.fill(&mut packet, self.config.max_packet_bytes, limit);
+            self.broadcasts
+                .fill(&mut packet, self.config.max_packet_bytes, limit);
         }
         self.counters.packets_sent += 1;
         self.counters.bytes_sent += packet.len() as u64;
@@ -458,13 +493,23 @@ impl Swim {
     }
 
     /// Asks the runtime for a stream exchange and tracks it until `deadline`.
-    pub(crate) fn open_stream(&mut self, to: SocketAddr, msg: StreamMessage, purpose: StreamPurpose, deadline: Instant) {
+    pub(crate) fn open_stream(
+        &mut self,
+        to: SocketAddr,
+        msg: StreamMessage,
+        purpose: StreamPurpose,
+        deadline: Instant,
+    ) {
         self.next_stream_id += 1;
         let id = StreamId(self.next_stream_id);
         let bytes = msg.encode();
         self.counters.streams_sent += 1;
         self.counters.stream_bytes_sent += bytes.len() as u64;
-        self.streams.push(PendingStream { id, purpose, deadline });
+        self.streams.push(PendingStream {
+            id,
+            purpose,
+            deadline,
+        });
         self.outputs.push_back(Output::Stream { to, id, bytes });
     }
 
@@ -473,24 +518,36 @@ impl Swim {
         let i = self.my_index();
         self.roster[i].incarnation = inc;
         let me = &self.roster[i];
-        let alive = Alive { incarnation: inc, name: self.name.clone(), addr: me.addr(), meta: me.meta().clone() };
+        let alive = Alive {
+            incarnation: inc,
+            name: self.name.clone(),
+            addr: me.addr(),
+            meta: me.meta().clone(),
+        };
         let frame = Message::Alive(alive).encode_frame();
-        self.broadcasts.push(Urgency::Alive, Some(&self.name.clone()), frame.clone());
+        self.broadcasts
+            .push(Urgency::Alive, Some(&self.name.clone()), frame.clone());
         frame
     }
 
     /// Up to `k` distinct random members that are alive (not suspect), other than this one and `except`.
     pub(crate) fn random_live_addrs(&mut self, k: usize, except: Option<&str>) -> Vec<SocketAddr> {
         let me = self.name.clone();
-        self.random_members(k, |m| m.state == MemberState::Alive && m.name() != me && Some(m.name()) != except)
-            .into_iter()
-            .map(|i| self.roster[i].addr())
-            .collect()
+        self.random_members(k, |m| {
+            m.state == MemberState::Alive && m.name() != me && Some(m.name()) != except
+        })
+        .into_iter()
+        .map(|i| self.roster[i].addr())
+        .collect()
     }
 
     /// Up to `k` distinct random member indices passing `eligible`. Small clusters are scanned;
     /// large ones sampled, so the cost does not grow with the cluster.
-    pub(crate) fn random_members(&mut self, k: usize, eligible: impl Fn(&Member) -> bool) -> Vec<usize> {
+    pub(crate) fn random_members(
+        &mut self,
+        k: usize,
+        eligible: impl Fn(&Member) -> bool,
+    ) -> Vec<usize> {
         let n = self.roster.len();
         if k == 0 || n == 0 {
             return Vec::new();
@@ -532,7 +589,8 @@ impl Swim {
     /// Forgets the suspicion about `name`, if any.
     pub(crate) fn clear_suspicion(&mut self, name: &str) -> Option<Suspicion> {
         let s = self.suspicions.remove(name)?;
-        self.suspicion_deadlines.remove(&(s.deadline(), name.to_string()));
+        self.suspicion_deadlines
+            .remove(&(s.deadline(), name.to_string()));
         Some(s)
     }
 
@@ -541,10 +599,17 @@ impl Swim {
             if *t > now {
                 break;
             }
-            let Some((_, name)) = self.reap_queue.pop_front() else { break };
-            let Some(i) = self.roster.find(&name) else { continue };
+            let Some((_, name)) = self.reap_queue.pop_front() else {
+                break;
+            };
+            let Some(i) = self.roster.find(&name) else {
+                continue;
+            };
             let m = &self.roster[i];
-            if m.state.is_live() || *name == *self.name || now.saturating_since(m.state_changed) < self.config.reap_after {
+            if m.state.is_live()
+                || *name == *self.name
+                || now.saturating_since(m.state_changed) < self.config.reap_after
+            {
                 continue;
             }
             self.remove_member(i);

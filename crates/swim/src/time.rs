@@ -55,7 +55,10 @@ mod tests {
     fn adding_a_duration_moves_forward_and_saturates() {
         let t = Instant::from_nanos(10) + Duration::from_nanos(5);
         assert_eq!(t.as_nanos(), 15);
-        assert_eq!((Instant::from_nanos(u64::MAX - 1) + Duration::from_secs(1)).as_nanos(), u64::MAX);
+        assert_eq!(
+            (Instant::from_nanos(u64::MAX - 1) + Duration::from_secs(1)).as_nanos(),
+            u64::MAX
+        );
     }
 
     #[test]

@@ -23,7 +23,11 @@ pub enum DecodeError {
     #[error("varint longer than 64 bits")]
     VarintOverflow,
     #[error("{what} is {len} bytes, at most {max} allowed")]
-    TooLong { what: &'static str, len: usize, max: usize },
+    TooLong {
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
     #[error("{what} is not valid UTF-8")]
     Utf8 { what: &'static str },
     #[error("invalid {what}: {value}")]
@@ -147,7 +151,9 @@ impl<'a> Reader<'a> {
 
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if n > self.remaining() {
-            return Err(DecodeError::Truncated { needed: n - self.remaining() });
+            return Err(DecodeError::Truncated {
+                needed: n - self.remaining(),
+            });
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -162,7 +168,10 @@ impl<'a> Reader<'a> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
-            v => Err(DecodeError::Invalid { what: "bool", value: u64::from(v) }),
+            v => Err(DecodeError::Invalid {
+                what: "bool",
+                value: u64::from(v),
+            }),
         }
     }
 
@@ -196,7 +205,9 @@ impl<'a> Reader<'a> {
             return Err(DecodeError::TooLong { what, len, max });
         }
         if len > self.remaining() {
-            return Err(DecodeError::Truncated { needed: len - self.remaining() });
+            return Err(DecodeError::Truncated {
+                needed: len - self.remaining(),
+            });
         }
         Ok(len)
     }
@@ -208,7 +219,9 @@ impl<'a> Reader<'a> {
 
     pub fn string(&mut self, what: &'static str, max: usize) -> Result<String, DecodeError> {
         let b = self.bytes(what, max)?;
-        std::str::from_utf8(b).map(str::to_owned).map_err(|_| DecodeError::Utf8 { what })
+        std::str::from_utf8(b)
+            .map(str::to_owned)
+            .map_err(|_| DecodeError::Utf8 { what })
     }
 
     pub fn name(&mut self) -> Result<String, DecodeError> {
@@ -222,14 +235,25 @@ impl<'a> Reader<'a> {
     pub fn addr(&mut self) -> Result<SocketAddr, DecodeError> {
         let ip = match self.u8()? {
             4 => {
-                let o: [u8; 4] = self.take(4)?.try_into().map_err(|_| DecodeError::Truncated { needed: 4 })?;
+                let o: [u8; 4] = self
+                    .take(4)?
+                    .try_into()
+                    .map_err(|_| DecodeError::Truncated { needed: 4 })?;
                 IpAddr::V4(Ipv4Addr::from(o))
             }
             6 => {
-                let o: [u8; 16] = self.take(16)?.try_into().map_err(|_| DecodeError::Truncated { needed: 16 })?;
+                let o: [u8; 16] = self
+                    .take(16)?
+                    .try_into()
+                    .map_err(|_| DecodeError::Truncated { needed: 16 })?;
                 IpAddr::V6(Ipv6Addr::from(o))
             }
-            f => return Err(DecodeError::Invalid { what: "address family", value: u64::from(f) }),
+            f => {
+                return Err(DecodeError::Invalid {
+                    what: "address family",
+                    value: u64::from(f),
+                });
+            }
         };
         let p = self.take(2)?;
         Ok(SocketAddr::new(ip, u16::from_be_bytes([p[0], p[1]])))
@@ -241,7 +265,12 @@ impl<'a> Reader<'a> {
         let role = match self.u8()? {
             0 => Role::Client,
             1 => Role::Server,
-            v => return Err(DecodeError::Invalid { what: "role", value: u64::from(v) }),
+            v => {
+                return Err(DecodeError::Invalid {
+                    what: "role",
+                    value: u64::from(v),
+                });
+            }
         };
         let cpus = self.varint_u32("cpus")?;
         let memory_mb = self.varint()?;
@@ -252,12 +281,26 @@ impl<'a> Reader<'a> {
             let addr = self.addr()?;
             addresses.push(NetAddress { label, addr });
         }
-        let http = if self.bool()? { Some(self.addr()?) } else { None };
+        let http = if self.bool()? {
+            Some(self.addr()?)
+        } else {
+            None
+        };
         let used = self.pos - start;
         if used > MAX_METADATA_BYTES {
-            return Err(DecodeError::TooLong { what: "metadata", len: used, max: MAX_METADATA_BYTES });
+            return Err(DecodeError::TooLong {
+                what: "metadata",
+                len: used,
+                max: MAX_METADATA_BYTES,
+            });
         }
-        Ok(Metadata { segment, role, capacity: Capacity { cpus, memory_mb }, addresses, http })
+        Ok(Metadata {
+            segment,
+            role,
+            capacity: Capacity { cpus, memory_mb },
+            addresses,
+            http,
+        })
     }
 }
 
@@ -295,7 +338,10 @@ mod tests {
         let mut w = Writer::new();
         w.varint(1_000_000);
         let b = w.into_bytes();
-        assert!(matches!(Reader::new(&b).bytes("payload", usize::MAX), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(
+            Reader::new(&b).bytes("payload", usize::MAX),
+            Err(DecodeError::Truncated { .. })
+        ));
     }
 
     #[test]

@@ -1,0 +1,294 @@
+//! `buoy agent`: runs the membership core on tokio UDP + TCP, with the HTTP API and metrics.
+
+mod config;
+mod faults;
+mod http;
+mod runtime;
+mod stream;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use swim::keyring::ENCRYPTION_OVERHEAD;
+use swim::{Capacity, Metadata, NetAddress, Role, Swim};
+use tokio::net::{TcpListener, UdpSocket};
+use tracing::info;
+
+pub use config::load_keyring;
+
+/// Flags of `buoy agent` (each overrides the same field of `--config`).
+#[derive(Args, Debug, Default)]
+pub struct AgentArgs {
+    /// Unique name of this host in the cluster [default: the machine's host name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Gossip address (UDP and TCP) [default: 127.0.0.1:7946].
+    #[arg(long)]
+    pub bind: Option<SocketAddr>,
+    /// Address announced to others when it differs from --bind (e.g. bind 0.0.0.0).
+    #[arg(long)]
+    pub advertise: Option<SocketAddr>,
+    /// Seed members to join through (repeat, or separate with commas).
+    #[arg(long, value_delimiter = ',')]
+    pub join: Vec<SocketAddr>,
+    /// HTTP API address [default: 127.0.0.1:7070].
+    #[arg(long)]
+    pub http: Option<SocketAddr>,
+    /// Keyring file ({"keys": ["<64 hex chars>", ...]}, first key encrypts): encrypts gossip.
+    #[arg(long)]
+    pub keyring: Option<PathBuf>,
+    /// Cluster label, bound to every encrypted packet [default: buoy].
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Timing profile: lan (default), wan or local.
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Segment (failover domain) this host belongs to [default: default].
+    #[arg(long)]
+    pub segment: Option<String>,
+    /// TOML config file; flags override its fields.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Allow POST /v1/debug/faults to drop traffic (tests only).
+    #[arg(long)]
+    pub enable_fault_injection: bool,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text")]
+    pub log_format: String,
+}
+
+/// The agent's settings after merging the config file and flags.
+struct Settings {
+    name: String,
+    bind: SocketAddr,
+    advertise: SocketAddr,
+    http: SocketAddr,
+    join: Vec<SocketAddr>,
+    keyring: Option<PathBuf>,
+    label: String,
+    swim: swim::Config,
+    meta: Metadata,
+    fault_injection: bool,
+    udp_payload: usize,
+}
+
+fn settings(args: &AgentArgs) -> Result<Settings> {
+    let file = match &args.config {
+        Some(p) => config::load(p)?,
+        None => config::FileConfig::default(),
+    };
+    let name = match args.name.clone().or(file.name.clone()) {
+        Some(n) => n,
+        None => {
+            hostname().context("no --name given and the host name cannot be read; pass --name")?
+        }
+    };
+    swim::message::validate_name(&name)
+        .map_err(anyhow::Error::msg)
+        .context("--name")?;
+    let bind = args
+        .bind
+        .or(file.bind)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7946)));
+    let advertise = args.advertise.or(file.advertise).unwrap_or(bind);
+    if advertise.ip().is_unspecified() {
+        bail!(
+            "--bind {bind} listens on every interface: also give --advertise with the address other hosts should use"
+        );
+    }
+    let http = args
+        .http
+        .or(file.http)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7070)));
+    let mut join = file.join.clone();
+    join.extend(args.join.iter().copied());
+    let profile = args
+        .profile
+        .clone()
+        .or(file.profile.clone())
+        .unwrap_or_else(|| "lan".into());
+    let mut swim_config = swim::Config::profile(&profile).context("--profile")?;
+    file.timing.apply(&mut swim_config)?;
+    let keyring = args.keyring.clone().or(file.keyring.clone());
+    let udp_payload = file.udp_payload.unwrap_or(1400);
+    if !(512..=9000).contains(&udp_payload) {
+        bail!("udp_payload = {udp_payload}: expected 512..=9000 bytes");
+    }
+    swim_config.max_packet_bytes = udp_payload
+        - if keyring.is_some() {
+            ENCRYPTION_OVERHEAD
+        } else {
+            0
+        };
+    swim_config.validate().context("timing settings")?;
+    let role = match file.metadata.role.as_deref().unwrap_or("client") {
+        "client" => Role::Client,
+        "server" => Role::Server,
+        other => bail!("metadata.role = `{other}`: expected client or server"),
+    };
+    let meta = Metadata {
+        segment: args
+            .segment
+            .clone()
+            .or(file.metadata.segment.clone())
+            .unwrap_or_else(|| "default".into()),
+        role,
+        capacity: Capacity {
+            cpus: file.metadata.cpus.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+            }),
+            memory_mb: file.metadata.memory_mb.unwrap_or_else(total_memory_mb),
+        },
+        addresses: file
+            .metadata
+            .addresses
+            .iter()
+            .map(|a| NetAddress {
+                label: a.label.clone(),
+                addr: a.address,
+            })
+            .collect(),
+        http: Some(http),
+    };
+    Ok(Settings {
+        name,
+        bind,
+        advertise,
+        http,
+        join,
+        keyring,
+        label: args
+            .label
+            .clone()
+            .or(file.label.clone())
+            .unwrap_or_else(|| "buoy".into()),
+        swim: swim_config,
+        meta,
+        fault_injection: args.enable_fault_injection
+            || file.enable_fault_injection.unwrap_or(false),
+        udp_payload,
+    })
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn total_memory_mb() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
+}
+
+fn init_logging(format: &str) -> Result<()> {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        "json" => builder.json().init(),
+        "text" => builder.init(),
+        other => bail!("--log-format {other}: expected text or json"),
+    }
+    Ok(())
+}
+
+/// Runs the agent until SIGINT/SIGTERM (then leaves gracefully) or a fatal name conflict.
+pub fn run(args: AgentArgs) -> Result<()> {
+    let s = settings(&args)?;
+    init_logging(&args.log_format)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(s))
+}
+
+async fn serve(s: Settings) -> Result<()> {
+    let keyring = match &s.keyring {
+        Some(p) => Some(load_keyring(p, &s.label)?),
+        None => None,
+    };
+    let udp = UdpSocket::bind(s.bind)
+        .await
+        .with_context(|| format!("cannot bind UDP {}", s.bind))?;
+    let tcp = TcpListener::bind(s.bind)
+        .await
+        .with_context(|| format!("cannot bind TCP {}", s.bind))?;
+    let http_listener = TcpListener::bind(s.http)
+        .await
+        .with_context(|| format!("cannot bind HTTP {}", s.http))?;
+    let seed = {
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
+        u64::from_le_bytes(b)
+    };
+    let core = Swim::new(
+        s.swim.clone(),
+        &s.name,
+        s.advertise,
+        s.meta.clone(),
+        seed,
+        swim::Instant::ZERO,
+    )?;
+    let encrypted = keyring.is_some();
+    let shared = runtime::Shared::new(
+        core,
+        Arc::new(udp),
+        keyring,
+        s.fault_injection,
+        s.udp_payload,
+    );
+    info!(name = %s.name, gossip = %s.advertise, http = %s.http, encrypted, fault_injection = s.fault_injection, "agent started");
+    tokio::spawn(shared.clone().run_udp());
+    tokio::spawn(shared.clone().run_timers());
+    tokio::spawn(stream::serve(shared.clone(), tcp));
+    let api = http::Api {
+        shared: shared.clone(),
+        keyring_path: s.keyring.clone(),
+        label: s.label.clone(),
+    };
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(http_listener, http::router(api)).await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+    if !s.join.is_empty() {
+        let seeds = s.join.clone();
+        shared.with_swim(|sw, now| sw.join(now, &seeds));
+    }
+    let mut fatal = shared.fatal.subscribe();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = fatal.changed() => {
+            let msg = fatal.borrow().clone().unwrap_or_default();
+            bail!("{msg}");
+        }
+    }
+    info!("leaving the cluster");
+    shared.with_swim(|sw, now| sw.leave(now));
+    // Give the leave message a few gossip rounds to spread.
+    let gossip = s.swim.gossip_interval;
+    for _ in 0..20 {
+        tokio::time::sleep(gossip).await;
+        if shared.read(|sw| sw.queued_broadcasts()) == 0 {
+            break;
+        }
+    }
+    tokio::time::sleep(gossip * 2).await;
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! A minimal HTTP/1.1 client for the CLI: one request per connection, JSON bodies.
+//! (The CLI talks only to Buoy agents, so a full client library is not worth its build time.)
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+/// A response: status code and body.
+pub struct Response {
+    pub status: u16,
+    pub body: String,
+}
+
+/// Sends one request to the agent at `addr`.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    timeout: Duration,
+) -> Result<Response> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout).with_context(|| {
+        format!(
+            "cannot reach the Buoy agent at {addr}: is `buoy agent` running there? (set --http)"
+        )
+    })?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)
+        .with_context(|| format!("reading the answer of {addr}"))?;
+    parse(&raw).with_context(|| format!("bad HTTP answer from {addr}"))
+}
+
+fn parse(raw: &[u8]) -> Result<Response> {
+    let text = String::from_utf8_lossy(raw);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        bail!("no header terminator")
+    };
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("no status code")?;
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    });
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_string()
+    };
+    Ok(Response { status, body })
+}
+
+fn dechunk(mut s: &str) -> Result<String> {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = s.split_once("\r\n").context("truncated chunk")?;
+        let n = usize::from_str_radix(size.trim(), 16).context("bad chunk size")?;
+        if n == 0 {
+            return Ok(out);
+        }
+        out.push_str(rest.get(..n).context("truncated chunk body")?);
+        s = rest.get(n + 2..).unwrap_or("");
+    }
+}
+
+/// GETs `path` and parses the JSON body; a non-2xx answer becomes an error with its message.
+pub fn get_json(addr: SocketAddr, path: &str) -> Result<serde_json::Value> {
+    let r = request(addr, "GET", path, None, Duration::from_secs(5))?;
+    json_or_error(r)
+}
+
+fn json_or_error(r: Response) -> Result<serde_json::Value> {
+    let v: serde_json::Value =
+        serde_json::from_str(&r.body).with_context(|| format!("answer is not JSON: {}", r.body))?;
+    if !(200..300).contains(&r.status) {
+        let msg = v["error"]["message"].as_str().unwrap_or(&r.body);
+        bail!("HTTP {}: {msg}", r.status);
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_and_chunked_bodies_parse() {
+        let r = parse(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, "{}"));
+        let r = parse(b"HTTP/1.1 404 Not Found\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap();
+        assert_eq!((r.status, r.body.as_str()), (404, "abcde"));
+        assert!(parse(b"garbage").is_err());
+    }
+}
