@@ -41,6 +41,9 @@ pub struct MembershipArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Print every membership event about this member to stderr (study a replayed seed).
+    #[arg(long)]
+    pub trace: Option<String>,
 }
 
 fn parse_range_ms(s: &str) -> Result<(Duration, Duration), String> {
@@ -76,6 +79,7 @@ pub fn membership(args: MembershipArgs) -> Result<()> {
         duration: Duration::from_secs(args.duration),
         seed: args.seed,
         config,
+        trace: args.trace.clone(),
         ..MembershipScenario::new(args.nodes, Duration::from_secs(args.duration), args.seed)
     };
     let wall = std::time::Instant::now();
@@ -107,6 +111,7 @@ fn report_json(r: &MembershipReport, args: &MembershipArgs, wall_ms: u64) -> ser
         "detect_all_ms": pct(&r.detect_all_ms),
         "undetected": r.undetected,
         "false_positives": r.false_positives,
+        "false_positive_details": r.false_positive_details.iter().map(|(t, by, who)| json!({"at_s": t, "declared_by": by, "member": who})).collect::<Vec<_>>(),
         "false_suspicions": r.false_suspicions,
         "refutations": r.refutations,
         "dissemination_ms": r.dissemination_ms.p99.round(),
@@ -142,6 +147,15 @@ fn print_table(r: &MembershipReport, args: &MembershipArgs, wall_ms: u64) {
     row("detect (all members)", p(&r.detect_all_ms));
     row("undetected crashes", r.undetected.to_string());
     row("false positives", r.false_positives.to_string());
+    for (t, by, who) in &r.false_positive_details {
+        row(
+            "",
+            format!(
+                "{who} declared dead by {by} at {t:.3} s (replay with --seed {} --trace {who})",
+                r.seed
+            ),
+        );
+    }
     row(
         "suspicions refuted",
         format!(

@@ -29,6 +29,8 @@ pub struct MembershipScenario {
     pub network: NetworkConfig,
     /// Time given to the formed cluster before faults and measurements start.
     pub warmup: Duration,
+    /// Print every event about this member to stderr (to study a replayed seed).
+    pub trace: Option<String>,
 }
 
 impl MembershipScenario {
@@ -46,6 +48,7 @@ impl MembershipScenario {
             config: Config::lan(),
             network: NetworkConfig::lan(),
             warmup: Duration::from_secs(5),
+            trace: None,
         }
     }
 }
@@ -65,6 +68,8 @@ pub struct MembershipReport {
     pub undetected: usize,
     /// Members that had not crashed but were declared dead by someone (counted per declaration).
     pub false_positives: usize,
+    /// Each false positive: seconds since start, the member that declared, the member declared.
+    pub false_positive_details: Vec<(f64, String, String)>,
     /// Suspicions raised against members that had not crashed (refuted in time unless counted above).
     pub false_suspicions: usize,
     pub refutations: usize,
@@ -90,6 +95,20 @@ struct UpdateRecord {
     count: usize,
     target: usize,
     done: Option<Duration>,
+}
+
+fn event_mentions(e: &Event, who: &str) -> bool {
+    match e {
+        Event::MemberJoined { name, .. }
+        | Event::MemberUpdated { name, .. }
+        | Event::MemberRecovered { name, .. }
+        | Event::MemberLeft { name }
+        | Event::MemberReaped { name } => name == who,
+        Event::MemberSuspected { name, by, .. } | Event::MemberDied { name, by, .. } => {
+            name == who || by == who
+        }
+        _ => false,
+    }
 }
 
 /// How often the scenario publishes a fresh metadata update to time its dissemination.
@@ -241,6 +260,11 @@ impl MembershipScenario {
             }
             let now = sim.now();
             for (at, node, e) in sim.drain_events() {
+                if let Some(trace) = &self.trace
+                    && event_mentions(&e, trace)
+                {
+                    eprintln!("{:>10.4}s n{node}: {e:?}", at.as_nanos() as f64 / 1e9);
+                }
                 match e {
                     Event::MemberDied { name, by, .. } => {
                         if let Some(&k) = crash_index.get(&name)
@@ -250,6 +274,11 @@ impl MembershipScenario {
                             slot.get_or_insert(at);
                         } else if by == sim_name(node) {
                             report.false_positives += 1;
+                            report.false_positive_details.push((
+                                at.as_nanos() as f64 / 1e9,
+                                by,
+                                name,
+                            ));
                         }
                     }
                     Event::MemberSuspected { name, by, .. } => {

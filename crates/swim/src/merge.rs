@@ -274,20 +274,48 @@ impl Swim {
             let Some((_, name)) = self.suspicion_deadlines.pop_first() else {
                 break;
             };
-            self.suspicions.remove(&name);
-            let Some((state, incarnation)) = self.member(&name).map(|m| (m.state, m.incarnation))
+            let Some((state, incarnation, addr)) = self
+                .member(&name)
+                .map(|m| (m.state, m.incarnation, m.addr()))
             else {
+                self.suspicions.remove(&name);
                 continue;
             };
-            if state == MemberState::Suspect {
-                self.counters.deaths_declared += 1;
-                let d = Dead {
-                    incarnation,
-                    name,
-                    from: self.name.clone(),
-                };
-                self.on_dead(now, d);
+            if state != MemberState::Suspect {
+                self.suspicions.remove(&name);
+                continue;
             }
+            if let Some(susp) = self.suspicions.get_mut(&name)
+                && susp.needs_verification()
+            {
+                // We only heard of this suspicion and may have missed the refutation (gossip
+                // reaches each member ~log(N) times, not always): ask the suspect ourselves.
+                // A live suspect answers the accusation directly with its current incarnation.
+                let until = now + self.awareness.scale(self.config.probe_interval);
+                susp.verify(until);
+                self.suspicion_deadlines.insert((until, name.clone()));
+                let seq = self.next_seq();
+                let accuse = Message::Suspect(Suspect {
+                    incarnation,
+                    name: name.clone(),
+                    from: self.name.clone(),
+                });
+                let ping = Message::Ping(crate::message::Ping {
+                    seq,
+                    target: name,
+                    source: self.name.clone(),
+                });
+                self.send_frames(addr, &[accuse.encode_frame(), ping.encode_frame()], false);
+                continue;
+            }
+            self.suspicions.remove(&name);
+            self.counters.deaths_declared += 1;
+            let d = Dead {
+                incarnation,
+                name,
+                from: self.name.clone(),
+            };
+            self.on_dead(now, d);
         }
     }
 

@@ -24,6 +24,9 @@ pub struct Suspicion {
     second_hand_margin: Duration,
     /// Whether this member is one of the accusers.
     ours: bool,
+    /// Set when a second-hand suspicion ran out and this member asked the suspect itself:
+    /// the suspect is declared dead only if no answer came by then.
+    verify_until: Option<Instant>,
 }
 
 impl Suspicion {
@@ -47,6 +50,7 @@ impl Suspicion {
             accusers,
             second_hand_margin: margin,
             ours,
+            verify_until: None,
         }
     }
 
@@ -58,6 +62,18 @@ impl Suspicion {
             return false;
         }
         self.accusers.insert(from.to_string())
+    }
+
+    /// True when the timer ran out on a suspicion this member only heard of and has not
+    /// checked itself yet: it must ask the suspect before declaring it dead.
+    pub fn needs_verification(&self) -> bool {
+        !self.ours && self.verify_until.is_none()
+    }
+
+    /// Gives the suspect until `until` to answer this member's own check.
+    pub fn verify(&mut self, until: Instant) {
+        self.ours = true;
+        self.verify_until = Some(until);
     }
 
     /// Independent confirmations so far, not counting the first accuser.
@@ -72,6 +88,9 @@ impl Suspicion {
 
     /// When the suspect is declared dead if it has not refuted.
     pub fn deadline(&self) -> Instant {
+        if let Some(t) = self.verify_until {
+            return t;
+        }
         let margin = if self.ours {
             Duration::ZERO
         } else {
@@ -111,6 +130,21 @@ mod tests {
         assert_eq!(s.deadline(), Instant::ZERO + MIN + margin);
         s.confirm("me", true);
         assert_eq!(s.deadline(), Instant::ZERO + MIN);
+    }
+
+    #[test]
+    fn a_second_hand_suspicion_is_verified_once_before_it_ends() {
+        let mut s = Suspicion::new(Instant::ZERO, "a", false, 0, MIN, MAX, Duration::ZERO);
+        assert!(s.needs_verification());
+        let until = Instant::ZERO + MIN + Duration::from_millis(100);
+        s.verify(until);
+        assert!(!s.needs_verification());
+        assert_eq!(s.deadline(), until);
+        let mine = Suspicion::new(Instant::ZERO, "me", true, 0, MIN, MAX, Duration::ZERO);
+        assert!(
+            !mine.needs_verification(),
+            "an accuser already probed the suspect"
+        );
     }
 
     const MIN: Duration = Duration::from_secs(2);
