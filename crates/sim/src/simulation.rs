@@ -50,10 +50,11 @@ enum Delivery {
     },
 }
 
+/// A heap entry: small, so sifting is cheap; the delivery itself waits in a slab.
 struct Scheduled {
     at: Instant,
     seq: u64,
-    what: Delivery,
+    slot: u32,
 }
 
 impl PartialEq for Scheduled {
@@ -105,6 +106,8 @@ pub struct Simulation {
     nodes: Vec<Node>,
     by_addr: HashMap<SocketAddr, NodeId>,
     queue: BinaryHeap<Scheduled>,
+    slab: Vec<Option<Delivery>>,
+    free: Vec<u32>,
     seq: u64,
     traffic: Traffic,
     events: Vec<(Instant, NodeId, Event)>,
@@ -121,6 +124,8 @@ impl Simulation {
             nodes: Vec::new(),
             by_addr: HashMap::new(),
             queue: BinaryHeap::new(),
+            slab: Vec::new(),
+            free: Vec::new(),
             seq: 0,
             traffic: Traffic::default(),
             events: Vec::new(),
@@ -253,17 +258,31 @@ impl Simulation {
             let Some(s) = self.queue.pop() else { break };
             self.now = s.at;
             self.processed += 1;
-            self.dispatch(s.what);
+            let what = self.slab[s.slot as usize].take();
+            self.free.push(s.slot);
+            if let Some(what) = what {
+                self.dispatch(what);
+            }
         }
         self.now = self.now.max(until);
     }
 
     fn schedule(&mut self, at: Instant, what: Delivery) {
         self.seq += 1;
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slab[slot as usize] = Some(what);
+                slot
+            }
+            None => {
+                self.slab.push(Some(what));
+                (self.slab.len() - 1) as u32
+            }
+        };
         self.queue.push(Scheduled {
             at,
             seq: self.seq,
-            what,
+            slot,
         });
     }
 

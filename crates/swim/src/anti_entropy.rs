@@ -85,10 +85,12 @@ impl Swim {
                 .streams
                 .iter()
                 .any(|s| matches!(s.purpose, StreamPurpose::PushPull));
-            let me = self.name.clone();
+            let me = self.me_id.clone();
             if !busy
                 && let Some(&i) = self
-                    .random_members(1, |m| m.state == MemberState::Alive && m.name() != me)
+                    .random_members(1, |m| {
+                        m.state == MemberState::Alive && !Arc::ptr_eq(&m.id, &me)
+                    })
                     .first()
             {
                 let to = self.roster[i].addr();
@@ -217,19 +219,26 @@ impl Swim {
         now: Instant,
         members: impl IntoIterator<Item = Arc<Identity>>,
     ) {
-        for id in members {
-            if self.roster.find(&id.name).is_some() {
-                continue;
-            }
-            self.roster.push(Member {
+        let roster = &self.roster;
+        let new: Vec<Member> = members
+            .into_iter()
+            // Alone, only our own name can repeat: skip the index lookups of a large warm start.
+            .filter(|id| {
+                if roster.len() == 1 {
+                    *id.name != *self.name
+                } else {
+                    roster.find(&id.name).is_none()
+                }
+            })
+            .map(|id| Member {
                 id,
                 incarnation: Incarnation(0),
                 state: MemberState::Alive,
                 state_changed: now,
-            });
-            self.live += 1;
-        }
-        self.roster.shuffle(&mut self.rng);
+            })
+            .collect();
+        self.live += new.len();
+        self.roster.extend_shuffled(new, &mut self.rng);
         let interval = self.config.push_pull_interval_for(self.live);
         self.next_push_pull_at = now + self.rng.duration_between(Duration::ZERO, interval);
     }

@@ -2,6 +2,8 @@
 //! a few random members (and to the recently dead, so a falsely dead member hears and refutes).
 //! Broadcasts also ride on every probe packet; see `Swim::send_frames`.
 
+use std::sync::Arc;
+
 use crate::member::MemberState;
 use crate::message;
 use crate::swim::Swim;
@@ -20,10 +22,10 @@ impl Swim {
         if self.broadcasts.is_empty() {
             return;
         }
-        let me = self.name.clone();
+        let me = self.me_id.clone();
         let window = self.config.gossip_to_the_dead;
         let targets = self.random_members(self.config.gossip_nodes, |m| {
-            m.name() != me
+            !Arc::ptr_eq(&m.id, &me)
                 && (m.state.is_live()
                     || (m.state == MemberState::Dead
                         && now.saturating_since(m.state_changed) < window))

@@ -124,7 +124,7 @@ impl Swim {
             let i = self.probe_cursor;
             self.probe_cursor += 1;
             let m = &self.roster[i];
-            if m.name() != self.name && m.state.is_live() {
+            if m.state.is_live() && !self.is_me(m) {
                 return Some(i);
             }
         }

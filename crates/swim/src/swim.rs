@@ -120,8 +120,9 @@ pub struct Swim {
     pub(crate) rng: Rng,
     /// Every known member, this one included, in probe order.
     pub(crate) roster: Roster,
-    /// Where this member sits in the roster (kept current by every reordering).
-    pub(crate) me: Arc<str>,
+    /// This member's own identity: comparing pointers finds it in the roster without
+    /// touching other members' names (a cache miss each in a large cluster).
+    pub(crate) me_id: Arc<Identity>,
     /// Members alive or suspect, this one included.
     pub(crate) live: usize,
     pub(crate) suspicions: Map<String, Suspicion>,
@@ -173,6 +174,7 @@ impl Swim {
             state: MemberState::Alive,
             state_changed: now,
         };
+        let me_id = me.id.clone();
         let mut roster = Roster::default();
         roster.push(me);
         // Spread periodic work over the interval so members started together do not sync up.
@@ -193,7 +195,7 @@ impl Swim {
             addr,
             rng,
             roster,
-            me: name.into(),
+            me_id,
             live: 1,
             suspicions: Map::default(),
             suspicion_deadlines: BTreeSet::new(),
@@ -388,6 +390,7 @@ impl Swim {
             addr: id.addr,
             meta,
         });
+        self.me_id = self.roster[i].id.clone();
         let inc = self.roster[i].incarnation.next();
         self.announce_self(inc);
         Ok(())
@@ -458,9 +461,14 @@ impl Swim {
 
     // ----- helpers shared by the protocol parts -----
 
+    /// True when `m` is this member's own record.
+    pub(crate) fn is_me(&self, m: &Member) -> bool {
+        Arc::ptr_eq(&m.id, &self.me_id)
+    }
+
     /// This member's position in the roster.
     pub(crate) fn my_index(&self) -> usize {
-        self.roster.find(&self.me).unwrap_or(0)
+        self.roster.find(&self.name).unwrap_or(0)
     }
 
     pub(crate) fn emit(&mut self, e: Event) {
@@ -532,9 +540,11 @@ impl Swim {
 
     /// Up to `k` distinct random members that are alive (not suspect), other than this one and `except`.
     pub(crate) fn random_live_addrs(&mut self, k: usize, except: Option<&str>) -> Vec<SocketAddr> {
-        let me = self.name.clone();
+        let me = self.me_id.clone();
         self.random_members(k, |m| {
-            m.state == MemberState::Alive && m.name() != me && Some(m.name()) != except
+            m.state == MemberState::Alive
+                && !Arc::ptr_eq(&m.id, &me)
+                && except.is_none_or(|e| m.name() != e)
         })
         .into_iter()
         .map(|i| self.roster[i].addr())
