@@ -294,6 +294,16 @@ impl Swim {
                 let until = now + self.awareness.scale(self.config.probe_interval);
                 susp.verify(until);
                 self.suspicion_deadlines.insert((until, name.clone()));
+                // Also ask a few others: the suspect may be stalled again right now, while
+                // anyone who saw its refutation can hand it over.
+                let query = Message::Query(crate::message::Query {
+                    incarnation,
+                    name: name.clone(),
+                })
+                .encode_frame();
+                for to in self.random_live_addrs(self.config.indirect_checks, Some(&name)) {
+                    self.send_frames(to, std::slice::from_ref(&query), false);
+                }
                 let seq = self.next_seq();
                 let accuse = Message::Suspect(Suspect {
                     incarnation,
@@ -317,6 +327,23 @@ impl Swim {
             };
             self.on_dead(now, d);
         }
+    }
+
+    /// Answers a query with the newer alive message we hold for that member, if any.
+    pub(crate) fn on_query(&mut self, from: std::net::SocketAddr, q: crate::message::Query) {
+        let Some(m) = self.member(&q.name) else {
+            return;
+        };
+        if m.incarnation <= q.incarnation || !m.state.is_live() {
+            return;
+        }
+        let alive = Alive {
+            incarnation: m.incarnation,
+            name: q.name,
+            addr: m.addr(),
+            meta: m.meta().clone(),
+        };
+        self.send_frames(from, &[Message::Alive(alive).encode_frame()], false);
     }
 
     pub(crate) fn on_user(&mut self, u: crate::message::UserMessage) {

@@ -71,6 +71,15 @@ pub struct UserMessage {
     pub payload: Vec<u8>,
 }
 
+/// "Is `incarnation` still the latest you know of `name`?" A member that knows a newer live
+/// incarnation answers with that alive message; otherwise it stays silent. Sent before a
+/// second-hand suspicion becomes a death, in case this member missed the refutation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Query {
+    pub incarnation: Incarnation,
+    pub name: String,
+}
+
 /// Everything that travels in a UDP packet.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Message {
@@ -82,6 +91,7 @@ pub enum Message {
     Suspect(Suspect),
     Dead(Dead),
     User(UserMessage),
+    Query(Query),
 }
 
 /// One member's entry in a push-pull exchange.
@@ -117,6 +127,7 @@ mod tag {
     pub const SUSPECT: u8 = 6;
     pub const DEAD: u8 = 7;
     pub const USER: u8 = 8;
+    pub const QUERY: u8 = 9;
     pub const PUSH_PULL: u8 = 20;
     pub const STREAM_PING: u8 = 21;
     pub const STREAM_ACK: u8 = 22;
@@ -171,6 +182,11 @@ impl Message {
                 body.bytes(&u.payload);
                 tag::USER
             }
+            Message::Query(q) => {
+                body.incarnation(q.incarnation);
+                body.str(&q.name);
+                tag::QUERY
+            }
         };
         frame(t, body.into_bytes())
     }
@@ -210,6 +226,10 @@ impl Message {
                 origin: r.name()?,
                 seq: r.varint()?,
                 payload: r.bytes("user payload", MAX_USER_PAYLOAD)?.to_vec(),
+            }),
+            tag::QUERY => Message::Query(Query {
+                incarnation: r.incarnation()?,
+                name: r.name()?,
             }),
             _ => return Ok(None),
         };

@@ -245,6 +245,7 @@ impl Swim {
             Message::Suspect(s) => self.on_suspect(now, s),
             Message::Dead(d) => self.on_dead(now, d),
             Message::User(u) => self.on_user(u),
+            Message::Query(q) => self.on_query(from, q),
         }
     }
 
