@@ -1,0 +1,279 @@
+//! The membership core driven by hand: one input, then a look at the outputs.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use swim::message::{self, Alive, Message, Ping, Suspect, decode_packet, encode_packet};
+use swim::{Config, Event, Incarnation, Instant, MemberState, Metadata, Output, Swim};
+
+fn addr(i: u8) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, i], 7946))
+}
+
+fn node(name: &str, i: u8) -> Swim {
+    Swim::new(
+        Config::lan(),
+        name,
+        addr(i),
+        Metadata::default(),
+        u64::from(i),
+        Instant::ZERO,
+    )
+    .unwrap()
+}
+
+fn alive(name: &str, i: u8, inc: u64) -> Message {
+    Message::Alive(Alive {
+        incarnation: Incarnation(inc),
+        name: name.into(),
+        addr: addr(i),
+        meta: Metadata::default(),
+    })
+}
+
+fn packets(s: &mut Swim) -> Vec<(SocketAddr, Vec<Message>)> {
+    s.drain_outputs()
+        .filter_map(|o| match o {
+            Output::Packet { to, bytes } => Some((to, decode_packet(&bytes).unwrap().messages)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_suspicion_about_itself_is_refuted_with_a_higher_incarnation_sent_to_the_accuser() {
+    let mut a = node("a", 1);
+    let t = Instant::ZERO;
+    a.handle_packet(t, addr(2), &encode_packet(&[alive("b", 2, 0)]));
+    packets(&mut a);
+    let accusation = Suspect {
+        incarnation: Incarnation(0),
+        name: "a".into(),
+        from: "b".into(),
+    };
+    a.handle_packet(t, addr(2), &encode_packet(&[Message::Suspect(accusation)]));
+    assert_eq!(a.me().incarnation, Incarnation(1));
+    let to_b: Vec<Message> = packets(&mut a)
+        .into_iter()
+        .filter(|(to, _)| *to == addr(2))
+        .flat_map(|(_, m)| m)
+        .collect();
+    assert!(to_b.iter().any(
+        |m| matches!(m, Message::Alive(x) if x.name == "a" && x.incarnation == Incarnation(1))
+    ));
+    assert_eq!(a.counters().refutations, 1);
+    assert_eq!(
+        a.local_health(),
+        1,
+        "being suspected raises the local health score"
+    );
+}
+
+#[test]
+fn a_member_that_misses_its_probes_is_suspected_then_declared_dead() {
+    let mut a = node("a", 1);
+    for (i, n) in [(2, "b"), (3, "c")] {
+        a.handle_packet(Instant::ZERO, addr(i), &encode_packet(&[alive(n, i, 0)]));
+    }
+    // Nobody ever answers: drive time forward to every deadline.
+    let mut now = Instant::ZERO;
+    let mut suspected = false;
+    let mut dead = false;
+    while now < Instant::ZERO + Duration::from_secs(30) {
+        now = a.next_deadline().unwrap().max(now);
+        a.handle_timeout(now);
+        for o in a.drain_outputs() {
+            match o {
+                Output::Event(Event::MemberSuspected { .. }) => suspected = true,
+                Output::Event(Event::MemberDied { by, .. }) => {
+                    assert_eq!(by, "a");
+                    dead = true;
+                }
+                _ => {}
+            }
+        }
+        if dead {
+            break;
+        }
+    }
+    assert!(suspected && dead);
+    assert!(
+        a.local_health() > 0,
+        "unanswered probes with no nacks mean we may be the slow one"
+    );
+}
+
+#[test]
+fn an_alive_with_an_older_incarnation_does_not_undo_a_death() {
+    let mut a = node("a", 1);
+    a.handle_packet(Instant::ZERO, addr(2), &encode_packet(&[alive("b", 2, 3)]));
+    let dead = swim::message::Dead {
+        incarnation: Incarnation(3),
+        name: "b".into(),
+        from: "c".into(),
+    };
+    a.handle_packet(
+        Instant::ZERO,
+        addr(3),
+        &encode_packet(&[Message::Dead(dead)]),
+    );
+    assert_eq!(a.member("b").map(|m| m.state), Some(MemberState::Dead));
+    a.handle_packet(Instant::ZERO, addr(2), &encode_packet(&[alive("b", 2, 3)]));
+    assert_eq!(
+        a.member("b").map(|m| m.state),
+        Some(MemberState::Dead),
+        "equal incarnation: dead wins"
+    );
+    a.handle_packet(Instant::ZERO, addr(2), &encode_packet(&[alive("b", 2, 4)]));
+    assert_eq!(
+        a.member("b").map(|m| m.state),
+        Some(MemberState::Alive),
+        "a higher one brings it back"
+    );
+}
+
+#[test]
+fn a_ping_for_another_name_is_ignored() {
+    let mut a = node("a", 1);
+    let ping = Message::Ping(Ping {
+        seq: 1,
+        target: "someone-else".into(),
+        source: "b".into(),
+    });
+    a.handle_packet(Instant::ZERO, addr(2), &encode_packet(&[ping]));
+    assert!(packets(&mut a).is_empty());
+    assert_eq!(a.counters().misdirected_pings, 1);
+}
+
+#[test]
+fn no_packet_ever_exceeds_the_configured_size_even_with_a_full_queue() {
+    let config = Config {
+        max_packet_bytes: 512,
+        ..Config::lan()
+    };
+    let mut a = Swim::new(config, "a", addr(1), Metadata::default(), 1, Instant::ZERO).unwrap();
+    for i in 0..200u32 {
+        let name = format!("member-with-a-long-name-{i:04}");
+        let m = Message::Alive(Alive {
+            incarnation: Incarnation(1),
+            name,
+            addr: addr(9),
+            meta: Metadata::default(),
+        });
+        a.handle_packet(Instant::ZERO, addr(9), &encode_packet(&[m]));
+    }
+    let mut now = Instant::ZERO;
+    let mut sent = 0;
+    for _ in 0..500 {
+        now = a.next_deadline().unwrap().max(now);
+        a.handle_timeout(now);
+        for o in a.drain_outputs() {
+            if let Output::Packet { bytes, .. } = o {
+                assert!(bytes.len() <= 512, "packet of {} bytes", bytes.len());
+                sent += 1;
+            }
+        }
+    }
+    assert!(sent > 100);
+}
+
+#[test]
+fn garbage_packets_are_counted_and_change_nothing() {
+    let mut a = node("a", 1);
+    for junk in [
+        &b""[..],
+        &[2],
+        &[1, 5, 200, 1, 2],
+        &[0xff; 64],
+        &[1, 3, 0x80, 0x80, 0x80],
+    ] {
+        a.handle_packet(Instant::ZERO, addr(2), junk);
+    }
+    assert_eq!(a.counters().decode_errors, 5);
+    assert_eq!(a.members().len(), 1);
+    assert!(
+        a.handle_stream_request(Instant::ZERO, addr(2), &[9, 9, 9])
+            .is_none()
+    );
+}
+
+fn arb_message() -> impl Strategy<Value = Message> {
+    let name = "[a-z0-9-]{1,20}";
+    prop_oneof![
+        (any::<u32>(), name, name).prop_map(|(seq, target, source)| Message::Ping(Ping {
+            seq,
+            target,
+            source
+        })),
+        any::<u32>().prop_map(|seq| Message::Ack { seq }),
+        any::<u32>().prop_map(|seq| Message::Nack { seq }),
+        (
+            any::<u64>(),
+            name,
+            any::<[u8; 4]>(),
+            any::<u16>(),
+            any::<u32>(),
+            any::<u64>()
+        )
+            .prop_map(|(inc, n, ip, port, cpus, mem)| {
+                let meta = Metadata {
+                    segment: "az".into(),
+                    capacity: swim::Capacity {
+                        cpus,
+                        memory_mb: mem,
+                    },
+                    ..Metadata::default()
+                };
+                Message::Alive(Alive {
+                    incarnation: Incarnation(inc),
+                    name: n,
+                    addr: SocketAddr::from((ip, port)),
+                    meta,
+                })
+            }),
+        (any::<u64>(), name, name).prop_map(|(inc, n, from)| Message::Suspect(Suspect {
+            incarnation: Incarnation(inc),
+            name: n,
+            from
+        })),
+        (
+            name,
+            any::<u64>(),
+            proptest::collection::vec(any::<u8>(), 0..100)
+        )
+            .prop_map(
+                |(origin, seq, payload)| Message::User(message::UserMessage {
+                    origin,
+                    seq,
+                    payload
+                })
+            ),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn any_compound_packet_round_trips(msgs in proptest::collection::vec(arb_message(), 0..8)) {
+        let decoded = decode_packet(&encode_packet(&msgs)).unwrap();
+        prop_assert_eq!(decoded.messages, msgs);
+    }
+
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let _ = decode_packet(&bytes);
+        let _ = message::StreamMessage::decode(&bytes);
+        let mut a = node("a", 1);
+        a.handle_packet(Instant::ZERO, addr(2), &bytes);
+        let _ = a.handle_stream_request(Instant::ZERO, addr(2), &bytes);
+    }
+
+    #[test]
+    fn flipping_any_byte_of_a_valid_packet_never_panics(msgs in proptest::collection::vec(arb_message(), 1..4), pos in any::<usize>(), val in any::<u8>()) {
+        let mut bytes = encode_packet(&msgs);
+        let i = pos % bytes.len();
+        bytes[i] = val;
+        let mut a = node("a", 1);
+        a.handle_packet(Instant::ZERO, addr(2), &bytes);
+    }
+}
