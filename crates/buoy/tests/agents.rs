@@ -1,0 +1,456 @@
+//! Real agents on 127.0.x.y: crashes (SIGKILL), hangs (SIGSTOP), partitions through the fault
+//! filter, encryption with a live key rotation, and bad input at start-up. Every test owns a
+//! distinct 127.0.N.0/24 so tests can run in parallel, and kills what it started by PID.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Agents started by one test; dropping it kills them all.
+struct Cluster {
+    net: u8,
+    agents: Vec<(String, Child)>,
+    dir: PathBuf,
+}
+
+impl Cluster {
+    fn new(net: u8) -> Self {
+        let dir = std::env::temp_dir().join(format!("buoy-test-{}-{net}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Cluster {
+            net,
+            agents: Vec::new(),
+            dir,
+        }
+    }
+
+    fn gossip(&self, i: u8) -> SocketAddr {
+        SocketAddr::from(([127, 0, self.net, i], 7946))
+    }
+
+    fn http(&self, i: u8) -> SocketAddr {
+        SocketAddr::from(([127, 0, self.net, i], 7070))
+    }
+
+    fn command(&self, i: u8, name: &str, extra: &[String]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_buoy"));
+        c.args([
+            "agent",
+            "--name",
+            name,
+            "--bind",
+            &self.gossip(i).to_string(),
+            "--http",
+            &self.http(i).to_string(),
+        ])
+        .args(["--profile", "local", "--enable-fault-injection"])
+        .args(extra)
+        .stdin(Stdio::null());
+        c
+    }
+
+    /// Starts agent `i` (named `h{i}`) joining through agent 1.
+    fn start(&mut self, i: u8, extra: &[String]) {
+        let mut args = extra.to_vec();
+        if i != 1 {
+            args.extend(["--join".to_string(), self.gossip(1).to_string()]);
+        }
+        let log = std::fs::File::create(self.dir.join(format!("h{i}.log"))).unwrap();
+        let child = self
+            .command(i, &format!("h{i}"), &args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.agents.push((format!("h{i}"), child));
+        wait_until(Duration::from_secs(10), || {
+            get(self.http(i), "/v1/health").is_some_and(|(s, _)| s == 200)
+        })
+        .unwrap_or_else(|| panic!("agent h{i} did not start; log: {}", self.log(i)));
+    }
+
+    fn log(&self, i: u8) -> String {
+        std::fs::read_to_string(self.dir.join(format!("h{i}.log"))).unwrap_or_default()
+    }
+
+    fn pid(&self, name: &str) -> i32 {
+        self.agents
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c.id() as i32)
+            .unwrap()
+    }
+
+    fn signal(&self, name: &str, sig: i32) {
+        // SAFETY: kill(2) on a PID this test started.
+        unsafe { libc::kill(self.pid(name), sig) };
+    }
+
+    /// Agent `i`'s view: member -> (state, incarnation).
+    fn view(&self, i: u8) -> BTreeMap<String, (String, u64)> {
+        let Some((200, body)) = get(self.http(i), "/v1/members") else {
+            return BTreeMap::new();
+        };
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap().to_string(),
+                    (
+                        m["state"].as_str().unwrap().to_string(),
+                        m["incarnation"].as_u64().unwrap(),
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    fn state(&self, observer: u8, subject: &str) -> Option<String> {
+        self.view(observer).get(subject).map(|(s, _)| s.clone())
+    }
+
+    /// Waits until every observer sees `subject` in `state`.
+    fn wait_all_see(
+        &self,
+        observers: &[u8],
+        subject: &str,
+        state: &str,
+        timeout: Duration,
+    ) -> Duration {
+        wait_until(timeout, || {
+            observers
+                .iter()
+                .all(|&o| self.state(o, subject).as_deref() == Some(state))
+        })
+        .unwrap_or_else(|| {
+            let views: Vec<_> = observers.iter().map(|&o| (o, self.view(o))).collect();
+            panic!("not every agent sees {subject} {state} within {timeout:?}: {views:?}")
+        })
+    }
+
+    fn faults(&self, i: u8, body: &str) {
+        let (status, answer) = post(self.http(i), "/v1/debug/faults", body).unwrap();
+        assert_eq!(status, 200, "{answer}");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.agents {
+            // SAFETY: SIGCONT first so a stopped agent can die; then SIGKILL by PID.
+            unsafe { libc::kill(c.id() as i32, libc::SIGCONT) };
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < timeout {
+        if ok() {
+            return Some(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    None
+}
+
+fn request(addr: SocketAddr, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    Some((
+        head.split_whitespace().nth(1)?.parse().ok()?,
+        body.to_string(),
+    ))
+}
+
+fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    request(addr, "GET", path, "")
+}
+
+fn post(addr: SocketAddr, path: &str, body: &str) -> Option<(u16, String)> {
+    request(addr, "POST", path, body)
+}
+
+fn five(net: u8, extra: &[String]) -> Cluster {
+    let mut c = Cluster::new(net);
+    for i in 1..=5 {
+        c.start(i, extra);
+    }
+    for i in 1..=5 {
+        for s in 1..=5 {
+            c.wait_all_see(&[i], &format!("h{s}"), "alive", Duration::from_secs(15));
+        }
+    }
+    c
+}
+
+#[test]
+fn a_killed_agent_is_declared_dead_by_all_others() {
+    let mut c = five(31, &[]);
+    c.signal("h5", libc::SIGKILL);
+    let took = c.wait_all_see(&[1, 2, 3, 4], "h5", "dead", Duration::from_secs(15));
+    assert!(took < Duration::from_secs(10), "detection took {took:?}");
+    // The agent's own metrics count the death it declared or learned.
+    let (_, metrics) = get(c.http(1), "/metrics").unwrap();
+    assert!(
+        metrics.contains("buoy_swim_members{state=\"dead\"} 1"),
+        "{metrics}"
+    );
+    c.agents.retain(|(n, _)| n != "h5");
+}
+
+#[test]
+fn a_hung_agent_is_declared_dead_then_refutes_when_it_resumes() {
+    let c = five(32, &[]);
+    c.signal("h3", libc::SIGSTOP);
+    c.wait_all_see(&[1, 2, 4, 5], "h3", "dead", Duration::from_secs(15));
+    let before = c.view(1)["h3"].1;
+    c.signal("h3", libc::SIGCONT);
+    c.wait_all_see(&[1, 2, 4, 5], "h3", "alive", Duration::from_secs(15));
+    assert!(
+        c.view(1)["h3"].1 > before,
+        "it came back with a higher incarnation"
+    );
+    for s in ["h1", "h2", "h4", "h5"] {
+        c.wait_all_see(&[3], s, "alive", Duration::from_secs(15));
+    }
+}
+
+#[test]
+fn a_partition_through_the_fault_filter_splits_the_cluster_and_heals() {
+    let c = five(33, &[]);
+    let cut = |i: u8, peers: &[&str]| {
+        let rules: Vec<String> = peers
+            .iter()
+            .map(|p| format!("{{\"peer\":\"{p}\",\"direction\":\"both\"}}"))
+            .collect();
+        c.faults(i, &format!("{{\"drop\":[{}]}}", rules.join(",")));
+    };
+    for i in [1, 2] {
+        cut(i, &["h3", "h4", "h5"]);
+    }
+    for i in [3, 4, 5] {
+        cut(i, &["h1", "h2"]);
+    }
+    c.wait_all_see(&[1, 2], "h4", "dead", Duration::from_secs(20));
+    c.wait_all_see(&[3, 4, 5], "h1", "dead", Duration::from_secs(20));
+    assert_eq!(
+        c.state(1, "h2").as_deref(),
+        Some("alive"),
+        "a side keeps its own members"
+    );
+    for i in 1..=5 {
+        c.faults(i, "{\"drop\":[]}");
+    }
+    for s in 1..=5 {
+        c.wait_all_see(
+            &[1, 2, 3, 4, 5],
+            &format!("h{s}"),
+            "alive",
+            Duration::from_secs(30),
+        );
+    }
+    let (_, metrics) = get(c.http(1), "/metrics").unwrap();
+    let dropped = metrics
+        .lines()
+        .find(|l| l.contains("reason=\"fault_filter\""))
+        .unwrap();
+    assert!(!dropped.ends_with(" 0"), "{dropped}");
+}
+
+fn write_keyring(path: &PathBuf, keys: &[&str]) {
+    let quoted: Vec<String> = keys.iter().map(|k| format!("\"{k}\"")).collect();
+    std::fs::write(path, format!("{{\"keys\": [{}]}}", quoted.join(","))).unwrap();
+}
+
+#[test]
+fn an_encrypted_cluster_rotates_its_key_without_losing_a_member() {
+    let k1 = "11".repeat(32);
+    let k2 = "22".repeat(32);
+    let mut c = Cluster::new(34);
+    let files: Vec<PathBuf> = (1..=4)
+        .map(|i| c.dir.join(format!("keyring-{i}.json")))
+        .collect();
+    for i in 1..=3u8 {
+        write_keyring(&files[i as usize - 1], &[&k1]);
+        c.start(
+            i,
+            &[
+                "--keyring".into(),
+                files[i as usize - 1].display().to_string(),
+            ],
+        );
+    }
+    for s in 1..=3 {
+        c.wait_all_see(
+            &[1, 2, 3],
+            &format!("h{s}"),
+            "alive",
+            Duration::from_secs(15),
+        );
+    }
+    // A host with another key cannot join and its packets are counted as undecryptable.
+    write_keyring(&files[3], &[&"33".repeat(32)]);
+    c.start(4, &["--keyring".into(), files[3].display().to_string()]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        c.state(1, "h4"),
+        None,
+        "a member with the wrong key never appears"
+    );
+    let (_, metrics) = get(c.http(1), "/metrics").unwrap();
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l == "buoy_swim_packets_dropped_total{reason=\"decrypt\"} 0"),
+        "{metrics}"
+    );
+    // Rotation: add k2 everywhere, make it primary everywhere, remove k1 everywhere.
+    for step in [
+        vec![k1.as_str(), k2.as_str()],
+        vec![k2.as_str(), k1.as_str()],
+        vec![k2.as_str()],
+    ] {
+        for i in 1..=3u8 {
+            write_keyring(&files[i as usize - 1], &step);
+            let (status, body) = post(c.http(i), "/v1/keyring/reload", "").unwrap();
+            assert_eq!(status, 200, "{body}");
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        for o in 1..=3 {
+            for s in 1..=3 {
+                assert_eq!(
+                    c.state(o, &format!("h{s}")).as_deref(),
+                    Some("alive"),
+                    "after rotation step {step:?}"
+                );
+            }
+        }
+    }
+}
+
+fn run_buoy(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_buoy"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn bad_flags_and_bad_config_files_fail_with_a_clear_message() {
+    let out = run_buoy(&["agent", "--name", "a b"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("whitespace"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = std::env::temp_dir().join(format!("buoy-badcfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("buoy.toml");
+    std::fs::write(&cfg, "name = \"x\"\n[timing]\nprobe_intervall = \"1s\"\n").unwrap();
+    let out = run_buoy(&["agent", "--config", cfg.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("probe_intervall") && err.contains("buoy.toml"),
+        "{err}"
+    );
+    std::fs::write(&cfg, "[timing]\nprobe_timeout = \"5s\"\n").unwrap();
+    let out = run_buoy(&["agent", "--name", "x", "--config", cfg.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("probe_timeout"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_buoy(&["agent", "--name", "x", "--profile", "moon"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown profile"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_second_host_with_a_live_members_name_is_rejected_and_stops() {
+    let mut c = Cluster::new(35);
+    c.start(1, &[]);
+    c.start(2, &[]);
+    c.wait_all_see(&[1], "h2", "alive", Duration::from_secs(10));
+    let out = c
+        .command(3, "h2", &["--join".into(), c.gossip(1).to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = out.id();
+    c.agents.push(("impostor".into(), out));
+    let exited = wait_until(Duration::from_secs(10), || {
+        c.agents
+            .iter_mut()
+            .find(|(n, _)| n == "impostor")
+            .is_some_and(|(_, ch)| matches!(ch.try_wait(), Ok(Some(_))))
+    });
+    assert!(exited.is_some(), "the impostor (pid {pid}) must stop");
+    let (_, child) = c.agents.pop().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already used by a live member"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        c.view(1)["h2"],
+        ("alive".to_string(), 0),
+        "the original keeps its name"
+    );
+    assert!(c.log(1).contains("rejected a second host"), "{}", c.log(1));
+}
+
+#[test]
+fn the_fault_filter_is_off_unless_enabled() {
+    let mut c = Cluster::new(36);
+    let log = std::fs::File::create(c.dir.join("h1.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_buoy"))
+        .args([
+            "agent",
+            "--name",
+            "solo",
+            "--bind",
+            &c.gossip(1).to_string(),
+            "--http",
+            &c.http(1).to_string(),
+        ])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    c.agents.push(("solo".into(), child));
+    wait_until(Duration::from_secs(10), || {
+        get(c.http(1), "/v1/health").is_some()
+    })
+    .unwrap();
+    let (status, body) = post(c.http(1), "/v1/debug/faults", "{\"drop\":[]}").unwrap();
+    assert_eq!(status, 403);
+    assert!(body.contains("--enable-fault-injection"), "{body}");
+    let out = run_buoy(&["members", "--http", &c.http(1).to_string()]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("solo"));
+    let out = run_buoy(&["members", "--http", "127.0.36.99:7070"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
+}
