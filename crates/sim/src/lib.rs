@@ -13,6 +13,7 @@ pub mod network;
 pub mod scenario;
 pub mod simulation;
 pub mod stats;
+pub mod wake_queue;
 
 pub use network::NetworkConfig;
 pub use scenario::{MembershipReport, MembershipScenario};

@@ -4,12 +4,31 @@
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use swim::{Event, Instant, Output, Rng, StreamId, Swim};
 
 use crate::network::{Network, NetworkConfig};
+use crate::wake_queue::WakeQueue;
+
+/// A fast, deterministic hasher for the address table (looked up once per packet; the keys
+/// are our own, so flooding resistance does not matter here).
+#[derive(Default)]
+pub struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+}
 
 /// Index of a node in the simulation.
 pub type NodeId = usize;
@@ -84,7 +103,8 @@ struct Node {
     generation: u32,
     stalled_until: Option<Instant>,
     backlog: Vec<Delivery>,
-    wake_at: Option<Instant>,
+    /// The deadline its wake-up is queued at, to skip re-queuing when it did not move.
+    queued_wake: Option<Instant>,
 }
 
 /// Bytes and messages the nodes put on the wire.
@@ -104,14 +124,17 @@ pub struct Simulation {
     rng: Rng,
     network: Network,
     nodes: Vec<Node>,
-    by_addr: HashMap<SocketAddr, NodeId>,
+    by_addr: HashMap<SocketAddr, NodeId, BuildHasherDefault<FastHasher>>,
     queue: BinaryHeap<Scheduled>,
+    wakes: WakeQueue,
     slab: Vec<Option<Delivery>>,
     free: Vec<u32>,
     seq: u64,
     traffic: Traffic,
     events: Vec<(Instant, NodeId, Event)>,
     processed: u64,
+    /// Reused between flushes to spare an allocation per event.
+    out_buf: Vec<Output>,
 }
 
 impl Simulation {
@@ -122,14 +145,16 @@ impl Simulation {
             rng: Rng::new(seed),
             network: Network::new(network, seed),
             nodes: Vec::new(),
-            by_addr: HashMap::new(),
+            by_addr: HashMap::default(),
             queue: BinaryHeap::new(),
+            wakes: WakeQueue::default(),
             slab: Vec::new(),
             free: Vec::new(),
             seq: 0,
             traffic: Traffic::default(),
             events: Vec::new(),
             processed: 0,
+            out_buf: Vec::new(),
         }
     }
 
@@ -149,7 +174,7 @@ impl Simulation {
             generation: 0,
             stalled_until: None,
             backlog: Vec::new(),
-            wake_at: None,
+            queued_wake: None,
         });
         self.flush(id);
         id
@@ -203,7 +228,8 @@ impl Simulation {
         n.swim = None;
         n.stalled_until = None;
         n.backlog.clear();
-        n.wake_at = None;
+        n.queued_wake = None;
+        self.wakes.set(id, None);
     }
 
     /// Crashes a node at a future time.
@@ -254,10 +280,27 @@ impl Simulation {
 
     /// Runs every delivery and timer due up to `until`, then sets the clock to `until`.
     pub fn run_until(&mut self, until: Instant) {
-        while self.queue.peek().is_some_and(|s| s.at <= until) {
-            let Some(s) = self.queue.pop() else { break };
-            self.now = s.at;
+        loop {
+            let delivery = self.queue.peek().map(|s| (s.at, s.seq));
+            let wake = self.wakes.peek().map(|(at, seq, _)| (at, seq));
+            let next = match (delivery, wake) {
+                (Some(d), Some(w)) => d.min(w),
+                (Some(d), None) => d,
+                (None, Some(w)) => w,
+                (None, None) => break,
+            };
+            if next.0 > until {
+                break;
+            }
+            self.now = next.0;
             self.processed += 1;
+            if wake == Some(next) {
+                if let Some((_, _, node)) = self.wakes.pop() {
+                    self.dispatch(Delivery::Wake { node });
+                }
+                continue;
+            }
+            let Some(s) = self.queue.pop() else { break };
             let what = self.slab[s.slot as usize].take();
             self.free.push(s.slot);
             if let Some(what) = what {
@@ -325,11 +368,9 @@ impl Simulation {
                 self.flush(node);
             }
             Delivery::Wake { node: id } => {
+                node.queued_wake = None;
                 if node.stalled_until.is_some() {
-                    return;
-                }
-                if node.wake_at.is_some_and(|t| t <= now) {
-                    node.wake_at = None;
+                    return; // The stall's end runs the timers.
                 }
                 if let Some(s) = node.swim.as_mut() {
                     s.handle_timeout(now);
@@ -412,10 +453,11 @@ impl Simulation {
         let Some(swim) = self.nodes[id].swim.as_mut() else {
             return;
         };
-        let outputs: Vec<Output> = swim.drain_outputs().collect();
+        let mut outputs = std::mem::take(&mut self.out_buf);
+        outputs.extend(swim.drain_outputs());
         let deadline = swim.next_deadline();
         let generation = self.nodes[id].generation;
-        for o in outputs {
+        for o in outputs.drain(..) {
             match o {
                 Output::Event(e) => self.events.push((now, id, e)),
                 Output::Packet { to, bytes } => {
@@ -467,12 +509,12 @@ impl Simulation {
                 }
             }
         }
-        if let Some(d) = deadline {
-            let n = &mut self.nodes[id];
-            if n.wake_at.is_none_or(|w| d < w || w < now) {
-                n.wake_at = Some(d);
-                self.schedule(d.max(now), Delivery::Wake { node: id });
-            }
+        self.out_buf = outputs;
+        let wake = deadline.map(|d| d.max(now));
+        if self.nodes[id].queued_wake != wake {
+            self.nodes[id].queued_wake = wake;
+            self.seq += 1;
+            self.wakes.set(id, wake.map(|w| (w, self.seq)));
         }
     }
 }

@@ -95,7 +95,10 @@ impl Swim {
             {
                 let to = self.roster[i].addr();
                 self.counters.push_pulls += 1;
-                let msg = self.push_pull_message(false);
+                // Pull with a digest: in a quiet cluster views match and nothing more is sent.
+                let msg = StreamMessage::Pull {
+                    digest: self.roster.digest(),
+                };
                 self.open_stream(
                     to,
                     msg,
@@ -130,14 +133,7 @@ impl Swim {
             addr,
             deadline: now + self.config.stream_timeout,
         });
-        self.send(
-            addr,
-            Message::Ping(Ping {
-                seq,
-                target: name,
-                source: self.name.clone(),
-            }),
-        );
+        self.send(addr, Message::Ping(Ping { seq, target: name }));
     }
 
     /// A dead member answered the reconnect ping: exchange full views with it.
@@ -190,6 +186,7 @@ impl Swim {
                     });
                 }
             }
+            (StreamPurpose::PushPull, StreamMessage::InSync) => {}
             (purpose, _) => {
                 self.counters.decode_errors += 1;
                 self.on_stream_failed(now, purpose);

@@ -310,11 +310,7 @@ impl Swim {
                     name: name.clone(),
                     from: self.name.clone(),
                 });
-                let ping = Message::Ping(crate::message::Ping {
-                    seq,
-                    target: name,
-                    source: self.name.clone(),
-                });
+                let ping = Message::Ping(crate::message::Ping { seq, target: name });
                 self.send_frames(addr, &[accuse.encode_frame(), ping.encode_frame()], false);
                 continue;
             }

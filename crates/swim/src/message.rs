@@ -24,8 +24,6 @@ pub struct Ping {
     /// Who the sender means to probe; a member ignores pings meant for another name, which
     /// catches a stale address now used by a different host.
     pub target: String,
-    /// The sender's name, for logs and the buddy system.
-    pub source: String,
 }
 
 /// "Please probe `target` for me", sent to the `k` indirect probers.
@@ -112,6 +110,10 @@ pub enum StreamMessage {
         join: bool,
         members: Vec<MemberSnapshot>,
     },
+    /// Periodic anti-entropy: "here is a digest of my view; send me yours if it differs".
+    Pull { digest: u64 },
+    /// Answer to a `Pull` whose digest matched: nothing to exchange.
+    InSync,
     /// Fallback probe over the stream when UDP probes fail.
     Ping(Ping),
     /// Answer to a stream ping.
@@ -131,12 +133,24 @@ mod tag {
     pub const PUSH_PULL: u8 = 20;
     pub const STREAM_PING: u8 = 21;
     pub const STREAM_ACK: u8 = 22;
+    pub const PULL: u8 = 23;
+    pub const IN_SYNC: u8 = 24;
 }
 
 impl Message {
     /// Encodes the message as one frame (tag, length, body), ready to be appended to a packet.
     pub fn encode_frame(&self) -> Vec<u8> {
-        let mut body = Writer::new();
+        let mut out = Vec::new();
+        self.encode_frame_into(&mut out);
+        out
+    }
+
+    /// Appends the message as one frame to `out` without allocating.
+    pub fn encode_frame_into(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        // Tag and a one-byte length placeholder; widened below if the body is long.
+        out.extend_from_slice(&[0, 0]);
+        let mut body = Writer::from_vec(std::mem::take(out));
         let t = match self {
             Message::Ping(p) => {
                 encode_ping(&mut body, p);
@@ -188,7 +202,22 @@ impl Message {
                 tag::QUERY
             }
         };
-        frame(t, body.into_bytes())
+        *out = body.into_bytes();
+        out[start] = t;
+        let len = out.len() - start - 2;
+        if len < 0x80 {
+            out[start + 1] = len as u8;
+        } else {
+            // Varint of two or more bytes: make room after the first length byte.
+            let mut v = Vec::with_capacity(3);
+            let mut l = len as u64;
+            while l >= 0x80 {
+                v.push((l as u8) | 0x80);
+                l >>= 7;
+            }
+            v.push(l as u8);
+            out.splice(start + 1..start + 2, v);
+        }
     }
 
     fn decode_body(t: u8, r: &mut Reader<'_>) -> Result<Option<Message>, DecodeError> {
@@ -240,22 +269,13 @@ impl Message {
 fn encode_ping(w: &mut Writer, p: &Ping) {
     w.varint(u64::from(p.seq));
     w.str(&p.target);
-    w.str(&p.source);
 }
 
 fn decode_ping(r: &mut Reader<'_>) -> Result<Ping, DecodeError> {
     Ok(Ping {
         seq: r.varint_u32("sequence number")?,
         target: r.name()?,
-        source: r.name()?,
     })
-}
-
-fn frame(t: u8, body: Vec<u8>) -> Vec<u8> {
-    let mut w = Writer::new();
-    w.u8(t);
-    w.bytes(&body);
-    w.into_bytes()
 }
 
 /// Starts a packet: the version byte, to which frames are appended.
@@ -272,12 +292,27 @@ pub struct DecodedPacket {
 
 /// Decodes a compound packet. Any malformed frame rejects the whole packet.
 pub fn decode_packet(bytes: &[u8]) -> Result<DecodedPacket, DecodeError> {
+    let mut out = DecodedPacket::default();
+    out.unknown = for_each_message(bytes, |m| out.messages.push(m))?;
+    Ok(out)
+}
+
+/// Hands each message of a compound packet to `f` as it is decoded, without collecting them;
+/// returns how many frames had unknown kinds. The framing of the whole packet is checked
+/// first; a frame whose body is malformed stops the walk with an error (the messages before
+/// it were already handed over).
+pub fn for_each_message(bytes: &[u8], mut f: impl FnMut(Message)) -> Result<usize, DecodeError> {
     let mut r = Reader::new(bytes);
     let v = r.u8()?;
     if v != WIRE_VERSION {
         return Err(DecodeError::Version(v));
     }
-    let mut out = DecodedPacket::default();
+    let mut check = Reader::new(&bytes[1..]);
+    while check.remaining() > 0 {
+        check.u8()?;
+        check.bytes("frame", usize::MAX)?;
+    }
+    let mut unknown = 0;
     while r.remaining() > 0 {
         let t = r.u8()?;
         let body = r.bytes("frame", usize::MAX)?;
@@ -285,12 +320,12 @@ pub fn decode_packet(bytes: &[u8]) -> Result<DecodedPacket, DecodeError> {
         match Message::decode_body(t, &mut br)? {
             Some(m) => {
                 br.finish()?;
-                out.messages.push(m);
+                f(m);
             }
-            None => out.unknown += 1,
+            None => unknown += 1,
         }
     }
-    Ok(out)
+    Ok(unknown)
 }
 
 /// Encodes a packet holding exactly `messages` (no size check; callers budget their packets).
@@ -320,6 +355,13 @@ impl StreamMessage {
                     w.metadata(&m.meta);
                 }
             }
+            StreamMessage::Pull { digest } => {
+                w.u8(tag::PULL);
+                for b in digest.to_be_bytes() {
+                    w.u8(b);
+                }
+            }
+            StreamMessage::InSync => w.u8(tag::IN_SYNC),
             StreamMessage::Ping(p) => {
                 w.u8(tag::STREAM_PING);
                 encode_ping(&mut w, p);
@@ -365,6 +407,15 @@ impl StreamMessage {
                 }
                 StreamMessage::PushPull { join, members }
             }
+            tag::PULL => {
+                let b = r.take(8)?;
+                let mut d = [0u8; 8];
+                d.copy_from_slice(b);
+                StreamMessage::Pull {
+                    digest: u64::from_be_bytes(d),
+                }
+            }
+            tag::IN_SYNC => StreamMessage::InSync,
             tag::STREAM_PING => StreamMessage::Ping(decode_ping(&mut r)?),
             tag::STREAM_ACK => StreamMessage::Ack {
                 seq: r.varint_u32("sequence number")?,
@@ -405,6 +456,13 @@ mod tests {
     use super::*;
     use crate::metadata::{Capacity, NetAddress, Role};
 
+    fn frame(t: u8, body: Vec<u8>) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u8(t);
+        w.bytes(&body);
+        w.into_bytes()
+    }
+
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
     }
@@ -427,7 +485,6 @@ mod tests {
             Message::Ping(Ping {
                 seq: 7,
                 target: "b".into(),
-                source: "a".into(),
             }),
             Message::IndirectPing(IndirectPing {
                 seq: 9,
@@ -470,6 +527,22 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_longer_than_127_bytes_round_trips() {
+        let m = Message::User(UserMessage {
+            origin: "a".into(),
+            seq: 9,
+            payload: vec![7; 900],
+        });
+        let mut p = packet_header();
+        Message::Ack { seq: 1 }.encode_frame_into(&mut p);
+        m.encode_frame_into(&mut p);
+        assert_eq!(
+            decode_packet(&p).unwrap().messages,
+            vec![Message::Ack { seq: 1 }, m]
+        );
+    }
+
+    #[test]
     fn unknown_message_kinds_are_skipped_not_fatal() {
         let mut p = encode_packet(&[Message::Ack { seq: 1 }]);
         p.extend_from_slice(&frame(200, vec![1, 2, 3]));
@@ -507,9 +580,12 @@ mod tests {
             StreamMessage::Ping(Ping {
                 seq: 1,
                 target: "x".into(),
-                source: "y".into(),
             }),
             StreamMessage::Ack { seq: 1 },
+            StreamMessage::Pull {
+                digest: u64::MAX - 3,
+            },
+            StreamMessage::InSync,
         ];
         for m in msgs {
             assert_eq!(StreamMessage::decode(&m.encode()).unwrap(), m);

@@ -103,14 +103,7 @@ impl Swim {
             };
             frames.push(Message::Suspect(s).encode_frame());
         }
-        frames.push(
-            Message::Ping(Ping {
-                seq,
-                target: name,
-                source: self.name.clone(),
-            })
-            .encode_frame(),
-        );
+        frames.push(Message::Ping(Ping { seq, target: name }).encode_frame());
         self.send_frames(addr, &frames, true);
     }
 
@@ -153,7 +146,6 @@ impl Swim {
             let ping = Ping {
                 seq: p.seq,
                 target: p.target.clone(),
-                source: self.name.clone(),
             };
             self.open_stream(
                 p.target_addr,
@@ -242,7 +234,6 @@ impl Swim {
             Message::Ping(Ping {
                 seq,
                 target: p.target,
-                source: self.name.clone(),
             }),
         );
     }

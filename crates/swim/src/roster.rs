@@ -118,6 +118,20 @@ impl Roster {
         self.shuffle(rng);
     }
 
+    /// An order-independent digest of the view (names, incarnations, states): two members
+    /// with the same digest almost surely hold the same view.
+    pub fn digest(&self) -> u64 {
+        self.members.iter().fold(0u64, |acc, m| {
+            let mut h = hash_name(m.name())
+                ^ u64::from(m.incarnation.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            h ^= u64::from(m.state.to_wire()) << 61;
+            // Finalize (splitmix) so that the sum does not cancel structure out.
+            h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            acc.wrapping_add(h ^ (h >> 31))
+        })
+    }
+
     /// Puts the members in a new random order.
     pub fn shuffle(&mut self, rng: &mut Rng) {
         rng.shuffle(&mut self.members);
@@ -187,5 +201,23 @@ mod tests {
         assert!(consistent(&r));
         assert_eq!(r.len(), 4);
         assert_eq!(r.find("zz"), None);
+    }
+
+    #[test]
+    fn the_digest_ignores_order_but_sees_every_change() {
+        let mut a = Roster::default();
+        let mut b = Roster::default();
+        for n in ["a", "b", "c"] {
+            a.push(member(n));
+        }
+        for n in ["c", "a", "b"] {
+            b.push(member(n));
+        }
+        assert_eq!(a.digest(), b.digest());
+        b[0].incarnation = Incarnation(1);
+        assert_ne!(a.digest(), b.digest());
+        b[0].incarnation = Incarnation(0);
+        b[1].state = MemberState::Dead;
+        assert_ne!(a.digest(), b.digest());
     }
 }

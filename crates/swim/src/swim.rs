@@ -222,16 +222,9 @@ impl Swim {
     pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.counters.packets_received += 1;
         self.counters.bytes_received += bytes.len() as u64;
-        let decoded = match message::decode_packet(bytes) {
-            Ok(d) => d,
-            Err(_) => {
-                self.counters.decode_errors += 1;
-                return;
-            }
-        };
-        self.counters.unknown_messages += decoded.unknown as u64;
-        for m in decoded.messages {
-            self.handle_message(now, from, m);
+        match message::for_each_message(bytes, |m| self.handle_message(now, from, m)) {
+            Ok(unknown) => self.counters.unknown_messages += unknown as u64,
+            Err(_) => self.counters.decode_errors += 1,
         }
     }
 
@@ -269,6 +262,10 @@ impl Swim {
                 self.merge_remote(now, members);
                 Some(self.push_pull_frame(false))
             }
+            StreamMessage::Pull { digest } if digest == self.roster.digest() => {
+                Some(StreamMessage::InSync.encode())
+            }
+            StreamMessage::Pull { .. } => Some(self.push_pull_frame(false)),
             StreamMessage::Ping(p) if p.target == self.name => {
                 Some(StreamMessage::Ack { seq: p.seq }.encode())
             }
@@ -276,7 +273,7 @@ impl Swim {
                 self.counters.misdirected_pings += 1;
                 None
             }
-            StreamMessage::Ack { .. } => None,
+            StreamMessage::Ack { .. } | StreamMessage::InSync => None,
         }
     }
 
@@ -487,6 +484,11 @@ impl Swim {
         for f in frames {
             packet.extend_from_slice(f);
         }
+        self.send_packet(to, packet, piggyback);
+    }
+
+    /// Sends a packet whose frames are already in place, topped up with broadcasts if asked.
+    fn send_packet(&mut self, to: SocketAddr, mut packet: Vec<u8>, piggyback: bool) {
         if piggyback {
             let limit = self.config.retransmit_limit(self.live);
             self.broadcasts
@@ -497,8 +499,12 @@ impl Swim {
         self.outputs.push_back(Output::Packet { to, bytes: packet });
     }
 
+    /// Sends one message, topped up with broadcasts (encoded straight into the packet).
     pub(crate) fn send(&mut self, to: SocketAddr, m: Message) {
-        self.send_frames(to, &[m.encode_frame()], true);
+        let mut packet = Vec::with_capacity(64);
+        packet.extend_from_slice(&message::packet_header());
+        m.encode_frame_into(&mut packet);
+        self.send_packet(to, packet, true);
     }
 
     /// Asks the runtime for a stream exchange and tracks it until `deadline`.

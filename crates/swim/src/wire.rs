@@ -51,6 +51,11 @@ impl Writer {
         Writer { buf: Vec::new() }
     }
 
+    /// A writer appending to `buf`.
+    pub fn from_vec(buf: Vec<u8>) -> Self {
+        Writer { buf }
+    }
+
     /// The bytes written so far.
     pub fn into_bytes(self) -> Vec<u8> {
         self.buf
@@ -83,7 +88,7 @@ impl Writer {
     }
 
     pub fn incarnation(&mut self, inc: Incarnation) {
-        self.varint(inc.0);
+        self.varint(u64::from(inc.0));
     }
 
     pub fn addr(&mut self, addr: SocketAddr) {
@@ -229,7 +234,7 @@ impl<'a> Reader<'a> {
     }
 
     pub fn incarnation(&mut self) -> Result<Incarnation, DecodeError> {
-        Ok(Incarnation(self.varint()?))
+        Ok(Incarnation(self.varint_u32("incarnation")?))
     }
 
     pub fn addr(&mut self) -> Result<SocketAddr, DecodeError> {
