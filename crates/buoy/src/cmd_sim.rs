@@ -35,9 +35,13 @@ pub struct MembershipArgs {
     /// Timing profile: lan, wan or local.
     #[arg(long, default_value = "lan")]
     pub profile: String,
-    /// Protocol implementation: buoy.
+    /// Protocol implementation: buoy, or foca (SWIM without Lifeguard; needs a build with
+    /// `--features foca`).
     #[arg(long = "impl", default_value = "buoy")]
     pub implementation: String,
+    /// With --impl foca: `native` (foca's own LAN settings) or `buoy` (Buoy's timings).
+    #[arg(long, default_value = "native")]
+    pub foca_timing: String,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -65,9 +69,7 @@ fn parse_range_ms(s: &str) -> Result<(Duration, Duration), String> {
 }
 
 pub fn membership(args: MembershipArgs) -> Result<()> {
-    if args.implementation != "buoy" {
-        bail!("--impl {}: only `buoy` is built in", args.implementation);
-    }
+    let implementation = implementation(&args)?;
     let config = swim::Config::profile(&args.profile).context("--profile")?;
     let scenario = MembershipScenario {
         nodes: args.nodes,
@@ -80,6 +82,7 @@ pub fn membership(args: MembershipArgs) -> Result<()> {
         seed: args.seed,
         config,
         trace: args.trace.clone(),
+        implementation,
         ..MembershipScenario::new(args.nodes, Duration::from_secs(args.duration), args.seed)
     };
     let wall = std::time::Instant::now();
@@ -93,6 +96,27 @@ pub fn membership(args: MembershipArgs) -> Result<()> {
     Ok(())
 }
 
+fn implementation(args: &MembershipArgs) -> Result<sim::Implementation> {
+    let buoy_timing = match args.foca_timing.as_str() {
+        "native" => false,
+        "buoy" => true,
+        other => bail!("--foca-timing {other}: expected native or buoy"),
+    };
+    match args.implementation.as_str() {
+        "buoy" => Ok(sim::Implementation::Buoy),
+        #[cfg(feature = "foca")]
+        "foca" => Ok(sim::Implementation::Foca { buoy_timing }),
+        #[cfg(not(feature = "foca"))]
+        "foca" => {
+            let _ = buoy_timing;
+            bail!(
+                "--impl foca needs a build with the foca crate: cargo run --release --features foca -- sim membership ..."
+            )
+        }
+        other => bail!("--impl {other}: expected buoy or foca"),
+    }
+}
+
 fn pct(p: &Percentiles) -> serde_json::Value {
     json!({"p50": p.p50.round(), "p99": p.p99.round(), "max": p.max.round()})
 }
@@ -100,6 +124,7 @@ fn pct(p: &Percentiles) -> serde_json::Value {
 fn report_json(r: &MembershipReport, args: &MembershipArgs, wall_ms: u64) -> serde_json::Value {
     json!({
         "impl": args.implementation,
+        "foca_timing": (args.implementation == "foca").then_some(&args.foca_timing),
         "profile": args.profile,
         "nodes": r.nodes,
         "seed": r.seed,

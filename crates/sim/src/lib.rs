@@ -9,12 +9,16 @@
 //! - `scenario`: the membership scenario behind `buoy sim membership` and its report;
 //! - `stats`: percentiles.
 
+#[cfg(feature = "foca")]
+mod foca_node;
 pub mod network;
+pub mod protocol;
 pub mod scenario;
 pub mod simulation;
 pub mod stats;
 pub mod wake_queue;
 
 pub use network::NetworkConfig;
-pub use scenario::{MembershipReport, MembershipScenario};
+pub use protocol::Protocol;
+pub use scenario::{Implementation, MembershipReport, MembershipScenario};
 pub use simulation::{NodeId, Simulation};

@@ -11,6 +11,7 @@ use std::time::Duration;
 use swim::{Capacity, Config, Event, Identity, Incarnation, Instant, Metadata, Rng, Swim};
 
 use crate::network::NetworkConfig;
+use crate::protocol::Protocol;
 use crate::simulation::{NodeId, Simulation};
 use crate::stats::Percentiles;
 
@@ -31,6 +32,19 @@ pub struct MembershipScenario {
     pub warmup: Duration,
     /// Print every event about this member to stderr (to study a replayed seed).
     pub trace: Option<String>,
+    /// Which membership implementation runs.
+    pub implementation: Implementation,
+}
+
+/// The membership implementations the scenario can run on identical networks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Implementation {
+    /// Buoy's SWIM + Lifeguard core.
+    Buoy,
+    /// The foca crate (SWIM without Lifeguard), built with the `foca` feature; with
+    /// `buoy_timing` it runs on Buoy's probe and suspicion timings instead of its own LAN ones.
+    #[cfg(feature = "foca")]
+    Foca { buoy_timing: bool },
 }
 
 impl MembershipScenario {
@@ -49,6 +63,7 @@ impl MembershipScenario {
             network: NetworkConfig::lan(),
             warmup: Duration::from_secs(5),
             trace: None,
+            implementation: Implementation::Buoy,
         }
     }
 }
@@ -133,70 +148,105 @@ pub fn sim_name(i: usize) -> String {
     format!("n{i}")
 }
 
-/// Builds a simulation with `n` members that already know each other.
-pub fn formed_cluster(n: usize, config: &Config, network: NetworkConfig, seed: u64) -> Simulation {
-    let mut sim = Simulation::new(seed, network);
-    let mut rng = Rng::new(seed ^ 0x5eed);
-    let meta = Metadata {
+/// A membership implementation the scenario can run.
+pub trait ScenarioNode: Protocol + Sized + Send + 'static {
+    /// Builds `n` nodes (named `sim_name(i)`, at `sim_addr(i)`) that already know each other;
+    /// `seeds[i]` seeds node `i`.
+    fn formed(n: usize, config: &Config, seeds: &[u64]) -> Vec<Self>;
+    /// Publishes new metadata; returns the incarnation that carries it, so its spread can be
+    /// timed (`None` when the implementation has no metadata updates).
+    fn publish_update(&mut self, memory_mb: u64) -> Option<Incarnation>;
+}
+
+impl ScenarioNode for Swim {
+    fn formed(n: usize, config: &Config, seeds: &[u64]) -> Vec<Swim> {
+        let meta = sim_metadata();
+        let ids: Vec<Arc<Identity>> = (0..n)
+            .map(|i| {
+                Arc::new(Identity {
+                    name: sim_name(i).into(),
+                    addr: sim_addr(i),
+                    meta: meta.clone(),
+                })
+            })
+            .collect();
+        // Each thread clones from its own copy of the identities: sharing stays within a thread,
+        // so 100 million reference-count increments never bounce a cache line between cores.
+        let build = |i: usize, ids: &[Arc<Identity>]| {
+            let id = &ids[i];
+            let mut s = Swim::new(
+                config.clone(),
+                &id.name,
+                id.addr,
+                meta.clone(),
+                seeds[i],
+                Instant::ZERO,
+            )
+            .expect("scenario config is validated by the caller");
+            s.assume_members(Instant::ZERO, ids.iter().cloned());
+            s
+        };
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |t| t.get())
+            .min(8);
+        let chunk = n.div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..n)
+                .step_by(chunk)
+                .map(|start| {
+                    let (build, ids) = (&build, &ids);
+                    scope.spawn(move || {
+                        let own: Vec<Arc<Identity>> =
+                            ids.iter().map(|id| Arc::new(Identity::clone(id))).collect();
+                        (start..(start + chunk).min(n))
+                            .map(|i| build(i, &own))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("building a simulated node panicked"))
+                .collect()
+        })
+    }
+
+    fn publish_update(&mut self, memory_mb: u64) -> Option<Incarnation> {
+        let meta = Metadata {
+            capacity: Capacity { cpus: 8, memory_mb },
+            ..self.me().meta().clone()
+        };
+        self.set_metadata(meta).ok().map(|_| self.me().incarnation)
+    }
+}
+
+fn sim_metadata() -> Metadata {
+    Metadata {
         segment: "sim".into(),
         capacity: Capacity {
             cpus: 8,
             memory_mb: 32768,
         },
         ..Metadata::default()
-    };
-    let ids: Vec<Arc<Identity>> = (0..n)
-        .map(|i| {
-            Arc::new(Identity {
-                name: sim_name(i).into(),
-                addr: sim_addr(i),
-                meta: meta.clone(),
-            })
-        })
-        .collect();
-    // Every core's seed is drawn up front, so building them on several threads stays
-    // deterministic; at 10,000 members this is 100 million member records to lay out.
+    }
+}
+
+/// Builds a simulation of `n` Buoy members that already know each other.
+pub fn formed_cluster(n: usize, config: &Config, network: NetworkConfig, seed: u64) -> Simulation {
+    formed::<Swim>(n, config, network, seed)
+}
+
+/// Builds a simulation of `n` members of implementation `P` that already know each other.
+pub fn formed<P: ScenarioNode>(
+    n: usize,
+    config: &Config,
+    network: NetworkConfig,
+    seed: u64,
+) -> Simulation<P> {
+    let mut sim = Simulation::new(seed, network);
+    let mut rng = Rng::new(seed ^ 0x5eed);
     let seeds: Vec<u64> = (0..n).map(|_| rng.next_u64()).collect();
-    // Each thread clones from its own copy of the identities: sharing stays within a thread,
-    // so 100 million reference-count increments never bounce a cache line between cores.
-    let build = |i: usize, ids: &[Arc<Identity>]| {
-        let id = &ids[i];
-        let mut s = Swim::new(
-            config.clone(),
-            &id.name,
-            id.addr,
-            meta.clone(),
-            seeds[i],
-            Instant::ZERO,
-        )
-        .expect("scenario config is validated by the caller");
-        s.assume_members(Instant::ZERO, ids.iter().cloned());
-        s
-    };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |t| t.get())
-        .min(8);
-    let chunk = n.div_ceil(threads).max(1);
-    let cores: Vec<Swim> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..n)
-            .step_by(chunk)
-            .map(|start| {
-                let (build, ids) = (&build, &ids);
-                scope.spawn(move || {
-                    let own: Vec<Arc<Identity>> =
-                        ids.iter().map(|id| Arc::new(Identity::clone(id))).collect();
-                    (start..(start + chunk).min(n))
-                        .map(|i| build(i, &own))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("building a simulated node panicked"))
-            .collect()
-    });
-    for (i, core) in cores.into_iter().enumerate() {
+    for (i, core) in P::formed(n, config, &seeds).into_iter().enumerate() {
         let node = sim.add_node(core);
         debug_assert_eq!(node, i);
     }
@@ -206,6 +256,18 @@ pub fn formed_cluster(n: usize, config: &Config, network: NetworkConfig, seed: u
 impl MembershipScenario {
     /// Runs the scenario; the same scenario gives the same report.
     pub fn run(&self) -> Result<MembershipReport, String> {
+        match self.implementation {
+            Implementation::Buoy => self.run_with::<Swim>(),
+            #[cfg(feature = "foca")]
+            Implementation::Foca { buoy_timing } => {
+                crate::foca_node::use_buoy_timing(buoy_timing);
+                self.run_with::<crate::foca_node::FocaNode>()
+            }
+        }
+    }
+
+    /// Runs the scenario with implementation `P`.
+    pub fn run_with<P: ScenarioNode>(&self) -> Result<MembershipReport, String> {
         self.config.validate().map_err(|e| e.to_string())?;
         if self.nodes < 2 {
             return Err(format!(
@@ -233,7 +295,7 @@ impl MembershipScenario {
             loss: self.loss,
             ..self.network.clone()
         };
-        let mut sim = formed_cluster(n, &self.config, network, self.seed);
+        let mut sim = formed::<P>(n, &self.config, network, self.seed);
         let mut rng = Rng::new(self.seed ^ 0xfa17);
         let start = Instant::ZERO + self.warmup;
         let end = start + self.duration;
@@ -274,6 +336,7 @@ impl MembershipScenario {
 
         let mut updates: Vec<(String, UpdateRecord)> = Vec::new();
         let mut spread: Vec<Duration> = Vec::new();
+        let mut false_deaths: std::collections::HashSet<(String, Incarnation)> = Default::default();
         let mut report = MembershipReport {
             nodes: n,
             seed: self.seed,
@@ -298,14 +361,20 @@ impl MembershipScenario {
                     eprintln!("{:>10.4}s n{node}: {e:?}", at.as_nanos() as f64 / 1e9);
                 }
                 match e {
-                    Event::MemberDied { name, by, .. } => {
+                    Event::MemberDied {
+                        name,
+                        by,
+                        incarnation,
+                    } => {
                         if let Some(&k) = crash_index.get(&name)
                             && crash_time.get(&name).is_some_and(|&c| c <= at)
                         {
                             let slot = &mut crashes[k].learned[node];
                             slot.get_or_insert(at);
-                        } else if by == sim_name(node) {
+                        } else if false_deaths.insert((name.clone(), incarnation)) {
+                            // One episode per (member, incarnation), however many learn of it.
                             report.false_positives += 1;
+                            let by = if by.is_empty() { sim_name(node) } else { by };
                             report.false_positive_details.push((
                                 at.as_nanos() as f64 / 1e9,
                                 by,
@@ -352,14 +421,8 @@ impl MembershipScenario {
                         .filter(|&i| !sim.is_crashed(i) && !sim.is_stalled(i))
                         .count();
                     let memory_mb = 1024 + rng.below(1 << 20) as u64;
-                    let incarnation = sim.with_node(origin, |s, _| {
-                        let meta = Metadata {
-                            capacity: Capacity { cpus: 8, memory_mb },
-                            ..s.me().meta().clone()
-                        };
-                        s.set_metadata(meta).map(|_| s.me().incarnation)
-                    });
-                    if let Some(Ok(incarnation)) = incarnation {
+                    let incarnation = sim.with_node(origin, |s, _| s.publish_update(memory_mb));
+                    if let Some(Some(incarnation)) = incarnation {
                         let mut seen = vec![false; n];
                         seen[origin] = true;
                         let target = ((running as f64) * 0.9999).ceil() as usize;

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use swim::{Event, Instant, Output, Rng, StreamId, Swim};
 
+use crate::protocol::Protocol;
+
 use crate::network::{Network, NetworkConfig};
 use crate::wake_queue::WakeQueue;
 
@@ -95,10 +97,10 @@ impl Ord for Scheduled {
 }
 
 /// One simulated host.
-struct Node {
+struct Node<P> {
     addr: SocketAddr,
     /// `None` while crashed.
-    swim: Option<Swim>,
+    swim: Option<P>,
     /// Bumped at each restart so replies meant for the previous life are dropped.
     generation: u32,
     stalled_until: Option<Instant>,
@@ -118,12 +120,12 @@ pub struct Traffic {
     pub blocked: u64,
 }
 
-/// A deterministic cluster under a virtual clock.
-pub struct Simulation {
+/// A deterministic cluster under a virtual clock, of Buoy cores by default.
+pub struct Simulation<P: Protocol = Swim> {
     now: Instant,
     rng: Rng,
     network: Network,
-    nodes: Vec<Node>,
+    nodes: Vec<Node<P>>,
     by_addr: HashMap<SocketAddr, NodeId, BuildHasherDefault<FastHasher>>,
     queue: BinaryHeap<Scheduled>,
     wakes: WakeQueue,
@@ -137,7 +139,7 @@ pub struct Simulation {
     out_buf: Vec<Output>,
 }
 
-impl Simulation {
+impl<P: Protocol> Simulation<P> {
     /// An empty simulation; `seed` fixes the network's randomness.
     pub fn new(seed: u64, network: NetworkConfig) -> Self {
         Simulation {
@@ -164,9 +166,9 @@ impl Simulation {
     }
 
     /// Adds a running node; its address must be unique.
-    pub fn add_node(&mut self, swim: Swim) -> NodeId {
+    pub fn add_node(&mut self, swim: P) -> NodeId {
         let id = self.nodes.len();
-        let addr = swim.me().addr();
+        let addr = swim.addr();
         self.by_addr.insert(addr, id);
         self.nodes.push(Node {
             addr,
@@ -191,7 +193,7 @@ impl Simulation {
     }
 
     /// The core of a running node.
-    pub fn node(&self, id: NodeId) -> Option<&Swim> {
+    pub fn node(&self, id: NodeId) -> Option<&P> {
         self.nodes.get(id).and_then(|n| n.swim.as_ref())
     }
 
@@ -211,11 +213,7 @@ impl Simulation {
     }
 
     /// Acts on a running node's core (join, leave, new metadata...) and sends what it produced.
-    pub fn with_node<R>(
-        &mut self,
-        id: NodeId,
-        f: impl FnOnce(&mut Swim, Instant) -> R,
-    ) -> Option<R> {
+    pub fn with_node<R>(&mut self, id: NodeId, f: impl FnOnce(&mut P, Instant) -> R) -> Option<R> {
         let now = self.now;
         let r = f(self.nodes.get_mut(id)?.swim.as_mut()?, now);
         self.flush(id);
@@ -238,7 +236,7 @@ impl Simulation {
     }
 
     /// Restarts a crashed node with a fresh core (same address).
-    pub fn restart(&mut self, id: NodeId, swim: Swim) {
+    pub fn restart(&mut self, id: NodeId, swim: P) {
         let n = &mut self.nodes[id];
         n.generation += 1;
         n.swim = Some(swim);
@@ -439,7 +437,7 @@ impl Simulation {
                     return;
                 }
                 if let Some(s) = self.nodes[to].swim.as_mut() {
-                    s.handle_stream_reply(now, id, Ok(bytes));
+                    s.handle_stream_reply(now, id, bytes);
                 }
                 self.flush(to);
             }
@@ -454,7 +452,7 @@ impl Simulation {
             return;
         };
         let mut outputs = std::mem::take(&mut self.out_buf);
-        outputs.extend(swim.drain_outputs());
+        swim.drain_outputs_into(&mut outputs);
         let deadline = swim.next_deadline();
         let generation = self.nodes[id].generation;
         for o in outputs.drain(..) {
