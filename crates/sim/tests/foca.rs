@@ -17,8 +17,19 @@ fn foca_detects_every_crash_on_the_shared_network_and_replays_by_seed() {
     assert_eq!(a.undetected, 0, "{a:?}");
     assert_eq!(a.detect_all_ms.count, 3);
     // foca's LAN suspicion at 40 members is several seconds: slower than Buoy, but bounded.
-    assert!(a.detect_all_ms.max > 2_000.0 && a.detect_all_ms.max < 30_000.0, "{a:?}");
+    assert!(
+        a.detect_all_ms.max > 2_000.0 && a.detect_all_ms.max < 30_000.0,
+        "{a:?}"
+    );
     assert_eq!(a, s.run().unwrap(), "same seed, same run");
-    let fast = MembershipScenario { implementation: Implementation::Foca { buoy_timing: true }, ..s }.run().unwrap();
-    assert!(fast.detect_all_ms.max < a.detect_all_ms.max, "Buoy's timings make foca faster too");
+    let fast = MembershipScenario {
+        implementation: Implementation::Foca { buoy_timing: true },
+        ..s
+    }
+    .run()
+    .unwrap();
+    assert!(
+        fast.detect_all_ms.max < a.detect_all_ms.max,
+        "Buoy's timings make foca faster too"
+    );
 }
