@@ -301,3 +301,38 @@ fn joining_retries_until_a_seed_answers() {
     assert_eq!(sim.node(b).map(|s| s.num_live()), Some(2));
     assert_eq!(sim.node(a).map(|s| s.num_live()), Some(2));
 }
+
+#[test]
+fn an_update_missed_during_a_partition_arrives_through_anti_entropy() {
+    let n = 6;
+    // Long suspicion so the partitioned member is never declared dead: only anti-entropy can
+    // bring it what it missed, as gossip of the update is long exhausted when the link heals.
+    let config = Config {
+        push_pull_interval: Duration::from_secs(2),
+        suspicion_min: Duration::from_secs(120),
+        ..Config::lan()
+    };
+    let mut sim = formed_cluster(n, &config, NetworkConfig::lan(), 12);
+    sim.run_until(secs(1));
+    let others: Vec<usize> = (1..n).collect();
+    sim.network_mut().partition(&[0], &others, false);
+    let fresh = sim
+        .with_node(3, |s, _| {
+            let meta = Metadata {
+                segment: "moved".into(),
+                ..s.me().meta().clone()
+            };
+            s.set_metadata(meta).unwrap();
+            s.me().incarnation
+        })
+        .unwrap();
+    sim.run_until(secs(8));
+    assert!(
+        view(&sim, 0, 3).unwrap().1 < fresh,
+        "the partitioned member missed the update"
+    );
+    sim.network_mut().heal();
+    sim.run_until(secs(30));
+    let m = sim.node(0).unwrap().member(&sim_name(3)).unwrap();
+    assert_eq!((m.incarnation, m.meta().segment.as_str()), (fresh, "moved"));
+}

@@ -84,7 +84,7 @@ impl Swim {
             let busy = self
                 .streams
                 .iter()
-                .any(|s| matches!(s.purpose, StreamPurpose::PushPull));
+                .any(|s| matches!(s.purpose, StreamPurpose::Pull { .. } | StreamPurpose::Push));
             let me = self.me_id.clone();
             if !busy
                 && let Some(&i) = self
@@ -102,7 +102,7 @@ impl Swim {
                 self.open_stream(
                     to,
                     msg,
-                    StreamPurpose::PushPull,
+                    StreamPurpose::Pull { peer: to },
                     now + self.config.stream_timeout,
                 );
             }
@@ -172,9 +172,19 @@ impl Swim {
                 }
                 self.on_ack(now, seq);
             }
+            (StreamPurpose::Pull { peer }, StreamMessage::PushPull { members, .. }) => {
+                // The views differed: take the peer's, then push ours so it learns what we know.
+                self.merge_remote(now, members);
+                let msg = self.push_pull_message(false);
+                self.open_stream(
+                    peer,
+                    msg,
+                    StreamPurpose::Push,
+                    now + self.config.stream_timeout,
+                );
+            }
             (
-                purpose
-                @ (StreamPurpose::Join | StreamPurpose::PushPull | StreamPurpose::Reconnect),
+                purpose @ (StreamPurpose::Join | StreamPurpose::Push | StreamPurpose::Reconnect),
                 StreamMessage::PushPull { members, .. },
             ) => {
                 let via = members.first().map(|m| m.addr);
@@ -186,7 +196,7 @@ impl Swim {
                     });
                 }
             }
-            (StreamPurpose::PushPull, StreamMessage::InSync) => {}
+            (StreamPurpose::Pull { .. }, StreamMessage::InSync) => {}
             (purpose, _) => {
                 self.counters.decode_errors += 1;
                 self.on_stream_failed(now, purpose);

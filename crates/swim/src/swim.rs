@@ -56,9 +56,16 @@ pub enum StreamFailure {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum StreamPurpose {
     Join,
-    PushPull,
+    /// Periodic anti-entropy, first step: a digest sent to `peer`.
+    Pull {
+        peer: SocketAddr,
+    },
+    /// Second step, only when the views differed: our full view pushed to the same peer.
+    Push,
     Reconnect,
-    FallbackPing { seq: Seq },
+    FallbackPing {
+        seq: Seq,
+    },
 }
 
 #[derive(Clone, Debug)]

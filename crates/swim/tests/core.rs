@@ -272,3 +272,65 @@ proptest! {
         a.handle_packet(Instant::ZERO, addr(2), &bytes);
     }
 }
+
+#[test]
+fn a_pull_answered_with_a_different_view_is_followed_by_a_push_of_ours() {
+    // Probing slow enough that the silent `b` is not suspected before the pull goes out.
+    let config = Config {
+        push_pull_interval: Duration::from_secs(1),
+        probe_interval: Duration::from_secs(60),
+        probe_timeout: Duration::from_secs(30),
+        ..Config::lan()
+    };
+    let mut a = Swim::new(config, "a", addr(1), Metadata::default(), 1, Instant::ZERO).unwrap();
+    a.handle_packet(Instant::ZERO, addr(2), &encode_packet(&[alive("b", 2, 0)]));
+    a.drain_outputs().for_each(drop);
+    // Run until the periodic pull goes out.
+    let mut now = Instant::ZERO;
+    let mut rounds = 0;
+    let (peer, id) = loop {
+        rounds += 1;
+        assert!(rounds < 1000, "no periodic pull was sent");
+        now = a.next_deadline().unwrap().max(now);
+        a.handle_timeout(now);
+        let pull = a.drain_outputs().find_map(|o| match o {
+            // Fallback probes of the silent `b` are streams too: pick the pull.
+            Output::Stream { to, id, bytes } => matches!(
+                message::StreamMessage::decode(&bytes),
+                Ok(message::StreamMessage::Pull { .. })
+            )
+            .then_some((to, id)),
+            _ => None,
+        });
+        if let Some(p) = pull {
+            break p;
+        }
+    };
+    assert_eq!(peer, addr(2));
+    // The peer's view differs (it knows c): we merge it, then push ours to the same peer.
+    let theirs = message::StreamMessage::PushPull {
+        join: false,
+        members: vec![message::MemberSnapshot {
+            name: "c".into(),
+            addr: addr(3),
+            incarnation: Incarnation(0),
+            state: MemberState::Alive,
+            meta: Metadata::default(),
+        }],
+    };
+    a.handle_stream_reply(now, id, Ok(theirs.encode()));
+    assert!(a.member("c").is_some());
+    let pushed: Vec<_> = a
+        .drain_outputs()
+        .filter_map(|o| match o {
+            Output::Stream { to, bytes, .. } => {
+                Some((to, message::StreamMessage::decode(&bytes).unwrap()))
+                    .filter(|(_, m)| matches!(m, message::StreamMessage::PushPull { .. }))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        matches!(pushed.as_slice(), [(to, message::StreamMessage::PushPull { join: false, members })] if *to == addr(2) && members.len() == 3)
+    );
+}
