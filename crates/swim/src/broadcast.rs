@@ -12,10 +12,13 @@ use std::collections::{BTreeMap, HashMap};
 pub enum Urgency {
     /// Alive and refutation messages: a healthy member's life depends on them.
     Alive = 0,
+    /// New metadata. Sent twice as many times: unlike deaths and refutations (repaired by
+    /// the members' own probes and timers) nothing else repairs a missed one but anti-entropy.
+    Announce = 1,
     /// Suspect and dead messages.
-    Membership = 1,
+    Membership = 2,
     /// Broadcasts of the layers above.
-    User = 2,
+    User = 3,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -106,7 +109,12 @@ impl BroadcastQueue {
         for key in &taken {
             if let Some(item) = self.items.remove(key) {
                 let transmits = key.transmits + 1;
-                if transmits >= limit {
+                let own_limit = if key.urgency == Urgency::Announce {
+                    limit.saturating_mul(2)
+                } else {
+                    limit
+                };
+                if transmits >= own_limit {
                     self.forget(&item);
                 } else {
                     let next = Key { transmits, ..*key };
@@ -161,6 +169,17 @@ mod tests {
         }
         assert_eq!(sent, 3);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn metadata_announcements_are_sent_twice_as_often() {
+        let mut q = BroadcastQueue::new(100);
+        q.push(Urgency::Announce, Some("a"), frame(1, 10));
+        let mut sent = 0;
+        for _ in 0..10 {
+            sent += q.fill(&mut Vec::new(), 1000, 3);
+        }
+        assert_eq!(sent, 6);
     }
 
     #[test]

@@ -59,6 +59,11 @@ impl Swim {
             return;
         }
         let prev = m.state;
+        let urgency = if prev.is_live() && *m.meta() != a.meta {
+            Urgency::Announce
+        } else {
+            Urgency::Alive
+        };
         self.clear_suspicion(&a.name);
         let m = &mut self.roster[i];
         m.incarnation = a.incarnation;
@@ -71,7 +76,7 @@ impl Swim {
         }
         self.set_state(i, MemberState::Alive, now);
         let (name, addr, incarnation) = (a.name.clone(), a.addr, a.incarnation);
-        self.rebroadcast(Urgency::Alive, &name, Message::Alive(a));
+        self.rebroadcast(urgency, &name, Message::Alive(a));
         self.emit(match prev {
             MemberState::Dead | MemberState::Left => Event::MemberJoined {
                 name,
@@ -228,7 +233,7 @@ impl Swim {
     /// accuser and a few random members as well as queued for gossip.
     pub(crate) fn refute(&mut self, accused: Incarnation, accuser: Option<&str>) {
         let inc = self.me().incarnation.max(accused).next();
-        let frame = self.announce_self(inc);
+        let frame = self.announce_self(inc, Urgency::Alive);
         self.counters.refutations += 1;
         let mut targets = self.random_live_addrs(self.config.gossip_nodes, accuser);
         if let Some(a) = accuser

@@ -397,7 +397,7 @@ impl Swim {
         });
         self.me_id = self.roster[i].id.clone();
         let inc = self.roster[i].incarnation.next();
-        self.announce_self(inc);
+        self.announce_self(inc, Urgency::Announce);
         Ok(())
     }
 
@@ -536,7 +536,7 @@ impl Swim {
     }
 
     /// Broadcasts this member as alive at `inc` (refutation or new metadata), urgently.
-    pub(crate) fn announce_self(&mut self, inc: Incarnation) -> Vec<u8> {
+    pub(crate) fn announce_self(&mut self, inc: Incarnation, urgency: Urgency) -> Vec<u8> {
         let i = self.my_index();
         self.roster[i].incarnation = inc;
         let me = &self.roster[i];
@@ -548,7 +548,7 @@ impl Swim {
         };
         let frame = Message::Alive(alive).encode_frame();
         self.broadcasts
-            .push(Urgency::Alive, Some(&self.name.clone()), frame.clone());
+            .push(urgency, Some(&self.name.clone()), frame.clone());
         frame
     }
 
