@@ -5,7 +5,9 @@
 //! Everything random comes from one seed, so a run replays bit for bit.
 //!
 //! - `network`: the link model (latency distribution, loss, partitions);
+//! - `protocol`: what a simulated node must offer (Buoy's `Swim`; foca behind the `foca` feature);
 //! - `simulation`: the event loop that owns the nodes and delivers their traffic;
+//! - `wake_queue`: one timer wake-up per node, moved in place as deadlines change;
 //! - `scenario`: the membership scenario behind `buoy sim membership` and its report;
 //! - `stats`: percentiles.
 

@@ -8,7 +8,9 @@
 //!
 //! One concept per module: `awareness` (local health), `suspicion` (dynamic timeout),
 //! `broadcast` (transmit-limited queue), `keyring` (encryption), `message`/`wire` (codec),
-//! `probe`, `merge`, `gossip` and `anti_entropy` (the parts of the protocol), `config` (profiles).
+//! `roster` (the compact member table), `probe`, `merge`, `gossip` and `anti_entropy` (the parts
+//! of the protocol), `config` (profiles), `rng` and `time` (the seeded randomness and virtual
+//! time handed in).
 
 mod anti_entropy;
 pub mod awareness;

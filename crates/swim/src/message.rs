@@ -179,15 +179,11 @@ impl Message {
                 tag::ALIVE
             }
             Message::Suspect(s) => {
-                body.incarnation(s.incarnation);
-                body.str(&s.name);
-                body.str(&s.from);
+                encode_claim(&mut body, s.incarnation, &s.name, &s.from);
                 tag::SUSPECT
             }
             Message::Dead(d) => {
-                body.incarnation(d.incarnation);
-                body.str(&d.name);
-                body.str(&d.from);
+                encode_claim(&mut body, d.incarnation, &d.name, &d.from);
                 tag::DEAD
             }
             Message::User(u) => {
@@ -241,16 +237,22 @@ impl Message {
                 addr: r.addr()?,
                 meta: r.metadata()?,
             }),
-            tag::SUSPECT => Message::Suspect(Suspect {
-                incarnation: r.incarnation()?,
-                name: r.name()?,
-                from: r.name()?,
-            }),
-            tag::DEAD => Message::Dead(Dead {
-                incarnation: r.incarnation()?,
-                name: r.name()?,
-                from: r.name()?,
-            }),
+            tag::SUSPECT => {
+                let (incarnation, name, from) = decode_claim(r)?;
+                Message::Suspect(Suspect {
+                    incarnation,
+                    name,
+                    from,
+                })
+            }
+            tag::DEAD => {
+                let (incarnation, name, from) = decode_claim(r)?;
+                Message::Dead(Dead {
+                    incarnation,
+                    name,
+                    from,
+                })
+            }
             tag::USER => Message::User(UserMessage {
                 origin: r.name()?,
                 seq: r.varint()?,
@@ -264,6 +266,17 @@ impl Message {
         };
         Ok(Some(m))
     }
+}
+
+/// Suspect and dead messages share one shape: who, at which incarnation, says whom.
+fn encode_claim(w: &mut Writer, incarnation: Incarnation, name: &str, from: &str) {
+    w.incarnation(incarnation);
+    w.str(name);
+    w.str(from);
+}
+
+fn decode_claim(r: &mut Reader<'_>) -> Result<(Incarnation, String, String), DecodeError> {
+    Ok((r.incarnation()?, r.name()?, r.name()?))
 }
 
 fn encode_ping(w: &mut Writer, p: &Ping) {
