@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, HashMap};
 pub enum Urgency {
     /// Alive and refutation messages: a healthy member's life depends on them.
     Alive = 0,
-    /// New metadata. Sent twice as many times: unlike deaths and refutations (repaired by
-    /// the members' own probes and timers) nothing else repairs a missed one but anti-entropy.
+    /// New metadata. Sent up to its own, higher limit: unlike deaths and refutations (repaired
+    /// by the members' own probes and timers) nothing but anti-entropy repairs a missed one.
     Announce = 1,
     /// Suspect and dead messages.
     Membership = 2,
@@ -32,6 +32,23 @@ struct Key {
 struct Item {
     member: Option<String>,
     frame: Vec<u8>,
+}
+
+/// How many times broadcasts are sent: `normal` for most, `announce` for new metadata.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub normal: u32,
+    pub announce: u32,
+}
+
+impl Limits {
+    /// The same limit for every kind (tests, simple uses).
+    pub fn uniform(limit: u32) -> Self {
+        Limits {
+            normal: limit,
+            announce: limit,
+        }
+    }
 }
 
 /// The queue of encoded frames waiting to be gossiped.
@@ -93,7 +110,7 @@ impl BroadcastQueue {
 
     /// Appends to `packet` as many queued frames as fit in `budget` bytes, counting one
     /// transmission for each; frames sent `limit` times leave the queue. Returns how many were added.
-    pub fn fill(&mut self, packet: &mut Vec<u8>, budget: usize, limit: u32) -> usize {
+    pub fn fill(&mut self, packet: &mut Vec<u8>, budget: usize, limits: Limits) -> usize {
         let mut room = budget.saturating_sub(packet.len());
         let mut taken = Vec::new();
         for (key, item) in &self.items {
@@ -110,9 +127,9 @@ impl BroadcastQueue {
             if let Some(item) = self.items.remove(key) {
                 let transmits = key.transmits + 1;
                 let own_limit = if key.urgency == Urgency::Announce {
-                    limit.saturating_mul(2)
+                    limits.announce
                 } else {
-                    limit
+                    limits.normal
                 };
                 if transmits >= own_limit {
                     self.forget(&item);
@@ -165,21 +182,29 @@ mod tests {
         let mut sent = 0;
         for _ in 0..10 {
             let mut p = Vec::new();
-            sent += q.fill(&mut p, 1000, 3);
+            sent += q.fill(&mut p, 1000, Limits::uniform(3));
         }
         assert_eq!(sent, 3);
         assert!(q.is_empty());
     }
 
     #[test]
-    fn metadata_announcements_are_sent_twice_as_often() {
+    fn metadata_announcements_follow_their_own_limit() {
         let mut q = BroadcastQueue::new(100);
         q.push(Urgency::Announce, Some("a"), frame(1, 10));
+        q.push(Urgency::Membership, Some("b"), frame(2, 10));
         let mut sent = 0;
         for _ in 0..10 {
-            sent += q.fill(&mut Vec::new(), 1000, 3);
+            sent += q.fill(
+                &mut Vec::new(),
+                1000,
+                Limits {
+                    normal: 3,
+                    announce: 5,
+                },
+            );
         }
-        assert_eq!(sent, 6);
+        assert_eq!(sent, 8);
     }
 
     #[test]
@@ -189,7 +214,7 @@ mod tests {
         q.push(Urgency::Alive, Some("a"), frame(2, 10));
         assert_eq!(q.len(), 1);
         let mut p = Vec::new();
-        q.fill(&mut p, 1000, 5);
+        q.fill(&mut p, 1000, Limits::uniform(5));
         assert_eq!(p, frame(2, 10));
     }
 
@@ -200,10 +225,14 @@ mod tests {
         q.push(Urgency::Membership, Some("b"), frame(2, 10));
         q.push(Urgency::Alive, Some("a"), frame(1, 10));
         let mut p = Vec::new();
-        assert_eq!(q.fill(&mut p, 10, 5), 1, "room for one frame only");
+        assert_eq!(
+            q.fill(&mut p, 10, Limits::uniform(5)),
+            1,
+            "room for one frame only"
+        );
         assert_eq!(p, frame(1, 10));
         let mut p = Vec::new();
-        q.fill(&mut p, 20, 5);
+        q.fill(&mut p, 20, Limits::uniform(5));
         assert_eq!(
             p,
             [frame(1, 10), frame(2, 10)].concat(),
@@ -220,7 +249,7 @@ mod tests {
         assert_eq!(q.len(), 2);
         assert_eq!(q.dropped(), 1);
         let mut p = Vec::new();
-        q.fill(&mut p, 100, 5);
+        q.fill(&mut p, 100, Limits::uniform(5));
         assert_eq!(p, [frame(1, 5), frame(2, 5)].concat());
     }
 
@@ -230,7 +259,7 @@ mod tests {
         q.push(Urgency::Membership, Some("big"), frame(1, 50));
         q.push(Urgency::Membership, Some("small"), frame(2, 5));
         let mut p = vec![0u8; 10];
-        assert_eq!(q.fill(&mut p, 20, 5), 1);
+        assert_eq!(q.fill(&mut p, 20, Limits::uniform(5)), 1);
         assert_eq!(q.len(), 2);
         assert_eq!(p.len(), 15);
     }

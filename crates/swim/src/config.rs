@@ -211,6 +211,22 @@ impl Config {
         self.retransmit_mult * scale
     }
 
+    /// How many times new metadata is sent in a cluster of `n` members: enough that the
+    /// expected number of members missing it, `n * e^-limit` for random gossip, stays below
+    /// 1e-5 (and never fewer than other broadcasts).
+    pub fn announce_limit(&self, n: usize) -> u32 {
+        let needed = ((n as f64) + 1.0).ln() + 1e5f64.ln();
+        self.retransmit_limit(n).max(needed.ceil() as u32)
+    }
+
+    /// The broadcast limits for a cluster of `n` members.
+    pub fn limits(&self, n: usize) -> crate::broadcast::Limits {
+        crate::broadcast::Limits {
+            normal: self.retransmit_limit(n),
+            announce: self.announce_limit(n),
+        }
+    }
+
     /// The minimum suspicion timeout for a cluster of `n` members.
     pub fn suspicion_min_for(&self, n: usize) -> Duration {
         let scaled = self
@@ -259,6 +275,18 @@ mod tests {
         assert_eq!(c.retransmit_limit(10), 8);
         assert_eq!(c.retransmit_limit(1000), 16);
         assert_eq!(c.retransmit_limit(10_000), 20);
+    }
+
+    #[test]
+    fn metadata_is_sent_often_enough_that_almost_nobody_misses_it() {
+        let c = Config::lan();
+        for n in [10usize, 100, 900, 1000, 10_000] {
+            let l = c.announce_limit(n);
+            assert!(l >= c.retransmit_limit(n));
+            assert!((n as f64) * (-(l as f64)).exp() < 1e-5, "n {n}: limit {l}");
+        }
+        assert_eq!(c.announce_limit(900), 19);
+        assert_eq!(c.announce_limit(10_000), 21);
     }
 
     #[test]

@@ -30,7 +30,7 @@ impl Swim {
                     || (m.state == MemberState::Dead
                         && now.saturating_since(m.state_changed) < window))
         });
-        let limit = self.config.retransmit_limit(self.live);
+        let limit = self.config.limits(self.live);
         for i in targets {
             let to = self.roster[i].addr();
             let mut packet = message::packet_header();

@@ -65,8 +65,8 @@ impl Swim {
             Urgency::Alive
         };
         self.clear_suspicion(&a.name);
+        self.set_incarnation(i, a.incarnation);
         let m = &mut self.roster[i];
-        m.incarnation = a.incarnation;
         if m.addr() != a.addr || *m.meta() != a.meta {
             m.id = Arc::new(Identity {
                 name: m.id.name.clone(),
@@ -155,7 +155,7 @@ impl Swim {
         }
         let addr = m.addr();
         self.counters.suspicions += 1;
-        self.roster[i].incarnation = s.incarnation;
+        self.set_incarnation(i, s.incarnation);
         self.set_state(i, MemberState::Suspect, now);
         let n = self.live;
         let mut expected = self.config.suspicion_confirmations;
@@ -204,7 +204,7 @@ impl Swim {
         }
         self.clear_suspicion(&d.name);
         let left = d.from == d.name;
-        self.roster[i].incarnation = d.incarnation;
+        self.set_incarnation(i, d.incarnation);
         self.set_state(
             i,
             if left {

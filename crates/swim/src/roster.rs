@@ -15,6 +15,19 @@ use crate::rng::Rng;
 pub(crate) struct Roster {
     members: Vec<Member>,
     by_name: HashTable<u32>,
+    /// Sum of every member's digest contribution, kept current by every change, so the
+    /// periodic pull does not rehash 10,000 names.
+    digest: u64,
+}
+
+/// One member's share of the view digest: its name, incarnation and state, well mixed.
+fn contribution(m: &Member) -> u64 {
+    let mut h =
+        hash_name(m.name()) ^ u64::from(m.incarnation.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^= u64::from(m.state.to_wire()) << 61;
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
 }
 
 /// A fixed (deterministic) FNV-1a hash of a member name.
@@ -56,6 +69,7 @@ impl Roster {
             .insert_unique(hash_name(m.name()), i as u32, |&j| {
                 hash_name(members[j as usize].name())
             });
+        self.digest = self.digest.wrapping_add(contribution(&m));
         self.members.push(m);
         i
     }
@@ -96,6 +110,7 @@ impl Roster {
         }
         let last = self.members.len() - 1;
         let gone = self.members.swap_remove(i);
+        self.digest = self.digest.wrapping_sub(contribution(&gone));
         if i < self.members.len() {
             // The former last member now sits at `i`: its slot still says `last`.
             let moved = self.members[i].name().to_string();
@@ -112,7 +127,10 @@ impl Roster {
     /// Adds many members whose names are not known yet, then puts everyone in a new random
     /// order, indexing once (the fast path for starting from a formed cluster).
     pub fn extend_shuffled(&mut self, new: impl IntoIterator<Item = Member>, rng: &mut Rng) {
-        self.members.extend(new);
+        for m in new {
+            self.digest = self.digest.wrapping_add(contribution(&m));
+            self.members.push(m);
+        }
         self.members.shrink_to_fit();
         self.by_name = HashTable::with_capacity(self.members.len());
         self.shuffle(rng);
@@ -121,15 +139,30 @@ impl Roster {
     /// An order-independent digest of the view (names, incarnations, states): two members
     /// with the same digest almost surely hold the same view.
     pub fn digest(&self) -> u64 {
-        self.members.iter().fold(0u64, |acc, m| {
-            let mut h = hash_name(m.name())
-                ^ u64::from(m.incarnation.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            h ^= u64::from(m.state.to_wire()) << 61;
-            // Finalize (splitmix) so that the sum does not cancel structure out.
-            h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            acc.wrapping_add(h ^ (h >> 31))
-        })
+        self.digest
+    }
+
+    /// The digest computed from scratch (to check the running one).
+    #[cfg(test)]
+    fn recomputed_digest(&self) -> u64 {
+        self.members
+            .iter()
+            .fold(0u64, |acc, m| acc.wrapping_add(contribution(m)))
+    }
+
+    /// Changes a member's incarnation and state, keeping the digest current. Incarnation and
+    /// state must only change through here.
+    pub fn set_version(
+        &mut self,
+        i: usize,
+        incarnation: crate::member::Incarnation,
+        state: crate::member::MemberState,
+    ) {
+        let m = &mut self.members[i];
+        self.digest = self.digest.wrapping_sub(contribution(m));
+        m.incarnation = incarnation;
+        m.state = state;
+        self.digest = self.digest.wrapping_add(contribution(m));
     }
 
     /// Puts the members in a new random order.
@@ -214,10 +247,40 @@ mod tests {
             b.push(member(n));
         }
         assert_eq!(a.digest(), b.digest());
-        b[0].incarnation = Incarnation(1);
+        b.set_version(0, Incarnation(1), MemberState::Alive);
         assert_ne!(a.digest(), b.digest());
-        b[0].incarnation = Incarnation(0);
-        b[1].state = MemberState::Dead;
+        b.set_version(0, Incarnation(0), MemberState::Alive);
+        assert_eq!(a.digest(), b.digest());
+        b.set_version(1, Incarnation(0), MemberState::Dead);
         assert_ne!(a.digest(), b.digest());
+    }
+
+    #[test]
+    fn the_running_digest_matches_a_recomputation_after_any_changes() {
+        let mut rng = Rng::new(11);
+        let mut r = Roster::default();
+        let mut next = 0;
+        for _ in 0..2000 {
+            match rng.below(4) {
+                0 => {
+                    r.push(member(&format!("m{next}")));
+                    next += 1;
+                }
+                1 if r.len() > 0 => {
+                    r.swap_remove(rng.below(r.len()));
+                }
+                2 if r.len() > 0 => {
+                    let i = rng.below(r.len());
+                    let state =
+                        [MemberState::Alive, MemberState::Suspect, MemberState::Dead][rng.below(3)];
+                    r.set_version(i, Incarnation(rng.below(5) as u32), state);
+                }
+                _ => r.shuffle(&mut rng),
+            }
+            assert_eq!(r.digest(), r.recomputed_digest());
+        }
+        let extra: Vec<Member> = (0..10).map(|i| member(&format!("x{i}"))).collect();
+        r.extend_shuffled(extra, &mut rng);
+        assert_eq!(r.digest(), r.recomputed_digest());
     }
 }

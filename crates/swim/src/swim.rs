@@ -497,7 +497,7 @@ impl Swim {
     /// Sends a packet whose frames are already in place, topped up with broadcasts if asked.
     fn send_packet(&mut self, to: SocketAddr, mut packet: Vec<u8>, piggyback: bool) {
         if piggyback {
-            let limit = self.config.retransmit_limit(self.live);
+            let limit = self.config.limits(self.live);
             self.broadcasts
                 .fill(&mut packet, self.config.max_packet_bytes, limit);
         }
@@ -538,7 +538,7 @@ impl Swim {
     /// Broadcasts this member as alive at `inc` (refutation or new metadata), urgently.
     pub(crate) fn announce_self(&mut self, inc: Incarnation, urgency: Urgency) -> Vec<u8> {
         let i = self.my_index();
-        self.roster[i].incarnation = inc;
+        self.set_incarnation(i, inc);
         let me = &self.roster[i];
         let alive = Alive {
             incarnation: inc,
@@ -597,7 +597,7 @@ impl Swim {
 
     /// Updates a member's state, keeping the live count right.
     pub(crate) fn set_state(&mut self, i: usize, state: MemberState, now: Instant) {
-        let m = &mut self.roster[i];
+        let m = &self.roster[i];
         if m.state == state {
             return;
         }
@@ -606,8 +606,15 @@ impl Swim {
             (false, true) => self.live += 1,
             _ => {}
         }
-        m.state = state;
-        m.state_changed = now;
+        let incarnation = m.incarnation;
+        self.roster.set_version(i, incarnation, state);
+        self.roster[i].state_changed = now;
+    }
+
+    /// Sets a member's incarnation (state unchanged), keeping the view digest current.
+    pub(crate) fn set_incarnation(&mut self, i: usize, incarnation: Incarnation) {
+        let state = self.roster[i].state;
+        self.roster.set_version(i, incarnation, state);
     }
 
     /// Forgets the suspicion about `name`, if any.
