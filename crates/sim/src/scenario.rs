@@ -162,13 +162,7 @@ impl ScenarioNode for Swim {
     fn formed(n: usize, config: &Config, seeds: &[u64]) -> Vec<Swim> {
         let meta = sim_metadata();
         let ids: Vec<Arc<Identity>> = (0..n)
-            .map(|i| {
-                Arc::new(Identity {
-                    name: sim_name(i).into(),
-                    addr: sim_addr(i),
-                    meta: meta.clone(),
-                })
-            })
+            .map(|i| Arc::new(Identity::new(&sim_name(i), sim_addr(i), meta.clone())))
             .collect();
         // Each thread clones from its own copy of the identities: sharing stays within a thread,
         // so 100 million reference-count increments never bounce a cache line between cores.

@@ -226,26 +226,32 @@ impl Swim {
         now: Instant,
         members: impl IntoIterator<Item = Arc<Identity>>,
     ) {
-        let roster = &self.roster;
-        let new: Vec<Member> = members
-            .into_iter()
-            // Alone, only our own name can repeat: skip the index lookups of a large warm start.
-            .filter(|id| {
-                if roster.len() == 1 {
-                    *id.name != *self.name
-                } else {
-                    roster.find(&id.name).is_none()
-                }
-            })
-            .map(|id| Member {
-                id,
-                incarnation: Incarnation(0),
-                state: MemberState::Alive,
-                state_changed: now,
-            })
-            .collect();
-        self.live += new.len();
-        self.roster.extend_shuffled(new, &mut self.rng);
+        let before = self.roster.len();
+        let fresh = |id: Arc<Identity>| Member {
+            id,
+            incarnation: Incarnation(0),
+            state: MemberState::Alive,
+            state_changed: now,
+        };
+        if before == 1 {
+            // Alone, only our own name can repeat: no index lookups, no intermediate copy (at
+            // 10,000 members this runs 10,000 times in a simulation).
+            let me = self.me_id.clone();
+            let new = members
+                .into_iter()
+                .filter(|id| id.name_hash != me.name_hash || id.name != me.name)
+                .map(fresh);
+            self.roster.extend_shuffled(new, &mut self.rng);
+        } else {
+            let roster = &self.roster;
+            let new: Vec<Member> = members
+                .into_iter()
+                .filter(|id| roster.find(&id.name).is_none())
+                .map(fresh)
+                .collect();
+            self.roster.extend_shuffled(new, &mut self.rng);
+        }
+        self.live += self.roster.len() - before;
         let interval = self.config.push_pull_interval_for(self.live);
         self.next_push_pull_at = now + self.rng.duration_between(Duration::ZERO, interval);
     }

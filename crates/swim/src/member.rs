@@ -91,6 +91,40 @@ pub struct Identity {
     pub addr: SocketAddr,
     /// Segment, role, capacity and network addresses it announced.
     pub meta: Metadata,
+    /// Hash of `name`, computed once: the member table and view digest use it constantly.
+    pub(crate) name_hash: u64,
+}
+
+impl Identity {
+    /// The identity of the member `name` at `addr` announcing `meta`.
+    pub fn new(name: &str, addr: SocketAddr, meta: Metadata) -> Self {
+        Identity {
+            name: name.into(),
+            addr,
+            meta,
+            name_hash: hash_name(name),
+        }
+    }
+
+    /// The same member at a new address or with new metadata.
+    pub fn moved(&self, addr: SocketAddr, meta: Metadata) -> Self {
+        Identity {
+            name: self.name.clone(),
+            addr,
+            meta,
+            name_hash: self.name_hash,
+        }
+    }
+}
+
+/// A fixed (deterministic) FNV-1a hash of a member name.
+pub(crate) fn hash_name(name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 /// One member as seen from here: identity, version and state.

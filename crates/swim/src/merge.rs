@@ -21,11 +21,7 @@ impl Swim {
         let Some(i) = self.roster.find(&a.name) else {
             let (name, addr, incarnation) = (a.name.clone(), a.addr, a.incarnation);
             self.insert_member(Member {
-                id: Arc::new(Identity {
-                    name: a.name.as_str().into(),
-                    addr: a.addr,
-                    meta: a.meta.clone(),
-                }),
+                id: Arc::new(Identity::new(&a.name, a.addr, a.meta.clone())),
                 incarnation: a.incarnation,
                 state: MemberState::Alive,
                 state_changed: now,
@@ -68,11 +64,7 @@ impl Swim {
         self.set_incarnation(i, a.incarnation);
         let m = &mut self.roster[i];
         if m.addr() != a.addr || *m.meta() != a.meta {
-            m.id = Arc::new(Identity {
-                name: m.id.name.clone(),
-                addr: a.addr,
-                meta: a.meta.clone(),
-            });
+            m.id = Arc::new(m.id.moved(a.addr, a.meta.clone()));
         }
         self.set_state(i, MemberState::Alive, now);
         let (name, addr, incarnation) = (a.name.clone(), a.addr, a.incarnation);

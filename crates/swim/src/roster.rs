@@ -7,7 +7,7 @@ use std::ops::{Index, IndexMut};
 
 use hashbrown::HashTable;
 
-use crate::member::Member;
+use crate::member::{Member, hash_name};
 use crate::rng::Rng;
 
 /// Members in probe order, findable by name.
@@ -22,22 +22,11 @@ pub(crate) struct Roster {
 
 /// One member's share of the view digest: its name, incarnation and state, well mixed.
 fn contribution(m: &Member) -> u64 {
-    let mut h =
-        hash_name(m.name()) ^ u64::from(m.incarnation.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut h = m.id.name_hash ^ u64::from(m.incarnation.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     h ^= u64::from(m.state.to_wire()) << 61;
     h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     h ^ (h >> 31)
-}
-
-/// A fixed (deterministic) FNV-1a hash of a member name.
-fn hash_name(name: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 impl Roster {
@@ -65,10 +54,9 @@ impl Roster {
     pub fn push(&mut self, m: Member) -> usize {
         let i = self.members.len();
         let members = &self.members;
-        self.by_name
-            .insert_unique(hash_name(m.name()), i as u32, |&j| {
-                hash_name(members[j as usize].name())
-            });
+        self.by_name.insert_unique(m.id.name_hash, i as u32, |&j| {
+            members[j as usize].id.name_hash
+        });
         self.digest = self.digest.wrapping_add(contribution(&m));
         self.members.push(m);
         i
@@ -127,11 +115,13 @@ impl Roster {
     /// Adds many members whose names are not known yet, then puts everyone in a new random
     /// order, indexing once (the fast path for starting from a formed cluster).
     pub fn extend_shuffled(&mut self, new: impl IntoIterator<Item = Member>, rng: &mut Rng) {
+        let new = new.into_iter();
+        let (lo, hi) = new.size_hint();
+        self.members.reserve_exact(hi.unwrap_or(lo));
         for m in new {
             self.digest = self.digest.wrapping_add(contribution(&m));
             self.members.push(m);
         }
-        self.members.shrink_to_fit();
         self.by_name = HashTable::with_capacity(self.members.len());
         self.shuffle(rng);
     }
@@ -171,10 +161,9 @@ impl Roster {
         self.by_name.clear();
         let members = &self.members;
         for (i, m) in members.iter().enumerate() {
-            self.by_name
-                .insert_unique(hash_name(m.name()), i as u32, |&j| {
-                    hash_name(members[j as usize].name())
-                });
+            self.by_name.insert_unique(m.id.name_hash, i as u32, |&j| {
+                members[j as usize].id.name_hash
+            });
         }
     }
 }
@@ -201,11 +190,11 @@ mod tests {
 
     fn member(name: &str) -> Member {
         Member {
-            id: Arc::new(Identity {
-                name: name.into(),
-                addr: "127.0.0.1:1".parse().unwrap(),
-                meta: Default::default(),
-            }),
+            id: Arc::new(Identity::new(
+                name,
+                "127.0.0.1:1".parse().unwrap(),
+                Default::default(),
+            )),
             incarnation: Incarnation(0),
             state: MemberState::Alive,
             state_changed: Instant::ZERO,

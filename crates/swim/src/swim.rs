@@ -172,11 +172,7 @@ impl Swim {
         check_metadata(&meta)?;
         let mut rng = Rng::new(seed);
         let me = Member {
-            id: Arc::new(Identity {
-                name: name.into(),
-                addr,
-                meta,
-            }),
+            id: Arc::new(Identity::new(name, addr, meta)),
             incarnation: Incarnation(0),
             state: MemberState::Alive,
             state_changed: now,
@@ -390,11 +386,7 @@ impl Swim {
         check_metadata(&meta)?;
         let i = self.my_index();
         let id = &self.roster[i].id;
-        self.roster[i].id = Arc::new(Identity {
-            name: id.name.clone(),
-            addr: id.addr,
-            meta,
-        });
+        self.roster[i].id = Arc::new(id.moved(id.addr, meta));
         self.me_id = self.roster[i].id.clone();
         let inc = self.roster[i].incarnation.next();
         self.announce_self(inc, Urgency::Announce);
