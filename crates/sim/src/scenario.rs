@@ -161,6 +161,7 @@ pub trait ScenarioNode: Protocol + Sized + Send + 'static {
 impl ScenarioNode for Swim {
     fn formed(n: usize, config: &Config, seeds: &[u64]) -> Vec<Swim> {
         let meta = sim_metadata();
+        let config = Arc::new(config.clone());
         let ids: Vec<Arc<Identity>> = (0..n)
             .map(|i| Arc::new(Identity::new(&sim_name(i), sim_addr(i), meta.clone())))
             .collect();

@@ -121,7 +121,8 @@ impl SeenWindow {
 /// One member's SWIM + Lifeguard protocol engine. See the crate docs for how to drive it.
 #[derive(Debug)]
 pub struct Swim {
-    pub(crate) config: Config,
+    /// Shared when many cores run with the same settings (a simulation), so it stays in cache.
+    pub(crate) config: Arc<Config>,
     pub(crate) name: String,
     pub(crate) addr: SocketAddr,
     pub(crate) rng: Rng,
@@ -159,14 +160,16 @@ pub struct Swim {
 impl Swim {
     /// A member called `name`, listening on `addr`, announcing `meta`, alone until it joins.
     /// `seed` fixes every random choice it will make.
+    /// `config` may be a `Config` or an `Arc<Config>` shared by many cores.
     pub fn new(
-        config: Config,
+        config: impl Into<Arc<Config>>,
         name: &str,
         addr: SocketAddr,
         meta: Metadata,
         seed: u64,
         now: Instant,
     ) -> Result<Swim, SwimError> {
+        let config: Arc<Config> = config.into();
         config.validate()?;
         message::validate_name(name).map_err(SwimError::Name)?;
         check_metadata(&meta)?;
