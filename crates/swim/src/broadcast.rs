@@ -51,8 +51,9 @@ impl Limits {
     }
 }
 
-/// The queue of encoded frames waiting to be gossiped.
+/// The queue of encoded frames waiting to be gossiped (`items`, checked on every input, first).
 #[derive(Debug)]
+#[repr(C)]
 pub struct BroadcastQueue {
     items: BTreeMap<Key, Item>,
     by_member: HashMap<String, Key>,

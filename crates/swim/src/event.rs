@@ -83,9 +83,15 @@ pub enum Event {
     User { origin: String, payload: Vec<u8> },
 }
 
-/// Running totals of what the core did, for metrics.
+/// Running totals of what the core did, for metrics. The counters bumped by every packet come
+/// first, sharing one cache line (`repr(C)` keeps the order).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
 pub struct Counters {
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    pub packets_received: u64,
+    pub bytes_received: u64,
     pub probes: u64,
     pub probe_failures: u64,
     pub indirect_probes: u64,
@@ -94,10 +100,6 @@ pub struct Counters {
     pub suspicions: u64,
     pub refutations: u64,
     pub deaths_declared: u64,
-    pub packets_sent: u64,
-    pub bytes_sent: u64,
-    pub packets_received: u64,
-    pub bytes_received: u64,
     pub streams_sent: u64,
     pub stream_bytes_sent: u64,
     pub stream_failures: u64,

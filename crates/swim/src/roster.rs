@@ -12,6 +12,7 @@ use crate::rng::Rng;
 
 /// Members in probe order, findable by name.
 #[derive(Debug, Default)]
+#[repr(C)]
 pub(crate) struct Roster {
     members: Vec<Member>,
     by_name: HashTable<u32>,

@@ -120,41 +120,47 @@ impl SeenWindow {
 
 /// One member's SWIM + Lifeguard protocol engine. See the crate docs for how to drive it.
 #[derive(Debug)]
+// Field order is the memory layout (`repr(C)`): what nearly every input touches comes first,
+// so handling a packet or a timer reads a few adjacent cache lines, not most of 900 bytes. In a
+// simulation of 10,000 members every event lands on a cold node, and each line is a miss.
+#[repr(C)]
 pub struct Swim {
+    // --- touched by nearly every input ---
     /// Shared when many cores run with the same settings (a simulation), so it stays in cache.
     pub(crate) config: Arc<Config>,
-    pub(crate) name: String,
-    pub(crate) addr: SocketAddr,
-    pub(crate) rng: Rng,
-    /// Every known member, this one included, in probe order.
-    pub(crate) roster: Roster,
-    /// This member's own identity: comparing pointers finds it in the roster without
-    /// touching other members' names (a cache miss each in a large cluster).
-    pub(crate) me_id: Arc<Identity>,
-    /// Members alive or suspect, this one included.
-    pub(crate) live: usize,
-    pub(crate) suspicions: Map<String, Suspicion>,
-    pub(crate) suspicion_deadlines: BTreeSet<(Instant, String)>,
-    pub(crate) reap_queue: VecDeque<(Instant, String)>,
-    pub(crate) probe_cursor: usize,
     pub(crate) probe: Option<Probe>,
     pub(crate) next_probe_at: Instant,
-    pub(crate) relays: Vec<Relay>,
-    pub(crate) next_seq: Seq,
-    pub(crate) broadcasts: BroadcastQueue,
     pub(crate) next_gossip_at: Instant,
     pub(crate) next_push_pull_at: Instant,
     pub(crate) next_reconnect_at: Instant,
-    pub(crate) streams: Vec<PendingStream>,
-    pub(crate) next_stream_id: u64,
-    pub(crate) join: Option<JoinState>,
-    pub(crate) reconnect: Option<ReconnectProbe>,
-    pub(crate) leaving: bool,
+    pub(crate) rng: Rng,
     pub(crate) awareness: Awareness,
+    /// Members alive or suspect, this one included.
+    pub(crate) live: usize,
+    pub(crate) next_seq: Seq,
+    pub(crate) leaving: bool,
+    pub(crate) outputs: VecDeque<Output>,
+    pub(crate) broadcasts: BroadcastQueue,
+    /// Every known member, this one included, in probe order.
+    pub(crate) roster: Roster,
+    pub(crate) probe_cursor: usize,
+    pub(crate) relays: Vec<Relay>,
+    pub(crate) streams: Vec<PendingStream>,
+    pub(crate) suspicion_deadlines: BTreeSet<(Instant, String)>,
+    pub(crate) reap_queue: VecDeque<(Instant, String)>,
+    pub(crate) join: Option<JoinState>,
+    pub(crate) counters: Counters,
+    // --- touched by some inputs only ---
+    pub(crate) name: String,
+    pub(crate) addr: SocketAddr,
+    /// This member's own identity: comparing pointers finds it in the roster without
+    /// touching other members' names (a cache miss each in a large cluster).
+    pub(crate) me_id: Arc<Identity>,
+    pub(crate) suspicions: Map<String, Suspicion>,
+    pub(crate) next_stream_id: u64,
+    pub(crate) reconnect: Option<ReconnectProbe>,
     pub(crate) user_seen: Map<String, SeenWindow>,
     pub(crate) next_user_seq: u64,
-    pub(crate) outputs: VecDeque<Output>,
-    pub(crate) counters: Counters,
 }
 
 impl Swim {
