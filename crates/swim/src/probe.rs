@@ -2,9 +2,10 @@
 //! fallback probe, and the Lifeguard local-health adjustments that go with them.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use crate::member::MemberState;
-use crate::message::{IndirectPing, Message, Ping, Seq, StreamMessage, Suspect};
+use crate::member::{Identity, MemberState};
+use crate::message::{self, IndirectPing, Message, Ping, Seq, StreamMessage, Suspect};
 use crate::swim::{StreamPurpose, Swim};
 use crate::time::Instant;
 
@@ -15,8 +16,8 @@ const MAX_RELAYS: usize = 256;
 #[derive(Clone, Debug)]
 pub(crate) struct Probe {
     pub seq: Seq,
-    pub target: String,
-    pub target_addr: SocketAddr,
+    /// Who is probed, as this member knew it when the probe started (shared, not copied).
+    pub target: Arc<Identity>,
     /// When the direct ping is given up and indirect probes start.
     pub timeout_at: Instant,
     /// When the target is suspected if no ack came by any path.
@@ -76,16 +77,26 @@ impl Swim {
         };
         let seq = self.next_seq();
         let target = &self.roster[i];
-        let (name, addr, inc, suspect) = (
-            target.name().to_string(),
-            target.addr(),
+        let (id, inc, suspect) = (
+            target.id.clone(),
             target.incarnation,
             target.state == MemberState::Suspect,
         );
+        let mut packet = message::packet_header();
+        if suspect {
+            // Buddy system: a suspect learns of its suspicion first, from whoever probes it.
+            let s = Suspect {
+                incarnation: inc,
+                name: id.name.to_string(),
+                from: self.name.clone(),
+            };
+            Message::Suspect(s).encode_frame_into(&mut packet);
+        }
+        message::encode_ping_into(&mut packet, seq, &id.name);
+        let addr = id.addr;
         self.probe = Some(Probe {
             seq,
-            target: name.clone(),
-            target_addr: addr,
+            target: id,
             timeout_at: now + self.awareness.scale(self.config.probe_timeout),
             period_end: now + interval,
             indirect: false,
@@ -93,18 +104,7 @@ impl Swim {
             nacks: 0,
         });
         self.counters.probes += 1;
-        let mut frames = Vec::with_capacity(2);
-        if suspect {
-            // Buddy system: a suspect learns of its suspicion first, from whoever probes it.
-            let s = Suspect {
-                incarnation: inc,
-                name: name.clone(),
-                from: self.name.clone(),
-            };
-            frames.push(Message::Suspect(s).encode_frame());
-        }
-        frames.push(Message::Ping(Ping { seq, target: name }).encode_frame());
-        self.send_frames(addr, &frames, true);
+        self.send_packet(addr, packet, true);
     }
 
     /// Walks the probe order, reshuffling after each full round; skips this member and the dead.
@@ -126,12 +126,12 @@ impl Swim {
 
     fn go_indirect(&mut self, now: Instant) {
         let Some(p) = self.probe.clone() else { return };
-        let helpers = self.random_live_addrs(self.config.indirect_checks, Some(&p.target));
+        let helpers = self.random_live_addrs(self.config.indirect_checks, Some(&p.target.name));
         for &h in &helpers {
             let req = IndirectPing {
                 seq: p.seq,
-                target: p.target.clone(),
-                target_addr: p.target_addr,
+                target: p.target.name.to_string(),
+                target_addr: p.target.addr,
                 want_nack: true,
             };
             self.send(h, Message::IndirectPing(req));
@@ -145,10 +145,10 @@ impl Swim {
         if self.config.tcp_fallback {
             let ping = Ping {
                 seq: p.seq,
-                target: p.target.clone(),
+                target: p.target.name.to_string(),
             };
             self.open_stream(
-                p.target_addr,
+                p.target.addr,
                 StreamMessage::Ping(ping),
                 StreamPurpose::FallbackPing { seq: p.seq },
                 period_end,
@@ -171,14 +171,14 @@ impl Swim {
             1
         };
         self.awareness.apply(delta);
-        let Some(i) = self.roster.find(&p.target) else {
+        let Some(i) = self.roster.find(&p.target.name) else {
             return;
         };
         let m = &self.roster[i];
-        if m.state.is_live() && m.addr() == p.target_addr {
+        if m.state.is_live() && m.addr() == p.target.addr {
             let s = Suspect {
                 incarnation: m.incarnation,
-                name: p.target,
+                name: p.target.name.to_string(),
                 from: self.name.clone(),
             };
             self.on_suspect(now, s);

@@ -496,7 +496,7 @@ impl Swim {
     }
 
     /// Sends a packet whose frames are already in place, topped up with broadcasts if asked.
-    fn send_packet(&mut self, to: SocketAddr, mut packet: Vec<u8>, piggyback: bool) {
+    pub(crate) fn send_packet(&mut self, to: SocketAddr, mut packet: Vec<u8>, piggyback: bool) {
         if piggyback {
             let limit = self.config.limits(self.live);
             self.broadcasts
