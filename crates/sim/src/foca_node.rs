@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use swim::{Config, Event, Incarnation, Instant, Output, StreamId};
 
 use crate::protocol::Protocol;
-use crate::scenario::{ScenarioNode, sim_addr, sim_name};
+use crate::scenario::{Implementation, ScenarioNode, sim_addr, sim_name};
 
 /// A simulated member as foca knows it: the node's index and a generation that foca renews
 /// when it learns it was declared down (its refutation mechanism).
@@ -96,16 +96,6 @@ pub struct FocaNode {
     now: Instant,
     addr: SocketAddr,
     outputs: Vec<Output>,
-}
-
-thread_local! {
-    static BUOY_TIMING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Chooses foca's own LAN settings (false) or Buoy's timings (true) for the nodes built next
-/// on this thread.
-pub fn use_buoy_timing(on: bool) {
-    BUOY_TIMING.with(|c| c.set(on));
 }
 
 /// foca's own LAN settings, or Buoy's timings transplanted (to see what the same aggressive
@@ -203,8 +193,13 @@ impl Protocol for FocaNode {
 }
 
 impl ScenarioNode for FocaNode {
-    fn formed(n: usize, config: &Config, seeds: &[u64]) -> Vec<Self> {
-        let buoy_timing = BUOY_TIMING.with(|c| c.get());
+    fn formed(
+        n: usize,
+        config: &Config,
+        seeds: &[u64],
+        implementation: Implementation,
+    ) -> Vec<Self> {
+        let buoy_timing = matches!(implementation, Implementation::Foca { buoy_timing: true });
         (0..n)
             .map(|i| {
                 let me = SimId {

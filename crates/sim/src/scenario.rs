@@ -152,14 +152,19 @@ pub fn sim_name(i: usize) -> String {
 pub trait ScenarioNode: Protocol + Sized + Send + 'static {
     /// Builds `n` nodes (named `sim_name(i)`, at `sim_addr(i)`) that already know each other;
     /// `seeds[i]` seeds node `i`.
-    fn formed(n: usize, config: &Config, seeds: &[u64]) -> Vec<Self>;
+    fn formed(
+        n: usize,
+        config: &Config,
+        seeds: &[u64],
+        implementation: Implementation,
+    ) -> Vec<Self>;
     /// Publishes new metadata; returns the incarnation that carries it, so its spread can be
     /// timed (`None` when the implementation has no metadata updates).
     fn publish_update(&mut self, memory_mb: u64) -> Option<Incarnation>;
 }
 
 impl ScenarioNode for Swim {
-    fn formed(n: usize, config: &Config, seeds: &[u64]) -> Vec<Swim> {
+    fn formed(n: usize, config: &Config, seeds: &[u64], _: Implementation) -> Vec<Swim> {
         let meta = sim_metadata();
         let config = Arc::new(config.clone());
         let ids: Vec<Arc<Identity>> = (0..n)
@@ -228,7 +233,7 @@ fn sim_metadata() -> Metadata {
 
 /// Builds a simulation of `n` Buoy members that already know each other.
 pub fn formed_cluster(n: usize, config: &Config, network: NetworkConfig, seed: u64) -> Simulation {
-    formed::<Swim>(n, config, network, seed)
+    formed::<Swim>(n, config, network, seed, Implementation::Buoy)
 }
 
 /// Builds a simulation of `n` members of implementation `P` that already know each other.
@@ -237,11 +242,15 @@ pub fn formed<P: ScenarioNode>(
     config: &Config,
     network: NetworkConfig,
     seed: u64,
+    implementation: Implementation,
 ) -> Simulation<P> {
     let mut sim = Simulation::new(seed, network);
     let mut rng = Rng::new(seed ^ 0x5eed);
     let seeds: Vec<u64> = (0..n).map(|_| rng.next_u64()).collect();
-    for (i, core) in P::formed(n, config, &seeds).into_iter().enumerate() {
+    for (i, core) in P::formed(n, config, &seeds, implementation)
+        .into_iter()
+        .enumerate()
+    {
         let node = sim.add_node(core);
         debug_assert_eq!(node, i);
     }
@@ -254,10 +263,7 @@ impl MembershipScenario {
         match self.implementation {
             Implementation::Buoy => self.run_with::<Swim>(),
             #[cfg(feature = "foca")]
-            Implementation::Foca { buoy_timing } => {
-                crate::foca_node::use_buoy_timing(buoy_timing);
-                self.run_with::<crate::foca_node::FocaNode>()
-            }
+            Implementation::Foca { .. } => self.run_with::<crate::foca_node::FocaNode>(),
         }
     }
 
@@ -290,7 +296,7 @@ impl MembershipScenario {
             loss: self.loss,
             ..self.network.clone()
         };
-        let mut sim = formed::<P>(n, &self.config, network, self.seed);
+        let mut sim = formed::<P>(n, &self.config, network, self.seed, self.implementation);
         let mut rng = Rng::new(self.seed ^ 0xfa17);
         let start = Instant::ZERO + self.warmup;
         let end = start + self.duration;
@@ -343,7 +349,7 @@ impl MembershipScenario {
         let mut traffic_at_start = None;
         let mut t = Instant::ZERO;
         while t < end {
-            t = (t + step).min_of(end);
+            t = (t + step).min(end);
             sim.run_until(t);
             if traffic_at_start.is_none() && t >= start {
                 traffic_at_start = Some(sim.traffic());
@@ -478,15 +484,5 @@ impl MembershipScenario {
         // Freeing 10,000 member tables takes a while; nobody needs to wait for it.
         std::thread::spawn(move || drop(sim));
         Ok(report)
-    }
-}
-
-trait MinOf {
-    fn min_of(self, other: Self) -> Self;
-}
-
-impl MinOf for Instant {
-    fn min_of(self, other: Instant) -> Instant {
-        if self <= other { self } else { other }
     }
 }

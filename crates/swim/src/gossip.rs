@@ -41,10 +41,7 @@ impl Swim {
             {
                 break;
             }
-            self.counters.packets_sent += 1;
-            self.counters.bytes_sent += packet.len() as u64;
-            self.outputs
-                .push_back(crate::event::Output::Packet { to, bytes: packet });
+            self.send_packet(to, packet, false);
         }
     }
 }

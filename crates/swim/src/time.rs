@@ -26,11 +26,6 @@ impl Instant {
     pub fn saturating_since(self, earlier: Instant) -> Duration {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))
     }
-
-    /// The later of two instants.
-    pub fn max(self, other: Instant) -> Instant {
-        if self >= other { self } else { other }
-    }
 }
 
 impl Add<Duration> for Instant {
