@@ -69,6 +69,8 @@ fn parse_range_ms(s: &str) -> Result<(Duration, Duration), String> {
 }
 
 pub fn membership(args: MembershipArgs) -> Result<()> {
+    // Large simulations live in a few GB of membership tables touched at random.
+    crate::ALLOCATOR.use_huge_pages();
     let implementation = implementation(&args)?;
     let config = swim::Config::profile(&args.profile).context("--profile")?;
     let scenario = MembershipScenario {

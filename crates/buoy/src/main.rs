@@ -8,6 +8,11 @@ mod sandbox;
 mod cli;
 
 mod cmd_sim;
+mod huge_arena;
+
+/// The system allocator, with a huge-page arena that only `buoy sim` switches on.
+#[global_allocator]
+static ALLOCATOR: huge_arena::Allocator = huge_arena::Allocator::new();
 
 use clap::Parser;
 

@@ -239,7 +239,7 @@ impl Swim {
             let me = self.me_id.clone();
             let new = members
                 .into_iter()
-                .filter(|id| id.name_hash != me.name_hash || id.name != me.name)
+                .filter(|id| id.key.hash != me.key.hash || id.name != me.name)
                 .map(fresh);
             self.roster.extend_shuffled(new, &mut self.rng);
         } else {

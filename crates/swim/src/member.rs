@@ -84,26 +84,73 @@ impl fmt::Display for MemberState {
 /// Who a member is: its name, gossip address and metadata. Immutable and shared, so that many
 /// views of one member (one per simulated node) cost one allocation; a change makes a new one.
 #[derive(Clone, Debug, PartialEq)]
+#[repr(C)] // Hot first: a name lookup reads only the first cache line.
 pub struct Identity {
+    /// The name's hash, length and first bytes, computed once and kept inline.
+    pub(crate) key: NameKey,
     /// Unique name of the member in the cluster (its host name).
     pub name: Arc<str>,
     /// The gossip address it listens on.
     pub addr: SocketAddr,
     /// Segment, role, capacity and network addresses it announced.
     pub meta: Metadata,
-    /// Hash of `name`, computed once: the member table and view digest use it constantly.
-    pub(crate) name_hash: u64,
+}
+
+/// How many bytes of a name a [`NameKey`] keeps inline.
+const NAME_HEAD: usize = 20;
+
+/// A member name's hash, length and first bytes, stored beside whatever refers to the name so
+/// that comparing names (every gossip message and ping names its subject) rarely follows the
+/// pointer to the name's own allocation: in a large cluster that is a cache miss each time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NameKey {
+    /// Hash of the name: the member table and the view digest use it constantly.
+    pub(crate) hash: u64,
+    len: u32,
+    head: [u8; NAME_HEAD],
+}
+
+impl NameKey {
+    pub(crate) fn of(name: &str) -> Self {
+        let mut head = [0; NAME_HEAD];
+        let b = &name.as_bytes()[..name.len().min(NAME_HEAD)];
+        head[..b.len()].copy_from_slice(b);
+        NameKey {
+            hash: hash_name(name),
+            len: name.len() as u32,
+            head,
+        }
+    }
+
+    /// True when `name` is the name this key was made of (`full`); reads `full` only for
+    /// names longer than the inline head.
+    pub(crate) fn matches(&self, name: &str, full: &str) -> bool {
+        let b = name.as_bytes();
+        if b.len() != self.len as usize {
+            return false;
+        }
+        if b.len() <= NAME_HEAD {
+            return self.head[..b.len()] == *b;
+        }
+        self.head == b[..NAME_HEAD] && full == name
+    }
 }
 
 impl Identity {
     /// The identity of the member `name` at `addr` announcing `meta`.
     pub fn new(name: &str, addr: SocketAddr, meta: Metadata) -> Self {
         Identity {
+            key: NameKey::of(name),
             name: name.into(),
             addr,
             meta,
-            name_hash: hash_name(name),
         }
+    }
+
+    /// True when this is the member called `name`; reads the name itself only when it is
+    /// longer than the inline head.
+    pub fn has_name(&self, name: &str) -> bool {
+        self.key.matches(name, &self.name)
     }
 
     /// The same member at a new address or with new metadata.
@@ -112,7 +159,7 @@ impl Identity {
             name: self.name.clone(),
             addr,
             meta,
-            name_hash: self.name_hash,
+            ..*self
         }
     }
 }
@@ -154,5 +201,42 @@ impl Member {
     /// The member's announced metadata.
     pub fn meta(&self) -> &Metadata {
         &self.id.meta
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_keys_match_exactly_the_name_they_were_made_of() {
+        let short = "node-7";
+        let long = "compute-0017.rack-03.zone-b.example";
+        for name in [short, long, ""] {
+            let key = NameKey::of(name);
+            assert!(key.matches(name, name), "{name}");
+            assert_eq!(key.hash, hash_name(name));
+        }
+        let key = NameKey::of(short);
+        assert!(!key.matches("node-70", short));
+        assert!(!key.matches("node-8", short));
+        assert!(!key.matches("node-", short));
+        let key = NameKey::of(long);
+        // Same length and same first 20 bytes, different tail: only the full name tells.
+        let twin = "compute-0017.rack-03.zone-c.example";
+        assert_eq!(twin.len(), long.len());
+        assert!(!key.matches(twin, long));
+        assert!(key.matches(long, long));
+    }
+
+    #[test]
+    fn identities_compare_names_through_their_key() {
+        let addr: SocketAddr = "127.0.0.1:7946".parse().unwrap();
+        let id = Identity::new("web-1", addr, Metadata::default());
+        assert!(id.has_name("web-1"));
+        assert!(!id.has_name("web-2"));
+        let moved = id.moved("127.0.0.2:7946".parse().unwrap(), Metadata::default());
+        assert!(moved.has_name("web-1"));
+        assert_eq!(moved.key, id.key);
     }
 }

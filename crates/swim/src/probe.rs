@@ -210,7 +210,7 @@ impl Swim {
     }
 
     pub(crate) fn on_ping(&mut self, from: SocketAddr, p: Ping) {
-        if p.target != self.name {
+        if !self.name_key.matches(&p.target, &self.name) {
             self.counters.misdirected_pings += 1;
             return;
         }

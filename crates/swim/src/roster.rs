@@ -23,7 +23,7 @@ pub(crate) struct Roster {
 
 /// One member's share of the view digest: its name, incarnation and state, well mixed.
 fn contribution(m: &Member) -> u64 {
-    let mut h = m.id.name_hash ^ u64::from(m.incarnation.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut h = m.id.key.hash ^ u64::from(m.incarnation.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     h ^= u64::from(m.state.to_wire()) << 61;
     h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -47,7 +47,7 @@ impl Roster {
     pub fn find(&self, name: &str) -> Option<usize> {
         let members = &self.members;
         self.by_name
-            .find(hash_name(name), |&i| members[i as usize].name() == name)
+            .find(hash_name(name), |&i| members[i as usize].id.has_name(name))
             .map(|&i| i as usize)
     }
 
@@ -55,8 +55,8 @@ impl Roster {
     pub fn push(&mut self, m: Member) -> usize {
         let i = self.members.len();
         let members = &self.members;
-        self.by_name.insert_unique(m.id.name_hash, i as u32, |&j| {
-            members[j as usize].id.name_hash
+        self.by_name.insert_unique(m.id.key.hash, i as u32, |&j| {
+            members[j as usize].id.key.hash
         });
         self.digest = self.digest.wrapping_add(contribution(&m));
         self.members.push(m);
@@ -162,8 +162,8 @@ impl Roster {
         self.by_name.clear();
         let members = &self.members;
         for (i, m) in members.iter().enumerate() {
-            self.by_name.insert_unique(m.id.name_hash, i as u32, |&j| {
-                members[j as usize].id.name_hash
+            self.by_name.insert_unique(m.id.key.hash, i as u32, |&j| {
+                members[j as usize].id.key.hash
             });
         }
     }

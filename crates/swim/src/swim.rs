@@ -13,7 +13,7 @@ use crate::awareness::Awareness;
 use crate::broadcast::{BroadcastQueue, Urgency};
 use crate::config::{Config, ConfigError};
 use crate::event::{Counters, Event, Output, StreamId};
-use crate::member::{Identity, Incarnation, Member, MemberState};
+use crate::member::{Identity, Incarnation, Member, MemberState, NameKey};
 use crate::message::{self, Alive, MAX_USER_PAYLOAD, Message, Seq, StreamMessage, UserMessage};
 use crate::metadata::{MAX_METADATA_BYTES, Metadata};
 use crate::probe::{Probe, Relay};
@@ -150,6 +150,8 @@ pub struct Swim {
     pub(crate) reap_queue: VecDeque<(Instant, String)>,
     pub(crate) join: Option<JoinState>,
     pub(crate) counters: Counters,
+    /// This member's name, inline: every ping names its target, checked against it.
+    pub(crate) name_key: NameKey,
     // --- touched by some inputs only ---
     pub(crate) name: String,
     pub(crate) addr: SocketAddr,
@@ -203,6 +205,7 @@ impl Swim {
             next_push_pull_at: first_push_pull,
             next_reconnect_at: first_reconnect,
             config,
+            name_key: NameKey::of(name),
             name: name.to_string(),
             addr,
             rng,
