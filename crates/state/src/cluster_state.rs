@@ -1,0 +1,321 @@
+//! The replicated cluster state and its deterministic transition function. Every server applies
+//! the same commands in the same order and reaches the same state; nothing here reads a clock,
+//! a random source or the disk.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Action, Change, Command, Expect, Object, Op, Outcome};
+use crate::error::StateError;
+use crate::host::Host;
+use crate::instance::Instance;
+use crate::notification::Notification;
+use crate::object::Kind;
+use crate::placement::Placement;
+use crate::segment::Segment;
+
+/// Segments, hosts, instances, placements and notifications, by id.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterState {
+    segments: BTreeMap<String, Segment>,
+    hosts: BTreeMap<String, Host>,
+    instances: BTreeMap<String, Instance>,
+    notifications: BTreeMap<String, Notification>,
+    /// Keyed by `instance-id/replica`.
+    placements: BTreeMap<String, Placement>,
+    /// The serial the next notification gets.
+    next_serial: u64,
+    /// Unique names per kind -> id; rebuilt after loading a snapshot.
+    #[serde(skip)]
+    names: BTreeMap<(Kind, String), String>,
+}
+
+impl ClusterState {
+    /// Applies one committed command at log `index`: what it produced for the client, and the
+    /// change for the event stream (none when it was refused or changed nothing).
+    pub fn apply(&mut self, index: u64, cmd: &Command) -> (Outcome, Option<Change>) {
+        let result = match &cmd.op {
+            Op::Noop => return (Ok(None), None),
+            Op::Put { object, expect } => self.put(cmd, (**object).clone(), *expect),
+            Op::Delete { kind, id, version } => self.delete(*kind, id, *version),
+        };
+        match result {
+            Ok((action, kind, id, object)) => {
+                let change = Change {
+                    index,
+                    at: cmd.at,
+                    kind,
+                    id,
+                    action,
+                    object: object.clone(),
+                };
+                (Ok(object), Some(change))
+            }
+            Err(e) => (Err(e), None),
+        }
+    }
+
+    fn put(
+        &mut self,
+        cmd: &Command,
+        mut object: Object,
+        expect: Expect,
+    ) -> Result<(Action, Kind, String, Option<Object>), StateError> {
+        let kind = object.kind();
+        let id = object.meta().id.clone();
+        if id.is_empty() || id.len() > 64 {
+            return Err(StateError::invalid("id", "must be 1 to 64 characters"));
+        }
+        object.validate()?;
+        let old = self.get(kind, &id).map(|o| o.meta().clone());
+        let action = match (expect, &old) {
+            (Expect::Absent, Some(_)) => return Err(StateError::IdTaken { kind, id }),
+            (Expect::Version(_), None) => return Err(StateError::NotFound { kind, id }),
+            (Expect::Version(v), Some(old)) if old.version != v => {
+                return Err(StateError::VersionMismatch {
+                    kind,
+                    id,
+                    expected: v,
+                    actual: old.version,
+                });
+            }
+            (Expect::Absent, None) => Action::Created,
+            (Expect::Version(_), Some(_)) => Action::Updated,
+        };
+        if let Some(name) = object.name()
+            && let Some(other) = self.names.get(&(kind, name.to_string()))
+            && *other != id
+        {
+            return Err(StateError::NameTaken {
+                kind,
+                name: name.to_string(),
+            });
+        }
+        self.check_references(&mut object, action)?;
+        let meta = object.meta_mut();
+        match &old {
+            Some(old) => {
+                meta.version = old.version + 1;
+                meta.created_at = old.created_at;
+            }
+            None => {
+                meta.version = 1;
+                meta.created_at = cmd.at;
+            }
+        }
+        meta.updated_at = cmd.at;
+        if let Some(old_name) = self.get(kind, &id).and_then(|o| o.name().map(String::from)) {
+            self.names.remove(&(kind, old_name));
+        }
+        if let Some(name) = object.name() {
+            self.names.insert((kind, name.to_string()), id.clone());
+        }
+        let stored = object.clone();
+        match object {
+            Object::Segment(o) => self.segments.insert(id.clone(), o).map(drop),
+            Object::Host(o) => self.hosts.insert(id.clone(), o).map(drop),
+            Object::Instance(o) => self.instances.insert(id.clone(), o).map(drop),
+            Object::Notification(o) => self.notifications.insert(id.clone(), o).map(drop),
+        };
+        Ok((action, kind, id, Some(stored)))
+    }
+
+    /// Referential checks, and what the state machine fills in itself.
+    fn check_references(&mut self, object: &mut Object, action: Action) -> Result<(), StateError> {
+        let segment_exists = |s: &String| self.segments.contains_key(s);
+        match object {
+            Object::Segment(_) => Ok(()),
+            Object::Host(h) if !segment_exists(&h.segment) => Err(StateError::invalid(
+                "segment",
+                format!("segment `{}` does not exist", h.segment),
+            )),
+            Object::Instance(i) if !segment_exists(&i.segment) => Err(StateError::invalid(
+                "segment",
+                format!("segment `{}` does not exist", i.segment),
+            )),
+            Object::Host(_) | Object::Instance(_) => Ok(()),
+            Object::Notification(n) if action == Action::Created => {
+                if let Some(dup) = self.notifications.values().find(|o| o.duplicates(n)) {
+                    return Err(StateError::Conflict {
+                        message: format!(
+                            "duplicate notification: `{}` reported the same {} failure of host `{}` within 180 s",
+                            dup.meta.id,
+                            serde_json::to_value(n.notification_type)
+                                .ok()
+                                .and_then(|v| v.as_str().map(String::from))
+                                .unwrap_or_default(),
+                            n.hostname
+                        ),
+                    });
+                }
+                let host = self.host_by_name(&n.hostname);
+                if let Some(h) = host
+                    && h.on_maintenance
+                {
+                    return Err(StateError::Conflict {
+                        message: format!(
+                            "host `{}` is on maintenance: notifications about it are refused until it leaves maintenance",
+                            n.hostname
+                        ),
+                    });
+                }
+                n.source_host = host.map(|h| h.meta.id.clone());
+                n.segment = host.map(|h| h.segment.clone());
+                n.serial = self.next_serial.max(1);
+                self.next_serial = n.serial + 1;
+                Ok(())
+            }
+            Object::Notification(_) => Ok(()),
+        }
+    }
+
+    fn delete(
+        &mut self,
+        kind: Kind,
+        id: &str,
+        version: Option<u64>,
+    ) -> Result<(Action, Kind, String, Option<Object>), StateError> {
+        let Some(current) = self.get(kind, id) else {
+            return Err(StateError::NotFound {
+                kind,
+                id: id.to_string(),
+            });
+        };
+        let actual = current.meta().version;
+        if let Some(v) = version
+            && v != actual
+        {
+            return Err(StateError::VersionMismatch {
+                kind,
+                id: id.to_string(),
+                expected: v,
+                actual,
+            });
+        }
+        let in_use = |by: String| StateError::InUse {
+            kind,
+            id: id.to_string(),
+            by,
+        };
+        match kind {
+            Kind::Segment => {
+                let hosts = self.hosts.values().filter(|h| h.segment == id).count();
+                let instances = self.instances.values().filter(|i| i.segment == id).count();
+                if hosts + instances > 0 {
+                    return Err(in_use(format!(
+                        "{hosts} host(s) and {instances} instance(s)"
+                    )));
+                }
+            }
+            Kind::Host => {
+                let placed = self.placements.values().filter(|p| p.host == id).count();
+                if placed > 0 {
+                    return Err(in_use(format!("{placed} placed instance(s)")));
+                }
+            }
+            Kind::Instance => self.placements.retain(|_, p| p.instance != id),
+            Kind::Notification => {}
+        }
+        if let Some(name) = current.name().map(String::from) {
+            self.names.remove(&(kind, name));
+        }
+        match kind {
+            Kind::Segment => self.segments.remove(id).map(drop),
+            Kind::Host => self.hosts.remove(id).map(drop),
+            Kind::Instance => self.instances.remove(id).map(drop),
+            Kind::Notification => self.notifications.remove(id).map(drop),
+        };
+        Ok((Action::Deleted, kind, id.to_string(), None))
+    }
+
+    /// Any object by kind and id.
+    pub fn get(&self, kind: Kind, id: &str) -> Option<Object> {
+        match kind {
+            Kind::Segment => self.segments.get(id).cloned().map(Object::Segment),
+            Kind::Host => self.hosts.get(id).cloned().map(Object::Host),
+            Kind::Instance => self.instances.get(id).cloned().map(Object::Instance),
+            Kind::Notification => self
+                .notifications
+                .get(id)
+                .cloned()
+                .map(Object::Notification),
+        }
+    }
+
+    /// The id of the object of `kind` called `name`, or with id `name`.
+    pub fn resolve(&self, kind: Kind, id_or_name: &str) -> Option<String> {
+        if let Some(id) = self.names.get(&(kind, id_or_name.to_string())) {
+            return Some(id.clone());
+        }
+        self.get(kind, id_or_name).map(|o| o.meta().id.clone())
+    }
+
+    pub fn segments(&self) -> impl Iterator<Item = &Segment> {
+        self.segments.values()
+    }
+
+    pub fn hosts(&self) -> impl Iterator<Item = &Host> {
+        self.hosts.values()
+    }
+
+    pub fn instances(&self) -> impl Iterator<Item = &Instance> {
+        self.instances.values()
+    }
+
+    pub fn notifications(&self) -> impl Iterator<Item = &Notification> {
+        self.notifications.values()
+    }
+
+    pub fn placements(&self) -> impl Iterator<Item = &Placement> {
+        self.placements.values()
+    }
+
+    pub fn segment(&self, id: &str) -> Option<&Segment> {
+        self.segments.get(id)
+    }
+
+    pub fn host(&self, id: &str) -> Option<&Host> {
+        self.hosts.get(id)
+    }
+
+    pub fn instance(&self, id: &str) -> Option<&Instance> {
+        self.instances.get(id)
+    }
+
+    pub fn notification(&self, id: &str) -> Option<&Notification> {
+        self.notifications.get(id)
+    }
+
+    pub fn host_by_name(&self, name: &str) -> Option<&Host> {
+        let id = self.names.get(&(Kind::Host, name.to_string()))?;
+        self.hosts.get(id)
+    }
+
+    /// Serialized form for snapshots.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
+    }
+
+    /// Reads a snapshot back and rebuilds the name index.
+    pub fn from_bytes(bytes: &[u8]) -> Result<ClusterState, serde_json::Error> {
+        let mut s: ClusterState = serde_json::from_slice(bytes)?;
+        let names = s
+            .segments
+            .values()
+            .map(|o| ((Kind::Segment, o.name.clone()), o.meta.id.clone()))
+            .chain(
+                s.hosts
+                    .values()
+                    .map(|o| ((Kind::Host, o.name.clone()), o.meta.id.clone())),
+            )
+            .chain(
+                s.instances
+                    .values()
+                    .map(|o| ((Kind::Instance, o.name.clone()), o.meta.id.clone())),
+            )
+            .collect();
+        s.names = names;
+        Ok(s)
+    }
+}

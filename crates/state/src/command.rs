@@ -1,0 +1,131 @@
+//! The changes the cluster state accepts, as they travel through the Raft log, and what each
+//! one produced. Commands carry complete objects and the proposer's wall-clock time, so that
+//! applying them is deterministic on every server.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::StateError;
+use crate::host::Host;
+use crate::instance::Instance;
+use crate::notification::Notification;
+use crate::object::{Kind, ObjectMeta};
+use crate::segment::Segment;
+use crate::timestamp::Timestamp;
+
+/// Any stored object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "object", rename_all = "snake_case")]
+pub enum Object {
+    Segment(Segment),
+    Host(Host),
+    Instance(Instance),
+    Notification(Notification),
+}
+
+impl Object {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Segment(_) => Kind::Segment,
+            Object::Host(_) => Kind::Host,
+            Object::Instance(_) => Kind::Instance,
+            Object::Notification(_) => Kind::Notification,
+        }
+    }
+
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Object::Segment(o) => &o.meta,
+            Object::Host(o) => &o.meta,
+            Object::Instance(o) => &o.meta,
+            Object::Notification(o) => &o.meta,
+        }
+    }
+
+    pub(crate) fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Object::Segment(o) => &mut o.meta,
+            Object::Host(o) => &mut o.meta,
+            Object::Instance(o) => &mut o.meta,
+            Object::Notification(o) => &mut o.meta,
+        }
+    }
+
+    /// The unique name, for the kinds that have one.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Object::Segment(o) => Some(&o.name),
+            Object::Host(o) => Some(&o.name),
+            Object::Instance(o) => Some(&o.name),
+            Object::Notification(_) => None,
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), StateError> {
+        match self {
+            Object::Segment(o) => o.validate(),
+            Object::Host(o) => o.validate(),
+            Object::Instance(o) => o.validate(),
+            Object::Notification(o) => o.validate(),
+        }
+    }
+}
+
+/// What a put expects to find.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expect {
+    /// A create: the id must be new.
+    Absent,
+    /// An update of exactly this version.
+    Version(u64),
+}
+
+/// One change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// Creates or replaces an object (the state machine sets its version and timestamps).
+    Put { object: Box<Object>, expect: Expect },
+    /// Deletes an object, optionally only at a given version.
+    Delete {
+        kind: Kind,
+        id: String,
+        version: Option<u64>,
+    },
+    /// Changes nothing: a new leader commits one to learn its commit point.
+    Noop,
+}
+
+/// A change with the proposer's time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    pub at: Timestamp,
+    pub op: Op,
+}
+
+/// What applying a command produced: the object as stored (none for deletes and no-ops), or
+/// why it was refused. Refusals are results, not failures: the log entry is still applied.
+pub type Outcome = Result<Option<Object>, StateError>;
+
+/// What happened to an object, for the event stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Created,
+    Updated,
+    Deleted,
+}
+
+/// One entry of the change feed (`GET /v1/events`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// Raft log index of the command: strictly increasing, the `since` cursor.
+    pub index: u64,
+    pub at: Timestamp,
+    pub kind: Kind,
+    pub id: String,
+    pub action: Action,
+    /// The object after the change (absent for deletes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<Object>,
+}

@@ -1,0 +1,233 @@
+//! A host: a machine running `buoy agent`, registered in one segment. Its liveness comes from
+//! gossip and its lease; this record is what operators declare about it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::StateError;
+use crate::object::{ObjectMeta, check_dns_like_name, check_name};
+use crate::resources::Capacity;
+use crate::segment::set;
+
+/// A STONITH device: a fence-agent command and the `key=value` parameters it reads on stdin.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FenceDevice {
+    /// The agent's command, e.g. `/usr/sbin/fence_ipmilan`.
+    pub agent: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+}
+
+/// A stored host.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Host {
+    #[serde(flatten)]
+    pub meta: ObjectMeta,
+    /// The agent's name (its gossip name): the two are joined on it.
+    pub name: String,
+    /// Id of the segment it belongs to.
+    pub segment: String,
+    /// Free text kept for Masakari clients (`COMPUTE`, `VM`...).
+    #[serde(rename = "type")]
+    pub host_type: String,
+    /// Kept empty as failover capacity until a recovery needs it.
+    pub reserved: bool,
+    /// Takes no new work and is not recovered.
+    pub on_maintenance: bool,
+    pub capacity: Capacity,
+    pub labels: BTreeMap<String, String>,
+    /// Free text kept for Masakari clients.
+    pub control_attributes: String,
+    pub fence: Option<FenceDevice>,
+}
+
+/// The fields a client may set on a host (create: `name` and `segment` required).
+/// Read-only fields (`id`, `version`, timestamps) are taken out by the API before decoding.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The segment's name or id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub host_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_maintenance: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<Capacity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_attributes: Option<String>,
+    /// `null` removes the fence device.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::host::some_or_null"
+    )]
+    pub fence: Option<Option<FenceDevice>>,
+}
+
+/// Tells a field set to `null` (`Some(None)`) from a missing one (`None`).
+pub(crate) fn some_or_null<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+impl Host {
+    /// A new host from a create request; `segment` is the id the request's segment resolved to.
+    pub fn create(meta: ObjectMeta, spec: &HostSpec, segment: String) -> Result<Host, StateError> {
+        let Some(name) = spec.name.clone() else {
+            return Err(StateError::invalid("name", "is required"));
+        };
+        let mut h = Host {
+            meta,
+            name,
+            segment,
+            host_type: "COMPUTE".into(),
+            reserved: false,
+            on_maintenance: false,
+            capacity: Capacity::default(),
+            labels: BTreeMap::new(),
+            control_attributes: String::new(),
+            fence: None,
+        };
+        h.update(spec, None)?;
+        Ok(h)
+    }
+
+    /// Applies the fields `spec` sets (with `segment` already resolved to an id), then checks.
+    pub fn update(&mut self, spec: &HostSpec, segment: Option<String>) -> Result<(), StateError> {
+        let mut next = self.clone();
+        set(&mut next.name, &spec.name);
+        set(&mut next.segment, &segment);
+        set(&mut next.host_type, &spec.host_type);
+        set(&mut next.reserved, &spec.reserved);
+        set(&mut next.on_maintenance, &spec.on_maintenance);
+        set(&mut next.capacity, &spec.capacity);
+        set(&mut next.labels, &spec.labels);
+        set(&mut next.control_attributes, &spec.control_attributes);
+        set(&mut next.fence, &spec.fence);
+        next.validate()?;
+        *self = next;
+        Ok(())
+    }
+
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), StateError> {
+        check_dns_like_name("name", &self.name)?;
+        check_name("type", &self.host_type)?;
+        check_labels("labels", &self.labels)?;
+        if self.control_attributes.len() > 4096 {
+            return Err(StateError::invalid(
+                "control_attributes",
+                "must be at most 4096 bytes",
+            ));
+        }
+        if let Some(f) = &self.fence {
+            if f.agent.trim().is_empty() {
+                return Err(StateError::invalid(
+                    "fence.agent",
+                    "must name the fence agent's command, e.g. /usr/sbin/fence_ipmilan",
+                ));
+            }
+            for (k, v) in &f.params {
+                if k.is_empty() || k.contains(['=', '\n']) || v.contains('\n') {
+                    return Err(StateError::invalid(
+                        format!("fence.params.{k}"),
+                        "keys must be non-empty without '=' or newlines; values without newlines",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks label keys and values: short, printable, keys without spaces.
+pub(crate) fn check_labels(
+    field: &str,
+    labels: &BTreeMap<String, String>,
+) -> Result<(), StateError> {
+    for (k, v) in labels {
+        let key_ok = !k.is_empty()
+            && k.len() <= 63
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
+        if !key_ok {
+            return Err(StateError::invalid(
+                format!("{field}.{k}"),
+                "label keys are 1 to 63 letters, digits, '.', '_', '-' or '/'",
+            ));
+        }
+        if v.len() > 255 || v.chars().any(char::is_control) {
+            return Err(StateError::invalid(
+                format!("{field}.{k}"),
+                "label values are at most 255 printable characters",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> HostSpec {
+        HostSpec {
+            name: Some(name.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn hosts_get_masakari_defaults() {
+        let h = Host::create(ObjectMeta::default(), &spec("node-1"), "seg".into()).unwrap();
+        assert_eq!(h.host_type, "COMPUTE");
+        assert!(!h.reserved && !h.on_maintenance && h.fence.is_none());
+        let json = serde_json::to_value(&h).unwrap();
+        assert_eq!(json["type"], "COMPUTE");
+    }
+
+    #[test]
+    fn fence_can_be_set_and_removed_with_null() {
+        let mut h = Host::create(ObjectMeta::default(), &spec("node-1"), "seg".into()).unwrap();
+        let set: HostSpec = serde_json::from_str(
+            r#"{"fence":{"agent":"/usr/sbin/fence_dummy","params":{"port":"1"}}}"#,
+        )
+        .unwrap();
+        h.update(&set, None).unwrap();
+        assert_eq!(h.fence.as_ref().unwrap().params["port"], "1");
+        let keep: HostSpec = serde_json::from_str(r#"{"reserved":true}"#).unwrap();
+        h.update(&keep, None).unwrap();
+        assert!(h.fence.is_some() && h.reserved);
+        let clear: HostSpec = serde_json::from_str(r#"{"fence":null}"#).unwrap();
+        h.update(&clear, None).unwrap();
+        assert!(h.fence.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let mut s = spec("node 1");
+        let e = Host::create(ObjectMeta::default(), &s, "seg".into()).unwrap_err();
+        assert_eq!(e.field(), Some("name"));
+        s.name = Some("node-1".into());
+        s.labels = Some([("bad key".to_string(), "v".to_string())].into());
+        let e = Host::create(ObjectMeta::default(), &s, "seg".into()).unwrap_err();
+        assert_eq!(e.field(), Some("labels.bad key"));
+        s.labels = None;
+        s.fence = Some(Some(FenceDevice::default()));
+        let e = Host::create(ObjectMeta::default(), &s, "seg".into()).unwrap_err();
+        assert_eq!(e.field(), Some("fence.agent"));
+    }
+}

@@ -1,0 +1,354 @@
+//! An instance: what Buoy keeps available (a process, a QEMU VM, an OCF resource agent), with
+//! what it needs, how it may be placed, and how it is restarted and health-checked.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::StateError;
+use crate::health::HealthCheck;
+use crate::host::check_labels;
+use crate::object::{ObjectMeta, check_dns_like_name, check_name};
+use crate::resources::Cpu;
+use crate::segment::set;
+
+/// Which driver runs the instance; its parameters live in `params`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriverKind {
+    Process,
+    Qemu,
+    Ocf,
+}
+
+/// Active-passive or active-active.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// One copy; never on two hosts at once (rule S1).
+    #[default]
+    Single,
+    /// `replicas` copies on distinct hosts.
+    Clone,
+}
+
+/// What the operator wants.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DesiredState {
+    #[default]
+    Started,
+    /// Placed but not running.
+    Stopped,
+    /// Neither placed nor recovered.
+    Disabled,
+}
+
+/// A stored instance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    #[serde(flatten)]
+    pub meta: ObjectMeta,
+    pub name: String,
+    /// Id of its segment.
+    pub segment: String,
+    pub driver: DriverKind,
+    /// Driver parameters (`command`, `kernel`, `agent`...), checked by the driver on the host.
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub cpu: Cpu,
+    pub memory_mb: u64,
+    /// 0 to 1000; higher recovers first.
+    pub priority: u16,
+    pub mode: Mode,
+    /// Copies wanted: 1 for `single`.
+    pub replicas: u32,
+    /// Instances sharing a group never share a host.
+    pub anti_affinity: Option<String>,
+    /// Labels a host must carry to run it.
+    pub host_labels: BTreeMap<String, String>,
+    pub desired_state: DesiredState,
+    /// At most this many restarts in place within `restart_window`; then it is moved.
+    pub max_restarts: u32,
+    #[serde(with = "crate::duration_text")]
+    pub restart_window: Duration,
+    pub health_checks: Vec<HealthCheck>,
+}
+
+/// The fields a client may set on an instance (create: `name`, `segment`, `driver` required).
+/// Read-only fields (`id`, `version`, timestamps) are taken out by the API before decoding.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The segment's name or id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<DriverKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Cpu>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    /// `null` removes it from its group.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::host::some_or_null"
+    )]
+    pub anti_affinity: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_labels: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_state: Option<DesiredState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_restarts: Option<u32>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::duration_text::option"
+    )]
+    pub restart_window: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_checks: Option<Vec<HealthCheck>>,
+}
+
+impl Instance {
+    /// A new instance from a create request; `segment` is the resolved segment id.
+    pub fn create(
+        meta: ObjectMeta,
+        spec: &InstanceSpec,
+        segment: String,
+    ) -> Result<Instance, StateError> {
+        let Some(name) = spec.name.clone() else {
+            return Err(StateError::invalid("name", "is required"));
+        };
+        let Some(driver) = spec.driver else {
+            return Err(StateError::invalid(
+                "driver",
+                "is required: one of process, qemu, ocf",
+            ));
+        };
+        let mut i = Instance {
+            meta,
+            name,
+            segment,
+            driver,
+            params: serde_json::Map::new(),
+            cpu: Cpu(0),
+            memory_mb: 0,
+            priority: 500,
+            mode: Mode::Single,
+            replicas: 1,
+            anti_affinity: None,
+            host_labels: BTreeMap::new(),
+            desired_state: DesiredState::Started,
+            max_restarts: 3,
+            restart_window: Duration::from_secs(300),
+            health_checks: Vec::new(),
+        };
+        i.update(spec, None)?;
+        Ok(i)
+    }
+
+    /// Applies the fields `spec` sets (with `segment` resolved to an id), then checks.
+    pub fn update(
+        &mut self,
+        spec: &InstanceSpec,
+        segment: Option<String>,
+    ) -> Result<(), StateError> {
+        let mut next = self.clone();
+        set(&mut next.name, &spec.name);
+        set(&mut next.segment, &segment);
+        set(&mut next.driver, &spec.driver);
+        set(&mut next.params, &spec.params);
+        set(&mut next.cpu, &spec.cpu);
+        set(&mut next.memory_mb, &spec.memory_mb);
+        set(&mut next.priority, &spec.priority);
+        set(&mut next.mode, &spec.mode);
+        set(&mut next.replicas, &spec.replicas);
+        set(&mut next.anti_affinity, &spec.anti_affinity);
+        set(&mut next.host_labels, &spec.host_labels);
+        set(&mut next.desired_state, &spec.desired_state);
+        set(&mut next.max_restarts, &spec.max_restarts);
+        set(&mut next.restart_window, &spec.restart_window);
+        set(&mut next.health_checks, &spec.health_checks);
+        if next.mode == Mode::Single && spec.replicas.is_none() {
+            next.replicas = 1;
+        }
+        next.validate()?;
+        *self = next;
+        Ok(())
+    }
+
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), StateError> {
+        check_dns_like_name("name", &self.name)?;
+        if self.priority > 1000 {
+            return Err(StateError::invalid(
+                "priority",
+                format!("{} is out of range: expected 0 to 1000", self.priority),
+            ));
+        }
+        if self.memory_mb > 64 * 1024 * 1024 {
+            return Err(StateError::invalid("memory_mb", "must be at most 64 TiB"));
+        }
+        match self.mode {
+            Mode::Single if self.replicas != 1 => {
+                return Err(StateError::invalid(
+                    "replicas",
+                    "must be 1 for mode single (use mode clone for several copies)",
+                ));
+            }
+            Mode::Clone if !(1..=1000).contains(&self.replicas) => {
+                return Err(StateError::invalid(
+                    "replicas",
+                    "must be 1 to 1000 for mode clone",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(g) = &self.anti_affinity {
+            check_name("anti_affinity", g)?;
+        }
+        check_labels("host_labels", &self.host_labels)?;
+        if self.restart_window.is_zero() && self.max_restarts > 0 {
+            return Err(StateError::invalid(
+                "restart_window",
+                "must be longer than 0s when max_restarts is above 0",
+            ));
+        }
+        self.check_params()?;
+        if self.health_checks.len() > 16 {
+            return Err(StateError::invalid(
+                "health_checks",
+                "at most 16 checks per instance",
+            ));
+        }
+        for (i, c) in self.health_checks.iter().enumerate() {
+            c.validate(&format!("health_checks[{i}]"))?;
+        }
+        Ok(())
+    }
+
+    /// The parameters each driver cannot start without.
+    fn check_params(&self) -> Result<(), StateError> {
+        let text = |key: &str| self.params.get(key).and_then(|v| v.as_str());
+        match self.driver {
+            DriverKind::Process => {
+                if text("command").is_none_or(|c| c.trim().is_empty()) {
+                    return Err(StateError::invalid(
+                        "params.command",
+                        "the process driver needs a command (a string)",
+                    ));
+                }
+            }
+            DriverKind::Qemu => {
+                if text("disk").is_none() && text("kernel").is_none() {
+                    return Err(StateError::invalid(
+                        "params",
+                        "the qemu driver needs `disk` (an image path) or `kernel` (+ `initrd`)",
+                    ));
+                }
+            }
+            DriverKind::Ocf => {
+                let agent = text("agent").unwrap_or_default();
+                let parts: Vec<&str> = agent.split(':').collect();
+                let well_formed = parts.len() == 3
+                    && parts[0] == "ocf"
+                    && parts[1..].iter().all(|p| {
+                        !p.is_empty()
+                            && p.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                    });
+                if !well_formed {
+                    return Err(StateError::invalid(
+                        "params.agent",
+                        format!("`{agent}` is not an OCF agent name like ocf:heartbeat:Dummy"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> InstanceSpec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn create(json: &str) -> Result<Instance, StateError> {
+        Instance::create(ObjectMeta::default(), &spec(json), "seg".into())
+    }
+
+    #[test]
+    fn a_process_instance_gets_sane_defaults() {
+        let i = create(r#"{"name":"web","driver":"process","params":{"command":"sleep 100"}}"#)
+            .unwrap();
+        assert_eq!(i.mode, Mode::Single);
+        assert_eq!(i.replicas, 1);
+        assert_eq!(i.priority, 500);
+        assert_eq!(i.restart_window, Duration::from_secs(300));
+        assert_eq!(i.desired_state, DesiredState::Started);
+        let out = serde_json::to_value(&i).unwrap();
+        assert_eq!(out["restart_window"], "5m");
+    }
+
+    #[test]
+    fn each_driver_insists_on_its_parameters() {
+        let e = create(r#"{"name":"a","driver":"process"}"#).unwrap_err();
+        assert_eq!(e.field(), Some("params.command"));
+        let e = create(r#"{"name":"a","driver":"ocf","params":{"agent":"Dummy"}}"#).unwrap_err();
+        assert_eq!(e.field(), Some("params.agent"));
+        assert!(
+            create(r#"{"name":"a","driver":"ocf","params":{"agent":"ocf:heartbeat:Dummy"}}"#)
+                .is_ok()
+        );
+        let e = create(r#"{"name":"a","driver":"qemu"}"#).unwrap_err();
+        assert_eq!(e.field(), Some("params"));
+        let e = create(r#"{"name":"a"}"#).unwrap_err();
+        assert_eq!(e.field(), Some("driver"));
+    }
+
+    #[test]
+    fn replicas_follow_the_mode() {
+        let base = r#""name":"a","driver":"process","params":{"command":"x"}"#;
+        let e = create(&format!("{{{base},\"replicas\":3}}")).unwrap_err();
+        assert_eq!(e.field(), Some("replicas"));
+        let i = create(&format!("{{{base},\"mode\":\"clone\",\"replicas\":3}}")).unwrap();
+        assert_eq!(i.replicas, 3);
+        let e = create(&format!("{{{base},\"mode\":\"clone\",\"replicas\":0}}")).unwrap_err();
+        assert_eq!(e.field(), Some("replicas"));
+        let e = create(&format!("{{{base},\"priority\":1001}}")).unwrap_err();
+        assert_eq!(e.field(), Some("priority"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_when_decoding() {
+        for (json, field) in [
+            (r#"{"driver":"docker"}"#, "docker"),
+            (r#"{"restart_window":"5"}"#, "duration"),
+            (r#"{"cpu":-1}"#, "CPU"),
+            (r#"{"replica":2}"#, "replica"),
+            (r#"{"priority":-1}"#, "-1"),
+        ] {
+            let e = serde_json::from_str::<InstanceSpec>(json)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{json}: {e}");
+        }
+    }
+}
