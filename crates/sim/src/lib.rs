@@ -9,12 +9,16 @@
 //! - `simulation`: the event loop that owns the nodes and delivers their traffic;
 //! - `wake_queue`: one timer wake-up per node, moved in place as deadlines change;
 //! - `scenario`: the membership scenario behind `buoy sim membership` and its report;
-//! - `stats`: percentiles.
+//! - `stats`: percentiles;
+//! - `raft_network` and `control_plane`: the control-plane scenario (real openraft + redb
+//!   replicas on an in-memory faulty network under a paused tokio clock).
 
+pub mod control_plane;
 #[cfg(feature = "foca")]
 mod foca_node;
 pub mod network;
 pub mod protocol;
+pub mod raft_network;
 pub mod scenario;
 pub mod simulation;
 pub mod stats;

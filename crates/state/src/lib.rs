@@ -16,6 +16,7 @@ pub mod instance;
 pub mod notification;
 pub mod object;
 pub mod placement;
+pub mod raft;
 pub mod resources;
 pub mod segment;
 pub mod timestamp;

@@ -1,0 +1,20 @@
+//! The cluster state replicated with Raft (openraft), stored on disk with redb.
+//!
+//! - [`types`]: the openraft type configuration: commands in, outcomes out, servers by name.
+//! - [`log_store`]: the Raft log and vote in redb.
+//! - [`state_machine`]: applies committed commands to [`ClusterState`](crate::ClusterState),
+//!   keeps the change feed, and stores snapshots in redb.
+//! - [`network`]: openraft's RPCs over any [`Transport`](network::Transport) (HTTP in the
+//!   agent, an in-memory faulty network in the simulator).
+//! - [`replica`]: one server's handle: write, read, status, membership changes.
+//! - [`data_dir`]: the versioned data directory.
+
+// openraft's storage traits return its `StorageError` (224 bytes); our helpers return it too.
+#![allow(clippy::result_large_err)]
+
+pub mod data_dir;
+pub mod log_store;
+pub mod network;
+pub mod replica;
+pub mod state_machine;
+pub mod types;

@@ -1,0 +1,281 @@
+//! One server's replica of the cluster state: opens the storage, runs openraft, and offers
+//! what the API needs: write a command, read the state, report status, change the voters.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
+
+use crate::command::{Command, Op, Outcome};
+use crate::raft::data_dir::{DataDir, DataDirError};
+use crate::raft::log_store::{LogStore, open_database};
+use crate::raft::network::{RaftTransport, Transport};
+use crate::raft::state_machine::{SharedState, StateMachineStore};
+use crate::raft::types::{NodeId, Raft, ServerNode, node_id};
+use crate::timestamp::Timestamp;
+
+/// Raft timing and compaction.
+#[derive(Clone, Debug)]
+pub struct ReplicaConfig {
+    pub heartbeat: Duration,
+    /// An election starts after a random time in this range without hearing the leader.
+    pub election_timeout: (Duration, Duration),
+    /// A snapshot is taken (and the log before it purged) after this many new entries.
+    pub snapshot_every: u64,
+}
+
+impl Default for ReplicaConfig {
+    /// LAN timing: a failed leader is replaced in well under a second.
+    fn default() -> Self {
+        ReplicaConfig {
+            heartbeat: Duration::from_millis(60),
+            election_timeout: (Duration::from_millis(300), Duration::from_millis(600)),
+            snapshot_every: 5000,
+        }
+    }
+}
+
+/// Why the replica could not start or act.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    #[error("opening {path}: {source}")]
+    Database { path: String, source: redb::Error },
+    #[error("raft: {0}")]
+    Raft(String),
+    /// This server is not the leader; `leader` is the one it knows of, if any.
+    #[error("not the leader{}", .leader.as_ref().map(|l| format!("; the leader is {l}")).unwrap_or_default())]
+    NotLeader { leader: Option<ServerNode> },
+}
+
+/// Where this server's Raft stands, for `GET /v1/status`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RaftStatus {
+    pub server: String,
+    /// leader, follower, candidate or learner.
+    pub role: String,
+    pub leader: Option<ServerNode>,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub last_applied: u64,
+    pub voters: Vec<ServerNode>,
+    pub learners: Vec<ServerNode>,
+    pub snapshot_index: Option<u64>,
+}
+
+/// A running replica.
+pub struct Replica {
+    raft: Raft,
+    shared: Arc<SharedState>,
+    me: ServerNode,
+    id: NodeId,
+}
+
+impl Replica {
+    /// Opens (or creates) the replica stored in `dir` and starts its Raft node.
+    pub async fn open<T: Transport>(
+        dir: &DataDir,
+        me: ServerNode,
+        transport: T,
+        config: &ReplicaConfig,
+    ) -> Result<Replica, ReplicaError> {
+        let path = dir.raft_db();
+        let db = open_database(&path).map_err(|source| ReplicaError::Database {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let log = LogStore::new(db.clone());
+        let sm = StateMachineStore::open(db).map_err(|e| ReplicaError::Raft(e.to_string()))?;
+        let shared = sm.shared();
+        let raft_config = Config {
+            cluster_name: "buoy".into(),
+            heartbeat_interval: config.heartbeat.as_millis() as u64,
+            election_timeout_min: config.election_timeout.0.as_millis() as u64,
+            election_timeout_max: config.election_timeout.1.as_millis() as u64,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+            max_in_snapshot_log_to_keep: 1000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| ReplicaError::Raft(e.to_string()))?;
+        let id = node_id(&me.name);
+        let raft = Raft::new(
+            id,
+            Arc::new(raft_config),
+            RaftTransport::new(transport),
+            log,
+            sm,
+        )
+        .await
+        .map_err(|e| ReplicaError::Raft(e.to_string()))?;
+        Ok(Replica {
+            raft,
+            shared,
+            me,
+            id,
+        })
+    }
+
+    /// This server.
+    pub fn me(&self) -> &ServerNode {
+        &self.me
+    }
+
+    /// The openraft node (the RPC endpoint needs it).
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// The state as applied here, and its change feed.
+    pub fn shared(&self) -> &Arc<SharedState> {
+        &self.shared
+    }
+
+    /// True once this server belongs to a Raft group (bootstrapped or joined).
+    pub async fn is_initialized(&self) -> bool {
+        self.raft.is_initialized().await.unwrap_or(false)
+    }
+
+    /// Forms a new group of `servers` (this one included). Every server of the group may call
+    /// this with the same list; a server already in a group ignores it.
+    pub async fn bootstrap(&self, servers: &[ServerNode]) -> Result<(), ReplicaError> {
+        let members: BTreeMap<NodeId, ServerNode> = servers
+            .iter()
+            .map(|s| (node_id(&s.name), s.clone()))
+            .collect();
+        if members.len() != servers.len() {
+            return Err(ReplicaError::Raft(
+                "two servers share a node id: give them different names".into(),
+            ));
+        }
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(ReplicaError::Raft(e.to_string())),
+        }
+    }
+
+    /// Proposes `op` stamped with `at`; returns its log index and outcome once committed and
+    /// applied. Only the leader accepts writes.
+    pub async fn write(&self, op: Op, at: Timestamp) -> Result<(u64, Outcome), ReplicaError> {
+        match self.raft.client_write(Command { at, op }).await {
+            Ok(resp) => Ok((resp.log_id.index, resp.data.0)),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ReplicaError::NotLeader {
+                    leader: f.leader_node,
+                })
+            }
+            Err(e) => Err(ReplicaError::Raft(e.to_string())),
+        }
+    }
+
+    /// Confirms this server is still the leader with a quorum and has applied everything
+    /// committed before the call, so that a read after it sees every acknowledged write.
+    pub async fn read_barrier(&self) -> Result<(), ReplicaError> {
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(ReplicaError::NotLeader {
+                    leader: f.leader_node,
+                })
+            }
+            Err(e) => Err(ReplicaError::Raft(e.to_string())),
+        }
+    }
+
+    /// The leader this server knows of.
+    pub fn leader(&self) -> Option<ServerNode> {
+        let m = self.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        m.membership_config.membership().get_node(&id).cloned()
+    }
+
+    /// True when this server is the leader now.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    pub fn status(&self) -> RaftStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voter_ids: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let nodes: Vec<(NodeId, ServerNode)> =
+            membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        RaftStatus {
+            server: self.me.name.clone(),
+            role: role.into(),
+            leader: m
+                .current_leader
+                .and_then(|id| membership.get_node(&id).cloned()),
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            last_applied: m.last_applied.map_or(0, |l| l.index),
+            voters: nodes
+                .iter()
+                .filter(|(id, _)| voter_ids.contains(id))
+                .map(|(_, n)| n.clone())
+                .collect(),
+            learners: nodes
+                .iter()
+                .filter(|(id, _)| !voter_ids.contains(id))
+                .map(|(_, n)| n.clone())
+                .collect(),
+            snapshot_index: m.snapshot.map(|l| l.index),
+        }
+    }
+
+    /// Adds `server` as a voter: first as a learner that catches up, then into the voter set.
+    pub async fn add_server(&self, server: ServerNode) -> Result<(), ReplicaError> {
+        let id = node_id(&server.name);
+        self.raft
+            .add_learner(id, server, true)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds([id].into()), false)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        Ok(())
+    }
+
+    /// Removes the server called `name` from the group.
+    pub async fn remove_server(&self, name: &str) -> Result<(), ReplicaError> {
+        let id = node_id(name);
+        self.raft
+            .change_membership(ChangeMembers::RemoveVoters([id].into()), false)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        self.raft
+            .change_membership(ChangeMembers::RemoveNodes([id].into()), false)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        Ok(())
+    }
+
+    fn write_error(
+        &self,
+        e: RaftError<NodeId, ClientWriteError<NodeId, ServerNode>>,
+    ) -> ReplicaError {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ReplicaError::NotLeader {
+                leader: f.leader_node,
+            },
+            e => ReplicaError::Raft(e.to_string()),
+        }
+    }
+
+    /// Stops the Raft node.
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+}

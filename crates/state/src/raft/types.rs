@@ -1,0 +1,61 @@
+//! The openraft type configuration for Buoy's control plane.
+
+use std::fmt;
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, Outcome};
+
+/// A Raft voter or learner: the agent's name and where its HTTP API (which also carries the
+/// Raft RPCs) listens.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerNode {
+    pub name: String,
+    /// `host:port` of its HTTP listener.
+    pub http: String,
+}
+
+impl fmt::Display for ServerNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name, self.http)
+    }
+}
+
+/// Raft node ids are derived from server names (FNV-1a, 64 bits), so every server computes
+/// the same id for a name without coordination.
+pub type NodeId = u64;
+
+/// The node id of the server called `name`.
+pub fn node_id(name: &str) -> NodeId {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// What a committed command returns to the writer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Applied(pub Outcome);
+
+openraft::declare_raft_types!(
+    /// Buoy's Raft types: cluster-state commands in, their outcomes out.
+    pub TypeConfig:
+        D = Command,
+        R = Applied,
+        NodeId = NodeId,
+        Node = ServerNode,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+/// Shorthands for openraft's generic types.
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Vote = openraft::Vote<NodeId>;
+pub type StorageError = openraft::StorageError<NodeId>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, ServerNode>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, ServerNode>;
+pub type RaftMetrics = openraft::RaftMetrics<NodeId, ServerNode>;
