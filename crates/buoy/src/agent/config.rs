@@ -23,6 +23,10 @@ pub struct FileConfig {
     pub label: Option<String>,
     pub enable_fault_injection: Option<bool>,
     pub udp_payload: Option<usize>,
+    /// Control-plane server settings (`--server`, `--bootstrap-expect`, `--data-dir`).
+    pub server: Option<bool>,
+    pub bootstrap_expect: Option<usize>,
+    pub data_dir: Option<PathBuf>,
     #[serde(default)]
     pub metadata: MetadataConfig,
     #[serde(default)]

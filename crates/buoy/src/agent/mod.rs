@@ -1,9 +1,15 @@
 //! `buoy agent`: runs the membership core on tokio UDP + TCP, with the HTTP API and metrics.
 
 mod config;
+mod control;
 mod faults;
+mod forward;
 mod http;
+mod http_client;
+mod raft_http;
+mod resources;
 mod runtime;
+mod state_api;
 mod stream;
 
 use std::net::SocketAddr;
@@ -58,6 +64,16 @@ pub struct AgentArgs {
     /// Log format: text or json.
     #[arg(long, default_value = "text")]
     pub log_format: String,
+    /// Make this agent a control-plane server (a Raft voter holding the cluster state).
+    #[arg(long)]
+    pub server: bool,
+    /// Servers that must meet through gossip before a fresh control plane forms (1, 3 or 5)
+    /// [default: 1].
+    #[arg(long)]
+    pub bootstrap_expect: Option<usize>,
+    /// Where a server keeps its Raft log and snapshots [default: ./buoy-data/NAME].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// The agent's settings after merging the config file and flags.
@@ -73,6 +89,8 @@ struct Settings {
     meta: Metadata,
     fault_injection: bool,
     udp_payload: usize,
+    /// Present when this agent is a control-plane server.
+    server: Option<control::ServerSettings>,
 }
 
 fn settings(args: &AgentArgs) -> Result<Settings> {
@@ -124,10 +142,38 @@ fn settings(args: &AgentArgs) -> Result<Settings> {
             0
         };
     swim_config.validate().context("timing settings")?;
-    let role = match file.metadata.role.as_deref().unwrap_or("client") {
-        "client" => Role::Client,
-        "server" => Role::Server,
-        other => bail!("metadata.role = `{other}`: expected client or server"),
+    let is_server = args.server || file.server.unwrap_or(false);
+    let role = match file.metadata.role.as_deref() {
+        None if is_server => Role::Server,
+        None | Some("client") if !is_server => Role::Client,
+        Some("server") if is_server => Role::Server,
+        Some(r @ ("client" | "server")) => bail!(
+            "metadata.role = `{r}` contradicts --server/server = {is_server}: drop metadata.role, the server flag sets it"
+        ),
+        Some(other) => bail!("metadata.role = `{other}`: expected client or server"),
+        None => Role::Client,
+    };
+    let server = if is_server {
+        let expect = args.bootstrap_expect.or(file.bootstrap_expect).unwrap_or(1);
+        if !matches!(expect, 1 | 3 | 5) {
+            bail!(
+                "--bootstrap-expect {expect}: expected 1, 3 or 5 servers (an odd number keeps a majority through failures)"
+            );
+        }
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("buoy-data").join(&name));
+        Some(control::ServerSettings {
+            data_dir,
+            bootstrap_expect: expect,
+        })
+    } else {
+        if args.bootstrap_expect.is_some() || args.data_dir.is_some() {
+            bail!("--bootstrap-expect and --data-dir apply to servers only: add --server");
+        }
+        None
     };
     let meta = Metadata {
         segment: args
@@ -170,6 +216,7 @@ fn settings(args: &AgentArgs) -> Result<Settings> {
         fault_injection: args.enable_fault_injection
             || file.enable_fault_injection.unwrap_or(false),
         udp_payload,
+        server,
     })
 }
 
@@ -192,8 +239,9 @@ fn total_memory_mb() -> u64 {
 }
 
 fn init_logging(format: &str) -> Result<()> {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        // openraft narrates every election and replication step at info.
+        .unwrap_or_else(|_| "info,openraft=warn".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -255,13 +303,33 @@ async fn serve(s: Settings) -> Result<()> {
     tokio::spawn(shared.clone().run_udp());
     tokio::spawn(shared.clone().run_timers());
     tokio::spawn(stream::serve(shared.clone(), tcp));
+    let me = state::raft::types::ServerNode {
+        name: s.name.clone(),
+        http: s.http.to_string(),
+    };
+    let cp = control::ControlPlane::start(me, s.server.clone(), shared.clone()).await?;
+    if let Some(server) = &s.server {
+        info!(data_dir = %server.data_dir.display(), bootstrap_expect = server.bootstrap_expect, "control-plane server");
+    }
     let api = http::Api {
         shared: shared.clone(),
         keyring_path: s.keyring.clone(),
         label: s.label.clone(),
     };
+    let state_api = state_api::StateApi {
+        cp: cp.clone(),
+        gossip: shared.clone(),
+    };
+    let router = http::router(api).merge(state_api::router(state_api)).merge(
+        axum::Router::new()
+            .route(
+                "/internal/raft/{rpc}",
+                axum::routing::post(raft_http::serve),
+            )
+            .with_state(cp.replica.clone()),
+    );
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(http_listener, http::router(api)).await {
+        if let Err(e) = axum::serve(http_listener, router).await {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     });
@@ -290,5 +358,8 @@ async fn serve(s: Settings) -> Result<()> {
         }
     }
     tokio::time::sleep(gossip * 2).await;
+    if let Some(r) = &cp.replica {
+        r.shutdown().await;
+    }
     Ok(())
 }

@@ -1,0 +1,79 @@
+//! Raft RPCs between servers over HTTP: `POST /internal/raft/{append,vote,snapshot}` with JSON
+//! bodies, on the agent's HTTP listener.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use state::raft::network::{Rpc, Transport, TransportError, serve_rpc};
+use state::raft::replica::Replica;
+use state::raft::types::ServerNode;
+
+use super::http::error;
+use super::http_client::{HttpClient, HttpError};
+
+/// Sends Raft RPCs to other servers' HTTP listeners.
+#[derive(Clone)]
+pub struct HttpTransport {
+    pub client: HttpClient,
+}
+
+impl Transport for HttpTransport {
+    async fn call(
+        &self,
+        to: &ServerNode,
+        rpc: Rpc,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, TransportError> {
+        let url = format!("http://{}/internal/raft/{}", to.http, rpc.as_str());
+        let timeout = match rpc {
+            Rpc::Snapshot => Duration::from_secs(30),
+            _ => Duration::from_secs(2),
+        };
+        match self.client.post_bytes(&url, body, timeout).await {
+            Ok((status, bytes)) if status.is_success() => Ok(bytes.to_vec()),
+            Ok((status, bytes)) => Err(TransportError::Failed(format!(
+                "{url}: {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            ))),
+            Err(e @ HttpError::Connect(_)) => Err(TransportError::Unreachable(e.to_string())),
+            Err(e) => Err(TransportError::Failed(e.to_string())),
+        }
+    }
+}
+
+/// `POST /internal/raft/{rpc}`: hands the request to this server's Raft node.
+pub async fn serve(
+    State(replica): State<Option<Arc<Replica>>>,
+    Path(rpc): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(replica) = replica else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_a_server",
+            "this agent is not a control-plane server (start it with --server)",
+            None,
+        );
+    };
+    let Some(rpc) = Rpc::parse(&rpc) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "unknown Raft RPC: expected append, vote or snapshot",
+            None,
+        );
+    };
+    match serve_rpc(replica.raft(), rpc, &body).await {
+        Ok(answer) => ([("content-type", "application/json")], answer).into_response(),
+        Err(e) => error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            &format!("malformed Raft {} request: {e}", rpc.as_str()),
+            None,
+        ),
+    }
+}

@@ -1,0 +1,754 @@
+//! The control-plane API under `/v1`: create/list/show/update/delete of segments, hosts and
+//! instances, notifications, the change stream, servers and status. Runs on the leader (other
+//! agents relay to it, see `forward.rs`); reads wait for a read barrier so they see every
+//! acknowledged write.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::stream::{self, Stream};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+use state::notification::{Notification, NotificationSpec};
+use state::object::uuid_from_bytes;
+use state::raft::replica::{Replica, ReplicaError};
+use state::raft::types::ServerNode;
+use state::{Change, ClusterState, Expect, Kind, Object, ObjectMeta, Op, StateError, Timestamp};
+use swim::MemberState;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::control::ControlPlane;
+use super::forward;
+use super::http::error;
+use super::resources::{Hosts, Instances, Resource, Segments};
+use super::runtime::Shared;
+
+/// State of the control-plane handlers.
+#[derive(Clone)]
+pub struct StateApi {
+    pub cp: Arc<ControlPlane>,
+    pub gossip: Arc<Shared>,
+}
+
+/// Why a call failed: becomes the HTTP status and the `{"error": {...}}` body.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+        field: Option<&str>,
+    ) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: field.map(String::from),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error(self.status, self.code, &self.message, self.field.as_deref())
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+pub fn router(api: StateApi) -> Router {
+    let leader_only = Router::new()
+        .route(
+            "/v1/segments",
+            get(list::<Segments>).post(create::<Segments>),
+        )
+        .route(
+            "/v1/segments/{id}",
+            get(show::<Segments>)
+                .put(update::<Segments>)
+                .patch(update::<Segments>)
+                .delete(delete::<Segments>),
+        )
+        .route("/v1/hosts", get(list::<Hosts>).post(create::<Hosts>))
+        .route(
+            "/v1/hosts/{id}",
+            get(show::<Hosts>)
+                .put(update::<Hosts>)
+                .patch(update::<Hosts>)
+                .delete(delete::<Hosts>),
+        )
+        .route(
+            "/v1/instances",
+            get(list::<Instances>).post(create::<Instances>),
+        )
+        .route(
+            "/v1/instances/{id}",
+            get(show::<Instances>)
+                .put(update::<Instances>)
+                .patch(update::<Instances>)
+                .delete(delete::<Instances>),
+        )
+        .route(
+            "/v1/notifications",
+            get(list_notifications).post(create_notification),
+        )
+        .route("/v1/notifications/{id}", get(show_notification))
+        .route("/v1/events", get(events))
+        .route("/v1/servers", get(servers).post(add_server))
+        .route("/v1/servers/{name}", axum::routing::delete(remove_server))
+        .route_layer(middleware::from_fn_with_state(
+            api.cp.clone(),
+            forward::to_leader,
+        ))
+        .with_state(api.clone());
+    Router::new()
+        .route("/v1/status", get(status))
+        .with_state(api)
+        .merge(leader_only)
+}
+
+impl StateApi {
+    /// The local replica; the leader middleware guarantees there is one.
+    fn replica(&self) -> ApiResult<&Arc<Replica>> {
+        self.cp.replica.as_ref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_a_server",
+                "this agent is not a control-plane server",
+                None,
+            )
+        })
+    }
+
+    /// Reads the state after a read barrier (so every acknowledged write is visible).
+    async fn read<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> ApiResult<R> {
+        let r = self.replica()?;
+        r.read_barrier().await.map_err(replica_error)?;
+        Ok(r.shared().read(f))
+    }
+
+    /// Commits `op`; returns the stored object (none for deletes).
+    async fn propose(&self, op: Op) -> ApiResult<Option<Object>> {
+        let r = self.replica()?;
+        match r.write(op, Timestamp::now()).await {
+            Ok((_, Ok(o))) => Ok(o),
+            Ok((_, Err(e))) => Err(state_error(&e)),
+            Err(e) => Err(replica_error(e)),
+        }
+    }
+
+    /// An object as the API shows it: hosts get their membership state from gossip.
+    fn view(&self, o: &Object) -> Value {
+        let mut v = match o {
+            Object::Segment(x) => serde_json::to_value(x),
+            Object::Host(x) => serde_json::to_value(x),
+            Object::Instance(x) => serde_json::to_value(x),
+            Object::Notification(x) => serde_json::to_value(x),
+        }
+        .unwrap_or(Value::Null);
+        if let (Object::Host(h), Some(map)) = (o, v.as_object_mut()) {
+            let membership = self.gossip.read(|sw| {
+                sw.member(&h.name).map(|m| {
+                    json!({"state": m.state.as_str(), "incarnation": m.incarnation.0, "address": m.addr().to_string()})
+                })
+            });
+            map.insert(
+                "membership".into(),
+                membership.unwrap_or_else(|| json!({"state": "unknown"})),
+            );
+        }
+        v
+    }
+}
+
+/// Maps a refused command to its HTTP status and error body.
+pub fn state_error(e: &StateError) -> ApiError {
+    let (status, code) = match e {
+        StateError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid"),
+        StateError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+        StateError::VersionMismatch { .. } => (StatusCode::PRECONDITION_FAILED, "version_mismatch"),
+        StateError::NameTaken { .. } | StateError::IdTaken { .. } => {
+            (StatusCode::CONFLICT, "already_exists")
+        }
+        StateError::InUse { .. } => (StatusCode::CONFLICT, "in_use"),
+        StateError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+    };
+    ApiError::new(status, code, e.to_string(), e.field())
+}
+
+fn replica_error(e: ReplicaError) -> ApiError {
+    let code = match e {
+        ReplicaError::NotLeader { .. } => "not_leader",
+        _ => "unavailable",
+    };
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        code,
+        format!("{e}; retry shortly"),
+        None,
+    )
+}
+
+fn bad_request(field: Option<&str>, message: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid", message, field)
+}
+
+fn not_found(kind: Kind, id: &str) -> ApiError {
+    state_error(&StateError::NotFound {
+        kind,
+        id: id.to_string(),
+    })
+}
+
+/// A fresh object id.
+pub fn new_id() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // No OS randomness: fall back to the clock, still unique enough for one cluster.
+        let t = Timestamp::now().unix_millis().to_le_bytes();
+        b[..8].copy_from_slice(&t);
+    }
+    uuid_from_bytes(b)
+}
+
+/// Decodes a JSON object body into `S`, naming the offending field on error. Read-only
+/// fields (`id`, timestamps) are dropped; `version` is returned apart, for concurrency checks.
+pub fn decode_spec<S: DeserializeOwned>(body: &[u8]) -> ApiResult<(S, Option<u64>)> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| bad_request(None, &format!("the body is not valid JSON: {e}")))?;
+    let Value::Object(mut map) = value else {
+        return Err(bad_request(None, "the body must be a JSON object"));
+    };
+    for read_only in ["id", "created_at", "updated_at", "membership"] {
+        map.remove(read_only);
+    }
+    let version =
+        match map.remove("version") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_u64().ok_or_else(|| {
+                bad_request(Some("version"), "version must be a positive integer")
+            })?),
+        };
+    decode_map(map).map(|s| (s, version))
+}
+
+/// Decodes a JSON object into `S`, naming the offending field on error.
+pub fn decode_map<S: DeserializeOwned>(map: Map<String, Value>) -> ApiResult<S> {
+    serde_path_to_error::deserialize(Value::Object(map)).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let field = (path != ".").then_some(path);
+        bad_request(field.as_deref(), &inner)
+    })
+}
+
+/// The version an update or delete expects: `If-Match` header, else the body or `?version=`.
+fn expected_version(headers: &HeaderMap, other: Option<u64>) -> ApiResult<Option<u64>> {
+    match headers.get("if-match") {
+        None => Ok(other),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .map(|s| s.trim().trim_matches('"'))
+            .and_then(|s| s.parse().ok())
+            .map(Some)
+            .ok_or_else(|| {
+                bad_request(
+                    Some("If-Match"),
+                    "If-Match must be the object's version, e.g. \"3\"",
+                )
+            }),
+    }
+}
+
+/// Applies `limit`, `marker` and field filters to a list of views (sorted by the caller).
+fn paginate(
+    items: Vec<Value>,
+    params: &BTreeMap<String, String>,
+    filters: &[&str],
+    key: &str,
+) -> ApiResult<Value> {
+    let limit = match params.get("limit") {
+        None => 1000,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=10_000).contains(l))
+            .ok_or_else(|| bad_request(Some("limit"), "limit must be 1 to 10000"))?,
+    };
+    for k in params.keys() {
+        if !matches!(k.as_str(), "limit" | "marker") && !filters.contains(&k.as_str()) {
+            return Err(bad_request(
+                Some(k),
+                &format!("cannot filter on `{k}`: filters are {}", filters.join(", ")),
+            ));
+        }
+    }
+    let matches = |v: &Value| {
+        params
+            .iter()
+            .filter(|(k, _)| filters.contains(&k.as_str()))
+            .all(|(k, want)| match v.get(k.as_str()) {
+                Some(Value::String(s)) => s == want,
+                Some(Value::Null) | None => want.is_empty(),
+                Some(other) => *other == *want || want.parse::<Value>().is_ok_and(|w| w == *other),
+            })
+    };
+    let filtered: Vec<Value> = items.into_iter().filter(matches).collect();
+    let start = match params.get("marker") {
+        None => 0,
+        Some(m) => {
+            filtered
+                .iter()
+                .position(|v| v.get("id").and_then(Value::as_str) == Some(m))
+                .ok_or_else(|| {
+                    bad_request(Some("marker"), &format!("marker `{m}` is not in this list"))
+                })?
+                + 1
+        }
+    };
+    let page: Vec<Value> = filtered.iter().skip(start).take(limit).cloned().collect();
+    let next = (start + page.len() < filtered.len())
+        .then(|| page.last().and_then(|v| v.get("id").cloned()))
+        .flatten();
+    Ok(json!({ key: page, "next_marker": next }))
+}
+
+fn all_of(st: &ClusterState, kind: Kind) -> Vec<Object> {
+    match kind {
+        Kind::Segment => st.segments().cloned().map(Object::Segment).collect(),
+        Kind::Host => st.hosts().cloned().map(Object::Host).collect(),
+        Kind::Instance => st.instances().cloned().map(Object::Instance).collect(),
+        Kind::Notification => st
+            .notifications()
+            .cloned()
+            .map(Object::Notification)
+            .collect(),
+    }
+}
+
+async fn list<R: Resource>(
+    State(api): State<StateApi>,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Response {
+    let result = async {
+        let mut objects = api.read(|st| all_of(st, R::KIND)).await?;
+        objects.sort_by(|a, b| a.name().cmp(&b.name()));
+        let mut views: Vec<Value> = objects.iter().map(|o| api.view(o)).collect();
+        if R::KIND == Kind::Host || R::KIND == Kind::Instance {
+            // Filter by segment name as well as id.
+            if let Some(seg) = params.get("segment") {
+                let id = api.read(|st| st.resolve(Kind::Segment, seg)).await?;
+                if let Some(id) = id {
+                    for v in &mut views {
+                        if v.get("segment").and_then(Value::as_str) == Some(&id) {
+                            v["segment"] = Value::String(seg.clone());
+                        }
+                    }
+                }
+            }
+        }
+        paginate(views, &params, R::FILTERS, R::PLURAL)
+    }
+    .await;
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Finds an object of `kind` by id or name.
+async fn find(api: &StateApi, kind: Kind, id_or_name: &str) -> ApiResult<Object> {
+    api.read(|st| {
+        st.resolve(kind, id_or_name)
+            .and_then(|id| st.get(kind, &id))
+    })
+    .await?
+    .ok_or_else(|| not_found(kind, id_or_name))
+}
+
+async fn show<R: Resource>(State(api): State<StateApi>, Path(id): Path<String>) -> Response {
+    match find(&api, R::KIND, &id).await {
+        Ok(o) => Json(api.view(&o)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn create<R: Resource>(State(api): State<StateApi>, body: Bytes) -> Response {
+    let result = async {
+        let (spec, _) = decode_spec::<R::Spec>(&body)?;
+        let meta = ObjectMeta {
+            id: new_id(),
+            ..Default::default()
+        };
+        let object = api
+            .read(|st| R::create(meta, &spec, st))
+            .await?
+            .map_err(|e| state_error(&e))?;
+        let stored = api
+            .propose(Op::Put {
+                object: Box::new(object),
+                expect: Expect::Absent,
+            })
+            .await?;
+        Ok::<_, ApiError>(stored)
+    }
+    .await;
+    match result {
+        Ok(Some(o)) => (StatusCode::CREATED, Json(api.view(&o))).into_response(),
+        Ok(None) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn update<R: Resource>(
+    State(api): State<StateApi>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let (spec, body_version) = decode_spec::<R::Spec>(&body)?;
+        let expected = expected_version(&headers, body_version)?;
+        // Without a version from the client, re-read and retry when someone else won a race.
+        for _ in 0..5 {
+            let current = find(&api, R::KIND, &id).await?;
+            let version = current.meta().version;
+            let next = api
+                .read(|st| R::update(current, &spec, st))
+                .await?
+                .map_err(|e| state_error(&e))?;
+            let op = Op::Put {
+                object: Box::new(next),
+                expect: Expect::Version(expected.unwrap_or(version)),
+            };
+            match api.propose(op).await {
+                Err(e) if expected.is_none() && e.status == StatusCode::PRECONDITION_FAILED => {
+                    continue;
+                }
+                other => return other,
+            }
+        }
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "busy",
+            "the object kept changing under this update; retry",
+            None,
+        ))
+    }
+    .await;
+    match result {
+        Ok(Some(o)) => Json(api.view(&o)).into_response(),
+        Ok(None) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn delete<R: Resource>(
+    State(api): State<StateApi>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Response {
+    let result = async {
+        let query_version =
+            match params.get("version") {
+                None => None,
+                Some(v) => Some(v.parse().map_err(|_| {
+                    bad_request(Some("version"), "version must be a positive integer")
+                })?),
+            };
+        let version = expected_version(&headers, query_version)?;
+        let current = find(&api, R::KIND, &id).await?;
+        api.propose(Op::Delete {
+            kind: R::KIND,
+            id: current.meta().id.clone(),
+            version,
+        })
+        .await
+    }
+    .await;
+    match result {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+// ----- notifications -----
+
+/// Creates a notification from `spec`; shared with the Masakari-compatible endpoint.
+pub async fn submit_notification(
+    api: &StateApi,
+    spec: NotificationSpec,
+) -> ApiResult<Notification> {
+    let meta = ObjectMeta {
+        id: new_id(),
+        ..Default::default()
+    };
+    let n = Notification::create(meta, 0, &spec).map_err(|e| state_error(&e))?;
+    match api
+        .propose(Op::Put {
+            object: Box::new(Object::Notification(n)),
+            expect: Expect::Absent,
+        })
+        .await?
+    {
+        Some(Object::Notification(n)) => Ok(n),
+        _ => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the notification was not stored",
+            None,
+        )),
+    }
+}
+
+/// Every notification, newest first.
+pub async fn all_notifications(api: &StateApi) -> ApiResult<Vec<Notification>> {
+    let mut all = api
+        .read(|st| st.notifications().cloned().collect::<Vec<_>>())
+        .await?;
+    all.sort_by_key(|n| std::cmp::Reverse(n.serial));
+    Ok(all)
+}
+
+/// One notification by id.
+pub async fn one_notification(api: &StateApi, id: &str) -> ApiResult<Notification> {
+    api.read(|st| st.notification(id).cloned())
+        .await?
+        .ok_or_else(|| not_found(Kind::Notification, id))
+}
+
+async fn create_notification(State(api): State<StateApi>, body: Bytes) -> Response {
+    let result = async {
+        let (spec, _) = decode_spec::<NotificationSpec>(&body)?;
+        submit_notification(&api, spec).await
+    }
+    .await;
+    match result {
+        Ok(n) => (
+            StatusCode::CREATED,
+            Json(api.view(&Object::Notification(n))),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn list_notifications(
+    State(api): State<StateApi>,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Response {
+    let result = async {
+        let all = all_notifications(&api).await?;
+        let views = all
+            .into_iter()
+            .map(|n| api.view(&Object::Notification(n)))
+            .collect();
+        paginate(
+            views,
+            &params,
+            &["hostname", "type", "status", "source_host", "segment"],
+            "notifications",
+        )
+    }
+    .await;
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn show_notification(State(api): State<StateApi>, Path(id): Path<String>) -> Response {
+    match one_notification(&api, &id).await {
+        Ok(n) => Json(api.view(&Object::Notification(n))).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+// ----- change stream -----
+
+/// `GET /v1/events?since=INDEX`: server-sent events, one `change` per applied change after
+/// `since` (default: from now on). A `reset` event means history was lost: re-read the lists.
+async fn events(
+    State(api): State<StateApi>,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Response {
+    let Ok(replica) = api.replica() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_a_server",
+            "no replica here",
+            None,
+        );
+    };
+    let shared = replica.shared().clone();
+    let since = match params.get("since").map(|s| s.parse::<u64>()) {
+        None => replica.status().last_applied,
+        Some(Ok(s)) => s,
+        Some(Err(_)) => {
+            return bad_request(Some("since"), "since must be a log index (a number)")
+                .into_response();
+        }
+    };
+    // Subscribe before reading the backlog, so nothing falls between the two.
+    let live = shared.subscribe();
+    let backlog = shared.changes_since(since);
+    let first: Vec<Result<SseEvent, Infallible>> = match &backlog {
+        Some(b) => b.iter().map(|c| Ok(change_event(c))).collect(),
+        None => vec![Ok(reset_event(since))],
+    };
+    let last = backlog
+        .as_ref()
+        .and_then(|b| b.last().map(|c| c.index))
+        .unwrap_or(since);
+    let live = stream::unfold((live, last), |(mut rx, last)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(c) if c.index <= last => continue,
+                Ok(c) => {
+                    let index = c.index;
+                    return Some((Ok(change_event(&c)), (rx, index)));
+                }
+                Err(RecvError::Lagged(_)) => return Some((Ok(reset_event(last)), (rx, last))),
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    let body: std::pin::Pin<Box<dyn Stream<Item = Result<SseEvent, Infallible>> + Send>> =
+        Box::pin(futures_util::StreamExt::chain(stream::iter(first), live));
+    Sse::new(body)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+fn change_event(c: &Change) -> SseEvent {
+    SseEvent::default()
+        .event("change")
+        .id(c.index.to_string())
+        .data(serde_json::to_string(c).unwrap_or_default())
+}
+
+fn reset_event(since: u64) -> SseEvent {
+    SseEvent::default().event("reset").data(
+        json!({"since": since, "message": "changes were dropped; re-read the lists"}).to_string(),
+    )
+}
+
+// ----- servers and status -----
+
+async fn servers(State(api): State<StateApi>) -> Response {
+    match api.replica() {
+        Ok(r) => {
+            let s = r.status();
+            Json(json!({"leader": s.leader, "voters": s.voters, "learners": s.learners, "term": s.term}))
+                .into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn add_server(State(api): State<StateApi>, body: Bytes) -> Response {
+    let result = async {
+        let value: Value = serde_json::from_slice(&body)
+            .map_err(|e| bad_request(None, &format!("the body is not valid JSON: {e}")))?;
+        let name = value
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad_request(Some("name"), "name (the server agent's name) is required"))?
+            .to_string();
+        let node: ServerNode = api
+            .cp
+            .live_servers()
+            .into_iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| {
+                bad_request(
+                    Some("name"),
+                    &format!("no live agent `{name}` started with --server is known to gossip"),
+                )
+            })?;
+        api.replica()?
+            .add_server(node)
+            .await
+            .map_err(replica_error)?;
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => servers(State(api)).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn remove_server(State(api): State<StateApi>, Path(name): Path<String>) -> Response {
+    let result = async {
+        let r = api.replica()?;
+        let known = r
+            .status()
+            .voters
+            .iter()
+            .chain(r.status().learners.iter())
+            .any(|s| s.name == name);
+        if !known {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("`{name}` is not a server of this control plane"),
+                None,
+            ));
+        }
+        r.remove_server(&name).await.map_err(replica_error)
+    }
+    .await;
+    match result {
+        Ok(()) => servers(State(api)).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /v1/status`: this agent, the control plane as this server sees it (clients relay to a
+/// server), and a membership summary.
+async fn status(State(api): State<StateApi>, req: Request) -> Response {
+    let Some(replica) = &api.cp.replica else {
+        return forward::to_any_server(&api.cp, req).await;
+    };
+    let raft = replica.status();
+    let members = api.gossip.read(|sw| {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for m in sw.members() {
+            *counts.entry(m.state.as_str()).or_default() += 1;
+        }
+        let total = sw.members().len();
+        let alive = sw
+            .members()
+            .iter()
+            .filter(|m| m.state == MemberState::Alive)
+            .count();
+        json!({"total": total, "alive": alive, "by_state": counts})
+    });
+    Json(json!({
+        "agent": replica.me().name,
+        "leader": raft.leader,
+        "raft": raft,
+        "members": members,
+    }))
+    .into_response()
+}

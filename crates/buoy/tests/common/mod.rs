@@ -1,0 +1,212 @@
+//! Helpers shared by the multi-process tests: a set of real agents on one 127.0.N.0/24
+//! network, killed by PID when the test ends, and a tiny HTTP client.
+
+#![allow(dead_code)] // Each test binary uses a different subset.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Agents started by one test; dropping it kills them all.
+pub struct Cluster {
+    pub net: u8,
+    pub agents: Vec<(String, Child)>,
+    pub dir: PathBuf,
+}
+
+impl Cluster {
+    pub fn new(net: u8) -> Self {
+        let dir = std::env::temp_dir().join(format!("buoy-test-{}-{net}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Cluster {
+            net,
+            agents: Vec::new(),
+            dir,
+        }
+    }
+
+    pub fn gossip(&self, i: u8) -> SocketAddr {
+        SocketAddr::from(([127, 0, self.net, i], 7946))
+    }
+
+    pub fn http(&self, i: u8) -> SocketAddr {
+        SocketAddr::from(([127, 0, self.net, i], 7070))
+    }
+
+    pub fn command(&self, i: u8, name: &str, extra: &[String]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_buoy"));
+        c.args([
+            "agent",
+            "--name",
+            name,
+            "--bind",
+            &self.gossip(i).to_string(),
+            "--http",
+            &self.http(i).to_string(),
+        ])
+        .args(["--profile", "local", "--enable-fault-injection"])
+        .args(extra)
+        .stdin(Stdio::null());
+        c
+    }
+
+    /// Kills agent `name` (SIGKILL, by PID) and forgets it.
+    pub fn kill(&mut self, name: &str) {
+        if let Some(pos) = self.agents.iter().position(|(n, _)| n == name) {
+            let (_, mut c) = self.agents.remove(pos);
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts agent `i` (named `h{i}`) joining through agent 1.
+    pub fn start(&mut self, i: u8, extra: &[String]) {
+        let mut args = extra.to_vec();
+        if i != 1 {
+            args.extend(["--join".to_string(), self.gossip(1).to_string()]);
+        }
+        let log = std::fs::File::create(self.dir.join(format!("h{i}.log"))).unwrap();
+        let child = self
+            .command(i, &format!("h{i}"), &args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.agents.push((format!("h{i}"), child));
+        wait_until(Duration::from_secs(10), || {
+            get(self.http(i), "/v1/health").is_some_and(|(s, _)| s == 200)
+        })
+        .unwrap_or_else(|| panic!("agent h{i} did not start; log: {}", self.log(i)));
+    }
+
+    pub fn log(&self, i: u8) -> String {
+        std::fs::read_to_string(self.dir.join(format!("h{i}.log"))).unwrap_or_default()
+    }
+
+    pub fn pid(&self, name: &str) -> i32 {
+        self.agents
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c.id() as i32)
+            .unwrap()
+    }
+
+    pub fn signal(&self, name: &str, sig: i32) {
+        // SAFETY: kill(2) on a PID this test started.
+        unsafe { libc::kill(self.pid(name), sig) };
+    }
+
+    /// Agent `i`'s view: member -> (state, incarnation).
+    pub fn view(&self, i: u8) -> BTreeMap<String, (String, u64)> {
+        let Some((200, body)) = get(self.http(i), "/v1/members") else {
+            return BTreeMap::new();
+        };
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap().to_string(),
+                    (
+                        m["state"].as_str().unwrap().to_string(),
+                        m["incarnation"].as_u64().unwrap(),
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    pub fn state(&self, observer: u8, subject: &str) -> Option<String> {
+        self.view(observer).get(subject).map(|(s, _)| s.clone())
+    }
+
+    /// Waits until every observer sees `subject` in `state`.
+    pub fn wait_all_see(
+        &self,
+        observers: &[u8],
+        subject: &str,
+        state: &str,
+        timeout: Duration,
+    ) -> Duration {
+        wait_until(timeout, || {
+            observers
+                .iter()
+                .all(|&o| self.state(o, subject).as_deref() == Some(state))
+        })
+        .unwrap_or_else(|| {
+            let views: Vec<_> = observers.iter().map(|&o| (o, self.view(o))).collect();
+            panic!("not every agent sees {subject} {state} within {timeout:?}: {views:?}")
+        })
+    }
+
+    pub fn faults(&self, i: u8, body: &str) {
+        let (status, answer) = post(self.http(i), "/v1/debug/faults", body).unwrap();
+        assert_eq!(status, 200, "{answer}");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.agents {
+            // SAFETY: SIGCONT first so a stopped agent can die; then SIGKILL by PID.
+            unsafe { libc::kill(c.id() as i32, libc::SIGCONT) };
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < timeout {
+        if ok() {
+            return Some(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    None
+}
+
+pub fn request(addr: SocketAddr, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    Some((
+        head.split_whitespace().nth(1)?.parse().ok()?,
+        body.to_string(),
+    ))
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    request(addr, "GET", path, "")
+}
+
+pub fn post(addr: SocketAddr, path: &str, body: &str) -> Option<(u16, String)> {
+    request(addr, "POST", path, body)
+}
+
+pub fn five(net: u8, extra: &[String]) -> Cluster {
+    let mut c = Cluster::new(net);
+    for i in 1..=5 {
+        c.start(i, extra);
+    }
+    for i in 1..=5 {
+        for s in 1..=5 {
+            c.wait_all_see(&[i], &format!("h{s}"), "alive", Duration::from_secs(15));
+        }
+    }
+    c
+}

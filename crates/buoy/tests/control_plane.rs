@@ -1,0 +1,304 @@
+//! The control plane with real agents: three servers lose their leader to `kill -9` while a
+//! client writes, and every acknowledged write survives it and a full restart; client agents
+//! relay to the leader; every error code the API promises.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Cluster, get, post, request, wait_until};
+use serde_json::Value;
+
+fn server_args(c: &Cluster, i: u8, expect: u8) -> Vec<String> {
+    vec![
+        "--server".into(),
+        "--bootstrap-expect".into(),
+        expect.to_string(),
+        "--data-dir".into(),
+        c.dir.join(format!("data-h{i}")).display().to_string(),
+    ]
+}
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// The leader's name as agent `i` reports it.
+fn leader(c: &Cluster, i: u8) -> Option<String> {
+    let (status, body) = get(c.http(i), "/v1/status")?;
+    (status == 200).then(|| json(&body)["leader"]["name"].as_str().map(String::from))?
+}
+
+fn wait_for_leader(c: &Cluster, observers: &[u8]) -> String {
+    wait_for_new_leader(c, observers, None)
+}
+
+/// Waits until every observer names the same leader, other than `not` (a server just killed,
+/// which the survivors remember until they elect another).
+fn wait_for_new_leader(c: &Cluster, observers: &[u8], not: Option<&str>) -> String {
+    let mut found = None;
+    wait_until(Duration::from_secs(20), || {
+        let seen: BTreeSet<Option<String>> = observers.iter().map(|&i| leader(c, i)).collect();
+        found = seen.iter().next().cloned().flatten();
+        seen.len() == 1 && found.is_some() && found.as_deref() != not
+    })
+    .unwrap_or_else(|| panic!("no agreed leader among {observers:?}"));
+    found.unwrap()
+}
+
+/// Every segment as (id, name, version), read through agent `i`.
+fn segments(c: &Cluster, i: u8) -> BTreeSet<(String, String, u64)> {
+    let (status, body) = get(c.http(i), "/v1/segments?limit=10000").unwrap();
+    assert_eq!(status, 200, "{body}");
+    json(&body)["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().to_string(),
+                s["name"].as_str().unwrap().to_string(),
+                s["version"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn three_servers_keep_every_acknowledged_write_through_a_leader_kill_and_a_full_restart() {
+    let mut c = Cluster::new(37);
+    for i in 1..=3 {
+        let args = server_args(&c, i, 3);
+        c.start(i, &args);
+    }
+    let first = wait_for_leader(&c, &[1, 2, 3]);
+
+    // A client writes continuously, spreading its calls over all three agents.
+    let acked: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let addrs = [c.http(1), c.http(2), c.http(3)];
+    let writer = {
+        let (acked, stop) = (acked.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let name = format!("w-{n}");
+                let to = addrs[n as usize % 3];
+                let body = format!("{{\"name\":\"{name}\"}}");
+                if let Some((201, _)) = post(to, "/v1/segments", &body) {
+                    acked.lock().unwrap().push((name, Instant::now()));
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let killed: u8 = first.trim_start_matches('h').parse().unwrap();
+    let killed_at = Instant::now();
+    c.kill(&first);
+    let others: Vec<u8> = (1..=3).filter(|&i| i != killed).collect();
+    wait_for_new_leader(&c, &others, Some(&first));
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    let after_kill: Vec<&(String, Instant)> =
+        acked.iter().filter(|(_, t)| *t > killed_at).collect();
+    assert!(acked.len() > 50, "only {} writes acknowledged", acked.len());
+    assert!(
+        !after_kill.is_empty(),
+        "writes resumed after the leader died"
+    );
+    let failover = after_kill[0].1 - killed_at;
+    assert!(
+        failover < Duration::from_secs(5),
+        "first write after the kill took {failover:?}"
+    );
+
+    // Every acknowledged write is there, seen through the survivors.
+    let names = |set: &BTreeSet<(String, String, u64)>| -> BTreeSet<String> {
+        set.iter().map(|(_, n, _)| n.clone()).collect()
+    };
+    let present = names(&segments(&c, others[0]));
+    let lost: Vec<&String> = acked
+        .iter()
+        .map(|(n, _)| n)
+        .filter(|n| !present.contains(*n))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+
+    // The killed server comes back and catches up.
+    let args = server_args(&c, killed, 3);
+    c.start(killed, &args);
+    wait_until(Duration::from_secs(20), || {
+        get(c.http(killed), "/v1/status").is_some_and(|(_, b)| {
+            let v = json(&b);
+            v["raft"]["last_applied"].as_u64() >= Some(acked.len() as u64)
+        })
+    })
+    .expect("the restarted server caught up");
+
+    // Stop everything, start again: the same state.
+    let before = segments(&c, killed);
+    for i in 1..=3 {
+        c.kill(&format!("h{i}"));
+    }
+    for i in 1..=3 {
+        let args = server_args(&c, i, 3);
+        c.start(i, &args);
+    }
+    wait_for_leader(&c, &[1, 2, 3]);
+    let after = segments(&c, 1);
+    assert_eq!(
+        before, after,
+        "the state after a full restart is the state before it"
+    );
+}
+
+#[test]
+fn a_client_agent_relays_to_the_leader_and_reads_its_own_writes() {
+    let mut c = Cluster::new(38);
+    let args = server_args(&c, 1, 1);
+    c.start(1, &args);
+    wait_for_leader(&c, &[1]);
+    c.start(2, &[]);
+    let (status, body) = post(c.http(2), "/v1/segments", r#"{"name":"via-client"}"#).unwrap();
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = get(c.http(2), "/v1/segments/via-client").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["name"], "via-client");
+    let (status, body) = get(c.http(2), "/v1/status").unwrap();
+    assert_eq!(
+        (status, json(&body)["leader"]["name"].as_str()),
+        (200, Some("h1")),
+        "{body}"
+    );
+}
+
+#[test]
+fn every_error_code_comes_with_a_json_body_that_names_the_problem() {
+    let mut c = Cluster::new(39);
+    let args = server_args(&c, 1, 1);
+    c.start(1, &args);
+    wait_for_leader(&c, &[1]);
+    let http = c.http(1);
+    let check = |method: &str,
+                 path: &str,
+                 body: &str,
+                 headers: &str,
+                 status: u16,
+                 code: &str,
+                 field: Option<&str>| {
+        let full_path = if headers.is_empty() {
+            path.to_string()
+        } else {
+            format!("{path} HTTP/1.1\r\n{headers}\r\nX-Ignore:")
+        };
+        let (got, answer) = request(http, method, &full_path, body).unwrap();
+        assert_eq!(got, status, "{method} {path}: {answer}");
+        let e = &json(&answer)["error"];
+        assert_eq!(e["code"], code, "{answer}");
+        assert!(!e["message"].as_str().unwrap().is_empty());
+        assert_eq!(e["field"].as_str(), field, "{answer}");
+    };
+    assert_eq!(
+        post(http, "/v1/segments", r#"{"name":"zone-a"}"#)
+            .unwrap()
+            .0,
+        201
+    );
+    check(
+        "POST",
+        "/v1/segments",
+        r#"{"name":"zone-a"}"#,
+        "",
+        409,
+        "already_exists",
+        Some("name"),
+    );
+    check(
+        "POST",
+        "/v1/segments",
+        r#"{"name":"zone-b","colour":"red"}"#,
+        "",
+        400,
+        "invalid",
+        Some("colour"),
+    );
+    check(
+        "POST",
+        "/v1/segments",
+        r#"{"name":"b","recovery_method":"fast"}"#,
+        "",
+        400,
+        "invalid",
+        Some("recovery_method"),
+    );
+    check("POST", "/v1/segments", "[1,2]", "", 400, "invalid", None);
+    check(
+        "POST",
+        "/v1/hosts",
+        r#"{"name":"n1","segment":"nowhere"}"#,
+        "",
+        400,
+        "invalid",
+        Some("segment"),
+    );
+    check(
+        "POST",
+        "/v1/instances",
+        r#"{"name":"web","segment":"zone-a","driver":"process","params":{"command":"x"},"health_checks":[{"type":"tcp","port":0}]}"#,
+        "",
+        400,
+        "invalid",
+        Some("health_checks[0].port"),
+    );
+    check("GET", "/v1/segments/nope", "", "", 404, "not_found", None);
+    check(
+        "PATCH",
+        "/v1/segments/zone-a",
+        r#"{"description":"x"}"#,
+        "If-Match: \"9\"",
+        412,
+        "version_mismatch",
+        Some("version"),
+    );
+    check(
+        "GET",
+        "/v1/hosts?colour=red",
+        "",
+        "",
+        400,
+        "invalid",
+        Some("colour"),
+    );
+    assert_eq!(
+        post(http, "/v1/hosts", r#"{"name":"n1","segment":"zone-a"}"#)
+            .unwrap()
+            .0,
+        201
+    );
+    check("DELETE", "/v1/segments/zone-a", "", "", 409, "in_use", None);
+    // A server still waiting for two more servers has no leader yet.
+    let args = server_args(&c, 2, 3);
+    c.start(2, &args);
+    check_no_leader(c.http(2));
+    let (status, body) = request(
+        http,
+        "PATCH",
+        "/v1/segments/zone-a",
+        r#"{"description":"rack 3"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["version"], 2);
+}
+
+fn check_no_leader(addr: std::net::SocketAddr) {
+    let (status, body) = get(addr, "/v1/segments").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(json(&body)["error"]["code"], "no_leader", "{body}");
+}
