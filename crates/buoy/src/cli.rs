@@ -25,6 +25,56 @@ pub enum Command {
     Keygen,
     /// Start a whole local cluster on this machine and show it working.
     Sandbox(crate::sandbox::SandboxArgs),
+    /// Failover domains: `buoy segment create|list|show|update|delete`.
+    Segment {
+        #[command(subcommand)]
+        op: crate::cmd_state::Crud,
+        #[command(flatten)]
+        common: crate::cmd_state::Common,
+    },
+    /// Hosts registered in segments.
+    Host {
+        #[command(subcommand)]
+        op: crate::cmd_state::Crud,
+        #[command(flatten)]
+        common: crate::cmd_state::Common,
+    },
+    /// Instances (processes, VMs, OCF resources) Buoy keeps running.
+    Instance {
+        #[command(subcommand)]
+        op: crate::cmd_state::Crud,
+        #[command(flatten)]
+        common: crate::cmd_state::Common,
+    },
+    /// Failure reports and the recoveries they caused.
+    Notification {
+        #[command(subcommand)]
+        op: crate::cmd_state::NotificationCommand,
+        #[command(flatten)]
+        common: crate::cmd_state::Common,
+    },
+    /// The control-plane servers (Raft voters).
+    Servers {
+        #[command(subcommand)]
+        op: crate::cmd_state::ServersCommand,
+        #[command(flatten)]
+        common: crate::cmd_state::Common,
+    },
+    /// The control plane and membership at a glance.
+    Status {
+        #[command(flatten)]
+        common: crate::cmd_state::Common,
+    },
+    /// Changes to the cluster state, from log index `--since` (default: the start).
+    Events {
+        #[arg(long)]
+        since: Option<u64>,
+        /// Keep printing new changes as they happen.
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        common: crate::cmd_state::Common,
+    },
     /// Deterministic simulations.
     Sim {
         #[command(subcommand)]
@@ -47,6 +97,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sim {
             what: SimCommand::Membership(args),
         } => crate::cmd_sim::membership(args)?,
+        Command::Segment { op, common } => crate::cmd_state::crud(&common, "segments", op)?,
+        Command::Host { op, common } => crate::cmd_state::crud(&common, "hosts", op)?,
+        Command::Instance { op, common } => crate::cmd_state::crud(&common, "instances", op)?,
+        Command::Notification { op, common } => crate::cmd_state::notification(&common, op)?,
+        Command::Servers { op, common } => crate::cmd_state::servers(&common, op)?,
+        Command::Status { common } => crate::cmd_state::status(&common)?,
+        Command::Events {
+            since,
+            watch,
+            common,
+        } => crate::cmd_state::events(&common, since, watch)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -81,7 +81,23 @@ pub fn get_json(addr: SocketAddr, path: &str) -> Result<serde_json::Value> {
     json_or_error(r)
 }
 
+/// Sends `method path` with an optional JSON body and returns the parsed answer (null for
+/// an empty one); a non-2xx answer becomes an error with the API's message.
+pub fn call_json(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<serde_json::Value> {
+    let text = body.map(|b| b.to_string());
+    let r = request(addr, method, path, text.as_deref(), Duration::from_secs(10))?;
+    json_or_error(r)
+}
+
 fn json_or_error(r: Response) -> Result<serde_json::Value> {
+    if r.body.trim().is_empty() && (200..300).contains(&r.status) {
+        return Ok(serde_json::Value::Null);
+    }
     let v: serde_json::Value =
         serde_json::from_str(&r.body).with_context(|| format!("answer is not JSON: {}", r.body))?;
     if !(200..300).contains(&r.status) {
@@ -89,6 +105,57 @@ fn json_or_error(r: Response) -> Result<serde_json::Value> {
         bail!("HTTP {}: {msg}", r.status);
     }
     Ok(v)
+}
+
+/// Opens `path` as an HTTP/1.0 stream (no chunked framing) and hands each line to `line`
+/// until it returns false or the server closes.
+pub fn stream_lines(
+    addr: SocketAddr,
+    path: &str,
+    mut line: impl FnMut(&str) -> bool,
+) -> Result<()> {
+    use std::io::BufRead;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).with_context(|| {
+        format!(
+            "cannot reach the Buoy agent at {addr}: is `buoy agent` running there? (set --http)"
+        )
+    })?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    )?;
+    let mut reader = std::io::BufReader::new(s);
+    let mut head = String::new();
+    reader.read_line(&mut head)?;
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut in_body = false;
+    let mut error_body = String::new();
+    for l in reader.lines() {
+        let l = l.with_context(|| format!("reading the stream from {addr}"))?;
+        if !in_body {
+            in_body = l.is_empty();
+            continue;
+        }
+        if status != 200 {
+            error_body.push_str(&l);
+            continue;
+        }
+        if !line(&l) {
+            return Ok(());
+        }
+    }
+    if status != 200 {
+        return json_or_error(Response {
+            status,
+            body: error_body,
+        })
+        .map(drop);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

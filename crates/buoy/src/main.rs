@@ -8,6 +8,7 @@ mod sandbox;
 mod cli;
 
 mod cmd_sim;
+mod cmd_state;
 mod huge_arena;
 
 /// The system allocator, with a huge-page arena that only `buoy sim` switches on.

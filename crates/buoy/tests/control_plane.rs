@@ -302,3 +302,112 @@ fn check_no_leader(addr: std::net::SocketAddr) {
     assert_eq!(status, 503, "{body}");
     assert_eq!(json(&body)["error"]["code"], "no_leader", "{body}");
 }
+
+fn buoy(http: std::net::SocketAddr, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_buoy"))
+        .args(args)
+        .env("BUOY_HTTP_ADDR", http.to_string())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_cli_manages_objects_from_flags_and_files_with_tables_and_json() {
+    let mut c = Cluster::new(40);
+    let args = server_args(&c, 1, 1);
+    c.start(1, &args);
+    wait_for_leader(&c, &[1]);
+    let http = c.http(1);
+    let (ok, out, err) = buoy(
+        http,
+        &["segment", "create", "zone-a", "--set", "description=rack 3"],
+    );
+    assert!(ok && out.contains("rack 3"), "{out}{err}");
+    let spec = c.dir.join("host.toml");
+    std::fs::write(
+        &spec,
+        "name = \"node-1\"\nsegment = \"zone-a\"\n[capacity]\ncpu = 8\nmemory_mb = 16384\n",
+    )
+    .unwrap();
+    let (ok, _, err) = buoy(http, &["host", "create", "-f", spec.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = buoy(http, &["host", "list"]);
+    assert!(ok, "{err}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("node-1"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        row.contains("zone-a") && row.contains("16384"),
+        "the table shows the segment by name: {out}"
+    );
+    let (ok, out, _) = buoy(http, &["host", "show", "node-1", "--json"]);
+    assert!(ok);
+    assert_eq!(json(&out)["capacity"]["cpu"], 8);
+    let (ok, out, err) = buoy(
+        http,
+        &[
+            "instance",
+            "create",
+            "web",
+            "--segment",
+            "zone-a",
+            "--driver",
+            "process",
+            "--set",
+            "params.command=sleep 100",
+            "--set",
+            "cpu=0.5",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    // A stale version is refused with the API's message.
+    let (ok, _, err) = buoy(
+        http,
+        &[
+            "segment",
+            "update",
+            "zone-a",
+            "--version",
+            "9",
+            "--set",
+            "description=x",
+        ],
+    );
+    assert!(
+        !ok && err.contains("HTTP 412") && err.contains("version 1, not 9"),
+        "{err}"
+    );
+    let (ok, _, err) = buoy(
+        http,
+        &[
+            "instance",
+            "create",
+            "bad",
+            "--segment",
+            "zone-a",
+            "--driver",
+            "process",
+        ],
+    );
+    assert!(!ok && err.contains("params.command"), "{err}");
+    let (ok, out, _) = buoy(http, &["events"]);
+    assert!(
+        ok && out.contains("segment") && out.contains("host") && out.contains("instance"),
+        "{out}"
+    );
+    let (ok, out, _) = buoy(http, &["status"]);
+    assert!(ok && out.contains("leader       h1"), "{out}");
+    let (ok, _, _) = buoy(http, &["instance", "delete", "web"]);
+    assert!(ok);
+    let (ok, out, _) = buoy(http, &["instance", "list", "--json"]);
+    assert!(
+        ok && json(&out)["instances"].as_array().unwrap().is_empty(),
+        "{out}"
+    );
+}

@@ -585,8 +585,9 @@ async fn show_notification(State(api): State<StateApi>, Path(id): Path<String>) 
 
 // ----- change stream -----
 
-/// `GET /v1/events?since=INDEX`: server-sent events, one `change` per applied change after
-/// `since` (default: from now on). A `reset` event means history was lost: re-read the lists.
+/// `GET /v1/events?since=INDEX[&follow=false]`: server-sent events, one `change` per applied
+/// change after `since` (default: from now on), then live ones unless `follow=false`. A
+/// `reset` event means history was lost: re-read the lists.
 async fn events(
     State(api): State<StateApi>,
     Query(params): Query<BTreeMap<String, String>>,
@@ -608,6 +609,7 @@ async fn events(
                 .into_response();
         }
     };
+    let follow = params.get("follow").is_none_or(|f| f != "false");
     // Subscribe before reading the backlog, so nothing falls between the two.
     let live = shared.subscribe();
     let backlog = shared.changes_since(since);
@@ -632,8 +634,12 @@ async fn events(
             }
         }
     });
-    let body: std::pin::Pin<Box<dyn Stream<Item = Result<SseEvent, Infallible>> + Send>> =
-        Box::pin(futures_util::StreamExt::chain(stream::iter(first), live));
+    let body: std::pin::Pin<Box<dyn Stream<Item = Result<SseEvent, Infallible>> + Send>> = if follow
+    {
+        Box::pin(futures_util::StreamExt::chain(stream::iter(first), live))
+    } else {
+        Box::pin(stream::iter(first))
+    };
     Sse::new(body)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
