@@ -13,4 +13,12 @@ if ((${#need[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
+# The real OpenStack client, for the Masakari-compatibility test (tests/masakari.rs).
+root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="$root/target/masakari-venv"
+if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import openstack, masakariclient" 2>/dev/null; then
+  echo "setup-test-deps: installing python-masakariclient into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "python-masakariclient==8.9.0" "openstacksdk==4.22.0"
+fi
 echo "setup-test-deps: ok"

@@ -27,6 +27,7 @@ pub struct FileConfig {
     pub server: Option<bool>,
     pub bootstrap_expect: Option<usize>,
     pub data_dir: Option<PathBuf>,
+    pub masakari_http: Option<SocketAddr>,
     #[serde(default)]
     pub metadata: MetadataConfig,
     #[serde(default)]

@@ -6,6 +6,7 @@ mod faults;
 mod forward;
 mod http;
 mod http_client;
+mod masakari;
 mod raft_http;
 mod resources;
 mod runtime;
@@ -74,6 +75,10 @@ pub struct AgentArgs {
     /// Where a server keeps its Raft log and snapshots [default: ./buoy-data/NAME].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Also serve the Masakari-compatible API at the root of this address (Masakari's port is
+    /// 15868). It is always served under /masakari/v1 of --http.
+    #[arg(long)]
+    pub masakari_http: Option<SocketAddr>,
 }
 
 /// The agent's settings after merging the config file and flags.
@@ -91,6 +96,7 @@ struct Settings {
     udp_payload: usize,
     /// Present when this agent is a control-plane server.
     server: Option<control::ServerSettings>,
+    masakari_http: Option<SocketAddr>,
 }
 
 fn settings(args: &AgentArgs) -> Result<Settings> {
@@ -217,6 +223,7 @@ fn settings(args: &AgentArgs) -> Result<Settings> {
             || file.enable_fault_injection.unwrap_or(false),
         udp_payload,
         server,
+        masakari_http: args.masakari_http.or(file.masakari_http),
     })
 }
 
@@ -320,14 +327,30 @@ async fn serve(s: Settings) -> Result<()> {
         cp: cp.clone(),
         gossip: shared.clone(),
     };
-    let router = http::router(api).merge(state_api::router(state_api)).merge(
-        axum::Router::new()
-            .route(
-                "/internal/raft/{rpc}",
-                axum::routing::post(raft_http::serve),
-            )
-            .with_state(cp.replica.clone()),
-    );
+    let masakari_router = masakari::router(state_api.clone());
+    if let Some(addr) = s.masakari_http {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot bind the Masakari-compatible API on {addr}"))?;
+        let router = masakari_router.clone();
+        info!(%addr, "Masakari-compatible API");
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "Masakari-compatible API stopped");
+            }
+        });
+    }
+    let router = http::router(api)
+        .nest(masakari::PREFIX, masakari_router)
+        .merge(state_api::router(state_api))
+        .merge(
+            axum::Router::new()
+                .route(
+                    "/internal/raft/{rpc}",
+                    axum::routing::post(raft_http::serve),
+                )
+                .with_state(cp.replica.clone()),
+        );
     tokio::spawn(async move {
         if let Err(e) = axum::serve(http_listener, router).await {
             tracing::error!(error = %e, "HTTP server stopped");

@@ -138,14 +138,14 @@ impl StateApi {
     }
 
     /// Reads the state after a read barrier (so every acknowledged write is visible).
-    async fn read<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> ApiResult<R> {
+    pub async fn read<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> ApiResult<R> {
         let r = self.replica()?;
         r.read_barrier().await.map_err(replica_error)?;
         Ok(r.shared().read(f))
     }
 
     /// Commits `op`; returns the stored object (none for deletes).
-    async fn propose(&self, op: Op) -> ApiResult<Option<Object>> {
+    pub async fn propose(&self, op: Op) -> ApiResult<Option<Object>> {
         let r = self.replica()?;
         match r.write(op, Timestamp::now()).await {
             Ok((_, Ok(o))) => Ok(o),
@@ -278,6 +278,17 @@ fn expected_version(headers: &HeaderMap, other: Option<u64>) -> ApiResult<Option
     }
 }
 
+/// True when a list filter `?field=want` matches the field's value (strings exactly, other
+/// values by their JSON text, booleans in any case; an absent field matches an empty filter).
+pub fn field_matches(value: Option<&Value>, want: &str) -> bool {
+    match value {
+        Some(Value::String(s)) => s == want,
+        Some(Value::Bool(b)) => want.eq_ignore_ascii_case(if *b { "true" } else { "false" }),
+        Some(Value::Null) | None => want.is_empty(),
+        Some(other) => want.parse::<Value>().is_ok_and(|w| w == *other),
+    }
+}
+
 /// Applies `limit`, `marker` and field filters to a list of views (sorted by the caller).
 fn paginate(
     items: Vec<Value>,
@@ -305,11 +316,7 @@ fn paginate(
         params
             .iter()
             .filter(|(k, _)| filters.contains(&k.as_str()))
-            .all(|(k, want)| match v.get(k.as_str()) {
-                Some(Value::String(s)) => s == want,
-                Some(Value::Null) | None => want.is_empty(),
-                Some(other) => *other == *want || want.parse::<Value>().is_ok_and(|w| w == *other),
-            })
+            .all(|(k, want)| field_matches(v.get(k.as_str()), want))
     };
     let filtered: Vec<Value> = items.into_iter().filter(matches).collect();
     let start = match params.get("marker") {
@@ -374,18 +381,20 @@ async fn list<R: Resource>(
     }
 }
 
-/// Finds an object of `kind` by id or name.
-async fn find(api: &StateApi, kind: Kind, id_or_name: &str) -> ApiResult<Object> {
-    api.read(|st| {
-        st.resolve(kind, id_or_name)
-            .and_then(|id| st.get(kind, &id))
-    })
-    .await?
-    .ok_or_else(|| not_found(kind, id_or_name))
+impl StateApi {
+    /// Finds an object of `kind` by id or name.
+    pub async fn find(&self, kind: Kind, id_or_name: &str) -> ApiResult<Object> {
+        self.read(|st| {
+            st.resolve(kind, id_or_name)
+                .and_then(|id| st.get(kind, &id))
+        })
+        .await?
+        .ok_or_else(|| not_found(kind, id_or_name))
+    }
 }
 
 async fn show<R: Resource>(State(api): State<StateApi>, Path(id): Path<String>) -> Response {
-    match find(&api, R::KIND, &id).await {
+    match api.find(R::KIND, &id).await {
         Ok(o) => Json(api.view(&o)).into_response(),
         Err(e) => e.into_response(),
     }
@@ -429,7 +438,7 @@ async fn update<R: Resource>(
         let expected = expected_version(&headers, body_version)?;
         // Without a version from the client, re-read and retry when someone else won a race.
         for _ in 0..5 {
-            let current = find(&api, R::KIND, &id).await?;
+            let current = api.find(R::KIND, &id).await?;
             let version = current.meta().version;
             let next = api
                 .read(|st| R::update(current, &spec, st))
@@ -476,7 +485,7 @@ async fn delete<R: Resource>(
                 })?),
             };
         let version = expected_version(&headers, query_version)?;
-        let current = find(&api, R::KIND, &id).await?;
+        let current = api.find(R::KIND, &id).await?;
         api.propose(Op::Delete {
             kind: R::KIND,
             id: current.meta().id.clone(),
