@@ -216,6 +216,26 @@ fn filtered(
     Ok(out)
 }
 
+/// Stores `object` and answers with its wrapped view (`{"segment": {...}}`).
+async fn store(
+    api: &StateApi,
+    object: Object,
+    expect: Expect,
+    status: StatusCode,
+) -> Result<(StatusCode, Value), ApiError> {
+    let stored = api
+        .propose(Op::Put {
+            object: Box::new(object),
+            expect,
+        })
+        .await?;
+    match stored {
+        Some(Object::Segment(s)) => Ok((status, json!({"segment": segment_view(&s)}))),
+        Some(Object::Host(h)) => Ok((status, json!({"host": host_view(&h)}))),
+        _ => Err(bad("the object was not stored")),
+    }
+}
+
 fn respond(r: Result<(StatusCode, Value), ApiError>) -> Response {
     match r {
         Ok((status, _)) if status == StatusCode::NO_CONTENT => status.into_response(),
@@ -267,18 +287,13 @@ async fn create_segment(State(api): State<StateApi>, body: Bytes) -> Response {
                 ..Default::default()
             };
             let s = Segment::create(meta, &spec).map_err(|e| super::state_api::state_error(&e))?;
-            match api
-                .propose(Op::Put {
-                    object: Box::new(Object::Segment(s)),
-                    expect: Expect::Absent,
-                })
-                .await?
-            {
-                Some(Object::Segment(s)) => {
-                    Ok((StatusCode::CREATED, json!({"segment": segment_view(&s)})))
-                }
-                _ => Err(bad("the segment was not stored")),
-            }
+            store(
+                &api,
+                Object::Segment(s),
+                Expect::Absent,
+                StatusCode::CREATED,
+            )
+            .await
         }
         .await,
     )
@@ -308,18 +323,13 @@ async fn update_segment(
             let version = s.meta.version;
             s.update(&spec)
                 .map_err(|e| super::state_api::state_error(&e))?;
-            match api
-                .propose(Op::Put {
-                    object: Box::new(Object::Segment(s)),
-                    expect: Expect::Version(version),
-                })
-                .await?
-            {
-                Some(Object::Segment(s)) => {
-                    Ok((StatusCode::OK, json!({"segment": segment_view(&s)})))
-                }
-                _ => Err(bad("the segment was not stored")),
-            }
+            store(
+                &api,
+                Object::Segment(s),
+                Expect::Version(version),
+                StatusCode::OK,
+            )
+            .await
         }
         .await,
     )
@@ -402,16 +412,7 @@ async fn create_host(State(api): State<StateApi>, Path(id): Path<String>, body: 
             };
             let h = Host::create(meta, &spec, seg.meta.id.clone())
                 .map_err(|e| super::state_api::state_error(&e))?;
-            match api
-                .propose(Op::Put {
-                    object: Box::new(Object::Host(h)),
-                    expect: Expect::Absent,
-                })
-                .await?
-            {
-                Some(Object::Host(h)) => Ok((StatusCode::CREATED, json!({"host": host_view(&h)}))),
-                _ => Err(bad("the host was not stored")),
-            }
+            store(&api, Object::Host(h), Expect::Absent, StatusCode::CREATED).await
         }
         .await,
     )
@@ -446,16 +447,13 @@ async fn update_host(
             let version = h.meta.version;
             h.update(&spec, None)
                 .map_err(|e| super::state_api::state_error(&e))?;
-            match api
-                .propose(Op::Put {
-                    object: Box::new(Object::Host(h)),
-                    expect: Expect::Version(version),
-                })
-                .await?
-            {
-                Some(Object::Host(h)) => Ok((StatusCode::OK, json!({"host": host_view(&h)}))),
-                _ => Err(bad("the host was not stored")),
-            }
+            store(
+                &api,
+                Object::Host(h),
+                Expect::Version(version),
+                StatusCode::OK,
+            )
+            .await
         }
         .await,
     )
