@@ -75,11 +75,22 @@ pub enum Command {
         #[command(flatten)]
         common: crate::cmd_state::Common,
     },
+    /// Benchmarks that start their own cluster and print figures.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
     /// Deterministic simulations.
     Sim {
         #[command(subcommand)]
         what: SimCommand,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Write throughput, latency and leader failover of the replicated control plane.
+    ControlPlane(crate::cmd_bench::ControlPlaneBenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -97,6 +108,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sim {
             what: SimCommand::Membership(args),
         } => crate::cmd_sim::membership(args)?,
+        Command::Bench {
+            what: BenchCommand::ControlPlane(args),
+        } => crate::cmd_bench::control_plane(args)?,
         Command::Segment { op, common } => crate::cmd_state::crud(&common, "segments", op)?,
         Command::Host { op, common } => crate::cmd_state::crud(&common, "hosts", op)?,
         Command::Instance { op, common } => crate::cmd_state::crud(&common, "instances", op)?,

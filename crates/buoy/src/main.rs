@@ -2,6 +2,7 @@
 
 mod agent;
 mod client;
+mod cmd_bench;
 mod cmd_members;
 mod sandbox;
 

@@ -211,7 +211,7 @@ impl ControlPlaneScenario {
                         leader.write(op, Timestamp::from_unix_millis(n)),
                     );
                     match write.await {
-                        Ok(Ok((_, Ok(_)))) => acked
+                        Ok(Ok(Ok(_))) => acked
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .push((name, id)),

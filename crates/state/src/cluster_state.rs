@@ -26,15 +26,18 @@ pub struct ClusterState {
     placements: BTreeMap<String, Placement>,
     /// The serial the next notification gets.
     next_serial: u64,
+    /// Changes applied so far: the last change's index in the change feed.
+    changes: u64,
     /// Unique names per kind -> id; rebuilt after loading a snapshot.
     #[serde(skip)]
     names: BTreeMap<(Kind, String), String>,
 }
 
 impl ClusterState {
-    /// Applies one committed command at log `index`: what it produced for the client, and the
-    /// change for the event stream (none when it was refused or changed nothing).
-    pub fn apply(&mut self, index: u64, cmd: &Command) -> (Outcome, Option<Change>) {
+    /// Applies one committed command: what it produced for the client, and the change for the
+    /// event stream (none when it was refused or changed nothing). Changes are numbered 1, 2,
+    /// 3... in the order every server applies them: the feed's `since` cursor.
+    pub fn apply(&mut self, cmd: &Command) -> (Outcome, Option<Change>) {
         let result = match &cmd.op {
             Op::Noop => return (Ok(None), None),
             Op::Put { object, expect } => self.put(cmd, (**object).clone(), *expect),
@@ -42,8 +45,9 @@ impl ClusterState {
         };
         match result {
             Ok((action, kind, id, object)) => {
+                self.changes += 1;
                 let change = Change {
-                    index,
+                    index: self.changes,
                     at: cmd.at,
                     kind,
                     id,
@@ -290,6 +294,11 @@ impl ClusterState {
     pub fn host_by_name(&self, name: &str) -> Option<&Host> {
         let id = self.names.get(&(Kind::Host, name.to_string()))?;
         self.hosts.get(id)
+    }
+
+    /// How many changes have been applied (the change feed's latest index).
+    pub fn change_index(&self) -> u64 {
+        self.changes
     }
 
     /// Serialized form for snapshots.

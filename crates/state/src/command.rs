@@ -119,7 +119,7 @@ pub enum Action {
 /// One entry of the change feed (`GET /v1/events`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Change {
-    /// Raft log index of the command: strictly increasing, the `since` cursor.
+    /// Position in the change feed (1, 2, 3... on every server alike): the `since` cursor.
     pub index: u64,
     pub at: Timestamp,
     pub kind: Kind,

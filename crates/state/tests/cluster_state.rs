@@ -59,7 +59,7 @@ fn put(
             expect,
         },
     };
-    s.apply(index, &cmd)
+    s.apply(&cmd)
         .0
         .map(|o| o.expect("a put returns the stored object"))
 }
@@ -79,7 +79,7 @@ fn delete(
             version,
         },
     };
-    s.apply(index, &cmd).0.map(|_| ())
+    s.apply(&cmd).0.map(|_| ())
 }
 
 #[test]
@@ -230,16 +230,13 @@ fn refused_commands_change_nothing_and_report_no_change() {
             expect: Expect::Absent,
         },
     };
-    let (outcome, change) = s.apply(1, &cmd);
+    let (outcome, change) = s.apply(&cmd);
     assert!(outcome.is_err() && change.is_none());
     assert_eq!(s, before);
-    let (outcome, change) = s.apply(
-        2,
-        &Command {
-            at: at(2),
-            op: Op::Noop,
-        },
-    );
+    let (outcome, change) = s.apply(&Command {
+        at: at(2),
+        op: Op::Noop,
+    });
     assert_eq!(outcome, Ok(None));
     assert!(change.is_none());
 }
@@ -325,7 +322,7 @@ fn run(steps: &[Step]) -> (ClusterState, Vec<Outcome>, Vec<u64>) {
                 }
             }
         };
-        let (outcome, change) = s.apply(index, &Command { at: at(index), op });
+        let (outcome, change) = s.apply(&Command { at: at(index), op });
         if let Some(c) = change {
             change_indexes.push(c.index);
             assert!(matches!(
@@ -373,7 +370,8 @@ proptest! {
             prop_assert!(s.segment(&i.segment).is_some());
             prop_assert!(i.meta.version >= 1);
         }
-        // Changes come in log order.
-        prop_assert!(changes.windows(2).all(|w| w[0] < w[1]));
+        // Changes are numbered 1, 2, 3... with no gap.
+        prop_assert!(changes.iter().enumerate().all(|(i, c)| *c == i as u64 + 1));
+        prop_assert_eq!(s.change_index(), changes.len() as u64);
     }
 }

@@ -5,7 +5,7 @@ mod control;
 mod faults;
 mod forward;
 mod http;
-mod http_client;
+pub mod http_client;
 mod masakari;
 mod raft_http;
 mod resources;
@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use axum::serve::ListenerExt;
 use clap::Args;
 use swim::keyring::ENCRYPTION_OVERHEAD;
 use swim::{Capacity, Metadata, NetAddress, Role, Swim};
@@ -260,6 +261,12 @@ fn init_logging(format: &str) -> Result<()> {
     Ok(())
 }
 
+/// Turns off Nagle's algorithm on an accepted API connection: answers and Raft replies are
+/// small writes that must leave at once, not wait for the previous one's ACK.
+fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    let _ = tcp.set_nodelay(true);
+}
+
 /// Runs the agent until SIGINT/SIGTERM (then leaves gracefully) or a fatal name conflict.
 pub fn run(args: AgentArgs) -> Result<()> {
     let s = settings(&args)?;
@@ -335,7 +342,7 @@ async fn serve(s: Settings) -> Result<()> {
         let router = masakari_router.clone();
         info!(%addr, "Masakari-compatible API");
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
+            if let Err(e) = axum::serve(listener.tap_io(no_delay), router).await {
                 tracing::error!(error = %e, "Masakari-compatible API stopped");
             }
         });
@@ -352,7 +359,7 @@ async fn serve(s: Settings) -> Result<()> {
                 .with_state(cp.replica.clone()),
         );
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(http_listener, router).await {
+        if let Err(e) = axum::serve(http_listener.tap_io(no_delay), router).await {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     });

@@ -144,12 +144,18 @@ impl StateApi {
         Ok(r.shared().read(f))
     }
 
+    /// Reads the state as applied here, without a barrier: for building a command, which the
+    /// state machine checks again against the committed state (versions, names, references).
+    pub fn read_local<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> ApiResult<R> {
+        Ok(self.replica()?.shared().read(f))
+    }
+
     /// Commits `op`; returns the stored object (none for deletes).
     pub async fn propose(&self, op: Op) -> ApiResult<Option<Object>> {
         let r = self.replica()?;
         match r.write(op, Timestamp::now()).await {
-            Ok((_, Ok(o))) => Ok(o),
-            Ok((_, Err(e))) => Err(state_error(&e)),
+            Ok(Ok(o)) => Ok(o),
+            Ok(Err(e)) => Err(state_error(&e)),
             Err(e) => Err(replica_error(e)),
         }
     }
@@ -408,8 +414,7 @@ async fn create<R: Resource>(State(api): State<StateApi>, body: Bytes) -> Respon
             ..Default::default()
         };
         let object = api
-            .read(|st| R::create(meta, &spec, st))
-            .await?
+            .read_local(|st| R::create(meta, &spec, st))?
             .map_err(|e| state_error(&e))?;
         let stored = api
             .propose(Op::Put {
@@ -441,8 +446,7 @@ async fn update<R: Resource>(
             let current = api.find(R::KIND, &id).await?;
             let version = current.meta().version;
             let next = api
-                .read(|st| R::update(current, &spec, st))
-                .await?
+                .read_local(|st| R::update(current, &spec, st))?
                 .map_err(|e| state_error(&e))?;
             let op = Op::Put {
                 object: Box::new(next),
@@ -611,7 +615,7 @@ async fn events(
     };
     let shared = replica.shared().clone();
     let since = match params.get("since").map(|s| s.parse::<u64>()) {
-        None => replica.status().last_applied,
+        None => shared.read(|st| st.change_index()),
         Some(Ok(s)) => s,
         Some(Err(_)) => {
             return bad_request(Some("since"), "since must be a log index (a number)")

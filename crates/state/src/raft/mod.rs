@@ -6,12 +6,14 @@
 //!   keeps the change feed, and stores snapshots in redb.
 //! - [`network`]: openraft's RPCs over any [`Transport`](network::Transport) (HTTP in the
 //!   agent, an in-memory faulty network in the simulator).
-//! - [`replica`]: one server's handle: write, read, status, membership changes.
+//! - [`replica`]: one server's handle: write, read, status, membership changes;
+//!   [`batcher`] groups concurrent writes into one entry.
 //! - [`data_dir`]: the versioned data directory.
 
 // openraft's storage traits return its `StorageError` (224 bytes); our helpers return it too.
 #![allow(clippy::result_large_err)]
 
+pub mod batcher;
 pub mod data_dir;
 pub mod log_store;
 pub mod network;

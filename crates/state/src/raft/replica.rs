@@ -9,6 +9,7 @@ use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
 
 use crate::command::{Command, Op, Outcome};
+use crate::raft::batcher::{self, PendingWrite, WriteFailure};
 use crate::raft::data_dir::{DataDir, DataDirError};
 use crate::raft::log_store::{LogStore, open_database};
 use crate::raft::network::{RaftTransport, Transport};
@@ -69,6 +70,7 @@ pub struct RaftStatus {
 /// A running replica.
 pub struct Replica {
     raft: Raft,
+    writes: tokio::sync::mpsc::Sender<PendingWrite>,
     shared: Arc<SharedState>,
     me: ServerNode,
     id: NodeId,
@@ -112,6 +114,7 @@ impl Replica {
         .await
         .map_err(|e| ReplicaError::Raft(e.to_string()))?;
         Ok(Replica {
+            writes: batcher::spawn(raft.clone()),
             raft,
             shared,
             me,
@@ -158,17 +161,20 @@ impl Replica {
         }
     }
 
-    /// Proposes `op` stamped with `at`; returns its log index and outcome once committed and
-    /// applied. Only the leader accepts writes.
-    pub async fn write(&self, op: Op, at: Timestamp) -> Result<(u64, Outcome), ReplicaError> {
-        match self.raft.client_write(Command { at, op }).await {
-            Ok(resp) => Ok((resp.log_id.index, resp.data.0)),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(ReplicaError::NotLeader {
-                    leader: f.leader_node,
-                })
-            }
-            Err(e) => Err(ReplicaError::Raft(e.to_string())),
+    /// Proposes `op` stamped with `at`; returns its outcome once committed and applied. Only
+    /// the leader accepts writes. Concurrent writes share Raft entries (see `batcher.rs`).
+    pub async fn write(&self, op: Op, at: Timestamp) -> Result<Outcome, ReplicaError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let pending = PendingWrite {
+            command: Command { at, op },
+            reply,
+        };
+        let stopped = || ReplicaError::Raft("the replica is shutting down".into());
+        self.writes.send(pending).await.map_err(|_| stopped())?;
+        match answer.await.map_err(|_| stopped())? {
+            Ok(outcome) => Ok(outcome),
+            Err(WriteFailure::NotLeader(leader)) => Err(ReplicaError::NotLeader { leader }),
+            Err(WriteFailure::Raft(e)) => Err(ReplicaError::Raft(e)),
         }
     }
 

@@ -130,10 +130,11 @@ impl StateMachineStore {
             ErrorSubject::Snapshot(Some(snap.meta.signature())),
             ErrorVerb::Read,
         ))?;
+        let floor = state.change_index();
         *self.shared.state.write().unwrap_or_else(|p| p.into_inner()) = state;
         let mut recent = self.shared.recent.lock().unwrap_or_else(|p| p.into_inner());
         recent.items.clear();
-        recent.floor = snap.meta.last_log_id.map_or(0, |l| l.index);
+        recent.floor = floor;
         drop(recent);
         *self.applied.lock().unwrap_or_else(|p| p.into_inner()) =
             (snap.meta.last_log_id, snap.meta.last_membership.clone());
@@ -202,15 +203,19 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             for entry in entries {
                 applied.0 = Some(entry.log_id);
                 match entry.payload {
-                    EntryPayload::Blank => replies.push(Applied(Ok(None))),
-                    EntryPayload::Normal(cmd) => {
-                        let (outcome, change) = state.apply(entry.log_id.index, &cmd);
-                        changes.extend(change);
-                        replies.push(Applied(outcome));
+                    EntryPayload::Blank => replies.push(Applied(Vec::new())),
+                    EntryPayload::Normal(proposal) => {
+                        let mut outcomes = Vec::with_capacity(proposal.0.len());
+                        for cmd in &proposal.0 {
+                            let (outcome, change) = state.apply(cmd);
+                            changes.extend(change);
+                            outcomes.push(outcome);
+                        }
+                        replies.push(Applied(outcomes));
                     }
                     EntryPayload::Membership(m) => {
                         applied.1 = StoredMembership::new(Some(entry.log_id), m);
-                        replies.push(Applied(Ok(None)));
+                        replies.push(Applied(Vec::new()));
                     }
                 }
             }

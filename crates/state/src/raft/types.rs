@@ -36,14 +36,19 @@ pub fn node_id(name: &str) -> NodeId {
     h
 }
 
-/// What a committed command returns to the writer.
+/// One Raft log entry: the commands that arrived together, applied in order. Batching
+/// concurrent writes into one entry is what lets one fsync'd append serve many clients.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Applied(pub Outcome);
+pub struct Proposal(pub Vec<Command>);
+
+/// What a committed proposal returns: one outcome per command, in order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Applied(pub Vec<Outcome>);
 
 openraft::declare_raft_types!(
-    /// Buoy's Raft types: cluster-state commands in, their outcomes out.
+    /// Buoy's Raft types: batches of cluster-state commands in, their outcomes out.
     pub TypeConfig:
-        D = Command,
+        D = Proposal,
         R = Applied,
         NodeId = NodeId,
         Node = ServerNode,
