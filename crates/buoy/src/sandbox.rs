@@ -90,6 +90,12 @@ impl Sandbox {
         if !seeds.is_empty() {
             cmd.args(["--join", &seeds.join(",")]);
         }
+        if i == 0 {
+            // The first host is the control plane's single server.
+            cmd.arg("--server")
+                .arg("--data-dir")
+                .arg(self.dir.join(format!("data-{}", h.name)));
+        }
         let child = cmd.spawn().context("cannot start an agent process")?;
         self.hosts[i].child = Some(child);
         Ok(())
@@ -247,6 +253,34 @@ pub fn run(args: SandboxArgs) -> Result<()> {
     result
 }
 
+/// Waits for the control plane (host-1 is its server), then registers a segment and every
+/// host in it through the API, as an operator would.
+fn register_hosts(sb: &Sandbox, stop: &AtomicBool) -> Result<()> {
+    let api = sb.hosts[0].http;
+    let t0 = Instant::now();
+    while client::call_json(api, "GET", "/v1/segments", None).is_err() {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            bail!("the control plane did not start within 30 s; see {}", sb.dir.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let segment = serde_json::json!({"name": "sandbox", "description": "the sandbox's hosts"});
+    client::call_json(api, "POST", "/v1/segments", Some(&segment))?;
+    for h in &sb.hosts {
+        let host = serde_json::json!({"name": h.name, "segment": "sandbox"});
+        client::call_json(api, "POST", "/v1/hosts", Some(&host))?;
+    }
+    sb.say(format!(
+        "control plane up on {} (1 server, Raft + redb): segment `sandbox` with {} hosts registered",
+        sb.hosts[0].name,
+        sb.hosts.len()
+    ));
+    Ok(())
+}
+
 fn demo(sb: &mut Sandbox, args: &SandboxArgs, stop: &AtomicBool) -> Result<()> {
     sb.say(format!(
         "starting {} agents (profile {}), logs in {}",
@@ -284,8 +318,11 @@ fn demo(sb: &mut Sandbox, args: &SandboxArgs, stop: &AtomicBool) -> Result<()> {
         t0.elapsed().as_millis()
     ));
     sb.print_table();
+    register_hosts(sb, stop)?;
     println!();
     println!("  try:  buoy members --http {}", sb.hosts[0].http);
+    println!("        buoy status --http {}", sb.hosts[0].http);
+    println!("        buoy host list --http {}", sb.hosts[0].http);
     for h in &sb.hosts {
         if let Some(c) = &h.child {
             println!(
