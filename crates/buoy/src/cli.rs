@@ -13,6 +13,9 @@ use crate::cmd_sim::MembershipArgs;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// API token for agents that require one (see `buoy agent --tokens`).
+    #[arg(long, env = "BUOY_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -100,6 +103,9 @@ pub enum SimCommand {
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    if let Some(t) = cli.token {
+        crate::client::set_token(t);
+    }
     match cli.command {
         Command::Agent(args) => crate::agent::run(*args)?,
         Command::Members(args) => crate::cmd_members::members(args)?,

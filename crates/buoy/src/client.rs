@@ -7,6 +7,22 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+/// The API token every request of this process carries (`buoy --token` / `BUOY_TOKEN`), set
+/// once at start-up.
+static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Makes every later request carry `Authorization: Bearer token`.
+pub fn set_token(token: String) {
+    let _ = TOKEN.set(token);
+}
+
+fn auth_header() -> String {
+    TOKEN
+        .get()
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default()
+}
+
 /// A response: status code and body.
 pub struct Response {
     pub status: u16,
@@ -30,7 +46,8 @@ pub fn request(
     s.set_write_timeout(Some(timeout))?;
     let body = body.unwrap_or("");
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        auth_header(),
         body.len()
     );
     s.write_all(req.as_bytes())?;
@@ -122,7 +139,8 @@ pub fn stream_lines(
     })?;
     write!(
         s,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{}Accept: text/event-stream\r\n\r\n",
+        auth_header()
     )?;
     let mut reader = std::io::BufReader::new(s);
     let mut head = String::new();

@@ -263,7 +263,10 @@ fn register_hosts(sb: &Sandbox, stop: &AtomicBool) -> Result<()> {
             return Ok(());
         }
         if t0.elapsed() > Duration::from_secs(30) {
-            bail!("the control plane did not start within 30 s; see {}", sb.dir.display());
+            bail!(
+                "the control plane did not start within 30 s; see {}",
+                sb.dir.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, get, post, request, wait_until};
+use common::{Cluster, get, post, request, request_with, wait_until};
 use serde_json::Value;
 
 fn server_args(c: &Cluster, i: u8, expect: u8) -> Vec<String> {
@@ -192,12 +192,8 @@ fn every_error_code_comes_with_a_json_body_that_names_the_problem() {
                  status: u16,
                  code: &str,
                  field: Option<&str>| {
-        let full_path = if headers.is_empty() {
-            path.to_string()
-        } else {
-            format!("{path} HTTP/1.1\r\n{headers}\r\nX-Ignore:")
-        };
-        let (got, answer) = request(http, method, &full_path, body).unwrap();
+        let extra: Vec<(&str, &str)> = headers.split_once(": ").into_iter().collect();
+        let (got, answer) = request_with(http, method, path, &extra, body).unwrap();
         assert_eq!(got, status, "{method} {path}: {answer}");
         let e = &json(&answer)["error"];
         assert_eq!(e["code"], code, "{answer}");
@@ -410,4 +406,75 @@ fn the_cli_manages_objects_from_flags_and_files_with_tables_and_json() {
         ok && json(&out)["instances"].as_array().unwrap().is_empty(),
         "{out}"
     );
+}
+
+#[test]
+fn with_tokens_the_api_needs_one_and_read_tokens_only_read() {
+    let mut c = Cluster::new(43);
+    let tokens = c.dir.join("tokens.json");
+    std::fs::write(
+        &tokens,
+        r#"{"tokens": [{"token": "admin-0123456789abcdef", "role": "admin"}, {"token": "reader-0123456789abcdef", "role": "read"}]}"#,
+    )
+    .unwrap();
+    for i in 1..=3 {
+        let mut args = server_args(&c, i, 3);
+        args.extend(["--tokens".into(), tokens.display().to_string()]);
+        c.start(i, &args);
+    }
+    let http = c.http(1);
+    let admin = [("Authorization", "Bearer admin-0123456789abcdef")];
+    let reader = [("Authorization", "Bearer reader-0123456789abcdef")];
+    // Three servers elect and replicate: their Raft RPCs carry the admin token.
+    wait_until(Duration::from_secs(20), || {
+        request_with(http, "GET", "/v1/status", &admin, "")
+            .is_some_and(|(s, b)| s == 200 && json(&b)["leader"]["name"].is_string())
+    })
+    .expect("a leader among servers that require tokens");
+    let (status, body) =
+        request_with(http, "POST", "/v1/segments", &admin, r#"{"name":"zone-a"}"#).unwrap();
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = get(http, "/v1/segments").unwrap();
+    assert_eq!(
+        (status, json(&body)["error"]["code"].as_str()),
+        (401, Some("unauthorized")),
+        "{body}"
+    );
+    let (status, _) = request_with(http, "GET", "/v1/segments", &reader, "").unwrap();
+    assert_eq!(status, 200);
+    let (status, body) = request_with(
+        http,
+        "POST",
+        "/v1/segments",
+        &reader,
+        r#"{"name":"zone-b"}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        (status, json(&body)["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let (status, _) = request_with(
+        http,
+        "GET",
+        "/v1/segments",
+        &[("X-Auth-Token", "admin-0123456789abcdef")],
+        "",
+    )
+    .unwrap();
+    assert_eq!(status, 200, "Masakari clients send X-Auth-Token");
+    let (status, _) = post(http, "/internal/raft/vote", "{}").unwrap();
+    assert_eq!(status, 401, "Raft RPCs need a token too");
+    let (status, _) = post(http, "/v1/debug/faults", r#"{"drop":[]}"#).unwrap();
+    assert_eq!(status, 401, "so does the fault filter");
+    assert_eq!(get(http, "/v1/health").unwrap().0, 200, "health stays open");
+    // The CLI passes --token.
+    let (ok, out, err) = buoy(
+        http,
+        &["--token", "reader-0123456789abcdef", "segment", "list"],
+    );
+    assert!(ok && out.contains("zone-a"), "{out}{err}");
+    let (ok, _, err) = buoy(http, &["segment", "list"]);
+    assert!(!ok && err.contains("HTTP 401"), "{err}");
 }

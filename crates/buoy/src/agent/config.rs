@@ -28,6 +28,7 @@ pub struct FileConfig {
     pub bootstrap_expect: Option<usize>,
     pub data_dir: Option<PathBuf>,
     pub masakari_http: Option<SocketAddr>,
+    pub tokens: Option<PathBuf>,
     #[serde(default)]
     pub metadata: MetadataConfig,
     #[serde(default)]

@@ -39,6 +39,7 @@ impl ControlPlane {
         me: ServerNode,
         server: Option<ServerSettings>,
         gossip: Arc<Shared>,
+        token: Option<String>,
     ) -> Result<Arc<ControlPlane>> {
         let client = HttpClient::new();
         let replica = match &server {
@@ -46,6 +47,7 @@ impl ControlPlane {
                 let dir = DataDir::open(&s.data_dir)?;
                 let transport = HttpTransport {
                     client: client.clone(),
+                    token,
                 };
                 let r = Replica::open(&dir, me.clone(), transport, &ReplicaConfig::default())
                     .await

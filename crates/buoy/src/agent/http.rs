@@ -10,6 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use super::auth::{Auth, require_token};
 use super::faults::FaultFilter;
 use super::runtime::Shared;
 
@@ -21,7 +22,13 @@ pub struct Api {
     pub label: String,
 }
 
-pub fn router(api: Api) -> Router {
+pub fn router(api: Api, auth: Auth) -> Router {
+    // Agent-local operations that change things need a token when tokens are configured.
+    let admin = Router::new()
+        .route("/v1/keyring/reload", post(reload_keyring))
+        .route("/v1/debug/faults", get(get_faults).post(set_faults))
+        .route_layer(axum::middleware::from_fn_with_state(auth, require_token))
+        .with_state(api.clone());
     Router::new()
         .route("/v1/members", get(members))
         .route(
@@ -29,8 +36,7 @@ pub fn router(api: Api) -> Router {
             get(|| async { Json(json!({"status": "ok"})) }),
         )
         .route("/metrics", get(metrics))
-        .route("/v1/keyring/reload", post(reload_keyring))
-        .route("/v1/debug/faults", get(get_faults).post(set_faults))
+        .merge(admin)
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,

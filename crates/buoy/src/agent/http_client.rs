@@ -78,11 +78,12 @@ impl HttpClient {
         }
     }
 
-    /// `POST url` with a byte body; returns status and the whole answer.
+    /// `POST url` with a byte body (and a bearer token); returns status and the whole answer.
     pub async fn post_bytes(
         &self,
         url: &str,
         body: Vec<u8>,
+        token: Option<&str>,
         timeout: Duration,
     ) -> Result<(StatusCode, Bytes), HttpError> {
         let mut headers = HeaderMap::new();
@@ -90,6 +91,11 @@ impl HttpClient {
             hyper::header::CONTENT_TYPE,
             hyper::header::HeaderValue::from_static("application/json"),
         );
+        if let Some(t) = token
+            && let Ok(v) = hyper::header::HeaderValue::from_str(&format!("Bearer {t}"))
+        {
+            headers.insert(hyper::header::AUTHORIZATION, v);
+        }
         let answer = self
             .send(Method::POST, url, &headers, Body::from(body), timeout)
             .await?;

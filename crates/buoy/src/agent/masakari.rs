@@ -23,6 +23,7 @@ use state::notification::{Notification, NotificationSpec};
 use state::segment::{Segment, SegmentSpec};
 use state::{Expect, Kind, Object, ObjectMeta, Op};
 
+use super::auth::require_token;
 use super::control::ControlPlane;
 use super::forward;
 use super::state_api::{
@@ -53,6 +54,10 @@ pub fn router(api: StateApi) -> Router {
         .route("/v1/notifications/{id}/vmoves", get(list_vmoves))
         .route("/v1/notifications/{id}/vmoves/{vmove}", get(show_vmove))
         .route_layer(middleware::from_fn_with_state(api.cp.clone(), to_leader))
+        .route_layer(middleware::from_fn_with_state(
+            api.auth.clone(),
+            require_token,
+        ))
         .with_state(api);
     Router::new()
         .route("/", get(versions))

@@ -1,5 +1,6 @@
 //! `buoy agent`: runs the membership core on tokio UDP + TCP, with the HTTP API and metrics.
 
+mod auth;
 mod config;
 mod control;
 mod faults;
@@ -76,6 +77,10 @@ pub struct AgentArgs {
     /// Where a server keeps its Raft log and snapshots [default: ./buoy-data/NAME].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// API tokens file (`{"tokens": [{"token": "...", "role": "admin"|"read"}]}`): with it,
+    /// the control-plane API and Raft RPCs need a bearer token.
+    #[arg(long)]
+    pub tokens: Option<PathBuf>,
     /// Also serve the Masakari-compatible API at the root of this address (Masakari's port is
     /// 15868). It is always served under /masakari/v1 of --http.
     #[arg(long)]
@@ -98,6 +103,7 @@ struct Settings {
     /// Present when this agent is a control-plane server.
     server: Option<control::ServerSettings>,
     masakari_http: Option<SocketAddr>,
+    auth: auth::Auth,
 }
 
 fn settings(args: &AgentArgs) -> Result<Settings> {
@@ -225,6 +231,10 @@ fn settings(args: &AgentArgs) -> Result<Settings> {
         udp_payload,
         server,
         masakari_http: args.masakari_http.or(file.masakari_http),
+        auth: match args.tokens.as_ref().or(file.tokens.as_ref()) {
+            Some(p) => auth::Auth::load(p)?,
+            None => auth::Auth::open(),
+        },
     })
 }
 
@@ -321,7 +331,9 @@ async fn serve(s: Settings) -> Result<()> {
         name: s.name.clone(),
         http: s.http.to_string(),
     };
-    let cp = control::ControlPlane::start(me, s.server.clone(), shared.clone()).await?;
+    let cp =
+        control::ControlPlane::start(me, s.server.clone(), shared.clone(), s.auth.admin_token())
+            .await?;
     if let Some(server) = &s.server {
         info!(data_dir = %server.data_dir.display(), bootstrap_expect = server.bootstrap_expect, "control-plane server");
     }
@@ -333,6 +345,7 @@ async fn serve(s: Settings) -> Result<()> {
     let state_api = state_api::StateApi {
         cp: cp.clone(),
         gossip: shared.clone(),
+        auth: s.auth.clone(),
     };
     let masakari_router = masakari::router(state_api.clone());
     if let Some(addr) = s.masakari_http {
@@ -347,7 +360,7 @@ async fn serve(s: Settings) -> Result<()> {
             }
         });
     }
-    let router = http::router(api)
+    let router = http::router(api, s.auth.clone())
         .nest(masakari::PREFIX, masakari_router)
         .merge(state_api::router(state_api))
         .merge(
@@ -356,6 +369,10 @@ async fn serve(s: Settings) -> Result<()> {
                     "/internal/raft/{rpc}",
                     axum::routing::post(raft_http::serve),
                 )
+                .route_layer(axum::middleware::from_fn_with_state(
+                    s.auth.clone(),
+                    auth::require_token,
+                ))
                 .with_state(cp.replica.clone()),
         );
     tokio::spawn(async move {

@@ -19,6 +19,8 @@ use super::http_client::{HttpClient, HttpError};
 #[derive(Clone)]
 pub struct HttpTransport {
     pub client: HttpClient,
+    /// Sent as `Authorization: Bearer` when the servers require tokens.
+    pub token: Option<String>,
 }
 
 impl Transport for HttpTransport {
@@ -33,7 +35,11 @@ impl Transport for HttpTransport {
             Rpc::Snapshot => Duration::from_secs(30),
             _ => Duration::from_secs(2),
         };
-        match self.client.post_bytes(&url, body, timeout).await {
+        match self
+            .client
+            .post_bytes(&url, body, self.token.as_deref(), timeout)
+            .await
+        {
             Ok((status, bytes)) if status.is_success() => Ok(bytes.to_vec()),
             Ok((status, bytes)) => Err(TransportError::Failed(format!(
                 "{url}: {status}: {}",

@@ -27,6 +27,7 @@ use state::{Change, ClusterState, Expect, Kind, Object, ObjectMeta, Op, StateErr
 use swim::MemberState;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::auth::{Auth, require_token};
 use super::control::ControlPlane;
 use super::forward;
 use super::http::error;
@@ -38,6 +39,7 @@ use super::runtime::Shared;
 pub struct StateApi {
     pub cp: Arc<ControlPlane>,
     pub gossip: Arc<Shared>,
+    pub auth: Auth,
 }
 
 /// Why a call failed: becomes the HTTP status and the `{"error": {...}}` body.
@@ -117,9 +119,17 @@ pub fn router(api: StateApi) -> Router {
             api.cp.clone(),
             forward::to_leader,
         ))
+        .route_layer(middleware::from_fn_with_state(
+            api.auth.clone(),
+            require_token,
+        ))
         .with_state(api.clone());
     Router::new()
         .route("/v1/status", get(status))
+        .route_layer(middleware::from_fn_with_state(
+            api.auth.clone(),
+            require_token,
+        ))
         .with_state(api)
         .merge(leader_only)
 }
