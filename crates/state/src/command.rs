@@ -13,7 +13,7 @@ use crate::segment::Segment;
 use crate::timestamp::Timestamp;
 
 /// Any stored object.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", content = "object", rename_all = "snake_case")]
 pub enum Object {
     Segment(Segment),
@@ -71,7 +71,7 @@ impl Object {
 }
 
 /// What a put expects to find.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Expect {
     /// A create: the id must be new.
@@ -81,7 +81,7 @@ pub enum Expect {
 }
 
 /// One change.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Op {
     /// Creates or replaces an object (the state machine sets its version and timestamps).
@@ -97,7 +97,7 @@ pub enum Op {
 }
 
 /// A change with the proposer's time.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Command {
     pub at: Timestamp,
     pub op: Op,
@@ -108,7 +108,7 @@ pub struct Command {
 pub type Outcome = Result<Option<Object>, StateError>;
 
 /// What happened to an object, for the event stream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Created,
@@ -117,7 +117,7 @@ pub enum Action {
 }
 
 /// One entry of the change feed (`GET /v1/events`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Change {
     /// Position in the change feed (1, 2, 3... on every server alike): the `since` cursor.
     pub index: u64,

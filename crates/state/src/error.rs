@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use crate::object::Kind;
 
 /// A rejected command. Returned to the client through Raft, so it is serializable.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum StateError {
     /// A field has a bad value; `field` is its path in the request body (`health_checks[0].port`).

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::StateError;
 
 /// What to check.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Probe {
     /// A TCP connection to `host:port` opens.
@@ -43,13 +43,15 @@ fn ok_statuses() -> String {
 
 /// One check with its timing. (Unknown fields are refused by [`Probe`], which receives every
 /// field this struct does not know.)
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HealthCheck {
     #[serde(flatten)]
     pub probe: Probe,
     #[serde(default = "ten_seconds", with = "crate::duration_text")]
+    #[schemars(with = "String")]
     pub interval: Duration,
     #[serde(default = "two_seconds", with = "crate::duration_text")]
+    #[schemars(with = "String")]
     pub timeout: Duration,
     /// Consecutive failures before the instance counts as failed.
     #[serde(default = "three")]

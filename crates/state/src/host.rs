@@ -11,7 +11,7 @@ use crate::resources::Capacity;
 use crate::segment::set;
 
 /// A STONITH device: a fence-agent command and the `key=value` parameters it reads on stdin.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FenceDevice {
     /// The agent's command, e.g. `/usr/sbin/fence_ipmilan`.
@@ -21,7 +21,7 @@ pub struct FenceDevice {
 }
 
 /// A stored host.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Host {
     #[serde(flatten)]
     pub meta: ObjectMeta,
@@ -45,7 +45,7 @@ pub struct Host {
 
 /// The fields a client may set on a host (create: `name` and `segment` required).
 /// Read-only fields (`id`, `version`, timestamps) are taken out by the API before decoding.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -71,6 +71,7 @@ pub struct HostSpec {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "crate::host::some_or_null"
     )]
+    #[schemars(with = "Option<FenceDevice>")]
     pub fence: Option<Option<FenceDevice>>,
 }
 

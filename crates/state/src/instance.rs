@@ -14,7 +14,7 @@ use crate::resources::Cpu;
 use crate::segment::set;
 
 /// Which driver runs the instance; its parameters live in `params`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DriverKind {
     Process,
@@ -23,7 +23,9 @@ pub enum DriverKind {
 }
 
 /// Active-passive or active-active.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// One copy; never on two hosts at once (rule S1).
@@ -34,7 +36,9 @@ pub enum Mode {
 }
 
 /// What the operator wants.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DesiredState {
     #[default]
@@ -46,7 +50,7 @@ pub enum DesiredState {
 }
 
 /// A stored instance.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Instance {
     #[serde(flatten)]
     pub meta: ObjectMeta,
@@ -71,13 +75,14 @@ pub struct Instance {
     /// At most this many restarts in place within `restart_window`; then it is moved.
     pub max_restarts: u32,
     #[serde(with = "crate::duration_text")]
+    #[schemars(with = "String")]
     pub restart_window: Duration,
     pub health_checks: Vec<HealthCheck>,
 }
 
 /// The fields a client may set on an instance (create: `name`, `segment`, `driver` required).
 /// Read-only fields (`id`, `version`, timestamps) are taken out by the API before decoding.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,6 +110,7 @@ pub struct InstanceSpec {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "crate::host::some_or_null"
     )]
+    #[schemars(with = "Option<String>")]
     pub anti_affinity: Option<Option<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_labels: Option<BTreeMap<String, String>>,
@@ -117,6 +123,7 @@ pub struct InstanceSpec {
         skip_serializing_if = "Option::is_none",
         with = "crate::duration_text::option"
     )]
+    #[schemars(with = "Option<String>")]
     pub restart_window: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_checks: Option<Vec<HealthCheck>>,

@@ -13,7 +13,7 @@ use crate::timestamp::Timestamp;
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(180);
 
 /// What failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum NotificationType {
     #[serde(rename = "COMPUTE_HOST")]
     ComputeHost,
@@ -24,7 +24,7 @@ pub enum NotificationType {
 }
 
 /// Where the recovery stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NotificationStatus {
     New,
@@ -36,7 +36,7 @@ pub enum NotificationStatus {
 }
 
 /// One timed step of a recovery (detected, fenced, planned, started, healthy).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RecoveryStep {
     pub name: String,
     pub at: Timestamp,
@@ -45,7 +45,7 @@ pub struct RecoveryStep {
 }
 
 /// How one instance's move went.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum VMoveStatus {
     Pending,
@@ -56,7 +56,7 @@ pub enum VMoveStatus {
 }
 
 /// One instance moved (or not) by a recovery.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VMove {
     pub id: String,
     pub instance: String,
@@ -71,7 +71,7 @@ pub struct VMove {
 }
 
 /// A stored notification.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Notification {
     #[serde(flatten)]
     pub meta: ObjectMeta,
@@ -94,7 +94,7 @@ pub struct Notification {
 }
 
 /// A failure report as a client sends it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationSpec {
     #[serde(rename = "type")]

@@ -9,7 +9,19 @@ use crate::error::StateError;
 use crate::timestamp::Timestamp;
 
 /// The kinds of object in the cluster state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Segment,
@@ -37,7 +49,7 @@ impl fmt::Display for Kind {
 
 /// Identity and bookkeeping of a stored object. The state machine sets `version` and the
 /// timestamps; whatever a client sends for them is ignored.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ObjectMeta {
     /// A UUID, chosen when the object is created.
     pub id: String,

@@ -7,7 +7,18 @@ use serde::{Deserialize, Serialize};
 
 /// The fencing token of a placement: raised at every move, never reused.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 pub struct Epoch(pub u64);
 
@@ -18,7 +29,7 @@ impl fmt::Display for Epoch {
 }
 
 /// One copy of an instance on one host.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Placement {
     /// Instance id.
     pub instance: String,

@@ -55,8 +55,20 @@ impl<'de> Deserialize<'de> for Cpu {
     }
 }
 
+impl schemars::JsonSchema for Cpu {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Cpu".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "number", "minimum": 0, "maximum": 4096, "description": "CPU cores, in steps of 0.001"})
+    }
+}
+
 /// What a host offers to instances.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct Capacity {
     pub cpu: Cpu,

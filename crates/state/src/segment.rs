@@ -7,7 +7,9 @@ use crate::error::StateError;
 use crate::object::{ObjectMeta, check_name};
 
 /// How the recovery engine picks destination hosts (Masakari's four methods).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RecoveryMethod {
     /// Any host of the segment with room.
@@ -22,7 +24,7 @@ pub enum RecoveryMethod {
 }
 
 /// A stored segment.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Segment {
     #[serde(flatten)]
     pub meta: ObjectMeta,
@@ -40,7 +42,7 @@ pub struct Segment {
 
 /// The fields a client may set on a segment (create: `name` required; update: any subset).
 /// Read-only fields (`id`, `version`, timestamps) are taken out by the API before decoding.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -36,6 +36,7 @@ pub fn router(api: Api, auth: Auth) -> Router {
             get(|| async { Json(json!({"status": "ok"})) }),
         )
         .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(super::openapi::serve))
         .merge(admin)
         .fallback(|| async {
             error(

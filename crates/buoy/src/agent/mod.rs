@@ -8,6 +8,7 @@ mod forward;
 mod http;
 pub mod http_client;
 mod masakari;
+mod openapi;
 mod raft_http;
 mod resources;
 mod runtime;
