@@ -11,6 +11,9 @@ use state::instance::{Instance, InstanceSpec};
 use state::notification::{Notification, NotificationSpec};
 use state::segment::{Segment, SegmentSpec};
 
+/// Produces a schema (usually a `$ref` into the components) for one body.
+type SchemaFn = fn(&mut SchemaGenerator) -> Value;
+
 /// One operation of the API.
 struct Route {
     method: &'static str,
@@ -18,9 +21,9 @@ struct Route {
     summary: &'static str,
     tag: &'static str,
     /// Schema of the request body, if it has one.
-    body: Option<fn(&mut SchemaGenerator) -> Value>,
+    body: Option<SchemaFn>,
     /// Success status and the schema of its body.
-    ok: (u16, Option<fn(&mut SchemaGenerator) -> Value>),
+    ok: (u16, Option<SchemaFn>),
 }
 
 fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
