@@ -100,6 +100,8 @@ pub enum BenchCommand {
 pub enum SimCommand {
     /// Membership under loss, crashes and stalls: detection time, false positives, bandwidth.
     Membership(MembershipArgs),
+    /// The replicated control plane under crashes, restarts and partitions: lost writes, split brain.
+    ControlPlane(crate::cmd_sim::ControlPlaneSimArgs),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -114,6 +116,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sim {
             what: SimCommand::Membership(args),
         } => crate::cmd_sim::membership(args)?,
+        Command::Sim {
+            what: SimCommand::ControlPlane(args),
+        } => crate::cmd_sim::control_plane(args)?,
         Command::Bench {
             what: BenchCommand::ControlPlane(args),
         } => crate::cmd_bench::control_plane(args)?,
