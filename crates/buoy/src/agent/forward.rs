@@ -21,16 +21,20 @@ pub async fn to_leader(State(cp): State<Arc<ControlPlane>>, req: Request, next: 
     if cp.is_leader() {
         return next.run(req).await;
     }
-    let hops: u32 = req
-        .headers()
-        .get(HOPS)
-        .and_then(|v| v.to_str().ok()?.parse().ok())
-        .unwrap_or(0);
+    let hops = hops(&req);
     let target = cp.forward_target();
     let Some(target) = target.filter(|_| hops < 2) else {
         return no_leader(&cp);
     };
     relay(&cp, &target, hops + 1, req).await
+}
+
+/// How many agents already relayed this request.
+fn hops(req: &Request) -> u32 {
+    req.headers()
+        .get(HOPS)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(0)
 }
 
 fn no_leader(cp: &ControlPlane) -> Response {
@@ -83,11 +87,7 @@ async fn relay(cp: &ControlPlane, target: &str, hops: u32, req: Request) -> Resp
 
 /// Relays a request to any live server (for calls any server can answer, like status).
 pub async fn to_any_server(cp: &ControlPlane, req: Request) -> Response {
-    let hops: u32 = req
-        .headers()
-        .get(HOPS)
-        .and_then(|v| v.to_str().ok()?.parse().ok())
-        .unwrap_or(0);
+    let hops = hops(&req);
     match cp.live_servers().first().filter(|_| hops < 2) {
         Some(s) => relay(cp, &s.http.clone(), hops + 1, req).await,
         None => no_leader(cp),

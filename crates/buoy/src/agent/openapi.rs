@@ -134,9 +134,10 @@ pub fn document() -> Value {
     })
 }
 
-/// `GET /v1/openapi.json`.
+/// `GET /v1/openapi.json` (built once: the types do not change while the agent runs).
 pub async fn serve() -> Json<Value> {
-    Json(document())
+    static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    Json(DOCUMENT.get_or_init(document).clone())
 }
 
 /// The (method, path) of every documented route, for the test that each one is served.

@@ -208,7 +208,9 @@ impl Replica {
 
     /// The leader this server knows of.
     pub fn leader(&self) -> Option<ServerNode> {
-        let m = self.raft.metrics().borrow().clone();
+        // Called for every relayed API call: read in place, copy only the node.
+        let m = self.raft.metrics();
+        let m = m.borrow();
         let id = m.current_leader?;
         m.membership_config.membership().get_node(&id).cloned()
     }
