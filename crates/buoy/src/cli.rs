@@ -16,6 +16,10 @@ pub struct Cli {
     /// API token for agents that require one (see `buoy agent --tokens`).
     #[arg(long, env = "BUOY_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
+    /// CA bundle (PEM) to check agents' certificates against: talk HTTPS to agents started
+    /// with --tls-cert.
+    #[arg(long, env = "BUOY_TLS_CA", global = true)]
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -107,6 +111,9 @@ pub enum SimCommand {
 pub fn run(cli: Cli) -> Result<ExitCode> {
     if let Some(t) = cli.token {
         crate::client::set_token(t);
+    }
+    if let Some(ca) = &cli.tls_ca {
+        crate::client::set_tls(crate::tls::client_config(ca)?);
     }
     match cli.command {
         Command::Agent(args) => crate::agent::run(*args)?,

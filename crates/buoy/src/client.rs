@@ -23,6 +23,54 @@ fn auth_header() -> String {
         .unwrap_or_default()
 }
 
+/// The TLS client settings of this process (`buoy --tls-ca` / `BUOY_TLS_CA`), set once at
+/// start-up; without them requests go over plain HTTP.
+static TLS: std::sync::OnceLock<std::sync::Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+
+/// Makes every later request use HTTPS, checking the agent's certificate against `config`.
+pub fn set_tls(config: std::sync::Arc<rustls::ClientConfig>) {
+    let _ = TLS.set(config);
+}
+
+/// A connection to an agent: plain TCP or TLS over TCP.
+trait Conn: Read + Write {}
+impl<T: Read + Write> Conn for T {}
+
+/// Connects to the agent at `addr`, over TLS when the process has a CA bundle. Reads time
+/// out after `timeout` unless `streaming` (an event stream may be silent for long).
+fn connect(addr: SocketAddr, timeout: Duration, streaming: bool) -> Result<Box<dyn Conn>> {
+    let s = TcpStream::connect_timeout(&addr, timeout).with_context(|| {
+        format!(
+            "cannot reach the Buoy agent at {addr}: is `buoy agent` running there? (set --http)"
+        )
+    })?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    let Some(config) = TLS.get() else {
+        if streaming {
+            s.set_read_timeout(None)?;
+        }
+        return Ok(Box::new(s));
+    };
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let mut conn = rustls::ClientConnection::new(config.clone(), name)
+        .with_context(|| format!("TLS to {addr}"))?;
+    let mut s = s;
+    // Finish the handshake here so a certificate problem is reported as one.
+    while conn.is_handshaking() {
+        conn.complete_io(&mut s).with_context(|| {
+            format!(
+                "TLS handshake with the agent at {addr} failed: does it serve TLS (--tls-cert), and does --tls-ca hold the CA that signed its certificate for {}?",
+                addr.ip()
+            )
+        })?;
+    }
+    if streaming {
+        s.set_read_timeout(None)?;
+    }
+    Ok(Box::new(rustls::StreamOwned::new(conn, s)))
+}
+
 /// A response: status code and body.
 pub struct Response {
     pub status: u16,
@@ -37,24 +85,34 @@ pub fn request(
     body: Option<&str>,
     timeout: Duration,
 ) -> Result<Response> {
-    let mut s = TcpStream::connect_timeout(&addr, timeout).with_context(|| {
-        format!(
-            "cannot reach the Buoy agent at {addr}: is `buoy agent` running there? (set --http)"
-        )
-    })?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
+    let mut s = connect(addr, timeout, false)?;
     let body = body.unwrap_or("");
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         auth_header(),
         body.len()
     );
-    s.write_all(req.as_bytes())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)
-        .with_context(|| format!("reading the answer of {addr}"))?;
-    parse(&raw).with_context(|| format!("bad HTTP answer from {addr}"))
+    let mut exchange = || -> Result<Response> {
+        s.write_all(req.as_bytes())
+            .with_context(|| format!("sending the request to {addr}"))?;
+        let mut raw = Vec::new();
+        match s.read_to_end(&mut raw) {
+            Ok(_) => {}
+            // A TLS peer that closes without close_notify, after a whole answer.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+            Err(e) => return Err(e).with_context(|| format!("reading the answer of {addr}")),
+        }
+        parse(&raw).with_context(|| format!("bad HTTP answer from {addr}"))
+    };
+    exchange().map_err(|e| {
+        if TLS.get().is_none() {
+            e.context(format!(
+                "no HTTP answer from {addr}; if that agent serves TLS, pass --tls-ca (or set BUOY_TLS_CA)"
+            ))
+        } else {
+            e
+        }
+    })
 }
 
 fn parse(raw: &[u8]) -> Result<Response> {
@@ -132,11 +190,7 @@ pub fn stream_lines(
     mut line: impl FnMut(&str) -> bool,
 ) -> Result<()> {
     use std::io::BufRead;
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).with_context(|| {
-        format!(
-            "cannot reach the Buoy agent at {addr}: is `buoy agent` running there? (set --http)"
-        )
-    })?;
+    let mut s = connect(addr, Duration::from_secs(5), true)?;
     write!(
         s,
         "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{}Accept: text/event-stream\r\n\r\n",

@@ -177,7 +177,7 @@ pub fn control_plane(args: ControlPlaneBenchArgs) -> Result<()> {
     let addrs: Vec<SocketAddr> = (0..args.servers as usize)
         .map(|i| servers.http(i))
         .collect();
-    let client = HttpClient::new();
+    let client = HttpClient::new(None);
     let alive = Arc::new(Mutex::new(vec![true; addrs.len()]));
 
     // Wait for the group to form.

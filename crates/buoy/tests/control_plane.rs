@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, get, post, request, request_with, wait_until};
+use common::{Cluster, buoy, get, post, request, request_with, wait_until};
 use serde_json::Value;
 
 fn server_args(c: &Cluster, i: u8, expect: u8) -> Vec<String> {
@@ -308,19 +308,6 @@ fn check_no_leader(addr: std::net::SocketAddr) {
     let (status, body) = get(addr, "/v1/segments").unwrap();
     assert_eq!(status, 503, "{body}");
     assert_eq!(json(&body)["error"]["code"], "no_leader", "{body}");
-}
-
-fn buoy(http: std::net::SocketAddr, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_buoy"))
-        .args(args)
-        .env("BUOY_HTTP_ADDR", http.to_string())
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

@@ -29,6 +29,10 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub masakari_http: Option<SocketAddr>,
     pub tokens: Option<PathBuf>,
+    /// TLS for the API and agent-to-agent calls (`--tls-cert`, `--tls-key`, `--tls-ca`).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
     #[serde(default)]
     pub metadata: MetadataConfig,
     #[serde(default)]

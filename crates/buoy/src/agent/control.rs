@@ -39,9 +39,9 @@ impl ControlPlane {
         me: ServerNode,
         server: Option<ServerSettings>,
         gossip: Arc<Shared>,
+        client: HttpClient,
         token: Option<String>,
     ) -> Result<Arc<ControlPlane>> {
-        let client = HttpClient::new();
         let replica = match &server {
             Some(s) => {
                 let dir = DataDir::open(&s.data_dir)?;

@@ -53,7 +53,7 @@ async fn relay(cp: &ControlPlane, target: &str, hops: u32, req: Request) -> Resp
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
-    let url = format!("http://{target}{path}");
+    let url = cp.client.url(target, &path);
     let mut headers = parts.headers.clone();
     headers.remove(axum::http::header::HOST);
     headers.remove(axum::http::header::CONNECTION);

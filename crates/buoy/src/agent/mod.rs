@@ -86,6 +86,16 @@ pub struct AgentArgs {
     /// 15868). It is always served under /masakari/v1 of --http.
     #[arg(long)]
     pub masakari_http: Option<SocketAddr>,
+    /// PEM certificate (chain) this agent serves its API with; turns on TLS (with --tls-key
+    /// and --tls-ca). It must name the --http address (an IP address SAN).
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle the certificates of other agents are checked against.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// The agent's settings after merging the config file and flags.
@@ -105,6 +115,7 @@ struct Settings {
     server: Option<control::ServerSettings>,
     masakari_http: Option<SocketAddr>,
     auth: auth::Auth,
+    tls: Option<crate::tls::TlsFiles>,
 }
 
 fn settings(args: &AgentArgs) -> Result<Settings> {
@@ -236,7 +247,38 @@ fn settings(args: &AgentArgs) -> Result<Settings> {
             Some(p) => auth::Auth::load(p)?,
             None => auth::Auth::open(),
         },
+        tls: tls_files(
+            args.tls_cert.clone().or(file.tls_cert.clone()),
+            args.tls_key.clone().or(file.tls_key.clone()),
+            args.tls_ca.clone().or(file.tls_ca.clone()),
+        )?,
     })
+}
+
+/// TLS is on when all three files are given, off when none is; anything else is a mistake.
+fn tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+) -> Result<Option<crate::tls::TlsFiles>> {
+    match (cert, key, ca) {
+        (None, None, None) => Ok(None),
+        (Some(cert), Some(key), Some(ca)) => Ok(Some(crate::tls::TlsFiles { cert, key, ca })),
+        (cert, key, ca) => {
+            let missing: Vec<&str> = [
+                (cert.is_none(), "--tls-cert"),
+                (key.is_none(), "--tls-key"),
+                (ca.is_none(), "--tls-ca"),
+            ]
+            .into_iter()
+            .filter_map(|(m, f)| m.then_some(f))
+            .collect();
+            bail!(
+                "TLS needs --tls-cert, --tls-key and --tls-ca together (missing {}): the agent serves with the certificate and checks other agents against the CA",
+                missing.join(", ")
+            )
+        }
+    }
 }
 
 fn hostname() -> Option<String> {
@@ -278,6 +320,33 @@ fn no_delay(tcp: &mut tokio::net::TcpStream) {
     let _ = tcp.set_nodelay(true);
 }
 
+/// Serves `router` on `listener`, over TLS when a server config is given.
+fn spawn_http(
+    what: &'static str,
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    router: axum::Router,
+) -> Result<()> {
+    match tls {
+        Some(config) => {
+            let listener = crate::tls::TlsListener::new(listener, config)?;
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    tracing::error!(error = %e, "{what} stopped");
+                }
+            });
+        }
+        None => {
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener.tap_io(no_delay), router).await {
+                    tracing::error!(error = %e, "{what} stopped");
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Runs the agent until SIGINT/SIGTERM (then leaves gracefully) or a fatal name conflict.
 pub fn run(args: AgentArgs) -> Result<()> {
     let s = settings(&args)?;
@@ -303,6 +372,13 @@ async fn serve(s: Settings) -> Result<()> {
     let http_listener = TcpListener::bind(s.http)
         .await
         .with_context(|| format!("cannot bind HTTP {}", s.http))?;
+    let tls = match &s.tls {
+        Some(f) => Some((
+            crate::tls::server_config(&f.cert, &f.key)?,
+            crate::tls::client_config(&f.ca)?,
+        )),
+        None => None,
+    };
     let seed = {
         let mut b = [0u8; 8];
         getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
@@ -324,7 +400,7 @@ async fn serve(s: Settings) -> Result<()> {
         s.fault_injection,
         s.udp_payload,
     );
-    info!(name = %s.name, gossip = %s.advertise, http = %s.http, encrypted, fault_injection = s.fault_injection, "agent started");
+    info!(name = %s.name, gossip = %s.advertise, http = %s.http, encrypted, tls = tls.is_some(), fault_injection = s.fault_injection, "agent started");
     tokio::spawn(shared.clone().run_udp());
     tokio::spawn(shared.clone().run_timers());
     tokio::spawn(stream::serve(shared.clone(), tcp));
@@ -332,9 +408,15 @@ async fn serve(s: Settings) -> Result<()> {
         name: s.name.clone(),
         http: s.http.to_string(),
     };
-    let cp =
-        control::ControlPlane::start(me, s.server.clone(), shared.clone(), s.auth.admin_token())
-            .await?;
+    let client = http_client::HttpClient::new(tls.as_ref().map(|(_, c)| c.clone()));
+    let cp = control::ControlPlane::start(
+        me,
+        s.server.clone(),
+        shared.clone(),
+        client,
+        s.auth.admin_token(),
+    )
+    .await?;
     if let Some(server) = &s.server {
         info!(data_dir = %server.data_dir.display(), bootstrap_expect = server.bootstrap_expect, "control-plane server");
     }
@@ -353,13 +435,13 @@ async fn serve(s: Settings) -> Result<()> {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot bind the Masakari-compatible API on {addr}"))?;
-        let router = masakari_router.clone();
         info!(%addr, "Masakari-compatible API");
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener.tap_io(no_delay), router).await {
-                tracing::error!(error = %e, "Masakari-compatible API stopped");
-            }
-        });
+        spawn_http(
+            "Masakari-compatible API",
+            listener,
+            tls.as_ref().map(|(c, _)| c.clone()),
+            masakari_router.clone(),
+        )?;
     }
     let router = http::router(api, s.auth.clone())
         .nest(masakari::PREFIX, masakari_router)
@@ -376,11 +458,7 @@ async fn serve(s: Settings) -> Result<()> {
                 ))
                 .with_state(cp.replica.clone()),
         );
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(http_listener.tap_io(no_delay), router).await {
-            tracing::error!(error = %e, "HTTP server stopped");
-        }
-    });
+    spawn_http("HTTP API", http_listener, tls.map(|(c, _)| c), router)?;
     if !s.join.is_empty() {
         let seeds = s.join.clone();
         shared.with_swim(|sw, now| sw.join(now, &seeds));

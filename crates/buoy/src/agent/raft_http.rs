@@ -30,7 +30,9 @@ impl Transport for HttpTransport {
         rpc: Rpc,
         body: Vec<u8>,
     ) -> Result<Vec<u8>, TransportError> {
-        let url = format!("http://{}/internal/raft/{}", to.http, rpc.as_str());
+        let url = self
+            .client
+            .url(&to.http, &format!("/internal/raft/{}", rpc.as_str()));
         let timeout = match rpc {
             Rpc::Snapshot => Duration::from_secs(30),
             _ => Duration::from_secs(2),

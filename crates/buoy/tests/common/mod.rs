@@ -64,6 +64,15 @@ impl Cluster {
 
     /// Starts agent `i` (named `h{i}`) joining through agent 1.
     pub fn start(&mut self, i: u8, extra: &[String]) {
+        self.spawn(i, extra);
+        wait_until(Duration::from_secs(10), || {
+            get(self.http(i), "/v1/health").is_some_and(|(s, _)| s == 200)
+        })
+        .unwrap_or_else(|| panic!("agent h{i} did not start:\n{}", self.log(i)));
+    }
+
+    /// Starts agent `i` like `start` without waiting for its plain-HTTP API.
+    pub fn spawn(&mut self, i: u8, extra: &[String]) {
         let mut args = extra.to_vec();
         if i != 1 {
             args.extend(["--join".to_string(), self.gossip(1).to_string()]);
@@ -76,10 +85,6 @@ impl Cluster {
             .spawn()
             .unwrap();
         self.agents.push((format!("h{i}"), child));
-        wait_until(Duration::from_secs(10), || {
-            get(self.http(i), "/v1/health").is_some_and(|(s, _)| s == 200)
-        })
-        .unwrap_or_else(|| panic!("agent h{i} did not start; log: {}", self.log(i)));
     }
 
     pub fn log(&self, i: u8) -> String {
@@ -224,4 +229,20 @@ pub fn five(net: u8, extra: &[String]) -> Cluster {
         }
     }
     c
+}
+
+/// Runs the `buoy` CLI against the agent at `http`; (success, stdout, stderr).
+pub fn buoy(http: SocketAddr, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_buoy"))
+        .args(args)
+        .env("BUOY_HTTP_ADDR", http.to_string())
+        .env_remove("BUOY_TLS_CA")
+        .env_remove("BUOY_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
