@@ -2,7 +2,7 @@
 //! writers, optionally kills the leader halfway, and prints throughput, latency, failover time
 //! and acknowledged writes lost (must be zero).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -202,7 +202,8 @@ pub fn control_plane(args: ControlPlaneBenchArgs) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let current_leader = Arc::new(Mutex::new(leader));
     let acked: Arc<Mutex<Vec<(String, Instant, Duration)>>> = Arc::default();
-    let errors = Arc::new(Mutex::new(0u64));
+    // Failed writes by what failed ("503 no_leader", "timeout ..."), shown in the report.
+    let errors: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..args.clients {
@@ -238,8 +239,20 @@ pub fn control_plane(args: ControlPlaneBenchArgs) -> Result<()> {
                             t.elapsed(),
                         ));
                     }
-                    _ => {
-                        *errors.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+                    other => {
+                        let kind = match other {
+                            Ok((status, v)) => format!(
+                                "{} {}",
+                                status.as_u16(),
+                                v["error"]["code"].as_str().unwrap_or("")
+                            ),
+                            Err(e) => e.to_string(),
+                        };
+                        *errors
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .entry(kind)
+                            .or_default() += 1;
                         let a = alive.lock().map(|a| a.clone()).unwrap_or_default();
                         if let Some(l) = find_leader(&client, &addrs, &a).await {
                             *current_leader.lock().unwrap_or_else(|p| p.into_inner()) = l;
@@ -327,7 +340,8 @@ pub fn control_plane(args: ControlPlaneBenchArgs) -> Result<()> {
         "latency_ms": {"p50": p.p50, "p99": p.p99, "max": p.max},
         "failover_ms": failover_ms,
         "lost_acked_writes": lost,
-        "errors": *errors.lock().unwrap_or_else(|p| p.into_inner()),
+        "errors": errors.lock().map(|e| e.values().sum::<u64>()).unwrap_or(0),
+        "error_kinds": errors.lock().map(|e| e.clone()).unwrap_or_default(),
     });
     if args.json {
         println!("{report}");

@@ -1,9 +1,10 @@
-//! The Raft log, vote and commit point, stored in redb. Every write is one redb transaction,
-//! committed durably (fsync) before openraft hears it is done.
+//! The Raft log and vote, stored in redb. The vote is written durably before `save_vote`
+//! returns; log writes go through the group-commit writer (`log_writer`), and openraft hears
+//! an append is done only once its transaction is durable (fsync).
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageIOError};
@@ -11,10 +12,11 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::raft::log_writer::{self, EncodedEntry, Tail, WriteOp, WriteQueue};
 use crate::raft::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 /// Log entries by index, as JSON.
-const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 /// `vote`, `committed`, `last_purged`, and the snapshot, as JSON.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 
@@ -72,15 +74,40 @@ pub(crate) fn write_meta<T: Serialize>(
     tx.commit().map_err(|e| err()(e.into()))
 }
 
-/// The log store handed to openraft (cheap to clone: it shares the database).
+/// The log store handed to openraft (cheap to clone: it shares the database, the queue of
+/// the writer task and the not-yet-durable tail).
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    tail: Arc<Mutex<Tail>>,
+    writes: WriteQueue,
 }
 
 impl LogStore {
+    /// Opens the store and starts its writer task (call inside a tokio runtime).
     pub fn new(db: Arc<Database>) -> Self {
-        LogStore { db }
+        let tail = Arc::new(Mutex::new(Tail::default()));
+        let writes = log_writer::start(db.clone(), tail.clone());
+        LogStore { db, tail, writes }
+    }
+
+    fn queue(&self, op: WriteOp) -> Result<(), StorageError> {
+        self.writes.send(op).map_err(|_| {
+            storage_err(ErrorSubject::Logs, ErrorVerb::Write)(std::io::Error::other(
+                "the Raft log writer has stopped",
+            ))
+        })
+    }
+
+    /// Waits until every write queued so far is durable.
+    async fn flush(&self) -> Result<(), StorageError> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.queue(WriteOp::Barrier(done))?;
+        wait.await.map_err(|_| {
+            storage_err(ErrorSubject::Logs, ErrorVerb::Write)(std::io::Error::other(
+                "the Raft log writer stopped before flushing",
+            ))
+        })
     }
 
     fn logs_err(verb: ErrorVerb) -> impl FnOnce(redb::Error) -> StorageError {
@@ -98,18 +125,6 @@ impl LogStore {
             .map_err(storage_err(ErrorSubject::Logs, ErrorVerb::Read))?;
         Ok(Some(entry.log_id))
     }
-
-    /// Deletes the entries with index in `range`, durably.
-    fn delete_range(&self, range: impl RangeBounds<u64>) -> Result<(), StorageError> {
-        let err = || Self::logs_err(ErrorVerb::Delete);
-        let tx = self.db.begin_write().map_err(|e| err()(e.into()))?;
-        {
-            let mut t = tx.open_table(LOG).map_err(|e| err()(e.into()))?;
-            t.retain_in(range, |_, _| false)
-                .map_err(|e| err()(e.into()))?;
-        }
-        tx.commit().map_err(|e| err()(e.into()))
-    }
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -118,8 +133,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
         let err = || Self::logs_err(ErrorVerb::Read);
-        let rx = self.db.begin_read().map_err(|e| err()(e.into()))?;
-        let t = rx.open_table(LOG).map_err(|e| err()(e.into()))?;
+        let decode = |bytes: &[u8]| -> Result<Entry, StorageError> {
+            serde_json::from_slice(bytes).map_err(storage_err(ErrorSubject::Logs, ErrorVerb::Read))
+        };
         let start = match range.start_bound() {
             Bound::Included(&s) => Bound::Included(s),
             Bound::Excluded(&s) => Bound::Excluded(s),
@@ -130,12 +146,43 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(&s) => Bound::Excluded(s),
             Bound::Unbounded => Bound::Unbounded,
         };
+        let empty = match (start, end) {
+            (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b)) => a >= b,
+            (Bound::Included(a), Bound::Included(b)) => a > b,
+            (Bound::Excluded(a), Bound::Included(b)) => a >= b,
+            _ => false,
+        };
+        if empty {
+            return Ok(Vec::new());
+        }
+        // The tail first, then the table: an entry that leaves the tail between the two reads
+        // has been committed before the table is read, so it is found there.
+        let (pending, hidden_from) = {
+            let tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+            let pending: Vec<(u64, EncodedEntry)> = tail
+                .entries
+                .range((start, end))
+                .map(|(i, e)| (*i, e.clone()))
+                .collect();
+            (pending, tail.hidden_from())
+        };
+        let rx = self.db.begin_read().map_err(|e| err()(e.into()))?;
+        let t = rx.open_table(LOG).map_err(|e| err()(e.into()))?;
         let mut out = Vec::new();
+        let first_pending = pending.first().map(|(i, _)| *i);
+        let stored_below = match (first_pending, hidden_from) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(u64::MAX),
+        };
         for item in t.range::<u64>((start, end)).map_err(|e| err()(e.into()))? {
-            let (_, v) = item.map_err(|e| err()(e.into()))?;
-            let entry: Entry = serde_json::from_slice(v.value())
-                .map_err(storage_err(ErrorSubject::Logs, ErrorVerb::Read))?;
-            out.push(entry);
+            let (k, v) = item.map_err(|e| err()(e.into()))?;
+            if k.value() >= stored_below {
+                break;
+            }
+            out.push(decode(v.value())?);
+        }
+        for (_, e) in pending {
+            out.push(decode(&e.bytes)?);
         }
         Ok(out)
     }
@@ -145,6 +192,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        self.flush().await?;
         let last_purged_log_id: Option<LogId> =
             read_meta(&self.db, "last_purged", ErrorSubject::Logs)?;
         let last_log_id = self.last_entry_id()?.or(last_purged_log_id);
@@ -180,32 +228,45 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let err = || Self::logs_err(ErrorVerb::Write);
-        let tx = self.db.begin_write().map_err(|e| err()(e.into()))?;
+        let mut encoded = Vec::new();
+        for entry in entries {
+            let bytes = serde_json::to_vec(&entry)
+                .map_err(storage_err(ErrorSubject::Logs, ErrorVerb::Write))?;
+            encoded.push((
+                entry.log_id.index,
+                EncodedEntry {
+                    log_id: entry.log_id,
+                    bytes: bytes.into(),
+                },
+            ));
+        }
         {
-            let mut t = tx.open_table(LOG).map_err(|e| err()(e.into()))?;
-            for entry in entries {
-                let bytes = serde_json::to_vec(&entry)
-                    .map_err(storage_err(ErrorSubject::Logs, ErrorVerb::Write))?;
-                t.insert(entry.log_id.index, bytes.as_slice())
-                    .map_err(|e| err()(e.into()))?;
+            let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+            for (index, e) in &encoded {
+                tail.entries.insert(*index, e.clone());
             }
         }
-        let result = tx.commit();
-        let io_result = result
-            .as_ref()
-            .map(|_| ())
-            .map_err(|e| std::io::Error::other(e.to_string()));
-        callback.log_io_completed(io_result);
-        result.map_err(|e| err()(e.into()))
+        self.queue(WriteOp::Append {
+            entries: encoded,
+            callback,
+        })
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.delete_range(log_id.index..)
+        {
+            let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+            tail.entries.retain(|i, _| *i < log_id.index);
+            tail.truncations.push(log_id.index);
+        }
+        self.queue(WriteOp::Truncate { from: log_id.index })
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        write_meta(&self.db, "last_purged", &log_id, ErrorSubject::Logs)?;
-        self.delete_range(..=log_id.index)
+        let encoded = serde_json::to_vec(&log_id)
+            .map_err(storage_err(ErrorSubject::Logs, ErrorVerb::Write))?;
+        self.queue(WriteOp::Purge {
+            upto: log_id,
+            encoded,
+        })
     }
 }

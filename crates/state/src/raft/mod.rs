@@ -1,7 +1,7 @@
 //! The cluster state replicated with Raft (openraft), stored on disk with redb.
 //!
 //! - [`types`]: the openraft type configuration: commands in, outcomes out, servers by name.
-//! - [`log_store`]: the Raft log and vote in redb.
+//! - [`log_store`]: the Raft log and vote in redb; `log_writer` commits log writes in groups.
 //! - [`state_machine`]: applies committed commands to [`ClusterState`](crate::ClusterState),
 //!   keeps the change feed, and stores snapshots in redb.
 //! - [`network`]: openraft's RPCs over any [`Transport`](network::Transport) (HTTP in the
@@ -16,6 +16,7 @@
 pub mod batcher;
 pub mod data_dir;
 pub mod log_store;
+mod log_writer;
 pub mod network;
 pub mod replica;
 pub mod state_machine;
