@@ -1,0 +1,196 @@
+//! The leader's view of every host's lease (rule S1). Soft state: leases are not Raft log
+//! entries (10,000 hosts renewing every 500 ms would flood the log). A newly elected leader
+//! knows nothing of the old one's grants, so it treats every lease as renewed at its
+//! election: recovery waits at most one more lease after a leader change, and never starts a
+//! host's instances elsewhere while that host may still believe it holds its lease.
+//!
+//! The shell must confirm it is still the leader (a quorum round) after receiving a renewal and
+//! before granting it; then every grant of a deposed leader was received before the new
+//! leader's election, and ends before the new leader's floor.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::Instant;
+
+/// Lease ends as the leader sees them.
+#[derive(Debug)]
+pub struct LeaseTable {
+    ttl: Duration,
+    /// Extra wait past a lease's end before the leader treats the host as fenced: covers the
+    /// host's clock running slower than the leader's.
+    drift_margin: Duration,
+    /// No lease ends before this: this leader's election plus one TTL.
+    floor: Instant,
+    /// The end of each host's lease, from the last renewal this leader received.
+    ends: HashMap<String, Instant>,
+}
+
+impl LeaseTable {
+    /// The table of a leader elected at `elected_at`.
+    pub fn new(ttl: Duration, drift_margin: Duration, elected_at: Instant) -> Self {
+        LeaseTable {
+            ttl,
+            drift_margin,
+            floor: elected_at + ttl,
+            ends: HashMap::new(),
+        }
+    }
+
+    /// A renewal from `host` received at `received_at` (after the leader confirmed its
+    /// leadership); returns the lease length granted.
+    pub fn renew(&mut self, host: &str, received_at: Instant) -> Duration {
+        let end = received_at + self.ttl;
+        match self.ends.get_mut(host) {
+            Some(e) => *e = (*e).max(end),
+            None => {
+                self.ends.insert(host.to_string(), end);
+            }
+        }
+        self.ttl
+    }
+
+    /// When `host`'s lease ends as far as this leader knows.
+    pub fn ends_at(&self, host: &str) -> Instant {
+        self.ends
+            .get(host)
+            .copied()
+            .unwrap_or(self.floor)
+            .max(self.floor)
+    }
+
+    /// Whether `host` has surely stopped running instances at `now` (its lease and the drift
+    /// margin are over): only then may its single instances start elsewhere.
+    pub fn expired(&self, host: &str, now: Instant) -> bool {
+        now >= self.ends_at(host) + self.drift_margin
+    }
+
+    /// When `expired(host, _)` becomes true.
+    pub fn fenced_at(&self, host: &str) -> Instant {
+        self.ends_at(host) + self.drift_margin
+    }
+
+    /// Forgets a host removed from the cluster.
+    pub fn forget(&mut self, host: &str) {
+        self.ends.remove(host);
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::host_lease::{HostLease, LeaseTiming};
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_nanos(ms * 1_000_000)
+    }
+
+    #[test]
+    fn a_new_leader_grants_everyone_a_full_lease_from_its_election() {
+        let mut t = LeaseTable::new(
+            Duration::from_secs(3),
+            Duration::from_millis(100),
+            at(10_000),
+        );
+        assert_eq!(t.ends_at("never-seen"), at(13_000));
+        assert!(!t.expired("never-seen", at(13_099)));
+        assert!(t.expired("never-seen", at(13_100)));
+        // A renewal right after the election cannot end before the floor either.
+        t.renew("h1", at(10_001));
+        assert_eq!(t.ends_at("h1"), at(13_001));
+        t.renew("h1", at(12_000));
+        assert_eq!(t.fenced_at("h1"), at(15_100));
+        t.forget("h1");
+        assert_eq!(t.ends_at("h1"), at(13_000));
+    }
+
+    /// One renewal's life: sent by the host, received by a leader, answered.
+    #[derive(Clone, Debug)]
+    struct Renewal {
+        /// Milliseconds after the previous renewal was sent.
+        gap: u64,
+        /// Network delay to the leader, and back.
+        to_leader: u64,
+        back: u64,
+        /// Lost on the way (the leader never sees it) or its answer lost.
+        lost: bool,
+        answer_lost: bool,
+    }
+
+    fn renewal() -> impl Strategy<Value = Renewal> {
+        (
+            1u64..1500,
+            0u64..2000,
+            0u64..2000,
+            prop::bool::weighted(0.2),
+            prop::bool::weighted(0.2),
+        )
+            .prop_map(|(gap, to_leader, back, lost, answer_lost)| Renewal {
+                gap,
+                to_leader,
+                back,
+                lost,
+                answer_lost,
+            })
+    }
+
+    proptest! {
+        /// Rule S1's lease half: whatever the delays and losses, and across a leader change
+        /// (the new leader is elected after the old one received its last renewal), the host's
+        /// lease never ends later than the leader's view of it.
+        #[test]
+        fn the_host_never_holds_a_lease_a_leader_thinks_expired(
+            renewals in prop::collection::vec(renewal(), 1..40),
+            change_after in 0u64..40,
+            election_delay in 0u64..500,
+        ) {
+            let timing = LeaseTiming { ttl: Duration::from_millis(3000), renew_every: Duration::from_millis(1) };
+            let mut host = HostLease::new(timing, at(0));
+            let mut leader = LeaseTable::new(timing.ttl, Duration::ZERO, at(0));
+            // (time, 0 = the leader receives, 1 = the host gets the grant, renewal id)
+            let mut events: Vec<(u64, u8, u64)> = Vec::new();
+            let mut now = 0;
+            for r in &renewals {
+                now += r.gap;
+                let Some(id) = host.poll_renewal(at(now)) else { continue };
+                if !r.lost {
+                    events.push((now + r.to_leader, 0, id.0));
+                    if !r.answer_lost {
+                        events.push((now + r.to_leader + r.back, 1, id.0));
+                    }
+                }
+            }
+            events.sort();
+            let mut last_received = 0;
+            let mut changed = false;
+            for (t, kind, id) in events {
+                if kind == 0 && !changed && id > change_after {
+                    // Elected after the old leader's last reception, before this one.
+                    let elected_at = (last_received + election_delay).min(t);
+                    leader = LeaseTable::new(timing.ttl, Duration::ZERO, at(elected_at));
+                    changed = true;
+                }
+                if kind == 0 {
+                    leader.renew("h", at(t));
+                    last_received = t;
+                } else {
+                    host.on_granted(crate::host_lease::RenewalId(id), timing.ttl);
+                }
+                if let Some(until) = host.until() {
+                    prop_assert!(
+                        until <= leader.ends_at("h"),
+                        "at {t} ms the host holds its lease until {until:?}, the leader sees it end at {:?}",
+                        leader.ends_at("h")
+                    );
+                    prop_assert!(!(host.is_held(at(t)) && leader.expired("h", at(t))));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Buoy's decision logic as pure state machines: input = what happened + the current time,
+//! output = what to do. No tokio, no clock, no IO; the agent drives these, and the simulator
+//! can too.
+//!
+//! - [`host_lease`]: a host's own view of its lease: when to renew, until when it may run
+//!   instances (rule S1).
+//! - [`lease_table`]: the leader's soft-state view of every host's lease.
+
+pub mod host_lease;
+pub mod lease_table;
+
+pub use swim::Instant;
