@@ -5,6 +5,7 @@ mod client;
 mod cmd_bench;
 mod cmd_members;
 mod sandbox;
+mod supervisor;
 mod tls;
 
 mod cli;

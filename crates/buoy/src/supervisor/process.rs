@@ -1,0 +1,474 @@
+//! The `process` driver: runs an instance as a child process in its own process group, with
+//! its output in a capped log file, and stops it gracefully (SIGTERM to the group, SIGKILL
+//! after a timeout) so nothing it started outlives it.
+//!
+//! Params: `command` (required), `args` (list of strings), `env` (map of strings),
+//! `working_dir`, `user` (run as this user; the agent must be root), `stop_timeout`
+//! (duration text, default 10s).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+
+use super::log_file::{DEFAULT_CAP, LogFile};
+
+/// Why an instance could not be started (or its params are wrong); each names the param.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("param `{param}`: {problem}")]
+    Param {
+        param: &'static str,
+        problem: String,
+    },
+    #[error("cannot start `{command}`: {reason}")]
+    Start { command: String, reason: String },
+    #[error("log file {}: {reason}", path.display())]
+    Log { path: PathBuf, reason: String },
+}
+
+fn param_err(param: &'static str, problem: impl Into<String>) -> DriverError {
+    DriverError::Param {
+        param,
+        problem: problem.into(),
+    }
+}
+
+/// What to run, read from the instance's params.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessSpec {
+    pub command: String,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub working_dir: Option<PathBuf>,
+    pub user: Option<String>,
+    pub stop_timeout: Duration,
+}
+
+const PARAMS: [&str; 6] = [
+    "command",
+    "args",
+    "env",
+    "working_dir",
+    "user",
+    "stop_timeout",
+];
+
+impl ProcessSpec {
+    /// Reads and checks the params of a `process` instance.
+    pub fn from_params(params: &Map<String, Value>) -> Result<Self, DriverError> {
+        if let Some(unknown) = params.keys().find(|k| !PARAMS.contains(&k.as_str())) {
+            return Err(DriverError::Param {
+                param: "params",
+                problem: format!(
+                    "unknown param `{unknown}`; the process driver takes {}",
+                    PARAMS.join(", ")
+                ),
+            });
+        }
+        let text = |name: &'static str| -> Result<Option<String>, DriverError> {
+            match params.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+                Some(other) => Err(param_err(
+                    name,
+                    format!("expected a non-empty string, got {other}"),
+                )),
+            }
+        };
+        let command = text("command")?.ok_or_else(|| {
+            param_err(
+                "command",
+                "missing: the program to run, e.g. \"/usr/bin/python3\"",
+            )
+        })?;
+        let args = match params.get("args") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    v.as_str().map(String::from).ok_or_else(|| {
+                        param_err("args", format!("item {i} is {v}; expected a string"))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => {
+                return Err(param_err(
+                    "args",
+                    format!("expected a list of strings, got {other}"),
+                ));
+            }
+        };
+        let env = match params.get("env") {
+            None | Some(Value::Null) => BTreeMap::new(),
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => Ok((k.clone(), s.clone())),
+                    Value::Number(n) => Ok((k.clone(), n.to_string())),
+                    Value::Bool(b) => Ok((k.clone(), b.to_string())),
+                    other => Err(param_err(
+                        "env",
+                        format!("`{k}` is {other}; expected a string"),
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => {
+                return Err(param_err(
+                    "env",
+                    format!("expected a map of strings, got {other}"),
+                ));
+            }
+        };
+        let stop_timeout = match text("stop_timeout")? {
+            None => Duration::from_secs(10),
+            Some(t) => state::duration_text::parse(&t).map_err(|e| param_err("stop_timeout", e))?,
+        };
+        Ok(ProcessSpec {
+            command,
+            args,
+            env,
+            working_dir: text("working_dir")?.map(PathBuf::from),
+            user: text("user")?,
+            stop_timeout,
+        })
+    }
+}
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl From<ExitStatus> for Exit {
+    fn from(s: ExitStatus) -> Self {
+        match (s.code(), s.signal()) {
+            (Some(c), _) => Exit::Code(c),
+            (None, Some(sig)) => Exit::Signal(sig),
+            (None, None) => Exit::Code(-1),
+        }
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Exit::Code(c) => write!(f, "exit code {c}"),
+            Exit::Signal(s) => write!(f, "killed by signal {s}"),
+        }
+    }
+}
+
+/// A started process: its group leader's PID (also the group id) and its exit, once known.
+pub struct RunningProcess {
+    child: Child,
+    pid: u32,
+    exit: Option<Exit>,
+}
+
+/// The user's uid and gid, from the password database.
+fn lookup_user(name: &str) -> Result<(u32, u32), DriverError> {
+    let c_name =
+        std::ffi::CString::new(name).map_err(|_| param_err("user", "contains a NUL byte"))?;
+    // SAFETY: `passwd` is plain data (integers and pointers); all zeros is a valid value.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; `buf` outlives the use of `pwd`'s strings
+    // (only the numeric ids are read).
+    let rc = unsafe {
+        libc::getpwnam_r(
+            c_name.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() {
+        return Err(param_err("user", format!("no user `{name}` on this host")));
+    }
+    Ok((pwd.pw_uid, pwd.pw_gid))
+}
+
+/// Copies one output stream of the child into the shared log.
+async fn pump(mut from: impl AsyncRead + Unpin, log: Arc<Mutex<LogFile>>) {
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+                if let Err(e) = l.append(&buf[..n]) {
+                    tracing::warn!(error = %e, "instance log write failed");
+                }
+            }
+        }
+    }
+}
+
+impl RunningProcess {
+    /// Starts `spec` with its output appended to `log`.
+    pub fn start(spec: &ProcessSpec, log: &Path) -> Result<Self, DriverError> {
+        let log_file = LogFile::open(log, DEFAULT_CAP).map_err(|e| DriverError::Log {
+            path: log.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let mut cmd = Command::new(&spec.command);
+        cmd.args(&spec.args)
+            .envs(&spec.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        if let Some(dir) = &spec.working_dir {
+            cmd.current_dir(dir);
+        }
+        if let Some(user) = &spec.user {
+            let (uid, gid) = lookup_user(user)?;
+            cmd.uid(uid).gid(gid);
+        }
+        let mut child = cmd.spawn().map_err(|e| DriverError::Start {
+            command: spec.command.clone(),
+            reason: match (e.kind(), &spec.working_dir) {
+                (std::io::ErrorKind::NotFound, Some(dir)) if !dir.is_dir() => {
+                    format!("working_dir {} does not exist", dir.display())
+                }
+                (std::io::ErrorKind::NotFound, _) => {
+                    "no such program (give a full path or one on the agent's PATH)".into()
+                }
+                _ => e.to_string(),
+            },
+        })?;
+        let pid = child.id().ok_or_else(|| DriverError::Start {
+            command: spec.command.clone(),
+            reason: "exited before it could be tracked".into(),
+        })?;
+        let log = Arc::new(Mutex::new(log_file));
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(pump(out, log.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(pump(err, log));
+        }
+        Ok(RunningProcess {
+            child,
+            pid,
+            exit: None,
+        })
+    }
+
+    /// The process's PID, which is also its process group id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The exit, if the process has ended (does not wait).
+    pub fn poll_exit(&mut self) -> Option<Exit> {
+        if self.exit.is_none()
+            && let Ok(Some(status)) = self.child.try_wait()
+        {
+            self.exit = Some(status.into());
+        }
+        self.exit
+    }
+
+    /// Waits until the process ends.
+    pub async fn wait(&mut self) -> Exit {
+        if let Some(e) = self.exit {
+            return e;
+        }
+        let exit = match self.child.wait().await {
+            Ok(status) => status.into(),
+            Err(_) => Exit::Code(-1),
+        };
+        self.exit = Some(exit);
+        exit
+    }
+
+    /// Sends `signal` to the whole process group.
+    fn signal_group(&self, signal: i32) {
+        // SAFETY: killpg has no memory effects; a group that is gone gives ESRCH, ignored.
+        unsafe { libc::killpg(self.pid as i32, signal) };
+    }
+
+    /// Stops the process group: SIGTERM, then SIGKILL after `timeout`. Returns how the
+    /// group leader ended; every other member of the group gets the same signals.
+    pub async fn stop(&mut self, timeout: Duration) -> Exit {
+        self.signal_group(libc::SIGTERM);
+        let exit = match tokio::time::timeout(timeout, self.wait()).await {
+            Ok(exit) => exit,
+            Err(_) => {
+                self.signal_group(libc::SIGKILL);
+                self.wait().await
+            }
+        };
+        // Members that outlived the leader (or ignored SIGTERM) go too.
+        self.signal_group(libc::SIGKILL);
+        exit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn params(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn params_are_read_and_every_bad_one_is_named() {
+        let spec = ProcessSpec::from_params(&params(json!({
+            "command": "/bin/sh", "args": ["-c", "true"], "env": {"A": "1", "N": 2},
+            "working_dir": "/tmp", "stop_timeout": "3s"
+        })))
+        .unwrap();
+        assert_eq!(spec.args, ["-c", "true"]);
+        assert_eq!(spec.env.get("N").map(String::as_str), Some("2"));
+        assert_eq!(spec.stop_timeout, Duration::from_secs(3));
+
+        for (bad, expect) in [
+            (json!({}), "param `command`: missing"),
+            (
+                json!({"command": 5}),
+                "param `command`: expected a non-empty string",
+            ),
+            (
+                json!({"command": "x", "args": "-c"}),
+                "param `args`: expected a list",
+            ),
+            (
+                json!({"command": "x", "args": [1]}),
+                "param `args`: item 0 is 1",
+            ),
+            (
+                json!({"command": "x", "env": {"A": []}}),
+                "param `env`: `A` is []",
+            ),
+            (
+                json!({"command": "x", "stop_timeout": "soon"}),
+                "param `stop_timeout`",
+            ),
+            (json!({"command": "x", "cmd": "y"}), "unknown param `cmd`"),
+        ] {
+            let e = ProcessSpec::from_params(&params(bad.clone()))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(expect), "{bad}: {e}");
+        }
+    }
+
+    fn temp_log(name: &str) -> PathBuf {
+        std::env::temp_dir()
+            .join(format!("buoy-process-{}", std::process::id()))
+            .join(format!("{name}.log"))
+    }
+
+    fn sh(script: &str) -> ProcessSpec {
+        ProcessSpec::from_params(&params(
+            json!({"command": "/bin/sh", "args": ["-c", script]}),
+        ))
+        .unwrap()
+    }
+
+    /// Whether `pid` exists and is not a zombie (a killed orphan waits for init to reap it).
+    fn alive(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+            .unwrap_or(false)
+    }
+
+    #[tokio::test]
+    async fn output_goes_to_the_log_and_the_exit_code_is_reported() {
+        let log = temp_log("exit");
+        let mut p = RunningProcess::start(&sh("echo out; echo err >&2; exit 3"), &log).unwrap();
+        assert_eq!(p.wait().await, Exit::Code(3));
+        assert_eq!(p.poll_exit(), Some(Exit::Code(3)));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("out\n") && text.contains("err\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn stop_ends_the_whole_group_and_kills_what_ignores_sigterm() {
+        // The shell ignores SIGTERM and has a child: both must be gone after stop.
+        let log = temp_log("stubborn");
+        let mut p = RunningProcess::start(
+            &sh("trap '' TERM; sleep 30 & echo child $!; wait; sleep 30"),
+            &log,
+        )
+        .unwrap();
+        let mut child_pid = None;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            child_pid = std::fs::read_to_string(&log)
+                .ok()
+                .and_then(|t| t.trim().strip_prefix("child ")?.parse::<u32>().ok());
+            if child_pid.is_some() {
+                break;
+            }
+        }
+        let child_pid = child_pid.expect("the script printed its child's pid");
+        assert!(alive(p.pid()) && alive(child_pid));
+        assert_eq!(p.poll_exit(), None);
+        let t0 = std::time::Instant::now();
+        let exit = p.stop(Duration::from_millis(300)).await;
+        assert_eq!(
+            exit,
+            Exit::Signal(libc::SIGKILL),
+            "the shell ignored SIGTERM"
+        );
+        assert!(t0.elapsed() >= Duration::from_millis(300));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !alive(child_pid),
+            "the group's other member must be killed too"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_graceful_process_stops_on_sigterm() {
+        let mut p = RunningProcess::start(&sh("exec sleep 30"), &temp_log("graceful")).unwrap();
+        let exit = p.stop(Duration::from_secs(5)).await;
+        assert_eq!(exit, Exit::Signal(libc::SIGTERM));
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_directory_or_user_is_named() {
+        for (p, expect) in [
+            (
+                json!({"command": "/nonexistent/app"}),
+                "`/nonexistent/app`: no such program",
+            ),
+            (
+                json!({"command": "/bin/true", "working_dir": "/nonexistent/dir"}),
+                "working_dir /nonexistent/dir does not exist",
+            ),
+            (
+                json!({"command": "/bin/true", "user": "no-such-user-buoy"}),
+                "no user `no-such-user-buoy`",
+            ),
+        ] {
+            let spec = ProcessSpec::from_params(&params(p.clone())).unwrap();
+            let e = RunningProcess::start(&spec, &temp_log("missing"))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains(expect), "{p}: {e}");
+        }
+    }
+}
