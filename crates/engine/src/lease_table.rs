@@ -70,6 +70,11 @@ impl LeaseTable {
         self.ends_at(host) + self.drift_margin
     }
 
+    /// The hosts that renewed with this leader.
+    pub fn hosts(&self) -> impl Iterator<Item = &str> {
+        self.ends.keys().map(String::as_str)
+    }
+
     /// Forgets a host removed from the cluster.
     pub fn forget(&mut self, host: &str) {
         self.ends.remove(host);

@@ -38,6 +38,11 @@ impl Timestamp {
         Timestamp(self.0.saturating_add(d.as_millis() as u64))
     }
 
+    /// This time minus `d` (not before the epoch).
+    pub fn minus(self, d: Duration) -> Timestamp {
+        Timestamp(self.0.saturating_sub(d.as_millis() as u64))
+    }
+
     /// Civil date and time: (year, month, day, hour, minute, second, millisecond).
     fn civil(self) -> (i64, u32, u32, u32, u32, u32, u32) {
         let secs = (self.0 / 1000) as i64;

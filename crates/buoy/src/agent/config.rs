@@ -30,6 +30,9 @@ pub struct FileConfig {
     pub masakari_http: Option<SocketAddr>,
     pub tokens: Option<PathBuf>,
     /// TLS for the API and agent-to-agent calls (`--tls-cert`, `--tls-key`, `--tls-ca`).
+    /// Lease timing (`--lease-ttl`, `--lease-renew`), as duration text.
+    pub lease_ttl: Option<String>,
+    pub lease_renew: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_ca: Option<PathBuf>,

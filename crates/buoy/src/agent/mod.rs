@@ -7,6 +7,7 @@ mod faults;
 mod forward;
 mod http;
 pub mod http_client;
+mod lease;
 mod masakari;
 mod openapi;
 mod raft_http;
@@ -18,6 +19,7 @@ mod stream;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use axum::serve::ListenerExt;
@@ -86,6 +88,13 @@ pub struct AgentArgs {
     /// 15868). It is always served under /masakari/v1 of --http.
     #[arg(long)]
     pub masakari_http: Option<SocketAddr>,
+    /// How long a granted lease lasts (e.g. 3s): a host cut from the control plane for this
+    /// long stops its instances [default: 3s; 1s with --profile local].
+    #[arg(long)]
+    pub lease_ttl: Option<String>,
+    /// How often the lease is renewed [default: a sixth of the TTL].
+    #[arg(long)]
+    pub lease_renew: Option<String>,
     /// PEM certificate (chain) this agent serves its API with; turns on TLS (with --tls-key
     /// and --tls-ca). It must name the --http address (an IP address SAN).
     #[arg(long)]
@@ -116,6 +125,7 @@ struct Settings {
     masakari_http: Option<SocketAddr>,
     auth: auth::Auth,
     tls: Option<crate::tls::TlsFiles>,
+    lease: engine::host_lease::LeaseTiming,
 }
 
 fn settings(args: &AgentArgs) -> Result<Settings> {
@@ -247,12 +257,42 @@ fn settings(args: &AgentArgs) -> Result<Settings> {
             Some(p) => auth::Auth::load(p)?,
             None => auth::Auth::open(),
         },
+        lease: lease_timing(
+            args.lease_ttl.as_ref().or(file.lease_ttl.as_ref()),
+            args.lease_renew.as_ref().or(file.lease_renew.as_ref()),
+            &profile,
+        )?,
         tls: tls_files(
             args.tls_cert.clone().or(file.tls_cert.clone()),
             args.tls_key.clone().or(file.tls_key.clone()),
             args.tls_ca.clone().or(file.tls_ca.clone()),
         )?,
     })
+}
+
+/// The lease timing from `--lease-ttl` / `--lease-renew` (duration text) or the profile.
+fn lease_timing(
+    ttl: Option<&String>,
+    renew: Option<&String>,
+    profile: &str,
+) -> Result<engine::host_lease::LeaseTiming> {
+    let parse = |flag: &str, v: &String| {
+        state::duration_text::parse(v).map_err(|e| anyhow::anyhow!("{flag} {v}: {e}"))
+    };
+    let ttl = match ttl {
+        Some(v) => parse("--lease-ttl", v)?,
+        None if profile == "local" => Duration::from_secs(1),
+        None => engine::host_lease::LeaseTiming::LAN.ttl,
+    };
+    let renew_every = match renew {
+        Some(v) => parse("--lease-renew", v)?,
+        None => ttl / 6,
+    };
+    let timing = engine::host_lease::LeaseTiming { ttl, renew_every };
+    timing
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--lease-ttl/--lease-renew: {e}"))?;
+    Ok(timing)
 }
 
 /// TLS is on when all three files are given, off when none is; anything else is a mistake.
@@ -443,7 +483,45 @@ async fn serve(s: Settings) -> Result<()> {
             masakari_router.clone(),
         )?;
     }
+    let keeper = lease::LeaseKeeper::new(s.name.clone(), s.lease, shared.now());
+    let grants = cp
+        .replica
+        .clone()
+        .map(|r| lease::LeaseGrants::start(r, shared.clone(), s.lease.ttl));
+    tokio::spawn(keeper.clone().run(
+        cp.clone(),
+        grants.clone(),
+        shared.clone(),
+        s.auth.admin_token(),
+    ));
+    let lease_api = lease::LeaseApi {
+        grants,
+        keeper,
+        gossip: shared.clone(),
+    };
+    let lease_routes = axum::Router::new()
+        .route("/internal/lease", axum::routing::post(lease::renew))
+        .route("/v1/leases", axum::routing::get(lease::leases))
+        .route_layer(axum::middleware::from_fn_with_state(
+            cp.clone(),
+            forward::to_leader,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            s.auth.clone(),
+            auth::require_token,
+        ))
+        .with_state(lease_api.clone())
+        .merge(
+            axum::Router::new()
+                .route("/v1/lease", axum::routing::get(lease::own_lease))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    s.auth.clone(),
+                    auth::require_token,
+                ))
+                .with_state(lease_api),
+        );
     let router = http::router(api, s.auth.clone())
+        .merge(lease_routes)
         .nest(masakari::PREFIX, masakari_router)
         .merge(state_api::router(state_api))
         .merge(

@@ -76,7 +76,7 @@ impl Shared {
         swim::Instant::from_nanos(self.origin.elapsed().as_nanos() as u64)
     }
 
-    fn to_tokio(&self, t: swim::Instant) -> tokio::time::Instant {
+    pub(crate) fn to_tokio(&self, t: swim::Instant) -> tokio::time::Instant {
         self.origin + Duration::from_nanos(t.as_nanos())
     }
 
@@ -108,6 +108,19 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner())
             .get(addr)
             .cloned()
+    }
+
+    /// True when the fault filter drops traffic to (`out`) or from the member called `peer`.
+    pub fn drops(&self, peer: &str, out: bool) -> bool {
+        let Some(faults) = &self.faults else {
+            return false;
+        };
+        let f = faults.read().unwrap_or_else(|p| p.into_inner());
+        if out {
+            f.drops_out(peer)
+        } else {
+            f.drops_in(peer)
+        }
     }
 
     /// True when the fault filter drops traffic to (`out`) or from the member at `addr`.

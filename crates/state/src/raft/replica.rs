@@ -206,6 +206,21 @@ impl Replica {
         }
     }
 
+    /// Confirms with a quorum that this server is still the leader (no apply wait): what a
+    /// lease grant needs. Returns the term it leads.
+    pub async fn confirm_leadership(&self) -> Result<u64, ReplicaError> {
+        let term = self.raft.metrics().borrow().current_term;
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => Ok(term),
+            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(ReplicaError::NotLeader {
+                    leader: f.leader_node,
+                })
+            }
+            Err(e) => Err(ReplicaError::Raft(e.to_string())),
+        }
+    }
+
     /// The leader this server knows of.
     pub fn leader(&self) -> Option<ServerNode> {
         // Called for every relayed API call: read in place, copy only the node.

@@ -1,0 +1,337 @@
+//! Leases over HTTP (rule S1). Every agent keeps its own lease ([`HostLease`]) by sending
+//! renewals to the control plane; the leader grants them from its soft-state
+//! [`LeaseTable`], and only after confirming with a quorum that it still leads (one check
+//! serves every renewal that arrived before it started). The fault filter applies: a host cut
+//! from the servers cannot renew.
+//!
+//! - `POST /internal/lease` `{"host": NAME}` -> `{"ttl_ms": N}` (relayed to the leader)
+//! - `GET /v1/lease` -> this agent's own lease
+//! - `GET /v1/leases` -> the leader's view of every host's lease (relayed to the leader)
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use engine::Instant;
+use engine::host_lease::{HostLease, LeaseTiming, RenewalId};
+use engine::lease_table::LeaseTable;
+use serde::Deserialize;
+use serde_json::json;
+use state::raft::replica::Replica;
+use state::timestamp::Timestamp;
+use tokio::sync::{Notify, oneshot};
+use tracing::{info, warn};
+
+use super::control::ControlPlane;
+use super::http::error;
+use super::runtime::Shared;
+
+/// Converts a time on the agent's clock to wall-clock time, for people and tests.
+fn wall(t: Instant, now: Instant) -> Timestamp {
+    if t >= now {
+        Timestamp::now().plus(t.saturating_since(now))
+    } else {
+        Timestamp::now().minus(now.saturating_since(t))
+    }
+}
+
+/// Leader side: grants renewals after confirming leadership.
+pub struct LeaseGrants {
+    replica: Arc<Replica>,
+    gossip: Arc<Shared>,
+    ttl: Duration,
+    /// The table of the term this server leads (replaced when the term changes).
+    table: Mutex<Option<(u64, LeaseTable)>>,
+    /// Renewals waiting for the next leadership check.
+    waiting: Mutex<Vec<oneshot::Sender<Result<u64, String>>>>,
+    wake: Notify,
+}
+
+impl LeaseGrants {
+    pub fn start(replica: Arc<Replica>, gossip: Arc<Shared>, ttl: Duration) -> Arc<Self> {
+        let g = Arc::new(LeaseGrants {
+            replica,
+            gossip,
+            ttl,
+            table: Mutex::new(None),
+            waiting: Mutex::new(Vec::new()),
+            wake: Notify::new(),
+        });
+        tokio::spawn(g.clone().check_leadership());
+        g
+    }
+
+    /// One quorum check at a time; every renewal that was waiting when it started shares it.
+    async fn check_leadership(self: Arc<Self>) {
+        loop {
+            self.wake.notified().await;
+            let batch =
+                std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|p| p.into_inner()));
+            if batch.is_empty() {
+                continue;
+            }
+            let result = self
+                .replica
+                .confirm_leadership()
+                .await
+                .map_err(|e| e.to_string());
+            for tx in batch {
+                let _ = tx.send(result.clone());
+            }
+        }
+    }
+
+    /// Grants `host` a renewal received at `received_at`: returns the lease length.
+    pub async fn grant(&self, host: &str, received_at: Instant) -> Result<Duration, String> {
+        let (tx, rx) = oneshot::channel();
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tx);
+        self.wake.notify_one();
+        let term = rx
+            .await
+            .map_err(|_| "the leadership check stopped".to_string())??;
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let t = self.table_for(&mut table, term);
+        Ok(t.renew(host, received_at))
+    }
+
+    /// The table of `term`, started now when this is the term's first use: a leader that
+    /// starts its table later than its election only waits longer before declaring a lease
+    /// over (the safe side).
+    fn table_for<'a>(
+        &self,
+        table: &'a mut Option<(u64, LeaseTable)>,
+        term: u64,
+    ) -> &'a mut LeaseTable {
+        if table.as_ref().is_some_and(|(t, _)| *t != term) {
+            *table = None;
+        }
+        let (_, t) = table.get_or_insert_with(|| {
+            info!(
+                term,
+                "lease table started: every host has a full lease from now"
+            );
+            (
+                term,
+                LeaseTable::new(self.ttl, self.ttl / 10, self.gossip.now()),
+            )
+        });
+        t
+    }
+}
+
+/// Body of `POST /internal/lease`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewalRequest {
+    pub host: String,
+}
+
+/// What the lease routes need.
+#[derive(Clone)]
+pub struct LeaseApi {
+    pub grants: Option<Arc<LeaseGrants>>,
+    pub keeper: Arc<LeaseKeeper>,
+    pub gossip: Arc<Shared>,
+}
+
+fn not_a_server() -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no_leader",
+        "this agent is not a control-plane server",
+        None,
+    )
+}
+
+/// `POST /internal/lease` (on the leader: relayed there by the middleware).
+pub async fn renew(State(api): State<LeaseApi>, Json(req): Json<RenewalRequest>) -> Response {
+    let received_at = api.gossip.now();
+    if api.gossip.drops(&req.host, false) {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "dropped",
+            "renewal dropped by the fault filter",
+            None,
+        );
+    }
+    let Some(grants) = &api.grants else {
+        return not_a_server();
+    };
+    match grants.grant(&req.host, received_at).await {
+        Ok(ttl) => Json(json!({"ttl_ms": ttl.as_millis() as u64})).into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_leader",
+            &format!("cannot grant a lease: {e}"),
+            None,
+        ),
+    }
+}
+
+/// `GET /v1/leases` (on the leader): every host's lease as this leader sees it.
+pub async fn leases(State(api): State<LeaseApi>) -> Response {
+    let Some(grants) = &api.grants else {
+        return not_a_server();
+    };
+    let now = api.gossip.now();
+    let table = grants.table.lock().unwrap_or_else(|p| p.into_inner());
+    let Some((term, t)) = table.as_ref() else {
+        return Json(json!({"term": null, "leases": []})).into_response();
+    };
+    let leases: Vec<_> = t
+        .hosts()
+        .map(|h| {
+            json!({
+                "host": h,
+                "ends_at": wall(t.ends_at(h), now),
+                "fenced_at": wall(t.fenced_at(h), now),
+                "expired": t.expired(h, now),
+            })
+        })
+        .collect();
+    Json(json!({"term": term, "ttl_ms": t.ttl().as_millis() as u64, "leases": leases}))
+        .into_response()
+}
+
+/// `GET /v1/lease`: this agent's own lease.
+pub async fn own_lease(State(api): State<LeaseApi>) -> Json<serde_json::Value> {
+    let now = api.gossip.now();
+    let lease = api.keeper.lease.lock().unwrap_or_else(|p| p.into_inner());
+    let until = lease.until();
+    Json(json!({
+        "host": api.keeper.me,
+        "held": lease.is_held(now),
+        "until": until.map(|u| wall(u, now)),
+        "remaining_ms": until.map(|u| u.saturating_since(now).as_millis() as u64),
+        "ttl_ms": lease.timing().ttl.as_millis() as u64,
+        "renew_every_ms": lease.timing().renew_every.as_millis() as u64,
+    }))
+}
+
+/// Host side: keeps this agent's lease renewed.
+pub struct LeaseKeeper {
+    me: String,
+    lease: Mutex<HostLease>,
+    /// Wakes whoever watches the lease (the supervisor, the watchdog feeder) on every change.
+    pub changed: tokio::sync::watch::Sender<Option<Instant>>,
+}
+
+impl LeaseKeeper {
+    pub fn new(me: String, timing: LeaseTiming, now: Instant) -> Arc<Self> {
+        Arc::new(LeaseKeeper {
+            me,
+            lease: Mutex::new(HostLease::new(timing, now)),
+            changed: tokio::sync::watch::channel(None).0,
+        })
+    }
+
+    /// Sends renewals when due, forever.
+    pub async fn run(
+        self: Arc<Self>,
+        cp: Arc<ControlPlane>,
+        grants: Option<Arc<LeaseGrants>>,
+        gossip: Arc<Shared>,
+        token: Option<String>,
+    ) {
+        let mut held = false;
+        loop {
+            let now = gossip.now();
+            let (due, next) = {
+                let mut l = self.lease.lock().unwrap_or_else(|p| p.into_inner());
+                let now_held = l.is_held(now);
+                if now_held != held {
+                    if now_held {
+                        info!("lease acquired");
+                    } else {
+                        warn!("lease lost: this host must run nothing until it renews");
+                    }
+                    held = now_held;
+                }
+                let due = l.poll_renewal(now);
+                let wake = match l.until() {
+                    Some(u) if u > now => l.next_renewal().min(u),
+                    _ => l.next_renewal(),
+                };
+                (due, wake)
+            };
+            if let Some(id) = due {
+                let (me, cp, grants, gossip, token) = (
+                    self.clone(),
+                    cp.clone(),
+                    grants.clone(),
+                    gossip.clone(),
+                    token.clone(),
+                );
+                tokio::spawn(async move {
+                    me.send(id, now, &cp, grants.as_deref(), &gossip, token.as_deref())
+                        .await
+                });
+            }
+            tokio::time::sleep_until(gossip.to_tokio(next)).await;
+        }
+    }
+
+    /// Sends one renewal (sent at `sent`) and records the answer.
+    async fn send(
+        &self,
+        id: RenewalId,
+        sent: Instant,
+        cp: &ControlPlane,
+        grants: Option<&LeaseGrants>,
+        gossip: &Shared,
+        token: Option<&str>,
+    ) {
+        let ttl = self
+            .lease
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .timing()
+            .ttl;
+        let granted = match grants.filter(|_| cp.is_leader()) {
+            Some(g) => g.grant(&self.me, sent).await.ok(),
+            None => self.ask_a_server(cp, gossip, token, ttl).await,
+        };
+        let mut l = self.lease.lock().unwrap_or_else(|p| p.into_inner());
+        match granted {
+            Some(ttl) => {
+                if l.on_granted(id, ttl) {
+                    self.changed.send_replace(l.until());
+                }
+            }
+            None => l.on_refused(id),
+        }
+    }
+
+    /// Asks the leader (or a live server, which relays) for a renewal.
+    async fn ask_a_server(
+        &self,
+        cp: &ControlPlane,
+        gossip: &Shared,
+        token: Option<&str>,
+        timeout: Duration,
+    ) -> Option<Duration> {
+        let leader = cp.replica.as_ref().and_then(|r| r.leader());
+        let target = match leader {
+            Some(l) if l.name != self.me => Some(l),
+            _ => cp.live_servers().into_iter().find(|s| s.name != self.me),
+        }?;
+        if gossip.drops(&target.name, true) {
+            return None;
+        }
+        let body = serde_json::to_vec(&json!({"host": self.me})).ok()?;
+        let url = cp.client.url(&target.http, "/internal/lease");
+        match cp.client.post_bytes(&url, body, token, timeout).await {
+            Ok((status, bytes)) if status.is_success() => {
+                let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+                v["ttl_ms"].as_u64().map(Duration::from_millis)
+            }
+            _ => None,
+        }
+    }
+}
