@@ -28,6 +28,9 @@ pub enum Command {
     Agent(Box<crate::agent::AgentArgs>),
     /// List the cluster's members as one agent sees them.
     Members(crate::cmd_members::MembersArgs),
+    /// Stand-in for a hardware watchdog: kills this host's instances when the agent stops
+    /// moving its deadline (run one beside each agent; give the agent `--watchdog SOCKET`).
+    Watchdog(crate::watchdog::WatchdogArgs),
     /// Print a new random encryption key (hex) for a keyring file.
     Keygen,
     /// Start a whole local cluster on this machine and show it working.
@@ -119,6 +122,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Agent(args) => crate::agent::run(*args)?,
         Command::Members(args) => crate::cmd_members::members(args)?,
         Command::Keygen => crate::cmd_members::keygen()?,
+        Command::Watchdog(args) => crate::watchdog::run(args)?,
         Command::Sandbox(args) => crate::sandbox::run(args)?,
         Command::Sim {
             what: SimCommand::Membership(args),

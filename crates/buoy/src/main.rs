@@ -7,6 +7,7 @@ mod cmd_members;
 mod sandbox;
 mod supervisor;
 mod tls;
+mod watchdog;
 
 mod cli;
 

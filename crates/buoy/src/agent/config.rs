@@ -33,6 +33,8 @@ pub struct FileConfig {
     /// Lease timing (`--lease-ttl`, `--lease-renew`), as duration text.
     pub lease_ttl: Option<String>,
     pub lease_renew: Option<String>,
+    /// Socket of this host's `buoy watchdog`.
+    pub watchdog: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_ca: Option<PathBuf>,

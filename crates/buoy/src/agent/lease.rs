@@ -335,3 +335,21 @@ impl LeaseKeeper {
         }
     }
 }
+
+/// Moves the watchdog's deadline to the lease's end at every renewal.
+pub async fn feed_watchdog(
+    keeper: Arc<LeaseKeeper>,
+    gossip: Arc<Shared>,
+    watchdog: Arc<crate::watchdog::client::WatchdogClient>,
+) {
+    let mut changed = keeper.changed.subscribe();
+    loop {
+        if let Some(until) = *changed.borrow_and_update() {
+            let left = until.saturating_since(gossip.now());
+            watchdog.arm(crate::watchdog::protocol::monotonic_now() + left);
+        }
+        if changed.changed().await.is_err() {
+            return;
+        }
+    }
+}

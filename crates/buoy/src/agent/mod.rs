@@ -95,6 +95,10 @@ pub struct AgentArgs {
     /// How often the lease is renewed [default: a sixth of the TTL].
     #[arg(long)]
     pub lease_renew: Option<String>,
+    /// Socket of this host's `buoy watchdog`: the agent arms it with its lease's end, so a
+    /// hung or killed agent leaves nothing running past its lease.
+    #[arg(long)]
+    pub watchdog: Option<PathBuf>,
     /// PEM certificate (chain) this agent serves its API with; turns on TLS (with --tls-key
     /// and --tls-ca). It must name the --http address (an IP address SAN).
     #[arg(long)]
@@ -126,6 +130,7 @@ struct Settings {
     auth: auth::Auth,
     tls: Option<crate::tls::TlsFiles>,
     lease: engine::host_lease::LeaseTiming,
+    watchdog: Option<PathBuf>,
 }
 
 fn settings(args: &AgentArgs) -> Result<Settings> {
@@ -257,6 +262,7 @@ fn settings(args: &AgentArgs) -> Result<Settings> {
             Some(p) => auth::Auth::load(p)?,
             None => auth::Auth::open(),
         },
+        watchdog: args.watchdog.clone().or(file.watchdog.clone()),
         lease: lease_timing(
             args.lease_ttl.as_ref().or(file.lease_ttl.as_ref()),
             args.lease_renew.as_ref().or(file.lease_renew.as_ref()),
@@ -494,6 +500,10 @@ async fn serve(s: Settings) -> Result<()> {
         shared.clone(),
         s.auth.admin_token(),
     ));
+    if let Some(socket) = &s.watchdog {
+        let wd = crate::watchdog::client::WatchdogClient::start(socket.clone());
+        tokio::spawn(lease::feed_watchdog(keeper.clone(), shared.clone(), wd));
+    }
     let lease_api = lease::LeaseApi {
         grants,
         keeper,

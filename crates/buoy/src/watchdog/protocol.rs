@@ -1,0 +1,83 @@
+//! What the agent tells its watchdog, one JSON object per line over a unix socket, and the
+//! clock they share: CLOCK_MONOTONIC, which both processes read the same and which no one can
+//! set (unlike the wall clock).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How to make one tracked thing stop.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Target {
+    /// SIGKILL to a process group (the process driver's instances).
+    ProcessGroup(i32),
+    /// SIGKILL to one process (a QEMU virtual machine).
+    Process(i32),
+    /// Run a command and wait for it (an OCF agent's `stop`).
+    Exec {
+        argv: Vec<String>,
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+    },
+}
+
+/// One message from the agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Kill everything tracked at this CLOCK_MONOTONIC time (nanoseconds) unless moved
+    /// (sent at every lease renewal).
+    Arm { deadline_ns: u64 },
+    /// Replace the whole state: the deadline (none: nothing to enforce) and what runs here
+    /// (sent when an instance starts or stops, and after every reconnection).
+    Sync {
+        deadline_ns: Option<u64>,
+        tracked: BTreeMap<String, Target>,
+    },
+    /// Answer with a [`Status`] line.
+    Status,
+}
+
+/// The watchdog's state, as `Status` reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub deadline_ns: Option<u64>,
+    pub tracked: BTreeMap<String, Target>,
+    /// How many times the deadline passed and the watchdog killed what it tracked.
+    pub fired: u64,
+}
+
+/// CLOCK_MONOTONIC now.
+pub fn monotonic_now() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_and_unknown_fields_are_refused() {
+        let r = Request::Sync {
+            deadline_ns: Some(7),
+            tracked: [("web".to_string(), Target::ProcessGroup(42))].into(),
+        };
+        let line = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            line,
+            r#"{"sync":{"deadline_ns":7,"tracked":{"web":{"process_group":42}}}}"#
+        );
+        assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), r);
+        assert!(serde_json::from_str::<Request>(r#"{"arm":{"deadline":1}}"#).is_err());
+        let a = monotonic_now();
+        assert!(monotonic_now() >= a);
+    }
+}

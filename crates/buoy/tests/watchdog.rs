@@ -1,0 +1,202 @@
+//! `buoy watchdog`: kills what it tracks when its deadline passes unmoved, not before; and an
+//! agent arms it with its lease, so a frozen agent (SIGSTOP) leaves nothing running past it.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Cluster, wait_until};
+use serde_json::{Value, json};
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to write into.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A `buoy watchdog` on `socket`, killed by PID on drop.
+struct Watchdog(Child);
+
+impl Watchdog {
+    fn start(socket: &Path) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_buoy"))
+            .args(["watchdog", "--socket"])
+            .arg(socket)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until(Duration::from_secs(5), || {
+            UnixStream::connect(socket).is_ok()
+        })
+        .expect("the watchdog listens");
+        Watchdog(child)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A line-oriented connection to a watchdog.
+struct Conn(UnixStream, BufReader<UnixStream>);
+
+impl Conn {
+    fn open(socket: &Path) -> Self {
+        let s = UnixStream::connect(socket).unwrap();
+        let r = BufReader::new(s.try_clone().unwrap());
+        Conn(s, r)
+    }
+
+    fn send(&mut self, v: Value) {
+        writeln!(self.0, "{v}").unwrap();
+    }
+
+    fn status(&mut self) -> Value {
+        self.send(json!("status"));
+        let mut line = String::new();
+        self.1.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap()
+    }
+}
+
+/// `sleep 60` in a process group of its own (pgid = pid), killed by PID on drop.
+struct Sleeper(Child);
+
+impl Sleeper {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sleeper() -> Sleeper {
+    Sleeper(
+        Command::new("sleep")
+            .arg("60")
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn running(c: &mut Sleeper) -> bool {
+    matches!(c.0.try_wait(), Ok(None))
+}
+
+#[test]
+fn the_watchdog_kills_what_it_tracks_at_the_deadline_unless_it_moves() {
+    let dir = std::env::temp_dir().join(format!("buoy-wd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("wd.sock");
+    let _wd = Watchdog::start(&socket);
+    let mut group = sleeper();
+    let mut single = sleeper();
+    let mut c = Conn::open(&socket);
+    let t0 = monotonic_ns();
+    c.send(
+        json!({"sync": {"deadline_ns": t0 + 400_000_000, "tracked": {
+        "group": {"process_group": group.id()}, "vm": {"process": single.id()}}}}),
+    );
+    std::thread::sleep(Duration::from_millis(250));
+    // Moved before it passed: nothing dies at the first deadline.
+    let deadline = monotonic_ns() + 500_000_000;
+    c.send(json!({"arm": {"deadline_ns": deadline}}));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        running(&mut group) && running(&mut single),
+        "killed before the deadline"
+    );
+    let status = c.status();
+    assert_eq!(status["deadline_ns"], deadline, "{status}");
+    assert_eq!(status["fired"], 0);
+    // Not moved again: both die at the deadline.
+    let started = Instant::now();
+    wait_until(Duration::from_secs(3), || {
+        !running(&mut group) && !running(&mut single)
+    })
+    .expect("the watchdog must kill what it tracks");
+    let dead_at = monotonic_ns();
+    assert!(
+        dead_at >= deadline,
+        "killed {} ms early",
+        (deadline - dead_at) / 1_000_000
+    );
+    assert!(
+        dead_at - deadline < 300_000_000,
+        "killed {} ms late",
+        (dead_at - deadline) / 1_000_000
+    );
+    let status = c.status();
+    assert_eq!(status["fired"], 1, "{status}");
+    assert_eq!(status["tracked"], json!({}), "{status}");
+    assert!(status["deadline_ns"].is_null(), "{status}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_frozen_agent_stops_moving_the_deadline_and_its_instances_die_with_its_lease() {
+    let mut c = Cluster::new(47);
+    let socket = c.dir.join("wd-h1.sock");
+    let _wd = Watchdog::start(&socket);
+    let data = c.dir.join("data-h1").display().to_string();
+    c.start(
+        1,
+        &[
+            "--server".into(),
+            "--data-dir".into(),
+            data,
+            "--watchdog".into(),
+            socket.display().to_string(),
+        ],
+    );
+    let mut conn = Conn::open(&socket);
+    // The agent arms the watchdog with its lease (TTL 1 s here) and keeps moving it.
+    let mut first = 0;
+    wait_until(Duration::from_secs(10), || {
+        first = conn.status()["deadline_ns"].as_u64().unwrap_or(0);
+        first > 0
+    })
+    .unwrap_or_else(|| panic!("the agent never armed its watchdog:\n{}", c.log(1)));
+    std::thread::sleep(Duration::from_millis(400));
+    let later = conn.status()["deadline_ns"].as_u64().unwrap_or(0);
+    assert!(later > first, "the deadline must move with the lease");
+    assert!(
+        later <= monotonic_ns() + 1_000_000_000,
+        "never past one TTL"
+    );
+
+    // What the supervisor will track (an instance's process group), then the agent freezes.
+    let mut instance = sleeper();
+    conn.send(json!({"sync": {"deadline_ns": later, "tracked": {"web": {"process_group": instance.id()}}}}));
+    let frozen = Instant::now();
+    c.signal("h1", libc::SIGSTOP);
+    let died_after = wait_until(Duration::from_secs(5), || !running(&mut instance))
+        .expect("the watchdog must kill the instances of a frozen agent");
+    let status = conn.status();
+    c.signal("h1", libc::SIGCONT);
+    assert!(
+        frozen.elapsed() < Duration::from_millis(1500),
+        "dead {died_after:?} after the freeze; the lease is 1 s"
+    );
+    assert_eq!(status["fired"], 1, "{status}");
+}
