@@ -56,6 +56,14 @@ pub enum Command {
         #[command(flatten)]
         common: crate::cmd_state::Common,
     },
+    /// Where instances run (instance -> host, with an epoch raised at every move):
+    /// `buoy placement create --set instance=web --set host=node-2`, `update ID --set host=...`.
+    Placement {
+        #[command(subcommand)]
+        op: crate::cmd_state::Crud,
+        #[command(flatten)]
+        common: crate::cmd_state::Common,
+    },
     /// Failure reports and the recoveries they caused.
     Notification {
         #[command(subcommand)]
@@ -136,6 +144,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Segment { op, common } => crate::cmd_state::crud(&common, "segments", op)?,
         Command::Host { op, common } => crate::cmd_state::crud(&common, "hosts", op)?,
         Command::Instance { op, common } => crate::cmd_state::crud(&common, "instances", op)?,
+        Command::Placement { op, common } => crate::cmd_state::crud(&common, "placements", op)?,
         Command::Notification { op, common } => crate::cmd_state::notification(&common, op)?,
         Command::Servers { op, common } => crate::cmd_state::servers(&common, op)?,
         Command::Status { common } => crate::cmd_state::status(&common)?,

@@ -351,6 +351,22 @@ fn print_table(plural: &str, items: &[Value], segments: &Map<String, Value>) {
                 })
                 .collect(),
         ),
+        "placements" => (
+            vec!["ID", "INSTANCE", "REPLICA", "HOST", "EPOCH", "VERSION"],
+            items
+                .iter()
+                .map(|p| {
+                    vec![
+                        text(&p["id"]),
+                        text(&p["instance"]),
+                        text(&p["replica"]),
+                        text(&p["host"]),
+                        text(&p["epoch"]),
+                        text(&p["version"]),
+                    ]
+                })
+                .collect(),
+        ),
         _ => (
             vec!["ID", "TYPE", "HOSTNAME", "STATUS", "GENERATED"],
             items

@@ -10,9 +10,10 @@ use crate::command::{Action, Change, Command, Expect, Object, Op, Outcome};
 use crate::error::StateError;
 use crate::host::Host;
 use crate::instance::Instance;
+use crate::instance::Mode;
 use crate::notification::Notification;
 use crate::object::Kind;
-use crate::placement::Placement;
+use crate::placement::{Epoch, Placement};
 use crate::segment::Segment;
 
 /// Segments, hosts, instances, placements and notifications, by id.
@@ -24,6 +25,9 @@ pub struct ClusterState {
     notifications: BTreeMap<String, Notification>,
     /// Keyed by `instance-id/replica`.
     placements: BTreeMap<String, Placement>,
+    /// The highest epoch any placement ever had (epochs are never reused).
+    #[serde(default)]
+    last_epoch: u64,
     /// The serial the next notification gets.
     next_serial: u64,
     /// Changes applied so far: the last change's index in the change feed.
@@ -121,6 +125,7 @@ impl ClusterState {
             Object::Host(o) => self.hosts.insert(id.clone(), o).map(drop),
             Object::Instance(o) => self.instances.insert(id.clone(), o).map(drop),
             Object::Notification(o) => self.notifications.insert(id.clone(), o).map(drop),
+            Object::Placement(o) => self.placements.insert(id.clone(), o).map(drop),
         };
         Ok((action, kind, id, Some(stored)))
     }
@@ -171,7 +176,78 @@ impl ClusterState {
                 Ok(())
             }
             Object::Notification(_) => Ok(()),
+            Object::Placement(p) => self.check_placement(p),
         }
+    }
+
+    /// A placement names an existing instance and host of the same segment, a replica the
+    /// instance has, and no host twice for one clone; it gets a new epoch when it is created
+    /// or moves, and keeps its epoch otherwise.
+    fn check_placement(&mut self, p: &mut Placement) -> Result<(), StateError> {
+        let Some(instance) = self.instances.get(&p.instance) else {
+            return Err(StateError::invalid(
+                "instance",
+                format!("instance `{}` does not exist", p.instance),
+            ));
+        };
+        let Some(host) = self.hosts.get(&p.host) else {
+            return Err(StateError::invalid(
+                "host",
+                format!("host `{}` does not exist", p.host),
+            ));
+        };
+        if host.segment != instance.segment {
+            return Err(StateError::invalid(
+                "host",
+                format!(
+                    "host `{}` is not in the segment of instance `{}`: instances stay in their segment",
+                    host.name, instance.name
+                ),
+            ));
+        }
+        let copies = match instance.mode {
+            Mode::Single => 1,
+            Mode::Clone => instance.replicas,
+        };
+        if p.replica >= copies {
+            return Err(StateError::invalid(
+                "replica",
+                format!(
+                    "instance `{}` has {copies} cop{}: replica must be below {copies}",
+                    instance.name,
+                    if copies == 1 { "y" } else { "ies" }
+                ),
+            ));
+        }
+        for other in self.placements.values() {
+            if other.meta.id == p.meta.id || other.instance != p.instance {
+                continue;
+            }
+            if other.replica == p.replica {
+                return Err(StateError::Conflict {
+                    message: format!(
+                        "replica {} of instance `{}` is already placed (placement `{}`): move that one instead",
+                        p.replica, instance.name, other.meta.id
+                    ),
+                });
+            }
+            if other.host == p.host {
+                return Err(StateError::Conflict {
+                    message: format!(
+                        "replica {} of instance `{}` already runs on host `{}`: clone copies need distinct hosts",
+                        other.replica, instance.name, host.name
+                    ),
+                });
+            }
+        }
+        p.epoch = match self.placements.get(&p.meta.id) {
+            Some(old) if old.host == p.host => old.epoch,
+            _ => {
+                self.last_epoch += 1;
+                Epoch(self.last_epoch)
+            }
+        };
+        Ok(())
     }
 
     fn delete(
@@ -219,7 +295,7 @@ impl ClusterState {
                 }
             }
             Kind::Instance => self.placements.retain(|_, p| p.instance != id),
-            Kind::Notification => {}
+            Kind::Notification | Kind::Placement => {}
         }
         if let Some(name) = current.name().map(String::from) {
             self.names.remove(&(kind, name));
@@ -229,6 +305,7 @@ impl ClusterState {
             Kind::Host => self.hosts.remove(id).map(drop),
             Kind::Instance => self.instances.remove(id).map(drop),
             Kind::Notification => self.notifications.remove(id).map(drop),
+            Kind::Placement => self.placements.remove(id).map(drop),
         };
         Ok((Action::Deleted, kind, id.to_string(), None))
     }
@@ -244,6 +321,7 @@ impl ClusterState {
                 .get(id)
                 .cloned()
                 .map(Object::Notification),
+            Kind::Placement => self.placements.get(id).cloned().map(Object::Placement),
         }
     }
 

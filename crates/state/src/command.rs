@@ -9,6 +9,7 @@ use crate::host::Host;
 use crate::instance::Instance;
 use crate::notification::Notification;
 use crate::object::{Kind, ObjectMeta};
+use crate::placement::Placement;
 use crate::segment::Segment;
 use crate::timestamp::Timestamp;
 
@@ -20,6 +21,7 @@ pub enum Object {
     Host(Host),
     Instance(Instance),
     Notification(Notification),
+    Placement(Placement),
 }
 
 impl Object {
@@ -29,6 +31,7 @@ impl Object {
             Object::Host(_) => Kind::Host,
             Object::Instance(_) => Kind::Instance,
             Object::Notification(_) => Kind::Notification,
+            Object::Placement(_) => Kind::Placement,
         }
     }
 
@@ -38,6 +41,7 @@ impl Object {
             Object::Host(o) => &o.meta,
             Object::Instance(o) => &o.meta,
             Object::Notification(o) => &o.meta,
+            Object::Placement(o) => &o.meta,
         }
     }
 
@@ -47,6 +51,7 @@ impl Object {
             Object::Host(o) => &mut o.meta,
             Object::Instance(o) => &mut o.meta,
             Object::Notification(o) => &mut o.meta,
+            Object::Placement(o) => &mut o.meta,
         }
     }
 
@@ -56,7 +61,7 @@ impl Object {
             Object::Segment(o) => Some(&o.name),
             Object::Host(o) => Some(&o.name),
             Object::Instance(o) => Some(&o.name),
-            Object::Notification(_) => None,
+            Object::Notification(_) | Object::Placement(_) => None,
         }
     }
 
@@ -66,6 +71,7 @@ impl Object {
             Object::Host(o) => o.validate(),
             Object::Instance(o) => o.validate(),
             Object::Notification(o) => o.validate(),
+            Object::Placement(o) => o.validate(),
         }
     }
 }

@@ -28,6 +28,7 @@ pub enum Kind {
     Host,
     Instance,
     Notification,
+    Placement,
 }
 
 impl Kind {
@@ -37,6 +38,7 @@ impl Kind {
             Kind::Host => "host",
             Kind::Instance => "instance",
             Kind::Notification => "notification",
+            Kind::Placement => "placement",
         }
     }
 }

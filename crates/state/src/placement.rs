@@ -5,6 +5,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::StateError;
+use crate::object::ObjectMeta;
+
 /// The fencing token of a placement: raised at every move, never reused.
 #[derive(
     Clone,
@@ -28,9 +31,12 @@ impl fmt::Display for Epoch {
     }
 }
 
-/// One copy of an instance on one host.
+/// One copy of an instance on one host. The state machine sets the epoch: a new one, higher
+/// than every epoch before, whenever the placement is created or moves to another host.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Placement {
+    #[serde(flatten)]
+    pub meta: ObjectMeta,
     /// Instance id.
     pub instance: String,
     /// 0 for `single`; 0..replicas for `clone`.
@@ -38,4 +44,62 @@ pub struct Placement {
     /// Host id.
     pub host: String,
     pub epoch: Epoch,
+}
+
+/// What a client sends to place an instance (or move it: `host` only). Instance and host may
+/// be given by name or id.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlacementSpec {
+    pub instance: Option<String>,
+    pub replica: Option<u32>,
+    pub host: Option<String>,
+}
+
+impl Placement {
+    /// A new placement; `instance` and `host` are ids the spec resolved to. The epoch is set
+    /// when the state machine applies it.
+    pub fn create(
+        meta: ObjectMeta,
+        spec: &PlacementSpec,
+        instance: String,
+        host: String,
+    ) -> Result<Placement, StateError> {
+        Ok(Placement {
+            meta,
+            instance,
+            replica: spec.replica.unwrap_or(0),
+            host,
+            epoch: Epoch(0),
+        })
+    }
+
+    /// Moves the placement to `host` (an id); the instance and replica never change.
+    pub fn update(&mut self, spec: &PlacementSpec, host: Option<String>) -> Result<(), StateError> {
+        if spec.instance.is_some() || spec.replica.is_some() {
+            return Err(StateError::invalid(
+                if spec.instance.is_some() {
+                    "instance"
+                } else {
+                    "replica"
+                },
+                "cannot change: delete the placement and create another",
+            ));
+        }
+        if let Some(h) = host {
+            self.host = h;
+        }
+        Ok(())
+    }
+
+    /// Checks the fields a placement carries by itself (references are checked by the state).
+    pub fn validate(&self) -> Result<(), StateError> {
+        if self.instance.is_empty() {
+            return Err(StateError::invalid("instance", "is required"));
+        }
+        if self.host.is_empty() {
+            return Err(StateError::invalid("host", "is required"));
+        }
+        Ok(())
+    }
 }

@@ -5,6 +5,7 @@ use proptest::prelude::*;
 use state::host::{Host, HostSpec};
 use state::instance::{Instance, InstanceSpec};
 use state::notification::{Notification, NotificationSpec};
+use state::placement::{Epoch, Placement, PlacementSpec};
 use state::segment::{Segment, SegmentSpec};
 use state::{
     Action, ClusterState, Command, Expect, Kind, Object, ObjectMeta, Op, Outcome, StateError,
@@ -219,6 +220,98 @@ fn notifications_get_serials_hosts_and_refuse_duplicates_and_maintenance() {
     assert!(e.to_string().contains("maintenance"), "{e}");
 }
 
+fn placement(id: &str, instance: &str, replica: u32, host: &str) -> Object {
+    let spec = PlacementSpec {
+        replica: Some(replica),
+        ..Default::default()
+    };
+    Object::Placement(Placement::create(meta(id), &spec, instance.into(), host.into()).unwrap())
+}
+
+fn epoch(o: &Object) -> Epoch {
+    match o {
+        Object::Placement(p) => p.epoch,
+        other => panic!("not a placement: {other:?}"),
+    }
+}
+
+#[test]
+fn placements_get_a_new_epoch_on_every_move_and_respect_replicas_and_segments() {
+    let mut s = ClusterState::default();
+    put(&mut s, 1, segment("s1", "zone-a"), Expect::Absent).unwrap();
+    put(&mut s, 2, segment("s2", "zone-b"), Expect::Absent).unwrap();
+    for (i, (id, name, seg)) in [("h1", "n1", "s1"), ("h2", "n2", "s1"), ("h3", "n3", "s2")]
+        .into_iter()
+        .enumerate()
+    {
+        put(&mut s, 3 + i as u64, host(id, name, seg), Expect::Absent).unwrap();
+    }
+    put(&mut s, 6, instance("i1", "web", "s1"), Expect::Absent).unwrap();
+
+    let p = put(&mut s, 7, placement("p1", "i1", 0, "h1"), Expect::Absent).unwrap();
+    assert_eq!(epoch(&p), Epoch(1));
+    // Same host: the epoch stays; another host: a new, higher one.
+    let p = put(
+        &mut s,
+        8,
+        placement("p1", "i1", 0, "h1"),
+        Expect::Version(1),
+    )
+    .unwrap();
+    assert_eq!(epoch(&p), Epoch(1));
+    let p = put(
+        &mut s,
+        9,
+        placement("p1", "i1", 0, "h2"),
+        Expect::Version(2),
+    )
+    .unwrap();
+    assert_eq!(epoch(&p), Epoch(2));
+
+    let err = |r: Result<Object, StateError>| r.unwrap_err().to_string();
+    let e = err(put(
+        &mut s,
+        10,
+        placement("p2", "i1", 0, "h1"),
+        Expect::Absent,
+    ));
+    assert!(e.contains("already placed (placement `p1`)"), "{e}");
+    let e = err(put(
+        &mut s,
+        10,
+        placement("p2", "i1", 1, "h1"),
+        Expect::Absent,
+    ));
+    assert!(e.contains("has 1 copy: replica must be below 1"), "{e}");
+    let e = err(put(
+        &mut s,
+        10,
+        placement("p2", "i1", 0, "h3"),
+        Expect::Absent,
+    ));
+    assert!(e.contains("not in the segment"), "{e}");
+    let e = err(put(
+        &mut s,
+        10,
+        placement("p2", "nope", 0, "h1"),
+        Expect::Absent,
+    ));
+    assert!(e.contains("instance `nope` does not exist"), "{e}");
+
+    // A placed host cannot be deleted; deleting the instance removes its placements.
+    let e = delete(&mut s, 11, Kind::Host, "h2", None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("placed instance"), "{e}");
+    delete(&mut s, 12, Kind::Instance, "i1", None).unwrap();
+    assert_eq!(s.placements().count(), 0);
+    delete(&mut s, 13, Kind::Host, "h2", None).unwrap();
+    // Epochs are never reused, even after the placement is gone.
+    put(&mut s, 14, instance("i2", "db", "s1"), Expect::Absent).unwrap();
+    let p = put(&mut s, 15, placement("p3", "i2", 0, "h1"), Expect::Absent).unwrap();
+    assert_eq!(epoch(&p), Epoch(3));
+}
+
 #[test]
 fn refused_commands_change_nothing_and_report_no_change() {
     let mut s = ClusterState::default();
@@ -303,7 +396,7 @@ fn run(steps: &[Step]) -> (ClusterState, Vec<Outcome>, Vec<u64>) {
                             Object::Segment(x) => x.name = format!("seg-{name}"),
                             Object::Host(x) => x.name = format!("node-{name}"),
                             Object::Instance(x) => x.name = format!("app-{name}"),
-                            Object::Notification(_) => {}
+                            Object::Notification(_) | Object::Placement(_) => {}
                         }
                         Op::Put {
                             object: Box::new(o),

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use state::host::{Host, HostSpec};
 use state::instance::{Instance, InstanceSpec};
 use state::notification::{Notification, NotificationSpec};
+use state::placement::{Placement, PlacementSpec};
 use state::segment::{Segment, SegmentSpec};
 
 /// Produces a schema (usually a `$ref` into the components) for one body.
@@ -57,6 +58,7 @@ fn routes() -> Vec<Route> {
     r.extend(crud!("segments", "segments", Segment, SegmentSpec));
     r.extend(crud!("hosts", "hosts", Host, HostSpec));
     r.extend(crud!("instances", "instances", Instance, InstanceSpec));
+    r.extend(crud!("placements", "placements", Placement, PlacementSpec));
     r.extend([
         Route { method: "get", path: "/v1/notifications", summary: "List notifications, newest first", tag: "notifications", body: None, ok: (200, Some(|g| list_of("notifications", schema::<Notification>(g)))) },
         Route { method: "post", path: "/v1/notifications", summary: "Report a failure (409 for a duplicate within 180 s or a host on maintenance)", tag: "notifications", body: Some(schema::<NotificationSpec>), ok: (201, Some(schema::<Notification>)) },

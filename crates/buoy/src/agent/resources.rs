@@ -1,9 +1,10 @@
-//! The three operator-managed kinds (segments, hosts, instances) behind one generic set of
-//! API handlers: how each is created and updated from a client's spec.
+//! The operator-managed kinds (segments, hosts, instances, placements) behind one generic set
+//! of API handlers: how each is created and updated from a client's spec.
 
 use serde::de::DeserializeOwned;
 use state::host::{Host, HostSpec};
 use state::instance::{Instance, InstanceSpec};
+use state::placement::{Placement, PlacementSpec};
 use state::segment::{Segment, SegmentSpec};
 use state::{ClusterState, Kind, Object, ObjectMeta, StateError};
 
@@ -57,6 +58,7 @@ fn wrong_kind(kind: Kind) -> StateError {
 pub struct Segments;
 pub struct Hosts;
 pub struct Instances;
+pub struct Placements;
 
 impl Resource for Segments {
     const KIND: Kind = Kind::Segment;
@@ -136,5 +138,56 @@ impl Resource for Instances {
         };
         i.update(spec, optional_segment(st, &spec.segment)?)?;
         Ok(Object::Instance(i))
+    }
+}
+
+/// The id of the `kind` object a spec names (by name or id), or an error naming `field`.
+fn resolve(
+    st: &ClusterState,
+    kind: Kind,
+    field: &str,
+    named: &Option<String>,
+) -> Result<Option<String>, StateError> {
+    named
+        .as_deref()
+        .map(|n| {
+            st.resolve(kind, n)
+                .ok_or_else(|| StateError::invalid(field, format!("{kind} `{n}` does not exist")))
+        })
+        .transpose()
+}
+
+impl Resource for Placements {
+    const KIND: Kind = Kind::Placement;
+    const PLURAL: &'static str = "placements";
+    const FILTERS: &'static [&'static str] = &["instance", "host", "replica", "epoch"];
+    type Spec = PlacementSpec;
+
+    fn create(
+        meta: ObjectMeta,
+        spec: &PlacementSpec,
+        st: &ClusterState,
+    ) -> Result<Object, StateError> {
+        let required = |field: &str, v: Option<String>| {
+            v.ok_or_else(|| StateError::invalid(field, "is required (a name or id)"))
+        };
+        let instance = required(
+            "instance",
+            resolve(st, Kind::Instance, "instance", &spec.instance)?,
+        )?;
+        let host = required("host", resolve(st, Kind::Host, "host", &spec.host)?)?;
+        Placement::create(meta, spec, instance, host).map(Object::Placement)
+    }
+
+    fn update(
+        current: Object,
+        spec: &PlacementSpec,
+        st: &ClusterState,
+    ) -> Result<Object, StateError> {
+        let Object::Placement(mut p) = current else {
+            return Err(wrong_kind(Kind::Placement));
+        };
+        p.update(spec, resolve(st, Kind::Host, "host", &spec.host)?)?;
+        Ok(Object::Placement(p))
     }
 }

@@ -31,7 +31,7 @@ use super::auth::{Auth, require_token};
 use super::control::ControlPlane;
 use super::forward;
 use super::http::error;
-use super::resources::{Hosts, Instances, Resource, Segments};
+use super::resources::{Hosts, Instances, Placements, Resource, Segments};
 use super::runtime::Shared;
 
 /// State of the control-plane handlers.
@@ -108,6 +108,17 @@ pub fn router(api: StateApi) -> Router {
                 .delete(delete::<Instances>),
         )
         .route(
+            "/v1/placements",
+            get(list::<Placements>).post(create::<Placements>),
+        )
+        .route(
+            "/v1/placements/{id}",
+            get(show::<Placements>)
+                .put(update::<Placements>)
+                .patch(update::<Placements>)
+                .delete(delete::<Placements>),
+        )
+        .route(
             "/v1/notifications",
             get(list_notifications).post(create_notification),
         )
@@ -177,6 +188,7 @@ impl StateApi {
             Object::Host(x) => serde_json::to_value(x),
             Object::Instance(x) => serde_json::to_value(x),
             Object::Notification(x) => serde_json::to_value(x),
+            Object::Placement(x) => serde_json::to_value(x),
         }
         .unwrap_or(Value::Null);
         if let (Object::Host(h), Some(map)) = (o, v.as_object_mut()) {
@@ -364,6 +376,7 @@ fn all_of(st: &ClusterState, kind: Kind) -> Vec<Object> {
             .cloned()
             .map(Object::Notification)
             .collect(),
+        Kind::Placement => st.placements().cloned().map(Object::Placement).collect(),
     }
 }
 
