@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Cluster, get, post, wait_until};
+use common::{Cluster, get, wait_until};
 use serde_json::Value;
 use state::timestamp::Timestamp;
 
@@ -67,16 +67,7 @@ fn a_host_cut_from_the_servers_loses_its_lease_before_the_leader_counts_it_gone(
 
     // Cut h2 from the server, both ways, on both sides.
     let t_cut = Instant::now();
-    post(
-        c.http(2),
-        "/v1/debug/faults",
-        r#"{"drop":[{"peer":"h1","direction":"both"}]}"#,
-    );
-    post(
-        c.http(1),
-        "/v1/debug/faults",
-        r#"{"drop":[{"peer":"h2","direction":"both"}]}"#,
-    );
+    c.cut(2, 1);
     let lost_after = wait_until(Duration::from_secs(5), || own_lease(&c, 2)["held"] == false)
         .expect("a host cut from the servers must lose its lease");
     assert!(
@@ -109,8 +100,7 @@ fn a_host_cut_from_the_servers_loses_its_lease_before_the_leader_counts_it_gone(
     assert_eq!(own_lease(&c, 1)["held"], true);
 
     // Healed, h2 gets its lease back.
-    post(c.http(2), "/v1/debug/faults", r#"{"drop":[]}"#);
-    post(c.http(1), "/v1/debug/faults", r#"{"drop":[]}"#);
+    c.heal(&[1, 2]);
     wait_until(Duration::from_secs(5), || own_lease(&c, 2)["held"] == true)
         .expect("a healed host renews its lease");
 }

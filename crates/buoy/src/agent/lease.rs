@@ -18,8 +18,10 @@ use axum::response::{IntoResponse, Response};
 use engine::Instant;
 use engine::host_lease::{HostLease, LeaseTiming, RenewalId};
 use engine::lease_table::LeaseTable;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use state::instance::Instance;
+use state::placement::Placement;
 use state::raft::replica::Replica;
 use state::timestamp::Timestamp;
 use tokio::sync::{Notify, oneshot};
@@ -36,6 +38,24 @@ fn wall(t: Instant, now: Instant) -> Timestamp {
     } else {
         Timestamp::now().minus(now.saturating_since(t))
     }
+}
+
+/// An instance placed on a host, as the host needs it to run it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub placement: Placement,
+    pub instance: Instance,
+}
+
+/// A granted renewal: the lease length and, when the state changed since the host's last
+/// answer, everything placed on the host.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Grant {
+    pub ttl_ms: u64,
+    /// The state's change index these assignments reflect.
+    pub index: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignments: Option<Vec<Assignment>>,
 }
 
 /// Leader side: grants renewals after confirming leadership.
@@ -84,8 +104,14 @@ impl LeaseGrants {
         }
     }
 
-    /// Grants `host` a renewal received at `received_at`: returns the lease length.
-    pub async fn grant(&self, host: &str, received_at: Instant) -> Result<Duration, String> {
+    /// Grants `host` a renewal received at `received_at`, with its assignments when the state
+    /// moved past `known` (the change index of the host's last answer).
+    pub async fn grant(
+        &self,
+        host: &str,
+        received_at: Instant,
+        known: Option<u64>,
+    ) -> Result<Grant, String> {
         let (tx, rx) = oneshot::channel();
         self.waiting
             .lock()
@@ -95,9 +121,33 @@ impl LeaseGrants {
         let term = rx
             .await
             .map_err(|_| "the leadership check stopped".to_string())??;
-        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        let t = self.table_for(&mut table, term);
-        Ok(t.renew(host, received_at))
+        let ttl = {
+            let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            self.table_for(&mut table, term).renew(host, received_at)
+        };
+        let (index, assignments) = self.replica.shared().read(|st| {
+            let index = st.change_index();
+            if known == Some(index) {
+                return (index, None);
+            }
+            let assigned = st.host_by_name(host).map(|h| {
+                st.placements()
+                    .filter(|p| p.host == h.meta.id)
+                    .filter_map(|p| {
+                        st.instance(&p.instance).map(|i| Assignment {
+                            placement: p.clone(),
+                            instance: i.clone(),
+                        })
+                    })
+                    .collect()
+            });
+            (index, Some(assigned.unwrap_or_default()))
+        });
+        Ok(Grant {
+            ttl_ms: ttl.as_millis() as u64,
+            index,
+            assignments,
+        })
     }
 
     /// The table of `term`, started now when this is the term's first use: a leader that
@@ -130,6 +180,9 @@ impl LeaseGrants {
 #[serde(deny_unknown_fields)]
 pub struct RenewalRequest {
     pub host: String,
+    /// The change index of the assignments the host holds (none after a start).
+    #[serde(default)]
+    pub known: Option<u64>,
 }
 
 /// What the lease routes need.
@@ -138,6 +191,7 @@ pub struct LeaseApi {
     pub grants: Option<Arc<LeaseGrants>>,
     pub keeper: Arc<LeaseKeeper>,
     pub gossip: Arc<Shared>,
+    pub supervisor: Arc<crate::supervisor::reconciler::Supervisor>,
 }
 
 fn not_a_server() -> Response {
@@ -163,8 +217,8 @@ pub async fn renew(State(api): State<LeaseApi>, Json(req): Json<RenewalRequest>)
     let Some(grants) = &api.grants else {
         return not_a_server();
     };
-    match grants.grant(&req.host, received_at).await {
-        Ok(ttl) => Json(json!({"ttl_ms": ttl.as_millis() as u64})).into_response(),
+    match grants.grant(&req.host, received_at, req.known).await {
+        Ok(grant) => Json(grant).into_response(),
         Err(e) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "no_leader",
@@ -214,12 +268,23 @@ pub async fn own_lease(State(api): State<LeaseApi>) -> Json<serde_json::Value> {
     }))
 }
 
+/// `GET /v1/supervisor`: the instances this agent runs or ran, with their state.
+pub async fn supervised(State(api): State<LeaseApi>) -> Json<serde_json::Value> {
+    Json(json!({"instances": api.supervisor.observed()}))
+}
+
 /// Host side: keeps this agent's lease renewed.
 pub struct LeaseKeeper {
     me: String,
     lease: Mutex<HostLease>,
     /// Wakes whoever watches the lease (the supervisor, the watchdog feeder) on every change.
     pub changed: tokio::sync::watch::Sender<Option<Instant>>,
+    /// The change index of the newest assignments received (reset when the lease is lost, so
+    /// the next grant carries fresh ones).
+    known: Mutex<Option<u64>>,
+    /// What is placed on this host, from the newest grant; none until a grant brings them
+    /// (and again after the lease was lost).
+    pub assignments: tokio::sync::watch::Sender<Option<Arc<Vec<Assignment>>>>,
 }
 
 impl LeaseKeeper {
@@ -228,7 +293,17 @@ impl LeaseKeeper {
             me,
             lease: Mutex::new(HostLease::new(timing, now)),
             changed: tokio::sync::watch::channel(None).0,
+            known: Mutex::new(None),
+            assignments: tokio::sync::watch::channel(None).0,
         })
+    }
+
+    /// Whether this host holds its lease at `now`.
+    pub fn is_held(&self, now: Instant) -> bool {
+        self.lease
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_held(now)
     }
 
     /// Sends renewals when due, forever.
@@ -250,6 +325,9 @@ impl LeaseKeeper {
                         info!("lease acquired");
                     } else {
                         warn!("lease lost: this host must run nothing until it renews");
+                        *self.known.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                        self.assignments.send_replace(None);
+                        self.changed.send_replace(l.until());
                     }
                     held = now_held;
                 }
@@ -293,18 +371,32 @@ impl LeaseKeeper {
             .unwrap_or_else(|p| p.into_inner())
             .timing()
             .ttl;
+        let known = *self.known.lock().unwrap_or_else(|p| p.into_inner());
         let granted = match grants.filter(|_| cp.is_leader()) {
-            Some(g) => g.grant(&self.me, sent).await.ok(),
-            None => self.ask_a_server(cp, gossip, token, ttl).await,
+            Some(g) => g.grant(&self.me, sent, known).await.ok(),
+            None => self.ask_a_server(cp, gossip, token, ttl, known).await,
+        };
+        let Some(grant) = granted else {
+            self.lease
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .on_refused(id);
+            return;
         };
         let mut l = self.lease.lock().unwrap_or_else(|p| p.into_inner());
-        match granted {
-            Some(ttl) => {
-                if l.on_granted(id, ttl) {
-                    self.changed.send_replace(l.until());
-                }
+        let extended = l.on_granted(id, Duration::from_millis(grant.ttl_ms));
+        // Assignments only from a grant that left the lease held, and never older ones.
+        if l.is_held(gossip.now())
+            && let Some(assignments) = grant.assignments
+        {
+            let mut k = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            if k.is_none_or(|k| grant.index >= k) {
+                *k = Some(grant.index);
+                self.assignments.send_replace(Some(Arc::new(assignments)));
             }
-            None => l.on_refused(id),
+        }
+        if extended {
+            self.changed.send_replace(l.until());
         }
     }
 
@@ -315,7 +407,8 @@ impl LeaseKeeper {
         gossip: &Shared,
         token: Option<&str>,
         timeout: Duration,
-    ) -> Option<Duration> {
+        known: Option<u64>,
+    ) -> Option<Grant> {
         let leader = cp.replica.as_ref().and_then(|r| r.leader());
         let target = match leader {
             Some(l) if l.name != self.me => Some(l),
@@ -324,13 +417,10 @@ impl LeaseKeeper {
         if gossip.drops(&target.name, true) {
             return None;
         }
-        let body = serde_json::to_vec(&json!({"host": self.me})).ok()?;
+        let body = serde_json::to_vec(&json!({"host": self.me, "known": known})).ok()?;
         let url = cp.client.url(&target.http, "/internal/lease");
         match cp.client.post_bytes(&url, body, token, timeout).await {
-            Ok((status, bytes)) if status.is_success() => {
-                let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-                v["ttl_ms"].as_u64().map(Duration::from_millis)
-            }
+            Ok((status, bytes)) if status.is_success() => serde_json::from_slice(&bytes).ok(),
             _ => None,
         }
     }

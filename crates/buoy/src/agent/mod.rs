@@ -7,7 +7,7 @@ mod faults;
 mod forward;
 mod http;
 pub mod http_client;
-mod lease;
+pub mod lease;
 mod masakari;
 mod openapi;
 mod raft_http;
@@ -77,7 +77,8 @@ pub struct AgentArgs {
     /// [default: 1].
     #[arg(long)]
     pub bootstrap_expect: Option<usize>,
-    /// Where a server keeps its Raft log and snapshots [default: ./buoy-data/NAME].
+    /// Where the agent keeps its instances' logs, and a server its Raft log and snapshots
+    /// [default: ./buoy-data/NAME].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// API tokens file (`{"tokens": [{"token": "...", "role": "admin"|"read"}]}`): with it,
@@ -131,6 +132,7 @@ struct Settings {
     tls: Option<crate::tls::TlsFiles>,
     lease: engine::host_lease::LeaseTiming,
     watchdog: Option<PathBuf>,
+    data_dir: PathBuf,
 }
 
 fn settings(args: &AgentArgs) -> Result<Settings> {
@@ -193,6 +195,12 @@ fn settings(args: &AgentArgs) -> Result<Settings> {
         Some(other) => bail!("metadata.role = `{other}`: expected client or server"),
         None => Role::Client,
     };
+    // Every agent keeps its instances' logs here; servers also their Raft data.
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or(file.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("buoy-data").join(&name));
     let server = if is_server {
         let expect = args.bootstrap_expect.or(file.bootstrap_expect).unwrap_or(1);
         if !matches!(expect, 1 | 3 | 5) {
@@ -200,18 +208,13 @@ fn settings(args: &AgentArgs) -> Result<Settings> {
                 "--bootstrap-expect {expect}: expected 1, 3 or 5 servers (an odd number keeps a majority through failures)"
             );
         }
-        let data_dir = args
-            .data_dir
-            .clone()
-            .or(file.data_dir.clone())
-            .unwrap_or_else(|| PathBuf::from("buoy-data").join(&name));
         Some(control::ServerSettings {
-            data_dir,
+            data_dir: data_dir.clone(),
             bootstrap_expect: expect,
         })
     } else {
-        if args.bootstrap_expect.is_some() || args.data_dir.is_some() {
-            bail!("--bootstrap-expect and --data-dir apply to servers only: add --server");
+        if args.bootstrap_expect.is_some() {
+            bail!("--bootstrap-expect applies to servers only: add --server");
         }
         None
     };
@@ -263,6 +266,7 @@ fn settings(args: &AgentArgs) -> Result<Settings> {
             None => auth::Auth::open(),
         },
         watchdog: args.watchdog.clone().or(file.watchdog.clone()),
+        data_dir,
         lease: lease_timing(
             args.lease_ttl.as_ref().or(file.lease_ttl.as_ref()),
             args.lease_renew.as_ref().or(file.lease_renew.as_ref()),
@@ -500,14 +504,26 @@ async fn serve(s: Settings) -> Result<()> {
         shared.clone(),
         s.auth.admin_token(),
     ));
-    if let Some(socket) = &s.watchdog {
+    let watchdog = s.watchdog.as_ref().map(|socket| {
         let wd = crate::watchdog::client::WatchdogClient::start(socket.clone());
-        tokio::spawn(lease::feed_watchdog(keeper.clone(), shared.clone(), wd));
+        tokio::spawn(lease::feed_watchdog(
+            keeper.clone(),
+            shared.clone(),
+            wd.clone(),
+        ));
+        wd
+    });
+    let supervisor =
+        crate::supervisor::reconciler::Supervisor::new(s.data_dir.join("instances"), watchdog);
+    {
+        let clock = shared.clone();
+        tokio::spawn(supervisor.clone().run(keeper.clone(), move || clock.now()));
     }
     let lease_api = lease::LeaseApi {
         grants,
         keeper,
         gossip: shared.clone(),
+        supervisor,
     };
     let lease_routes = axum::Router::new()
         .route("/internal/lease", axum::routing::post(lease::renew))
@@ -524,6 +540,7 @@ async fn serve(s: Settings) -> Result<()> {
         .merge(
             axum::Router::new()
                 .route("/v1/lease", axum::routing::get(lease::own_lease))
+                .route("/v1/supervisor", axum::routing::get(lease::supervised))
                 .route_layer(axum::middleware::from_fn_with_state(
                     s.auth.clone(),
                     auth::require_token,

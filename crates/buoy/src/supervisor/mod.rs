@@ -1,9 +1,8 @@
-//! Runs the instances placed on this host. So far: the `process` driver and the capped
-//! instance log; the reconcile loop, health checks, restart policy and the other drivers
-//! (QEMU, OCF) build on these.
-
-// Used by the supervisor loop that comes next; exercised by the tests until then.
-#![allow(dead_code)]
+//! Runs the instances placed on this host: the reconcile loop (`reconciler`), the restart
+//! policy (`restart`), the `process` driver and the capped instance log (`log_file`). The
+//! QEMU and OCF drivers and health checks build on these.
 
 pub mod log_file;
 pub mod process;
+pub mod reconciler;
+pub mod restart;

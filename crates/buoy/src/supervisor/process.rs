@@ -302,6 +302,12 @@ impl RunningProcess {
         unsafe { libc::killpg(self.pid as i32, signal) };
     }
 
+    /// Kills the process group at once (self-fencing: no grace period). The exit is reaped
+    /// in the background.
+    pub fn kill(&mut self) {
+        self.signal_group(libc::SIGKILL);
+    }
+
     /// Stops the process group: SIGTERM, then SIGKILL after `timeout`. Returns how the
     /// group leader ended; every other member of the group gets the same signals.
     pub async fn stop(&mut self, timeout: Duration) -> Exit {

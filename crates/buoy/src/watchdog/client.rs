@@ -51,7 +51,6 @@ impl WatchdogClient {
     }
 
     /// Tracks `target` under `id` (an instance that started here).
-    #[allow(dead_code)] // The supervisor (next) tracks its instances; tests drive it until then.
     pub fn track(&self, id: &str, target: Target) {
         let mut d = self.desired.lock().unwrap_or_else(|p| p.into_inner());
         d.tracked.insert(id.to_string(), target);
@@ -61,7 +60,6 @@ impl WatchdogClient {
     }
 
     /// Stops tracking `id` (the instance stopped).
-    #[allow(dead_code)]
     pub fn untrack(&self, id: &str) {
         let mut d = self.desired.lock().unwrap_or_else(|p| p.into_inner());
         d.tracked.remove(id);

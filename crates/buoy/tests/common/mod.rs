@@ -155,6 +155,25 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Cuts agents `a` and `b` from each other, both ways, through both fault filters.
+    pub fn cut(&self, a: u8, b: u8) {
+        for (from, to) in [(a, b), (b, a)] {
+            self.faults(
+                from,
+                &format!(r#"{{"drop":[{{"peer":"h{to}","direction":"both"}}]}}"#),
+            );
+        }
+    }
+
+    /// Clears the fault filters of `agents`.
+    pub fn heal(&self, agents: &[u8]) {
+        for &i in agents {
+            self.faults(i, r#"{"drop":[]}"#);
+        }
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         for (_, c) in &mut self.agents {

@@ -1,0 +1,308 @@
+//! The supervisor's loop: makes what runs on this host match what is placed on it, under
+//! rule S1. It starts an instance only while the host holds its lease and with assignments
+//! that came with a grant of that lease; it refuses an epoch older than one it already ran;
+//! when the lease ends it kills every instance at once and starts nothing until a new lease
+//! brings fresh assignments. Crashes restart in place with backoff until the budget is spent,
+//! then the instance is reported failed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use engine::Instant;
+use serde::Serialize;
+use state::instance::{DesiredState, DriverKind};
+use state::placement::Epoch;
+use state::timestamp::Timestamp;
+use tracing::{info, warn};
+
+use super::process::{Exit, ProcessSpec, RunningProcess};
+use super::restart::{AfterCrash, RestartBudget};
+use crate::agent::lease::{Assignment, LeaseKeeper};
+use crate::watchdog::client::WatchdogClient;
+use crate::watchdog::protocol::Target;
+
+/// How often the loop looks at its processes (crash detection latency).
+const TICK: Duration = Duration::from_millis(100);
+
+/// An instance's state on this host, as reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Starting,
+    Running,
+    /// Exited; restarting after the backoff.
+    Restarting,
+    Stopped,
+    /// Past its restart budget, or it cannot start: the recovery engine may move it.
+    Failed,
+}
+
+/// What the supervisor reports about one placement.
+#[derive(Clone, Debug, Serialize)]
+pub struct Observed {
+    pub placement: String,
+    pub instance: String,
+    pub name: String,
+    pub epoch: Epoch,
+    pub phase: Phase,
+    pub since: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    pub restarts: u32,
+}
+
+/// One placement this host runs (or ran).
+struct Unit {
+    assignment: Assignment,
+    process: Option<RunningProcess>,
+    budget: RestartBudget,
+    restart_at: Option<Instant>,
+    observed: Observed,
+}
+
+impl Unit {
+    fn set(&mut self, phase: Phase, reason: Option<String>) {
+        if self.observed.phase != phase || self.observed.reason != reason {
+            info!(instance = %self.observed.name, epoch = %self.observed.epoch, ?phase, reason = reason.as_deref().unwrap_or(""), "instance state");
+        }
+        self.observed.phase = phase;
+        self.observed.reason = reason;
+        self.observed.since = Timestamp::now();
+        self.observed.pid = self.process.as_ref().map(|p| p.pid());
+        self.observed.restarts = self.budget.used();
+    }
+}
+
+/// Runs the instances placed on this host.
+pub struct Supervisor {
+    log_dir: PathBuf,
+    watchdog: Option<Arc<WatchdogClient>>,
+    units: Mutex<BTreeMap<String, Unit>>,
+    /// The highest epoch run per placement: an assignment below it is stale.
+    highest_epoch: Mutex<BTreeMap<String, Epoch>>,
+}
+
+impl Supervisor {
+    pub fn new(log_dir: PathBuf, watchdog: Option<Arc<WatchdogClient>>) -> Arc<Self> {
+        Arc::new(Supervisor {
+            log_dir,
+            watchdog,
+            units: Mutex::new(BTreeMap::new()),
+            highest_epoch: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Every placement this host runs or ran, as reported.
+    pub fn observed(&self) -> Vec<Observed> {
+        self.units
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|u| u.observed.clone())
+            .collect()
+    }
+
+    /// The log file of instance `name`.
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.log_dir.join(format!("{name}.log"))
+    }
+
+    /// Reconciles every tick and whenever the lease or the assignments change.
+    pub async fn run(self: Arc<Self>, keeper: Arc<LeaseKeeper>, now: impl Fn() -> Instant) {
+        let mut lease = keeper.changed.subscribe();
+        let mut assigned = keeper.assignments.subscribe();
+        loop {
+            let t = now();
+            let held = keeper.is_held(t);
+            let assignments = assigned.borrow_and_update().clone();
+            self.reconcile(t, held, assignments.as_deref().map(Vec::as_slice));
+            tokio::select! {
+                _ = tokio::time::sleep(TICK) => {}
+                _ = lease.changed() => {}
+                _ = assigned.changed() => {}
+            }
+        }
+    }
+
+    fn reconcile(&self, now: Instant, held: bool, assignments: Option<&[Assignment]>) {
+        let mut units = self.units.lock().unwrap_or_else(|p| p.into_inner());
+        if !held {
+            // Self-fencing: everything dies at once, nothing starts.
+            for u in units.values_mut() {
+                if let Some(mut p) = u.process.take() {
+                    p.kill();
+                    self.untrack(&u.observed.placement);
+                    u.set(Phase::Stopped, Some("lease lost: killed".into()));
+                }
+                u.restart_at = None;
+            }
+            return;
+        }
+        let Some(assignments) = assignments else {
+            return; // Held, but no fresh assignments yet.
+        };
+        let desired: BTreeMap<&str, &Assignment> = assignments
+            .iter()
+            .filter(|a| a.instance.desired_state == DesiredState::Started)
+            .map(|a| (a.placement.meta.id.as_str(), a))
+            .collect();
+
+        // Stop what is no longer placed here (or moved to a new epoch).
+        let gone: Vec<String> = units
+            .iter()
+            .filter(|(id, u)| {
+                desired
+                    .get(id.as_str())
+                    .is_none_or(|a| a.placement.epoch != u.assignment.placement.epoch)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            if let Some(mut u) = units.remove(&id)
+                && let Some(mut p) = u.process.take()
+            {
+                let timeout = stop_timeout(&u.assignment);
+                let watchdog = self.watchdog.clone();
+                let placement = id.clone();
+                info!(instance = %u.observed.name, "stopping: no longer placed here");
+                tokio::spawn(async move {
+                    let exit = p.stop(timeout).await;
+                    info!(%placement, %exit, "stopped");
+                    if let Some(w) = watchdog {
+                        w.untrack(&placement);
+                    }
+                });
+            }
+        }
+
+        // Start what is placed here and not running.
+        let mut highest = self.highest_epoch.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, a) in desired {
+            let epoch = a.placement.epoch;
+            if highest.get(id).is_some_and(|h| epoch < *h) {
+                warn!(instance = %a.instance.name, %epoch, "refusing a stale epoch");
+                continue;
+            }
+            let unit = units.entry(id.to_string()).or_insert_with(|| Unit {
+                assignment: a.clone(),
+                process: None,
+                budget: RestartBudget::new(a.instance.max_restarts, a.instance.restart_window),
+                restart_at: Some(now),
+                observed: Observed {
+                    placement: id.to_string(),
+                    instance: a.instance.meta.id.clone(),
+                    name: a.instance.name.clone(),
+                    epoch,
+                    phase: Phase::Starting,
+                    since: Timestamp::now(),
+                    pid: None,
+                    reason: None,
+                    exit_code: None,
+                    restarts: 0,
+                },
+            });
+            // After a lease loss the unit is stopped with no restart time: start it again.
+            if unit.process.is_none()
+                && unit.observed.phase == Phase::Stopped
+                && unit.restart_at.is_none()
+            {
+                unit.restart_at = Some(now);
+            }
+            if unit.process.is_none() && unit.restart_at.is_some_and(|t| t <= now) {
+                unit.restart_at = None;
+                highest.insert(id.to_string(), epoch);
+                self.start(unit);
+            }
+        }
+        drop(highest);
+
+        // Watch the running ones.
+        for u in units.values_mut() {
+            let Some(exit) = u.process.as_mut().and_then(|p| p.poll_exit()) else {
+                continue;
+            };
+            u.process = None;
+            self.untrack(&u.observed.placement);
+            u.observed.exit_code = match exit {
+                Exit::Code(c) => Some(c),
+                Exit::Signal(_) => None,
+            };
+            match u.budget.on_crash(now) {
+                AfterCrash::RestartAt(t) => {
+                    u.restart_at = Some(t);
+                    u.set(
+                        Phase::Restarting,
+                        Some(format!(
+                            "{exit}; restart in {} ms",
+                            t.saturating_since(now).as_millis()
+                        )),
+                    );
+                }
+                AfterCrash::GiveUp => {
+                    let reason = format!(
+                        "{exit}; {} restarts within {} used up",
+                        u.assignment.instance.max_restarts,
+                        state::duration_text::format(u.assignment.instance.restart_window)
+                    );
+                    u.set(Phase::Failed, Some(reason));
+                }
+            }
+        }
+    }
+
+    fn start(&self, u: &mut Unit) {
+        let a = &u.assignment;
+        let spec = match a.instance.driver {
+            DriverKind::Process => ProcessSpec::from_params(&a.instance.params),
+            other => {
+                let name = serde_json::to_value(other)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default();
+                u.set(
+                    Phase::Failed,
+                    Some(format!(
+                        "the {name} driver is not available on this agent yet"
+                    )),
+                );
+                return;
+            }
+        };
+        let started = spec.and_then(|spec| {
+            let mut spec = spec;
+            spec.env
+                .insert("BUOY_INSTANCE".into(), a.instance.name.clone());
+            spec.env
+                .insert("BUOY_EPOCH".into(), a.placement.epoch.to_string());
+            RunningProcess::start(&spec, &self.log_path(&a.instance.name))
+        });
+        match started {
+            Ok(p) => {
+                if let Some(w) = &self.watchdog {
+                    w.track(&u.observed.placement, Target::ProcessGroup(p.pid() as i32));
+                }
+                u.process = Some(p);
+                u.set(Phase::Running, None);
+            }
+            Err(e) => u.set(Phase::Failed, Some(e.to_string())),
+        }
+    }
+
+    fn untrack(&self, placement: &str) {
+        if let Some(w) = &self.watchdog {
+            w.untrack(placement);
+        }
+    }
+}
+
+fn stop_timeout(a: &Assignment) -> Duration {
+    ProcessSpec::from_params(&a.instance.params)
+        .map(|s| s.stop_timeout)
+        .unwrap_or(Duration::from_secs(10))
+}

@@ -1,0 +1,192 @@
+//! The supervisor with real agents and real processes: an instance placed on a host runs
+//! there with its epoch; a crash restarts it in place; cut from the servers, the host kills it
+//! before the leader may move it (rule S1) and runs it again once it renews; a move stops it
+//! here and starts it there with a new epoch; a crash loop ends in `failed` with the reason.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Cluster, get, post, request, wait_until};
+use serde_json::{Value, json};
+use state::timestamp::Timestamp;
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+fn create(c: &Cluster, path: &str, body: Value) -> Value {
+    let (status, text) = post(c.http(1), path, &body.to_string()).expect("answer");
+    assert_eq!(status, 201, "POST {path} {body}: {text}");
+    json(&text)
+}
+
+/// What agent `i`'s supervisor reports about instance `name`.
+fn observed(c: &Cluster, i: u8, name: &str) -> Option<Value> {
+    let (_, body) = get(c.http(i), "/v1/supervisor")?;
+    json(&body)["instances"]
+        .as_array()?
+        .iter()
+        .find(|o| o["name"] == name)
+        .cloned()
+}
+
+fn running_pid(c: &Cluster, i: u8, name: &str) -> Option<i32> {
+    let o = observed(c, i, name)?;
+    (o["phase"] == "running")
+        .then(|| o["pid"].as_i64())?
+        .map(|p| p as i32)
+}
+
+/// Whether `pid` exists and is not a zombie.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+fn log_has(dir: &Path, host: u8, name: &str, text: &str) -> bool {
+    std::fs::read_to_string(dir.join(format!("data-h{host}/instances/{name}.log")))
+        .is_ok_and(|l| l.contains(text))
+}
+
+#[test]
+fn placed_instances_run_restart_fence_themselves_and_move() {
+    let mut c = Cluster::new(48);
+    let dir = c.dir.clone();
+    let data = |i: u8| dir.join(format!("data-h{i}")).display().to_string();
+    c.start(1, &["--server".into(), "--data-dir".into(), data(1)]);
+    c.start(2, &["--data-dir".into(), data(2)]);
+    create(&c, "/v1/segments", json!({"name": "zone"}));
+    for h in ["h1", "h2"] {
+        create(&c, "/v1/hosts", json!({"name": h, "segment": "zone"}));
+    }
+    let ticker = json!({
+        "name": "ticker", "segment": "zone", "driver": "process",
+        "params": {"command": "/bin/sh", "args": ["-c", "while true; do echo tick $BUOY_INSTANCE $BUOY_EPOCH; sleep 0.1; done"], "stop_timeout": "2s"},
+        "max_restarts": 3, "restart_window": "60s"
+    });
+    create(&c, "/v1/instances", ticker);
+    let placement = create(
+        &c,
+        "/v1/placements",
+        json!({"instance": "ticker", "host": "h2"}),
+    );
+    assert_eq!(placement["epoch"], 1, "{placement}");
+
+    // It runs on h2 with its epoch.
+    let mut pid = None;
+    wait_until(Duration::from_secs(10), || {
+        pid = running_pid(&c, 2, "ticker");
+        pid.is_some()
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "ticker never ran: {:?}\n{}",
+            observed(&c, 2, "ticker"),
+            c.log(2)
+        )
+    });
+    let first = pid.unwrap();
+    wait_until(Duration::from_secs(5), || {
+        log_has(&dir, 2, "ticker", "tick ticker 1")
+    })
+    .expect("its output reaches its log with its epoch");
+
+    // A crash restarts it in place (after the first backoff).
+    // SAFETY: killing the process group the test just looked up.
+    unsafe { libc::killpg(first, libc::SIGKILL) };
+    let mut second = None;
+    wait_until(Duration::from_secs(5), || {
+        second = running_pid(&c, 2, "ticker").filter(|p| *p != first);
+        second.is_some()
+    })
+    .expect("a crashed instance restarts in place");
+    let o = observed(&c, 2, "ticker").unwrap();
+    assert_eq!(o["restarts"], 1, "{o}");
+    let second = second.unwrap();
+
+    // Cut h2 from the server: it kills the instance before the leader may move it.
+    c.cut(2, 1);
+    wait_until(Duration::from_secs(5), || !alive(second)).expect("killed on lease loss");
+    let died = Timestamp::now();
+    let (_, leases) = get(c.http(1), "/v1/leases").unwrap();
+    let fenced_at = json(&leases)["leases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["host"] == "h2")
+        .map(|l| Timestamp::parse(l["fenced_at"].as_str().unwrap()).unwrap())
+        .expect("the leader tracks h2's lease");
+    assert!(
+        died < fenced_at,
+        "the instance died at {died}, after the leader's view of h2's lease ended ({fenced_at})"
+    );
+    let o = observed(&c, 2, "ticker").unwrap();
+    assert_eq!(o["phase"], "stopped", "{o}");
+    assert!(
+        o["reason"].as_str().unwrap_or("").contains("lease lost"),
+        "{o}"
+    );
+
+    // Healed: a new lease brings fresh assignments, and it runs again (same epoch).
+    c.heal(&[1, 2]);
+    wait_until(Duration::from_secs(10), || {
+        running_pid(&c, 2, "ticker").is_some()
+    })
+    .expect("runs again once the lease is back");
+
+    // A move: h2 stops it, h1 runs it under a new epoch.
+    let id = placement["id"].as_str().unwrap();
+    let (status, body) = request(
+        c.http(1),
+        "PATCH",
+        &format!("/v1/placements/{id}"),
+        r#"{"host": "h1"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["epoch"], 2, "{body}");
+    let on_h2 = running_pid(&c, 2, "ticker");
+    wait_until(Duration::from_secs(10), || {
+        running_pid(&c, 1, "ticker").is_some() && observed(&c, 2, "ticker").is_none()
+    })
+    .expect("moved: stopped on h2, running on h1");
+    if let Some(p) = on_h2 {
+        wait_until(Duration::from_secs(5), || !alive(p)).expect("the old copy is gone");
+    }
+    wait_until(Duration::from_secs(5), || {
+        log_has(&dir, 1, "ticker", "tick ticker 2")
+    })
+    .expect("h1 runs it with epoch 2");
+
+    // A crash loop spends the budget and ends in `failed`, with the reason.
+    create(
+        &c,
+        "/v1/instances",
+        json!({"name": "crasher", "segment": "zone", "driver": "process",
+               "params": {"command": "/bin/sh", "args": ["-c", "exit 3"]},
+               "max_restarts": 2, "restart_window": "60s"}),
+    );
+    create(
+        &c,
+        "/v1/placements",
+        json!({"instance": "crasher", "host": "h2"}),
+    );
+    wait_until(Duration::from_secs(10), || {
+        observed(&c, 2, "crasher").is_some_and(|o| o["phase"] == "failed")
+    })
+    .unwrap_or_else(|| panic!("never failed: {:?}", observed(&c, 2, "crasher")));
+    let o = observed(&c, 2, "crasher").unwrap();
+    assert_eq!(o["exit_code"], 3, "{o}");
+    assert_eq!(o["restarts"], 2, "{o}");
+    assert!(
+        o["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("exit code 3; 2 restarts within 1m"),
+        "{o}"
+    );
+}
