@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the Rust toolchain. Idempotent and quick when
-# everything is already there. Later issues add qemu, resource-agents, chromium...
+# everything is already there. Later issues add qemu, chromium...
 set -euo pipefail
 need=()
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+[[ -x /usr/lib/ocf/resource.d/heartbeat/Dummy ]] || need+=(resource-agents)
 if ((${#need[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "setup-test-deps: missing ${need[*]}; run as root to install them" >&2

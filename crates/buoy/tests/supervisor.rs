@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Cluster, get, post, request, wait_until};
+use common::{Cluster, Watchdog, get, post, request, wait_until};
 use serde_json::{Value, json};
 use state::timestamp::Timestamp;
 
@@ -188,5 +188,83 @@ fn placed_instances_run_restart_fence_themselves_and_move() {
             .unwrap_or("")
             .contains("exit code 3; 2 restarts within 1m"),
         "{o}"
+    );
+}
+
+#[test]
+fn an_ocf_dummy_resource_is_monitored_restarted_and_stopped_by_the_watchdog_of_a_frozen_agent() {
+    if !Path::new("/usr/lib/ocf/resource.d/heartbeat/Dummy").is_file() {
+        eprintln!(
+            "SKIPPED: ocf:heartbeat:Dummy missing (scripts/setup-test-deps.sh installs resource-agents)"
+        );
+        return;
+    }
+    let mut c = Cluster::new(49);
+    let dir = c.dir.clone();
+    let data = |i: u8| dir.join(format!("data-h{i}")).display().to_string();
+    let socket = dir.join("wd-h2.sock");
+    let _watchdog = Watchdog::start(&socket);
+    c.start(1, &["--server".into(), "--data-dir".into(), data(1)]);
+    c.start(
+        2,
+        &[
+            "--data-dir".into(),
+            data(2),
+            "--watchdog".into(),
+            socket.display().to_string(),
+        ],
+    );
+    create(&c, "/v1/segments", json!({"name": "zone"}));
+    create(&c, "/v1/hosts", json!({"name": "h2", "segment": "zone"}));
+    let state_file = dir.join("dummy.state");
+    create(
+        &c,
+        "/v1/instances",
+        json!({"name": "dummy", "segment": "zone", "driver": "ocf",
+               "params": {"agent": "ocf:heartbeat:Dummy", "monitor_interval": "200ms",
+                          "params": {"state": state_file.display().to_string()}},
+               "max_restarts": 3, "restart_window": "60s"}),
+    );
+    create(
+        &c,
+        "/v1/placements",
+        json!({"instance": "dummy", "host": "h2"}),
+    );
+    let phase = |c: &Cluster| observed(c, 2, "dummy").map(|o| o["phase"].clone());
+    wait_until(Duration::from_secs(10), || {
+        phase(&c) == Some(json!("running"))
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "never running: {:?}\n{}",
+            observed(&c, 2, "dummy"),
+            c.log(2)
+        )
+    });
+    assert!(state_file.exists(), "Dummy's start creates its state file");
+
+    // The resource vanishes: monitor says 7 (not running), the supervisor restarts it.
+    std::fs::remove_file(&state_file).unwrap();
+    wait_until(Duration::from_secs(10), || {
+        observed(&c, 2, "dummy").is_some_and(|o| o["restarts"] == 1 && o["phase"] == "running")
+    })
+    .unwrap_or_else(|| panic!("not restarted: {:?}", observed(&c, 2, "dummy")));
+    assert!(state_file.exists());
+    assert!(log_has(
+        &dir,
+        2,
+        "dummy",
+        "ocf monitor: exit 7 (not running)"
+    ));
+
+    // The agent freezes: its watchdog runs the agent's `stop` once the lease is over.
+    std::thread::sleep(Duration::from_millis(300)); // the watchdog learns the stop command
+    c.signal("h2", libc::SIGSTOP);
+    let stopped = wait_until(Duration::from_secs(5), || !state_file.exists());
+    c.signal("h2", libc::SIGCONT);
+    let stopped = stopped.expect("the watchdog must stop the OCF resource of a frozen agent");
+    assert!(
+        stopped < Duration::from_millis(2000),
+        "stopped {stopped:?} after the freeze"
     );
 }

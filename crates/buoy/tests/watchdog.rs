@@ -7,10 +7,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, wait_until};
+use common::{Cluster, Watchdog, wait_until};
 use serde_json::{Value, json};
 
 fn monotonic_ns() -> u64 {
@@ -21,33 +21,6 @@ fn monotonic_ns() -> u64 {
     // SAFETY: a valid timespec to write into.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// A `buoy watchdog` on `socket`, killed by PID on drop.
-struct Watchdog(Child);
-
-impl Watchdog {
-    fn start(socket: &Path) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_buoy"))
-            .args(["watchdog", "--socket"])
-            .arg(socket)
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_until(Duration::from_secs(5), || {
-            UnixStream::connect(socket).is_ok()
-        })
-        .expect("the watchdog listens");
-        Watchdog(child)
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A line-oriented connection to a watchdog.

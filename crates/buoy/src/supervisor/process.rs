@@ -41,6 +41,32 @@ fn param_err(param: &'static str, problem: impl Into<String>) -> DriverError {
     }
 }
 
+/// Param `name` as a map of strings (numbers and booleans are turned into text).
+pub fn string_map(
+    params: &Map<String, Value>,
+    name: &'static str,
+) -> Result<BTreeMap<String, String>, DriverError> {
+    match params.get(name) {
+        None | Some(Value::Null) => Ok(BTreeMap::new()),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => Ok((k.clone(), s.clone())),
+                Value::Number(n) => Ok((k.clone(), n.to_string())),
+                Value::Bool(b) => Ok((k.clone(), b.to_string())),
+                other => Err(param_err(
+                    name,
+                    format!("`{k}` is {other}; expected a string"),
+                )),
+            })
+            .collect(),
+        Some(other) => Err(param_err(
+            name,
+            format!("expected a map of strings, got {other}"),
+        )),
+    }
+}
+
 /// What to run, read from the instance's params.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessSpec {
@@ -107,27 +133,7 @@ impl ProcessSpec {
                 ));
             }
         };
-        let env = match params.get("env") {
-            None | Some(Value::Null) => BTreeMap::new(),
-            Some(Value::Object(m)) => m
-                .iter()
-                .map(|(k, v)| match v {
-                    Value::String(s) => Ok((k.clone(), s.clone())),
-                    Value::Number(n) => Ok((k.clone(), n.to_string())),
-                    Value::Bool(b) => Ok((k.clone(), b.to_string())),
-                    other => Err(param_err(
-                        "env",
-                        format!("`{k}` is {other}; expected a string"),
-                    )),
-                })
-                .collect::<Result<_, _>>()?,
-            Some(other) => {
-                return Err(param_err(
-                    "env",
-                    format!("expected a map of strings, got {other}"),
-                ));
-            }
-        };
+        let env = string_map(params, "env")?;
         let stop_timeout = match text("stop_timeout")? {
             None => Duration::from_secs(10),
             Some(t) => state::duration_text::parse(&t).map_err(|e| param_err("stop_timeout", e))?,

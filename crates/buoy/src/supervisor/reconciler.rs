@@ -12,16 +12,16 @@ use std::time::Duration;
 
 use engine::Instant;
 use serde::Serialize;
-use state::instance::{DesiredState, DriverKind};
+use state::instance::DesiredState;
 use state::placement::Epoch;
 use state::timestamp::Timestamp;
 use tracing::{info, warn};
 
-use super::process::{Exit, ProcessSpec, RunningProcess};
+use super::process::ProcessSpec;
 use super::restart::{AfterCrash, RestartBudget};
+use super::running::Running;
 use crate::agent::lease::{Assignment, LeaseKeeper};
 use crate::watchdog::client::WatchdogClient;
-use crate::watchdog::protocol::Target;
 
 /// How often the loop looks at its processes (crash detection latency).
 const TICK: Duration = Duration::from_millis(100);
@@ -60,7 +60,7 @@ pub struct Observed {
 /// One placement this host runs (or ran).
 struct Unit {
     assignment: Assignment,
-    process: Option<RunningProcess>,
+    process: Option<Running>,
     budget: RestartBudget,
     restart_at: Option<Instant>,
     observed: Observed,
@@ -74,7 +74,7 @@ impl Unit {
         self.observed.phase = phase;
         self.observed.reason = reason;
         self.observed.since = Timestamp::now();
-        self.observed.pid = self.process.as_ref().map(|p| p.pid());
+        self.observed.pid = self.process.as_ref().and_then(Running::pid);
         self.observed.restarts = self.budget.used();
     }
 }
@@ -135,7 +135,7 @@ impl Supervisor {
         if !held {
             // Self-fencing: everything dies at once, nothing starts.
             for u in units.values_mut() {
-                if let Some(mut p) = u.process.take() {
+                if let Some(p) = u.process.take() {
                     p.kill();
                     self.untrack(&u.observed.placement);
                     u.set(Phase::Stopped, Some("lease lost: killed".into()));
@@ -165,15 +165,15 @@ impl Supervisor {
             .collect();
         for id in gone {
             if let Some(mut u) = units.remove(&id)
-                && let Some(mut p) = u.process.take()
+                && let Some(p) = u.process.take()
             {
                 let timeout = stop_timeout(&u.assignment);
                 let watchdog = self.watchdog.clone();
                 let placement = id.clone();
                 info!(instance = %u.observed.name, "stopping: no longer placed here");
                 tokio::spawn(async move {
-                    let exit = p.stop(timeout).await;
-                    info!(%placement, %exit, "stopped");
+                    let how = p.stop(timeout).await;
+                    info!(%placement, %how, "stopped");
                     if let Some(w) = watchdog {
                         w.untrack(&placement);
                     }
@@ -224,29 +224,39 @@ impl Supervisor {
 
         // Watch the running ones.
         for u in units.values_mut() {
-            let Some(exit) = u.process.as_mut().and_then(|p| p.poll_exit()) else {
+            let Some(p) = u.process.as_mut() else {
                 continue;
             };
-            u.process = None;
-            self.untrack(&u.observed.placement);
-            u.observed.exit_code = match exit {
-                Exit::Code(c) => Some(c),
-                Exit::Signal(_) => None,
+            let Some(ended) = p.poll_end() else {
+                if u.observed.phase == Phase::Starting && p.is_up() {
+                    u.set(Phase::Running, None);
+                }
+                continue;
             };
+            if let Some(p) = u.process.take()
+                && matches!(p, Running::Ocf(_))
+            {
+                // OCF recovery is stop, then start: clean up before the restart.
+                tokio::spawn(p.stop(Duration::ZERO));
+            }
+            self.untrack(&u.observed.placement);
+            u.observed.exit_code = ended.code;
             match u.budget.on_crash(now) {
                 AfterCrash::RestartAt(t) => {
                     u.restart_at = Some(t);
                     u.set(
                         Phase::Restarting,
                         Some(format!(
-                            "{exit}; restart in {} ms",
+                            "{}; restart in {} ms",
+                            ended.reason,
                             t.saturating_since(now).as_millis()
                         )),
                     );
                 }
                 AfterCrash::GiveUp => {
                     let reason = format!(
-                        "{exit}; {} restarts within {} used up",
+                        "{}; {} restarts within {} used up",
+                        ended.reason,
                         u.assignment.instance.max_restarts,
                         state::duration_text::format(u.assignment.instance.restart_window)
                     );
@@ -258,37 +268,24 @@ impl Supervisor {
 
     fn start(&self, u: &mut Unit) {
         let a = &u.assignment;
-        let spec = match a.instance.driver {
-            DriverKind::Process => ProcessSpec::from_params(&a.instance.params),
-            other => {
-                let name = serde_json::to_value(other)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default();
-                u.set(
-                    Phase::Failed,
-                    Some(format!(
-                        "the {name} driver is not available on this agent yet"
-                    )),
-                );
-                return;
-            }
-        };
-        let started = spec.and_then(|spec| {
-            let mut spec = spec;
-            spec.env
-                .insert("BUOY_INSTANCE".into(), a.instance.name.clone());
-            spec.env
-                .insert("BUOY_EPOCH".into(), a.placement.epoch.to_string());
-            RunningProcess::start(&spec, &self.log_path(&a.instance.name))
-        });
-        match started {
+        let env = [
+            ("BUOY_INSTANCE", a.instance.name.clone()),
+            ("BUOY_EPOCH", a.placement.epoch.to_string()),
+        ];
+        match Running::start(
+            &a.instance.name,
+            a.instance.driver,
+            &a.instance.params,
+            &env,
+            &self.log_path(&a.instance.name),
+        ) {
             Ok(p) => {
                 if let Some(w) = &self.watchdog {
-                    w.track(&u.observed.placement, Target::ProcessGroup(p.pid() as i32));
+                    w.track(&u.observed.placement, p.watchdog_target());
                 }
+                let up = p.is_up();
                 u.process = Some(p);
-                u.set(Phase::Running, None);
+                u.set(if up { Phase::Running } else { Phase::Starting }, None);
             }
             Err(e) => u.set(Phase::Failed, Some(e.to_string())),
         }

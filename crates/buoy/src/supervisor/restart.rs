@@ -78,8 +78,9 @@ mod tests {
         assert_eq!(b.on_crash(at(3_000)), AfterCrash::RestartAt(at(5_000)));
         assert_eq!(b.used(), 3);
         assert_eq!(b.on_crash(at(6_000)), AfterCrash::GiveUp);
-        // A minute after the first restarts, the budget is back.
-        assert_eq!(b.on_crash(at(61_500)), AfterCrash::RestartAt(at(63_500)));
+        // A minute after the first two restarts, they leave the window: one is still in it,
+        // so the backoff is the second step's.
+        assert_eq!(b.on_crash(at(61_500)), AfterCrash::RestartAt(at(62_500)));
         let mut none = RestartBudget::new(0, Duration::from_secs(60));
         assert_eq!(none.on_crash(at(0)), AfterCrash::GiveUp);
     }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -264,4 +264,31 @@ pub fn buoy(http: SocketAddr, args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A `buoy watchdog` on `socket`, killed by PID on drop.
+pub struct Watchdog(Child);
+
+impl Watchdog {
+    pub fn start(socket: &Path) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_buoy"))
+            .args(["watchdog", "--socket"])
+            .arg(socket)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until(Duration::from_secs(5), || {
+            std::os::unix::net::UnixStream::connect(socket).is_ok()
+        })
+        .expect("the watchdog listens");
+        Watchdog(child)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

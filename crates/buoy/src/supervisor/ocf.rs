@@ -1,0 +1,411 @@
+//! The `ocf` driver: runs an OCF resource agent (the Pacemaker standard; Debian's
+//! `resource-agents` installs 141 of them) by the OCF rules: `validate-all`, then `start`,
+//! then `monitor` on its interval; `stop` to stop. The instance's params become `OCF_RESKEY_*`.
+//!
+//! Params: `agent` (`heartbeat:Dummy`, or `ocf:heartbeat:Dummy`), `params` (map of strings),
+//! `monitor_interval` (default 10s), `timeout` (per action, default 20s), `ocf_root`
+//! (default /usr/lib/ocf).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::log_file::{DEFAULT_CAP, LogFile};
+use super::process::{DriverError, string_map};
+
+const PARAMS: [&str; 5] = ["agent", "params", "monitor_interval", "timeout", "ocf_root"];
+
+/// The meaning of an OCF exit code, for the operator.
+pub fn meaning(code: i32) -> &'static str {
+    match code {
+        0 => "success",
+        1 => "generic error",
+        2 => "invalid arguments",
+        3 => "action not implemented",
+        4 => "insufficient permissions",
+        5 => "not installed (a program it needs is missing)",
+        6 => "not configured (the params are wrong)",
+        7 => "not running",
+        8 => "running as promoted",
+        9 => "failed as promoted",
+        _ => "unknown exit code",
+    }
+}
+
+fn param_err(param: &'static str, problem: impl Into<String>) -> DriverError {
+    DriverError::Param {
+        param,
+        problem: problem.into(),
+    }
+}
+
+/// Which agent to run and how, read from the instance's params.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OcfSpec {
+    pub ocf_root: PathBuf,
+    pub provider: String,
+    pub agent_type: String,
+    pub params: BTreeMap<String, String>,
+    pub monitor_interval: Duration,
+    pub timeout: Duration,
+}
+
+impl OcfSpec {
+    /// Reads and checks the params of an `ocf` instance (the agent file must exist).
+    pub fn from_params(params: &Map<String, Value>) -> Result<Self, DriverError> {
+        if let Some(unknown) = params.keys().find(|k| !PARAMS.contains(&k.as_str())) {
+            return Err(param_err(
+                "params",
+                format!(
+                    "unknown param `{unknown}`; the ocf driver takes {}",
+                    PARAMS.join(", ")
+                ),
+            ));
+        }
+        let text = |name: &'static str| -> Result<Option<&str>, DriverError> {
+            match params.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) if !s.is_empty() => Ok(Some(s)),
+                Some(other) => Err(param_err(name, format!("expected a string, got {other}"))),
+            }
+        };
+        let agent = text("agent")?.ok_or_else(|| {
+            param_err(
+                "agent",
+                "missing: the resource agent, e.g. \"heartbeat:Dummy\"",
+            )
+        })?;
+        let parts: Vec<&str> = agent.split(':').collect();
+        let (provider, agent_type) = match parts.as_slice() {
+            ["ocf", p, t] | [p, t] if !p.is_empty() && !t.is_empty() => (p, t),
+            _ => {
+                return Err(param_err(
+                    "agent",
+                    format!("`{agent}`: expected PROVIDER:TYPE, e.g. heartbeat:IPaddr2"),
+                ));
+            }
+        };
+        let duration = |name: &'static str, default: Duration| -> Result<Duration, DriverError> {
+            match text(name)? {
+                None => Ok(default),
+                Some(t) => state::duration_text::parse(t).map_err(|e| param_err(name, e)),
+            }
+        };
+        let agent_params = string_map(params, "params")?;
+        let spec = OcfSpec {
+            ocf_root: PathBuf::from(text("ocf_root")?.unwrap_or("/usr/lib/ocf")),
+            provider: provider.to_string(),
+            agent_type: agent_type.to_string(),
+            params: agent_params,
+            monitor_interval: duration("monitor_interval", Duration::from_secs(10))?,
+            timeout: duration("timeout", Duration::from_secs(20))?,
+        };
+        if !spec.agent_path().is_file() {
+            return Err(param_err(
+                "agent",
+                format!(
+                    "no OCF agent at {} (install Debian's resource-agents, or check the name)",
+                    spec.agent_path().display()
+                ),
+            ));
+        }
+        Ok(spec)
+    }
+
+    /// The agent's executable.
+    pub fn agent_path(&self) -> PathBuf {
+        self.ocf_root
+            .join("resource.d")
+            .join(&self.provider)
+            .join(&self.agent_type)
+    }
+
+    /// The environment of every action, for resource `instance`.
+    pub fn env(&self, instance: &str) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::from([
+            ("OCF_ROOT".to_string(), self.ocf_root.display().to_string()),
+            ("OCF_RESOURCE_INSTANCE".to_string(), instance.to_string()),
+            ("OCF_RESOURCE_TYPE".to_string(), self.agent_type.clone()),
+            ("OCF_RESOURCE_PROVIDER".to_string(), self.provider.clone()),
+            (
+                "OCF_RESKEY_CRM_meta_timeout".to_string(),
+                self.timeout.as_millis().to_string(),
+            ),
+        ]);
+        for (k, v) in &self.params {
+            env.insert(format!("OCF_RESKEY_{k}"), v.clone());
+        }
+        env
+    }
+}
+
+/// Runs one action; returns its exit code (`None` when it timed out or could not run).
+pub async fn run_action(
+    spec: &OcfSpec,
+    instance: &str,
+    action: &str,
+    log: &Mutex<LogFile>,
+) -> Option<i32> {
+    let child = tokio::process::Command::new(spec.agent_path())
+        .arg(action)
+        .envs(spec.env(instance))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = log
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .append(format!("ocf {action}: cannot run the agent: {e}\n").as_bytes());
+            return None;
+        }
+    };
+    let out = tokio::time::timeout(spec.timeout, child.wait_with_output()).await;
+    let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+    match out {
+        Ok(Ok(o)) => {
+            let _ = l.append(&o.stdout);
+            let _ = l.append(&o.stderr);
+            let code = o.status.code();
+            if action != "monitor" || code != Some(0) {
+                let _ = l.append(
+                    format!(
+                        "ocf {action}: {}\n",
+                        code.map_or("killed by a signal".into(), |c| format!(
+                            "exit {c} ({})",
+                            meaning(c)
+                        ))
+                    )
+                    .as_bytes(),
+                );
+            }
+            code
+        }
+        _ => {
+            let _ =
+                l.append(format!("ocf {action}: timed out after {:?}\n", spec.timeout).as_bytes());
+            None
+        }
+    }
+}
+
+/// Where a resource stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OcfState {
+    Starting,
+    Running,
+    /// An action failed: which one and its exit code (none: timed out).
+    Failed {
+        action: &'static str,
+        code: Option<i32>,
+    },
+}
+
+impl OcfState {
+    /// The failure, as the operator reads it.
+    pub fn describe(action: &str, code: Option<i32>) -> String {
+        match code {
+            Some(c) => format!("ocf {action} returned {c} ({})", meaning(c)),
+            None => format!("ocf {action} timed out or could not run"),
+        }
+    }
+}
+
+/// A resource started by its agent and monitored on its interval.
+pub struct OcfResource {
+    spec: OcfSpec,
+    instance: String,
+    log: Arc<Mutex<LogFile>>,
+    state: Arc<Mutex<OcfState>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl OcfResource {
+    /// Validates and starts the resource in the background, then monitors it.
+    pub fn launch(spec: OcfSpec, instance: &str, log: &Path) -> Result<Self, DriverError> {
+        let log_file = LogFile::open(log, DEFAULT_CAP).map_err(|e| DriverError::Log {
+            path: log.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let log = Arc::new(Mutex::new(log_file));
+        let state = Arc::new(Mutex::new(OcfState::Starting));
+        let task = tokio::spawn(lifecycle(
+            spec.clone(),
+            instance.to_string(),
+            log.clone(),
+            state.clone(),
+        ));
+        Ok(OcfResource {
+            spec,
+            instance: instance.to_string(),
+            log,
+            state,
+            task,
+        })
+    }
+
+    pub fn state(&self) -> OcfState {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The command that stops it, for the watchdog.
+    pub fn stop_command(&self) -> (Vec<String>, BTreeMap<String, String>) {
+        (
+            vec![self.spec.agent_path().display().to_string(), "stop".into()],
+            self.spec.env(&self.instance),
+        )
+    }
+
+    /// Stops monitoring and runs `stop`; returns its exit code.
+    pub async fn stop(self) -> Option<i32> {
+        self.task.abort();
+        run_action(&self.spec, &self.instance, "stop", &self.log).await
+    }
+}
+
+async fn lifecycle(
+    spec: OcfSpec,
+    instance: String,
+    log: Arc<Mutex<LogFile>>,
+    state: Arc<Mutex<OcfState>>,
+) {
+    let set = |s: OcfState| *state.lock().unwrap_or_else(|p| p.into_inner()) = s;
+    for action in ["validate-all", "start"] {
+        let code = run_action(&spec, &instance, action, &log).await;
+        if code != Some(0) {
+            set(OcfState::Failed { action, code });
+            return;
+        }
+    }
+    // OCF: a started resource must pass its first monitor.
+    loop {
+        let code = run_action(&spec, &instance, "monitor", &log).await;
+        if code != Some(0) {
+            set(OcfState::Failed {
+                action: "monitor",
+                code,
+            });
+            return;
+        }
+        set(OcfState::Running);
+        tokio::time::sleep(spec.monitor_interval).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn params(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    fn dummy_installed() -> bool {
+        Path::new("/usr/lib/ocf/resource.d/heartbeat/Dummy").is_file()
+    }
+
+    #[test]
+    fn params_are_checked_and_the_agent_must_exist() {
+        for (bad, expect) in [
+            (json!({}), "param `agent`: missing"),
+            (json!({"agent": "Dummy"}), "expected PROVIDER:TYPE"),
+            (
+                json!({"agent": "x:y", "params": []}),
+                "param `params`: expected a map",
+            ),
+            (
+                json!({"agent": "x:y", "timeout": "forever"}),
+                "param `timeout`",
+            ),
+            (
+                json!({"agent": "nope:Nothing"}),
+                "no OCF agent at /usr/lib/ocf/resource.d/nope/Nothing",
+            ),
+            (
+                json!({"agent": "x:y", "interval": "1s"}),
+                "unknown param `interval`",
+            ),
+        ] {
+            let e = OcfSpec::from_params(&params(bad.clone()))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(expect), "{bad}: {e}");
+        }
+        assert_eq!(meaning(7), "not running");
+        assert_eq!(meaning(6), "not configured (the params are wrong)");
+    }
+
+    #[tokio::test]
+    async fn the_dummy_agent_starts_is_monitored_detected_when_gone_and_stops() {
+        if !dummy_installed() {
+            eprintln!(
+                "SKIPPED: ocf:heartbeat:Dummy missing (scripts/setup-test-deps.sh installs resource-agents)"
+            );
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("buoy-ocf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let state_file = dir.join("d1.state");
+        let spec = OcfSpec::from_params(&params(json!({
+            "agent": "ocf:heartbeat:Dummy",
+            "params": {"state": state_file.display().to_string()},
+            "monitor_interval": "100ms"
+        })))
+        .unwrap();
+        assert_eq!(
+            spec.env("d1")["OCF_RESKEY_state"],
+            state_file.display().to_string()
+        );
+        let r = OcfResource::launch(spec.clone(), "d1", &dir.join("d1.log")).unwrap();
+        for _ in 0..100 {
+            if r.state() == OcfState::Running {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(r.state(), OcfState::Running);
+        assert!(
+            state_file.exists(),
+            "Dummy keeps its state file while running"
+        );
+        // The resource disappears behind the agent's back: the next monitor says 7.
+        std::fs::remove_file(&state_file).unwrap();
+        for _ in 0..100 {
+            if r.state() != OcfState::Running {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            r.state(),
+            OcfState::Failed {
+                action: "monitor",
+                code: Some(7)
+            }
+        );
+        // Start it again, then stop it: stop returns 0 and the state file is gone.
+        let r = OcfResource::launch(spec, "d1", &dir.join("d1.log")).unwrap();
+        for _ in 0..100 {
+            if r.state() == OcfState::Running {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(state_file.exists());
+        assert_eq!(r.stop().await, Some(0));
+        assert!(!state_file.exists());
+        let log = std::fs::read_to_string(dir.join("d1.log")).unwrap();
+        assert!(log.contains("ocf monitor: exit 7 (not running)"), "{log}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
