@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the Rust toolchain. Idempotent and quick when
-# everything is already there. Later issues add qemu, chromium...
+# everything is already there. Later issues add chromium...
 set -euo pipefail
 need=()
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 [[ -x /usr/lib/ocf/resource.d/heartbeat/Dummy ]] || need+=(resource-agents)
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
+[[ -x /bin/busybox ]] && /bin/busybox --list 2>/dev/null | grep -qx httpd || need+=(busybox-static)
 if ((${#need[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "setup-test-deps: missing ${need[*]}; run as root to install them" >&2
@@ -23,4 +25,6 @@ if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import openstack, m
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "python-masakariclient==8.9.0" "openstacksdk==4.22.0"
 fi
+# The tiny QEMU guest the qemu-driver tests boot.
+"$root/scripts/build-test-guest.sh"
 echo "setup-test-deps: ok"

@@ -1,10 +1,12 @@
 //! Runs the instances placed on this host: the reconcile loop (`reconciler`), the restart
-//! policy (`restart`), the drivers (`process`, `ocf`, behind `running`) and the capped
-//! instance log (`log_file`). The QEMU driver and health checks build on these.
+//! policy (`restart`), the drivers (`process`, `ocf`, `qemu` with its `qmp` client, behind
+//! `running`) and the capped instance log (`log_file`).
 
 pub mod log_file;
 pub mod ocf;
 pub mod process;
+pub mod qemu;
+pub mod qmp;
 pub mod reconciler;
 pub mod restart;
 pub mod running;

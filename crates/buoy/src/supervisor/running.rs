@@ -9,6 +9,7 @@ use state::instance::DriverKind;
 
 use super::ocf::{OcfResource, OcfSpec, OcfState};
 use super::process::{DriverError, Exit, ProcessSpec, RunningProcess};
+use super::qemu::{QemuSpec, RunningVm};
 use crate::watchdog::protocol::Target;
 
 /// How an instance ended: its exit code when it has one, and the reason in words.
@@ -18,10 +19,21 @@ pub struct Ended {
     pub reason: String,
 }
 
+fn ended(p: &mut RunningProcess) -> Option<Ended> {
+    p.poll_exit().map(|e| Ended {
+        code: match e {
+            Exit::Code(c) => Some(c),
+            Exit::Signal(_) => None,
+        },
+        reason: e.to_string(),
+    })
+}
+
 /// A started instance.
 pub enum Running {
     Process(RunningProcess),
     Ocf(OcfResource),
+    Qemu(RunningVm),
 }
 
 impl Running {
@@ -44,10 +56,10 @@ impl Running {
             DriverKind::Ocf => {
                 OcfResource::launch(OcfSpec::from_params(params)?, name, log).map(Running::Ocf)
             }
-            DriverKind::Qemu => Err(DriverError::Param {
-                param: "driver",
-                problem: "the qemu driver is not available on this agent yet".into(),
-            }),
+            DriverKind::Qemu => {
+                let spec = QemuSpec::from_params(params)?;
+                RunningVm::start(&spec, &log.with_extension("qmp"), log).map(Running::Qemu)
+            }
         }
     }
 
@@ -55,6 +67,7 @@ impl Running {
     pub fn pid(&self) -> Option<u32> {
         match self {
             Running::Process(p) => Some(p.pid()),
+            Running::Qemu(vm) => Some(vm.process.pid()),
             Running::Ocf(_) => None,
         }
     }
@@ -62,7 +75,7 @@ impl Running {
     /// True once the instance is up (an OCF resource after its first good monitor).
     pub fn is_up(&self) -> bool {
         match self {
-            Running::Process(_) => true,
+            Running::Process(_) | Running::Qemu(_) => true,
             Running::Ocf(r) => r.state() == OcfState::Running,
         }
     }
@@ -70,12 +83,12 @@ impl Running {
     /// How it ended, once it has (does not wait).
     pub fn poll_end(&mut self) -> Option<Ended> {
         match self {
-            Running::Process(p) => p.poll_exit().map(|e| Ended {
-                code: match e {
-                    Exit::Code(c) => Some(c),
-                    Exit::Signal(_) => None,
-                },
-                reason: e.to_string(),
+            Running::Process(p) => ended(p),
+            Running::Qemu(vm) => ended(&mut vm.process).or_else(|| {
+                vm.broken().map(|reason| {
+                    vm.process.kill();
+                    Ended { code: None, reason }
+                })
             }),
             Running::Ocf(r) => match r.state() {
                 OcfState::Failed { action, code } => Some(Ended {
@@ -91,6 +104,7 @@ impl Running {
     pub fn watchdog_target(&self) -> Target {
         match self {
             Running::Process(p) => Target::ProcessGroup(p.pid() as i32),
+            Running::Qemu(vm) => Target::ProcessGroup(vm.process.pid() as i32),
             Running::Ocf(r) => {
                 let (argv, env) = r.stop_command();
                 Target::Exec { argv, env }
@@ -103,6 +117,7 @@ impl Running {
     pub async fn stop(self, timeout: Duration) -> String {
         match self {
             Running::Process(mut p) => p.stop(timeout).await.to_string(),
+            Running::Qemu(vm) => vm.stop().await,
             Running::Ocf(r) => OcfState::describe("stop", r.stop().await),
         }
     }
@@ -112,6 +127,7 @@ impl Running {
     pub fn kill(self) {
         match self {
             Running::Process(mut p) => p.kill(),
+            Running::Qemu(mut vm) => vm.process.kill(),
             Running::Ocf(r) => {
                 tokio::spawn(r.stop());
             }
