@@ -268,3 +268,71 @@ fn an_ocf_dummy_resource_is_monitored_restarted_and_stopped_by_the_watchdog_of_a
         "stopped {stopped:?} after the freeze"
     );
 }
+
+#[test]
+fn a_killed_agent_leaves_nothing_running_past_its_lease_and_a_restarted_one_starts_afresh() {
+    let mut c = Cluster::new(50);
+    let dir = c.dir.clone();
+    let data = |i: u8| dir.join(format!("data-h{i}")).display().to_string();
+    let socket = dir.join("wd-h2.sock");
+    let _watchdog = Watchdog::start(&socket);
+    let h2_args: Vec<String> = vec![
+        "--data-dir".into(),
+        data(2),
+        "--watchdog".into(),
+        socket.display().to_string(),
+    ];
+    c.start(1, &["--server".into(), "--data-dir".into(), data(1)]);
+    c.start(2, &h2_args);
+    create(&c, "/v1/segments", json!({"name": "zone"}));
+    create(&c, "/v1/hosts", json!({"name": "h2", "segment": "zone"}));
+    create(
+        &c,
+        "/v1/instances",
+        json!({"name": "sleeper", "segment": "zone", "driver": "process",
+               "params": {"command": "/bin/sleep", "args": ["600"]}}),
+    );
+    create(
+        &c,
+        "/v1/placements",
+        json!({"instance": "sleeper", "host": "h2"}),
+    );
+    let mut pid = None;
+    wait_until(Duration::from_secs(10), || {
+        pid = running_pid(&c, 2, "sleeper");
+        pid.is_some()
+    })
+    .expect("runs on h2");
+    let first = pid.unwrap();
+    std::thread::sleep(Duration::from_millis(300)); // the watchdog learns of it
+
+    // kill -9 of the agent: the watchdog kills the orphaned instance at the lease's end.
+    c.kill("h2");
+    let dead_after = wait_until(Duration::from_secs(5), || !alive(first))
+        .expect("the watchdog must kill the instance of a killed agent");
+    assert!(
+        dead_after < Duration::from_millis(1500),
+        "dead {dead_after:?} after the kill; lease 1 s"
+    );
+
+    // The restarted agent starts it afresh under its new lease.
+    c.start(2, &h2_args);
+    let mut again = None;
+    wait_until(Duration::from_secs(10), || {
+        again = running_pid(&c, 2, "sleeper");
+        again.is_some()
+    })
+    .expect("a restarted agent runs its placements again");
+    let second = again.unwrap();
+    assert_ne!(second, first);
+
+    // SIGTERM: the agent stops its instances before it leaves.
+    c.signal("h2", libc::SIGTERM);
+    wait_until(Duration::from_secs(10), || !alive(second))
+        .expect("a shutting-down agent stops its instances");
+    assert!(
+        c.log(2).contains("stopped for the agent's shutdown"),
+        "{}",
+        c.log(2)
+    );
+}

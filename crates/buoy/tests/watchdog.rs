@@ -173,3 +173,36 @@ fn a_frozen_agent_stops_moving_the_deadline_and_its_instances_die_with_its_lease
     );
     assert_eq!(status["fired"], 1, "{status}");
 }
+
+#[test]
+fn a_new_agent_connection_that_does_not_claim_an_instance_gets_it_killed() {
+    let dir = std::env::temp_dir().join(format!("buoy-wd-orphan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("wd.sock");
+    let _wd = Watchdog::start(&socket);
+    let mut kept = sleeper();
+    let mut orphan = sleeper();
+    let far = monotonic_ns() + 60_000_000_000;
+    let mut old_agent = Conn::open(&socket);
+    old_agent.send(json!({"sync": {"deadline_ns": far, "tracked": {
+        "kept": {"process_group": kept.id()}, "orphan": {"process_group": orphan.id()}}}}));
+    assert_eq!(
+        old_agent.status()["tracked"].as_object().map(|t| t.len()),
+        Some(2)
+    );
+    // A restarted agent claims only what it runs now: the rest dies at once.
+    let mut new_agent = Conn::open(&socket);
+    new_agent.send(json!({"sync": {"deadline_ns": far, "tracked": {
+        "kept": {"process_group": kept.id()}}}}));
+    wait_until(Duration::from_secs(2), || !running(&mut orphan)).expect("the orphan is killed");
+    assert!(
+        running(&mut kept),
+        "what the new agent claims keeps running"
+    );
+    // Later syncs on the same connection only untrack (the agent stopped it itself).
+    new_agent.send(json!({"sync": {"deadline_ns": far, "tracked": {}}}));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(running(&mut kept));
+    assert_eq!(new_agent.status()["fired"], 0);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -523,7 +523,7 @@ async fn serve(s: Settings) -> Result<()> {
         grants,
         keeper,
         gossip: shared.clone(),
-        supervisor,
+        supervisor: supervisor.clone(),
     };
     let lease_routes = axum::Router::new()
         .route("/internal/lease", axum::routing::post(lease::renew))
@@ -578,6 +578,8 @@ async fn serve(s: Settings) -> Result<()> {
             bail!("{msg}");
         }
     }
+    info!("stopping this host's instances");
+    supervisor.shutdown().await;
     info!("leaving the cluster");
     shared.with_swim(|sw, now| sw.leave(now));
     // Give the leave message a few gossip rounds to spread.

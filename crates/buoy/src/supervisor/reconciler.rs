@@ -86,6 +86,8 @@ pub struct Supervisor {
     units: Mutex<BTreeMap<String, Unit>>,
     /// The highest epoch run per placement: an assignment below it is stale.
     highest_epoch: Mutex<BTreeMap<String, Epoch>>,
+    /// Set by `shutdown`: start nothing more.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Supervisor {
@@ -95,7 +97,41 @@ impl Supervisor {
             watchdog,
             units: Mutex::new(BTreeMap::new()),
             highest_epoch: Mutex::new(BTreeMap::new()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// The agent is shutting down: stop every instance gracefully (they are not re-adopted
+    /// by the next agent, which starts them again under its own lease).
+    pub async fn shutdown(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let running: Vec<(String, String, Duration, Running)> = {
+            let mut units = self.units.lock().unwrap_or_else(|p| p.into_inner());
+            units
+                .values_mut()
+                .filter_map(|u| {
+                    let p = u.process.take()?;
+                    u.set(Phase::Stopped, Some("agent shut down".into()));
+                    Some((
+                        u.observed.placement.clone(),
+                        u.observed.name.clone(),
+                        stop_timeout(&u.assignment),
+                        p,
+                    ))
+                })
+                .collect()
+        };
+        let stops = running
+            .into_iter()
+            .map(|(placement, name, timeout, p)| async move {
+                let how = p.stop(timeout).await;
+                info!(instance = %name, %how, "stopped for the agent's shutdown");
+                placement
+            });
+        for placement in futures_util::future::join_all(stops).await {
+            self.untrack(&placement);
+        }
     }
 
     /// Every placement this host runs or ran, as reported.
@@ -131,6 +167,9 @@ impl Supervisor {
     }
 
     fn reconcile(&self, now: Instant, held: bool, assignments: Option<&[Assignment]>) {
+        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         let mut units = self.units.lock().unwrap_or_else(|p| p.into_inner());
         if !held {
             // Self-fencing: everything dies at once, nothing starts.

@@ -35,7 +35,10 @@ struct Watchdog {
 }
 
 impl Watchdog {
-    fn apply(&self, req: Request) -> Option<Status> {
+    /// Applies one request. `first_sync` is true for the first `Sync` of a connection: a new
+    /// agent (after a crash or restart) does not know what the old one ran, so whatever the
+    /// watchdog tracked and the new set lacks is an orphan, killed now.
+    fn apply(&self, req: Request, first_sync: bool) -> Option<Status> {
         let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
         match req {
             Request::Arm { deadline_ns } => s.deadline_ns = Some(deadline_ns),
@@ -44,7 +47,24 @@ impl Watchdog {
                 tracked,
             } => {
                 s.deadline_ns = deadline_ns;
-                s.tracked = tracked;
+                let old = std::mem::replace(&mut s.tracked, tracked);
+                if first_sync {
+                    let orphans: Vec<(String, Target)> = old
+                        .into_iter()
+                        .filter(|(id, t)| s.tracked.get(id) != Some(t))
+                        .collect();
+                    if !orphans.is_empty() {
+                        tracing::warn!(
+                            count = orphans.len(),
+                            "a new agent connection does not claim what the old one ran: killing it"
+                        );
+                        tokio::spawn(async move {
+                            for (id, t) in orphans {
+                                kill(&id, &t).await;
+                            }
+                        });
+                    }
+                }
             }
             Request::Status => return Some(s.clone()),
         }
@@ -134,9 +154,15 @@ async fn kill(id: &str, target: &Target) {
 async fn serve_connection(wd: Arc<Watchdog>, stream: UnixStream) {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
+    let mut synced = false;
     while let Ok(Some(line)) = lines.next_line().await {
         let answer = match serde_json::from_str::<Request>(&line) {
-            Ok(req) => wd.apply(req).and_then(|s| serde_json::to_string(&s).ok()),
+            Ok(req) => {
+                let first_sync = matches!(req, Request::Sync { .. }) && !synced;
+                synced |= first_sync;
+                wd.apply(req, first_sync)
+                    .and_then(|s| serde_json::to_string(&s).ok())
+            }
             Err(e) => Some(serde_json::json!({"error": format!("bad request: {e}")}).to_string()),
         };
         if let Some(mut a) = answer {
