@@ -16,8 +16,14 @@ fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
+/// Creates an object through agent 1 (waiting out a leader election at start-up).
 fn create(c: &Cluster, path: &str, body: Value) -> Value {
-    let (status, text) = post(c.http(1), path, &body.to_string()).expect("answer");
+    let mut answer = None;
+    wait_until(Duration::from_secs(10), || {
+        answer = post(c.http(1), path, &body.to_string());
+        !matches!(answer, Some((503, _)) | None)
+    });
+    let (status, text) = answer.expect("answer");
     assert_eq!(status, 201, "POST {path} {body}: {text}");
     json(&text)
 }
@@ -334,5 +340,58 @@ fn a_killed_agent_leaves_nothing_running_past_its_lease_and_a_restarted_one_star
         c.log(2).contains("stopped for the agent's shutdown"),
         "{}",
         c.log(2)
+    );
+}
+
+#[test]
+fn an_instance_failing_its_health_check_is_restarted_then_reported_failed() {
+    let mut c = Cluster::new(51);
+    let dir = c.dir.clone();
+    let data = |i: u8| dir.join(format!("data-h{i}")).display().to_string();
+    c.start(1, &["--server".into(), "--data-dir".into(), data(1)]);
+    create(&c, "/v1/segments", json!({"name": "zone"}));
+    create(&c, "/v1/hosts", json!({"name": "h1", "segment": "zone"}));
+    // Alive, but nothing answers on the port its check probes.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    create(
+        &c,
+        "/v1/instances",
+        json!({"name": "deaf", "segment": "zone", "driver": "process",
+               "params": {"command": "/bin/sleep", "args": ["600"]},
+               "health_checks": [{"type": "tcp", "port": closed, "interval": "200ms",
+                                  "timeout": "100ms", "failure_threshold": 2}],
+               "max_restarts": 1, "restart_window": "60s"}),
+    );
+    create(
+        &c,
+        "/v1/placements",
+        json!({"instance": "deaf", "host": "h1"}),
+    );
+    let mut first = None;
+    wait_until(Duration::from_secs(10), || {
+        first = running_pid(&c, 1, "deaf");
+        first.is_some()
+    })
+    .expect("it starts");
+    wait_until(Duration::from_secs(10), || {
+        observed(&c, 1, "deaf").is_some_and(|o| o["phase"] == "failed")
+    })
+    .unwrap_or_else(|| panic!("never failed: {:?}", observed(&c, 1, "deaf")));
+    let o = observed(&c, 1, "deaf").unwrap();
+    let reason = o["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains(&format!(
+            "health check 0 (tcp 127.0.0.1:{closed}) failed 2 times in a row"
+        )),
+        "{o}"
+    );
+    assert_eq!(o["restarts"], 1, "{o}");
+    assert!(
+        !alive(first.unwrap()),
+        "an unhealthy instance is killed before its restart"
     );
 }

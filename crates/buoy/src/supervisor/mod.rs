@@ -1,7 +1,8 @@
 //! Runs the instances placed on this host: the reconcile loop (`reconciler`), the restart
 //! policy (`restart`), the drivers (`process`, `ocf`, `qemu` with its `qmp` client, behind
-//! `running`) and the capped instance log (`log_file`).
+//! `running`), health checks (`health`) and the capped instance log (`log_file`).
 
+pub mod health;
 pub mod log_file;
 pub mod ocf;
 pub mod process;

@@ -17,9 +17,10 @@ use state::placement::Epoch;
 use state::timestamp::Timestamp;
 use tracing::{info, warn};
 
+use super::health::HealthWatch;
 use super::process::ProcessSpec;
 use super::restart::{AfterCrash, RestartBudget};
-use super::running::Running;
+use super::running::{Ended, Running};
 use crate::agent::lease::{Assignment, LeaseKeeper};
 use crate::watchdog::client::WatchdogClient;
 
@@ -61,6 +62,8 @@ pub struct Observed {
 struct Unit {
     assignment: Assignment,
     process: Option<Running>,
+    /// The instance's health checks while it runs.
+    health: Option<HealthWatch>,
     budget: RestartBudget,
     restart_at: Option<Instant>,
     observed: Observed,
@@ -111,6 +114,7 @@ impl Supervisor {
             units
                 .values_mut()
                 .filter_map(|u| {
+                    u.health = None;
                     let p = u.process.take()?;
                     u.set(Phase::Stopped, Some("agent shut down".into()));
                     Some((
@@ -174,6 +178,7 @@ impl Supervisor {
         if !held {
             // Self-fencing: everything dies at once, nothing starts.
             for u in units.values_mut() {
+                u.health = None;
                 if let Some(p) = u.process.take() {
                     p.kill();
                     self.untrack(&u.observed.placement);
@@ -231,6 +236,7 @@ impl Supervisor {
             let unit = units.entry(id.to_string()).or_insert_with(|| Unit {
                 assignment: a.clone(),
                 process: None,
+                health: None,
                 budget: RestartBudget::new(a.instance.max_restarts, a.instance.restart_window),
                 restart_at: Some(now),
                 observed: Observed {
@@ -266,17 +272,26 @@ impl Supervisor {
             let Some(p) = u.process.as_mut() else {
                 continue;
             };
-            let Some(ended) = p.poll_end() else {
+            let exited = p.poll_end();
+            let unhealthy = u.health.as_ref().and_then(HealthWatch::failed);
+            let Some(ended) = exited
+                .clone()
+                .or_else(|| unhealthy.map(|reason| Ended { code: None, reason }))
+            else {
                 if u.observed.phase == Phase::Starting && p.is_up() {
                     u.set(Phase::Running, None);
                 }
                 continue;
             };
-            if let Some(p) = u.process.take()
-                && matches!(p, Running::Ocf(_))
-            {
-                // OCF recovery is stop, then start: clean up before the restart.
-                tokio::spawn(p.stop(Duration::ZERO));
+            u.health = None;
+            if let Some(p) = u.process.take() {
+                if exited.is_none() {
+                    // Alive but failing its health check: it goes before it restarts.
+                    p.kill();
+                } else if matches!(p, Running::Ocf(_)) {
+                    // OCF recovery is stop, then start: clean up before the restart.
+                    tokio::spawn(p.stop(Duration::ZERO));
+                }
             }
             self.untrack(&u.observed.placement);
             u.observed.exit_code = ended.code;
@@ -324,6 +339,8 @@ impl Supervisor {
                 }
                 let up = p.is_up();
                 u.process = Some(p);
+                let checks = &u.assignment.instance.health_checks;
+                u.health = (!checks.is_empty()).then(|| HealthWatch::start(checks));
                 u.set(if up { Phase::Running } else { Phase::Starting }, None);
             }
             Err(e) => u.set(Phase::Failed, Some(e.to_string())),
