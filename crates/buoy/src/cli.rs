@@ -52,7 +52,7 @@ pub enum Command {
     /// Instances (processes, VMs, OCF resources) Buoy keeps running.
     Instance {
         #[command(subcommand)]
-        op: crate::cmd_state::Crud,
+        op: crate::cmd_state::InstanceCommand,
         #[command(flatten)]
         common: crate::cmd_state::Common,
     },
@@ -143,7 +143,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => crate::cmd_bench::control_plane(args)?,
         Command::Segment { op, common } => crate::cmd_state::crud(&common, "segments", op)?,
         Command::Host { op, common } => crate::cmd_state::crud(&common, "hosts", op)?,
-        Command::Instance { op, common } => crate::cmd_state::crud(&common, "instances", op)?,
+        Command::Instance { op, common } => crate::cmd_state::instance(&common, op)?,
         Command::Placement { op, common } => crate::cmd_state::crud(&common, "placements", op)?,
         Command::Notification { op, common } => crate::cmd_state::notification(&common, op)?,
         Command::Servers { op, common } => crate::cmd_state::servers(&common, op)?,

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Cluster, Watchdog, get, post, request, wait_until};
+use common::{Cluster, Watchdog, buoy, get, post, request, wait_until};
 use serde_json::{Value, json};
 use state::timestamp::Timestamp;
 
@@ -100,6 +100,34 @@ fn placed_instances_run_restart_fence_themselves_and_move() {
         log_has(&dir, 2, "ticker", "tick ticker 1")
     })
     .expect("its output reaches its log with its epoch");
+
+    // Its log, from another agent: the last lines, then following new ones.
+    let (ok, out, err) = buoy(c.http(1), &["instance", "logs", "ticker", "--tail", "3"]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        (1..=3).contains(&lines.len()) && lines.iter().all(|l| *l == "tick ticker 1"),
+        "{out}"
+    );
+    let mut follow = std::process::Command::new(env!("CARGO_BIN_EXE_buoy"))
+        .args(["instance", "logs", "ticker", "--tail", "0", "--follow"])
+        .env("BUOY_HTTP_ADDR", c.http(1).to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(follow.stdout.take().unwrap());
+    let mut followed = String::new();
+    for _ in 0..5 {
+        std::io::BufRead::read_line(&mut reader, &mut followed).unwrap();
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert_eq!(followed.matches("tick ticker 1\n").count(), 5, "{followed}");
+    let (ok, _, err) = buoy(c.http(1), &["instance", "logs", "nope"]);
+    assert!(
+        !ok && err.contains("instance `nope` does not exist"),
+        "{err}"
+    );
 
     // A crash restarts it in place (after the first backoff).
     // SAFETY: killing the process group the test just looked up.

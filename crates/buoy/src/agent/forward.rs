@@ -47,13 +47,38 @@ fn no_leader(cp: &ControlPlane) -> Response {
 }
 
 async fn relay(cp: &ControlPlane, target: &str, hops: u32, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let path = parts
-        .uri
+    let path = req
+        .uri()
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
-    let url = cp.client.url(target, &path);
+    relay_as(cp, target, &path, hops, req).await
+}
+
+/// Relays `req` to the agent at `target` (its HTTP address) as a request for `path`: for calls
+/// only that agent can answer (an instance's log on the host that runs it).
+pub async fn relay_to(cp: &ControlPlane, target: &str, path: &str, req: Request) -> Response {
+    let hops = hops(&req);
+    if hops >= 2 {
+        return error(
+            StatusCode::LOOP_DETECTED,
+            "relay_loop",
+            "this request was relayed too many times",
+            None,
+        );
+    }
+    relay_as(cp, target, path, hops + 1, req).await
+}
+
+async fn relay_as(
+    cp: &ControlPlane,
+    target: &str,
+    path: &str,
+    hops: u32,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let url = cp.client.url(target, path);
     let mut headers = parts.headers.clone();
     headers.remove(axum::http::header::HOST);
     headers.remove(axum::http::header::CONNECTION);
@@ -78,7 +103,7 @@ async fn relay(cp: &ControlPlane, target: &str, hops: u32, req: Request) -> Resp
         Err(e) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "leader_unreachable",
-            &format!("cannot relay to the control-plane leader at {target}: {e}; retry shortly"),
+            &format!("cannot relay to the agent at {target}: {e}; retry shortly"),
             None,
         )
         .into_response(),

@@ -541,6 +541,10 @@ async fn serve(s: Settings) -> Result<()> {
             axum::Router::new()
                 .route("/v1/lease", axum::routing::get(lease::own_lease))
                 .route("/v1/supervisor", axum::routing::get(lease::supervised))
+                .route(
+                    "/v1/supervisor/logs/{name}",
+                    axum::routing::get(lease::instance_log),
+                )
                 .route_layer(axum::middleware::from_fn_with_state(
                     s.auth.clone(),
                     auth::require_token,

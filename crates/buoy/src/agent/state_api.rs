@@ -107,6 +107,7 @@ pub fn router(api: StateApi) -> Router {
                 .patch(update::<Instances>)
                 .delete(delete::<Instances>),
         )
+        .route("/v1/instances/{id}/logs", get(instance_logs))
         .route(
             "/v1/placements",
             get(list::<Placements>).post(create::<Placements>),
@@ -617,6 +618,75 @@ async fn show_notification(State(api): State<StateApi>, Path(id): Path<String>) 
         Ok(n) => Json(api.view(&Object::Notification(n))).into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+// ----- instance logs -----
+
+/// `GET /v1/instances/{id}/logs?replica=N&tail=N&follow=true`: the instance's output, relayed
+/// from the host that runs it (answered on the leader, which knows the placements).
+async fn instance_logs(
+    State(api): State<StateApi>,
+    Path(id): Path<String>,
+    Query(params): Query<BTreeMap<String, String>>,
+    req: Request,
+) -> Response {
+    let replica: u32 = match params.get("replica").map(|r| r.parse()) {
+        None => 0,
+        Some(Ok(r)) => r,
+        Some(Err(_)) => return bad_request(Some("replica"), "must be a number").into_response(),
+    };
+    let found = api
+        .read(|st| {
+            let inst = st
+                .resolve(Kind::Instance, &id)
+                .and_then(|i| st.instance(&i).cloned())?;
+            let host = st
+                .placements()
+                .find(|p| p.instance == inst.meta.id && p.replica == replica)
+                .and_then(|p| st.host(&p.host).map(|h| h.name.clone()));
+            Some((inst.name, host))
+        })
+        .await;
+    let (name, host) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => return not_found(Kind::Instance, &id).into_response(),
+        Err(e) => return e.into_response(),
+    };
+    let Some(host) = host else {
+        return ApiError::new(
+            StatusCode::CONFLICT,
+            "not_placed",
+            format!("instance `{name}` replica {replica} is not placed on any host: it has no log"),
+            None,
+        )
+        .into_response();
+    };
+    let http = api
+        .gossip
+        .read(|sw| sw.member(&host).and_then(|m| m.meta().http));
+    let Some(http) = http else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "host_unreachable",
+            format!(
+                "host `{host}`, which runs `{name}`, is not a live member with an HTTP address"
+            ),
+            None,
+        )
+        .into_response();
+    };
+    let query = req
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    forward::relay_to(
+        &api.cp,
+        &http.to_string(),
+        &format!("/v1/supervisor/logs/{name}{query}"),
+        req,
+    )
+    .await
 }
 
 // ----- change stream -----
