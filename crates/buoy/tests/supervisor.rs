@@ -223,6 +223,18 @@ fn placed_instances_run_restart_fence_themselves_and_move() {
             .contains("exit code 3; 2 restarts within 1m"),
         "{o}"
     );
+    // The control plane has h2's report too (for the recovery engine and operators).
+    wait_until(Duration::from_secs(5), || {
+        get(c.http(1), "/v1/observed?instance=crasher").is_some_and(|(_, body)| {
+            json(&body)["hosts"]["h2"]["instances"]
+                .as_array()
+                .is_some_and(|a| {
+                    a.iter()
+                        .any(|i| i["phase"] == "failed" && i["exit_code"] == 3)
+                })
+        })
+    })
+    .unwrap_or_else(|| panic!("no report: {:?}", get(c.http(1), "/v1/observed")));
 }
 
 #[test]

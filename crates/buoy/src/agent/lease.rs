@@ -24,12 +24,14 @@ use state::instance::Instance;
 use state::placement::Placement;
 use state::raft::replica::Replica;
 use state::timestamp::Timestamp;
+use std::collections::BTreeMap;
 use tokio::sync::{Notify, oneshot};
 use tracing::{info, warn};
 
 use super::control::ControlPlane;
 use super::http::error;
 use super::runtime::Shared;
+use crate::supervisor::reconciler::{Observed, Supervisor};
 
 /// Converts a time on the agent's clock to wall-clock time, for people and tests.
 fn wall(t: Instant, now: Instant) -> Timestamp {
@@ -52,6 +54,10 @@ pub struct Assignment {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Grant {
     pub ttl_ms: u64,
+    /// The term of the leader that granted it (a host reports its instances again to a new
+    /// leader, which starts with none).
+    #[serde(default)]
+    pub term: u64,
     /// The state's change index these assignments reflect.
     pub index: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,6 +71,8 @@ pub struct LeaseGrants {
     ttl: Duration,
     /// The table of the term this server leads (replaced when the term changes).
     table: Mutex<Option<(u64, LeaseTable)>>,
+    /// What each host last reported about its instances (soft state, like leases).
+    reports: Mutex<BTreeMap<String, HostReport>>,
     /// Renewals waiting for the next leadership check.
     waiting: Mutex<Vec<oneshot::Sender<Result<u64, String>>>>,
     wake: Notify,
@@ -77,6 +85,7 @@ impl LeaseGrants {
             gossip,
             ttl,
             table: Mutex::new(None),
+            reports: Mutex::new(BTreeMap::new()),
             waiting: Mutex::new(Vec::new()),
             wake: Notify::new(),
         });
@@ -111,6 +120,7 @@ impl LeaseGrants {
         host: &str,
         received_at: Instant,
         known: Option<u64>,
+        observed: Option<Vec<Observed>>,
     ) -> Result<Grant, String> {
         let (tx, rx) = oneshot::channel();
         self.waiting
@@ -125,6 +135,18 @@ impl LeaseGrants {
             let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
             self.table_for(&mut table, term).renew(host, received_at)
         };
+        if let Some(instances) = observed {
+            self.reports
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(
+                    host.to_string(),
+                    HostReport {
+                        reported_at: Timestamp::now(),
+                        instances,
+                    },
+                );
+        }
         let (index, assignments) = self.replica.shared().read(|st| {
             let index = st.change_index();
             if known == Some(index) {
@@ -145,6 +167,7 @@ impl LeaseGrants {
         });
         Ok(Grant {
             ttl_ms: ttl.as_millis() as u64,
+            term,
             index,
             assignments,
         })
@@ -160,6 +183,11 @@ impl LeaseGrants {
     ) -> &'a mut LeaseTable {
         if table.as_ref().is_some_and(|(t, _)| *t != term) {
             *table = None;
+            // Reports of an earlier term may be stale: hosts send theirs again.
+            self.reports
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
         }
         let (_, t) = table.get_or_insert_with(|| {
             info!(
@@ -183,6 +211,16 @@ pub struct RenewalRequest {
     /// The change index of the assignments the host holds (none after a start).
     #[serde(default)]
     pub known: Option<u64>,
+    /// The host's instances, when they changed since its last report to this leader.
+    #[serde(default)]
+    pub observed: Option<Vec<Observed>>,
+}
+
+/// What one host last reported about its instances.
+#[derive(Clone, Debug, Serialize)]
+pub struct HostReport {
+    pub reported_at: Timestamp,
+    pub instances: Vec<Observed>,
 }
 
 /// What the lease routes need.
@@ -217,7 +255,10 @@ pub async fn renew(State(api): State<LeaseApi>, Json(req): Json<RenewalRequest>)
     let Some(grants) = &api.grants else {
         return not_a_server();
     };
-    match grants.grant(&req.host, received_at, req.known).await {
+    match grants
+        .grant(&req.host, received_at, req.known, req.observed)
+        .await
+    {
         Ok(grant) => Json(grant).into_response(),
         Err(e) => error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -251,6 +292,36 @@ pub async fn leases(State(api): State<LeaseApi>) -> Response {
         .collect();
     Json(json!({"term": term, "ttl_ms": t.ttl().as_millis() as u64, "leases": leases}))
         .into_response()
+}
+
+/// `GET /v1/observed[?instance=NAME]` (on the leader): what every host last reported about
+/// its instances.
+pub async fn observed(
+    State(api): State<LeaseApi>,
+    axum::extract::Query(q): axum::extract::Query<BTreeMap<String, String>>,
+) -> Response {
+    let Some(grants) = &api.grants else {
+        return not_a_server();
+    };
+    let reports = grants.reports.lock().unwrap_or_else(|p| p.into_inner());
+    let hosts: BTreeMap<&String, serde_json::Value> = reports
+        .iter()
+        .map(|(host, r)| {
+            let instances: Vec<&Observed> = r
+                .instances
+                .iter()
+                .filter(|o| {
+                    q.get("instance")
+                        .is_none_or(|n| *n == o.name || *n == o.instance)
+                })
+                .collect();
+            (
+                host,
+                json!({"reported_at": r.reported_at, "instances": instances}),
+            )
+        })
+        .collect();
+    Json(json!({ "hosts": hosts })).into_response()
 }
 
 /// `GET /v1/lease`: this agent's own lease.
@@ -369,6 +440,10 @@ pub struct LeaseKeeper {
     /// What is placed on this host, from the newest grant; none until a grant brings them
     /// (and again after the lease was lost).
     pub assignments: tokio::sync::watch::Sender<Option<Arc<Vec<Assignment>>>>,
+    /// The term of the last grant, and the report (as JSON) the leader of that term has.
+    reported: Mutex<(u64, Option<String>)>,
+    /// Whose instances this host reports.
+    supervisor: std::sync::OnceLock<Arc<Supervisor>>,
 }
 
 impl LeaseKeeper {
@@ -379,7 +454,22 @@ impl LeaseKeeper {
             changed: tokio::sync::watch::channel(None).0,
             known: Mutex::new(None),
             assignments: tokio::sync::watch::channel(None).0,
+            reported: Mutex::new((0, None)),
+            supervisor: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Reports `supervisor`'s instances with the renewals from now on.
+    pub fn report_for(&self, supervisor: Arc<Supervisor>) {
+        let _ = self.supervisor.set(supervisor);
+    }
+
+    /// The instances to report with the next renewal, when the leader lacks them.
+    fn report_due(&self) -> Option<(Vec<Observed>, String)> {
+        let observed = self.supervisor.get()?.observed();
+        let text = serde_json::to_string(&observed).ok()?;
+        let reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        (reported.1.as_deref() != Some(text.as_str())).then_some((observed, text))
     }
 
     /// Whether this host holds its lease at `now`.
@@ -456,10 +546,24 @@ impl LeaseKeeper {
             .timing()
             .ttl;
         let known = *self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let report = self.report_due();
+        let observed = report.as_ref().map(|(o, _)| o.clone());
         let granted = match grants.filter(|_| cp.is_leader()) {
-            Some(g) => g.grant(&self.me, sent, known).await.ok(),
-            None => self.ask_a_server(cp, gossip, token, ttl, known).await,
+            Some(g) => g.grant(&self.me, sent, known, observed).await.ok(),
+            None => {
+                self.ask_a_server(cp, gossip, token, ttl, known, observed)
+                    .await
+            }
         };
+        if let Some(g) = &granted {
+            let mut r = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, text)) = report {
+                *r = (g.term, Some(text));
+            } else if r.0 != g.term {
+                // A new leader: it has no report from this host yet.
+                *r = (g.term, None);
+            }
+        }
         let Some(grant) = granted else {
             self.lease
                 .lock()
@@ -492,6 +596,7 @@ impl LeaseKeeper {
         token: Option<&str>,
         timeout: Duration,
         known: Option<u64>,
+        observed: Option<Vec<Observed>>,
     ) -> Option<Grant> {
         let leader = cp.replica.as_ref().and_then(|r| r.leader());
         let target = match leader {
@@ -501,7 +606,9 @@ impl LeaseKeeper {
         if gossip.drops(&target.name, true) {
             return None;
         }
-        let body = serde_json::to_vec(&json!({"host": self.me, "known": known})).ok()?;
+        let body =
+            serde_json::to_vec(&json!({"host": self.me, "known": known, "observed": observed}))
+                .ok()?;
         let url = cp.client.url(&target.http, "/internal/lease");
         match cp.client.post_bytes(&url, body, token, timeout).await {
             Ok((status, bytes)) if status.is_success() => serde_json::from_slice(&bytes).ok(),

@@ -515,6 +515,7 @@ async fn serve(s: Settings) -> Result<()> {
     });
     let supervisor =
         crate::supervisor::reconciler::Supervisor::new(s.data_dir.join("instances"), watchdog);
+    keeper.report_for(supervisor.clone());
     {
         let clock = shared.clone();
         tokio::spawn(supervisor.clone().run(keeper.clone(), move || clock.now()));
@@ -528,6 +529,7 @@ async fn serve(s: Settings) -> Result<()> {
     let lease_routes = axum::Router::new()
         .route("/internal/lease", axum::routing::post(lease::renew))
         .route("/v1/leases", axum::routing::get(lease::leases))
+        .route("/v1/observed", axum::routing::get(lease::observed))
         .route_layer(axum::middleware::from_fn_with_state(
             cp.clone(),
             forward::to_leader,

@@ -73,6 +73,7 @@ fn routes() -> Vec<Route> {
         Route { method: "get", path: "/v1/supervisor", summary: "The instances this agent runs or ran: phase (starting, running, restarting, stopping, stopped, failed), epoch, pid, reason, exit_code, restarts", tag: "leases", body: None, ok: (200, Some(any_object)) },
         Route { method: "get", path: "/v1/instances/{id}/logs", summary: "The instance's output (text), relayed from the host that runs it: `tail` lines (default 100), `follow=true` to keep streaming, `replica` for clones", tag: "instances", body: None, ok: (200, None) },
         Route { method: "get", path: "/v1/supervisor/logs/{name}", summary: "The output of instance `name` on this agent's host (`tail`, `follow`)", tag: "leases", body: None, ok: (200, None) },
+        Route { method: "get", path: "/v1/observed", summary: "What every host last reported about its instances (phase, epoch, since, reason, exit_code, restarts); `?instance=NAME` filters", tag: "instances", body: None, ok: (200, Some(any_object)) },
         Route { method: "get", path: "/v1/members", summary: "Gossip membership as this agent sees it", tag: "cluster", body: None, ok: (200, Some(any_object)) },
         Route { method: "get", path: "/v1/health", summary: "Liveness of this agent", tag: "cluster", body: None, ok: (200, Some(any_object)) },
         Route { method: "get", path: "/v1/openapi.json", summary: "This document", tag: "cluster", body: None, ok: (200, Some(any_object)) },

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use engine::Instant;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use state::instance::DesiredState;
 use state::placement::Epoch;
 use state::timestamp::Timestamp;
@@ -28,7 +28,7 @@ use crate::watchdog::client::WatchdogClient;
 const TICK: Duration = Duration::from_millis(100);
 
 /// An instance's state on this host, as reported.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Starting,
@@ -41,7 +41,7 @@ pub enum Phase {
 }
 
 /// What the supervisor reports about one placement.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Observed {
     pub placement: String,
     pub instance: String,
