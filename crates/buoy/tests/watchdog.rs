@@ -206,3 +206,34 @@ fn a_new_agent_connection_that_does_not_claim_an_instance_gets_it_killed() {
     assert_eq!(new_agent.status()["fired"], 0);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_watchdog_device_that_is_not_one_is_refused_at_start() {
+    let dir = std::env::temp_dir().join(format!("buoy-wd-dev-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fake = dir.join("watchdog");
+    std::fs::write(&fake, b"").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_buoy"))
+        .args([
+            "agent",
+            "--name",
+            "wd",
+            "--bind",
+            "127.0.52.1:7946",
+            "--http",
+            "127.0.52.1:7070",
+        ])
+        .args(["--profile", "local", "--lease-ttl", "3s", "--data-dir"])
+        .arg(dir.join("data"))
+        .arg("--watchdog-device")
+        .arg(&fake)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--watchdog-device") && err.contains("is not a watchdog device"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

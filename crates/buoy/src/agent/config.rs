@@ -35,6 +35,8 @@ pub struct FileConfig {
     pub lease_renew: Option<String>,
     /// Socket of this host's `buoy watchdog`.
     pub watchdog: Option<PathBuf>,
+    /// A hardware watchdog device (/dev/watchdog).
+    pub watchdog_device: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_ca: Option<PathBuf>,

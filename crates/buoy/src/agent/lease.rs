@@ -634,3 +634,24 @@ pub async fn feed_watchdog(
         }
     }
 }
+
+/// Pets the hardware watchdog at every lease extension (the device resets the machine when a
+/// hung or dead agent stops petting it).
+pub async fn feed_device(
+    keeper: Arc<LeaseKeeper>,
+    gossip: Arc<Shared>,
+    device: Arc<Mutex<Option<crate::watchdog::device::WatchdogDevice>>>,
+) {
+    let mut changed = keeper.changed.subscribe();
+    loop {
+        if let Some(until) = *changed.borrow_and_update() {
+            let remaining = until.saturating_since(gossip.now());
+            if let Some(d) = device.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                d.pet(remaining);
+            }
+        }
+        if changed.changed().await.is_err() {
+            return;
+        }
+    }
+}

@@ -100,6 +100,10 @@ pub struct AgentArgs {
     /// hung or killed agent leaves nothing running past its lease.
     #[arg(long)]
     pub watchdog: Option<PathBuf>,
+    /// A hardware watchdog device (e.g. /dev/watchdog): petted at every lease renewal, it
+    /// resets the machine when the agent hangs or dies (needs a lease of at least 2s).
+    #[arg(long)]
+    pub watchdog_device: Option<PathBuf>,
     /// PEM certificate (chain) this agent serves its API with; turns on TLS (with --tls-key
     /// and --tls-ca). It must name the --http address (an IP address SAN).
     #[arg(long)]
@@ -132,6 +136,7 @@ struct Settings {
     tls: Option<crate::tls::TlsFiles>,
     lease: engine::host_lease::LeaseTiming,
     watchdog: Option<PathBuf>,
+    watchdog_device: Option<PathBuf>,
     data_dir: PathBuf,
 }
 
@@ -266,6 +271,10 @@ fn settings(args: &AgentArgs) -> Result<Settings> {
             None => auth::Auth::open(),
         },
         watchdog: args.watchdog.clone().or(file.watchdog.clone()),
+        watchdog_device: args
+            .watchdog_device
+            .clone()
+            .or(file.watchdog_device.clone()),
         data_dir,
         lease: lease_timing(
             args.lease_ttl.as_ref().or(file.lease_ttl.as_ref()),
@@ -522,7 +531,7 @@ async fn serve(s: Settings) -> Result<()> {
     }
     let lease_api = lease::LeaseApi {
         grants,
-        keeper,
+        keeper: keeper.clone(),
         gossip: shared.clone(),
         supervisor: supervisor.clone(),
     };
@@ -570,6 +579,22 @@ async fn serve(s: Settings) -> Result<()> {
                 .with_state(cp.replica.clone()),
         );
     spawn_http("HTTP API", http_listener, tls.map(|(c, _)| c), router)?;
+    // Armed last: once open, the device resets the machine unless the agent keeps petting it.
+    let device = match &s.watchdog_device {
+        Some(path) => Some(Arc::new(std::sync::Mutex::new(Some(
+            crate::watchdog::device::WatchdogDevice::open(path, s.lease.ttl)
+                .map_err(|e| anyhow::anyhow!("--watchdog-device: {e}"))?,
+        )))),
+        None => None,
+    };
+    if let Some(d) = &device {
+        tokio::spawn(lease::feed_device(
+            keeper.clone(),
+            shared.clone(),
+            d.clone(),
+        ));
+    }
+
     if !s.join.is_empty() {
         let seeds = s.join.clone();
         shared.with_swim(|sw, now| sw.join(now, &seeds));
@@ -586,6 +611,9 @@ async fn serve(s: Settings) -> Result<()> {
     }
     info!("stopping this host's instances");
     supervisor.shutdown().await;
+    if let Some(d) = device.and_then(|d| d.lock().unwrap_or_else(|p| p.into_inner()).take()) {
+        d.disarm();
+    }
     info!("leaving the cluster");
     shared.with_swim(|sw, now| sw.leave(now));
     // Give the leave message a few gossip rounds to spread.

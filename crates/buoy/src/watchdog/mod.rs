@@ -5,6 +5,7 @@
 //! In production the same role belongs to `/dev/watchdog`, which resets the whole machine.
 
 pub mod client;
+pub mod device;
 pub mod protocol;
 
 use std::path::PathBuf;
