@@ -303,6 +303,33 @@ fn an_ocf_dummy_resource_is_monitored_restarted_and_stopped_by_the_watchdog_of_a
         "ocf monitor: exit 7 (not running)"
     ));
 
+    // A resource whose agent refuses its params fails every start: failed after its budget,
+    // with the OCF code and its meaning.
+    create(
+        &c,
+        "/v1/instances",
+        json!({"name": "broken", "segment": "zone", "driver": "ocf",
+               "params": {"agent": "heartbeat:Dummy", "params": {"state": "/proc/none/b.state"}},
+               "max_restarts": 1, "restart_window": "60s"}),
+    );
+    create(
+        &c,
+        "/v1/placements",
+        json!({"instance": "broken", "host": "h2"}),
+    );
+    wait_until(Duration::from_secs(10), || {
+        observed(&c, 2, "broken").is_some_and(|o| o["phase"] == "failed")
+    })
+    .unwrap_or_else(|| panic!("never failed: {:?}", observed(&c, 2, "broken")));
+    let o = observed(&c, 2, "broken").unwrap();
+    assert!(
+        o["reason"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("ocf validate-all returned 2 (invalid arguments); 1 restarts within 1m"),
+        "{o}"
+    );
+
     // The agent freezes: its watchdog runs the agent's `stop` once the lease is over.
     std::thread::sleep(Duration::from_millis(300)); // the watchdog learns the stop command
     c.signal("h2", libc::SIGSTOP);

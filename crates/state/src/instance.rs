@@ -269,10 +269,10 @@ impl Instance {
             }
             DriverKind::Ocf => {
                 let agent = text("agent").unwrap_or_default();
-                let parts: Vec<&str> = agent.split(':').collect();
-                let well_formed = parts.len() == 3
-                    && parts[0] == "ocf"
-                    && parts[1..].iter().all(|p| {
+                // `ocf:PROVIDER:TYPE`, or `PROVIDER:TYPE` for short.
+                let parts: Vec<&str> = agent.trim_start_matches("ocf:").split(':').collect();
+                let well_formed = parts.len() == 2
+                    && parts.iter().all(|p| {
                         !p.is_empty()
                             && p.chars()
                                 .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
@@ -280,7 +280,9 @@ impl Instance {
                 if !well_formed {
                     return Err(StateError::invalid(
                         "params.agent",
-                        format!("`{agent}` is not an OCF agent name like ocf:heartbeat:Dummy"),
+                        format!(
+                            "`{agent}` is not an OCF agent name like ocf:heartbeat:Dummy or heartbeat:Dummy"
+                        ),
                     ));
                 }
             }
