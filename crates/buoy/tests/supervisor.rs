@@ -6,6 +6,7 @@
 mod common;
 
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use common::{Cluster, Watchdog, buoy, get, post, request, wait_until};
@@ -460,5 +461,79 @@ fn an_instance_failing_its_health_check_is_restarted_then_reported_failed() {
     assert!(
         !alive(first.unwrap()),
         "an unhealthy instance is killed before its restart"
+    );
+}
+
+#[test]
+fn a_qemu_vm_boots_on_its_host_crashes_restarts_and_fails_after_its_budget() {
+    let guest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-guest");
+    let (kernel, initrd) = (guest.join("vmlinuz"), guest.join("initrd.gz"));
+    if !kernel.is_file()
+        || Command::new("qemu-system-x86_64")
+            .arg("--version")
+            .output()
+            .is_err()
+    {
+        eprintln!(
+            "SKIPPED: qemu or the test guest missing (scripts/setup-test-deps.sh installs both)"
+        );
+        return;
+    }
+    let mut c = Cluster::new(52);
+    let dir = c.dir.clone();
+    let data = |i: u8| dir.join(format!("data-h{i}")).display().to_string();
+    c.start(1, &["--server".into(), "--data-dir".into(), data(1)]);
+    create(&c, "/v1/segments", json!({"name": "zone"}));
+    create(&c, "/v1/hosts", json!({"name": "h1", "segment": "zone"}));
+    create(
+        &c,
+        "/v1/instances",
+        json!({"name": "vm", "segment": "zone", "driver": "qemu",
+               "params": {"kernel": kernel, "initrd": initrd, "memory_mb": 128, "stop_timeout": "1s"},
+               "max_restarts": 1, "restart_window": "60s"}),
+    );
+    create(
+        &c,
+        "/v1/placements",
+        json!({"instance": "vm", "host": "h1"}),
+    );
+    let mut first = None;
+    wait_until(Duration::from_secs(10), || {
+        first = running_pid(&c, 1, "vm");
+        first.is_some()
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the VM never ran: {:?}\n{}",
+            observed(&c, 1, "vm"),
+            c.log(1)
+        )
+    });
+    // The guest really runs: its marker line reaches the instance log (serial console).
+    wait_until(Duration::from_secs(60), || {
+        log_has(&dir, 1, "vm", "BUOY-GUEST-READY")
+    })
+    .expect("the guest boots and prints its marker");
+    // SAFETY: the VM's QEMU process, by PID.
+    unsafe { libc::kill(first.unwrap(), libc::SIGKILL) };
+    let mut second = None;
+    wait_until(Duration::from_secs(10), || {
+        second = running_pid(&c, 1, "vm").filter(|p| Some(*p) != first);
+        second.is_some()
+    })
+    .expect("a crashed VM restarts in place");
+    // SAFETY: as above.
+    unsafe { libc::kill(second.unwrap(), libc::SIGKILL) };
+    wait_until(Duration::from_secs(10), || {
+        observed(&c, 1, "vm").is_some_and(|o| o["phase"] == "failed")
+    })
+    .unwrap_or_else(|| panic!("never failed: {:?}", observed(&c, 1, "vm")));
+    let o = observed(&c, 1, "vm").unwrap();
+    assert!(
+        o["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("killed by signal 9; 1 restarts within 1m"),
+        "{o}"
     );
 }
