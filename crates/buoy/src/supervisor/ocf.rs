@@ -1,6 +1,6 @@
 //! The `ocf` driver: runs an OCF resource agent (the Pacemaker standard; Debian's
-//! `resource-agents` installs 141 of them) by the OCF rules: `validate-all`, then `start`,
-//! then `monitor` on its interval; `stop` to stop. The instance's params become `OCF_RESKEY_*`.
+//! `resource-agents` installs 141 of them) by the OCF rules: `meta-data` (it must describe
+//! itself), `validate-all`, then `start`, then `monitor` on its interval; `stop` to stop. The instance's params become `OCF_RESKEY_*`.
 //!
 //! Params: `agent` (`heartbeat:Dummy`, or `ocf:heartbeat:Dummy`), `params` (map of strings),
 //! `monitor_interval` (default 10s), `timeout` (per action, default 20s), `ocf_root`
@@ -172,7 +172,13 @@ pub async fn run_action(
     let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
     match out {
         Ok(Ok(o)) => {
-            let _ = l.append(&o.stdout);
+            if action == "meta-data" {
+                // The agent's self-description (XML): proof it speaks OCF, not log material.
+                let _ = l
+                    .append(format!("ocf meta-data: {} bytes of XML\n", o.stdout.len()).as_bytes());
+            } else {
+                let _ = l.append(&o.stdout);
+            }
             let _ = l.append(&o.stderr);
             let code = o.status.code();
             if action != "monitor" || code != Some(0) {
@@ -278,7 +284,7 @@ async fn lifecycle(
     state: Arc<Mutex<OcfState>>,
 ) {
     let set = |s: OcfState| *state.lock().unwrap_or_else(|p| p.into_inner()) = s;
-    for action in ["validate-all", "start"] {
+    for action in ["meta-data", "validate-all", "start"] {
         let code = run_action(&spec, &instance, action, &log).await;
         if code != Some(0) {
             set(OcfState::Failed { action, code });
@@ -406,6 +412,10 @@ mod tests {
         assert!(!state_file.exists());
         let log = std::fs::read_to_string(dir.join("d1.log")).unwrap();
         assert!(log.contains("ocf monitor: exit 7 (not running)"), "{log}");
+        assert!(
+            log.contains("ocf meta-data: ") && !log.contains("<resource-agent"),
+            "{log}"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

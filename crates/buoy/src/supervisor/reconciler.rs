@@ -359,3 +359,75 @@ fn stop_timeout(a: &Assignment) -> Duration {
         .map(|s| s.stop_timeout)
         .unwrap_or(Duration::from_secs(10))
 }
+
+#[cfg(test)]
+mod tests {
+    use state::instance::{Instance, InstanceSpec};
+    use state::object::ObjectMeta;
+    use state::placement::Placement;
+
+    use super::*;
+
+    fn assignment(epoch: u64) -> Assignment {
+        let meta = |id: &str| ObjectMeta {
+            id: id.into(),
+            ..Default::default()
+        };
+        let spec: InstanceSpec = serde_json::from_value(serde_json::json!({
+            "name": "web", "driver": "process",
+            "params": {"command": "/bin/sleep", "args": ["60"]}
+        }))
+        .unwrap();
+        Assignment {
+            placement: Placement {
+                meta: meta("p1"),
+                instance: "i1".into(),
+                replica: 0,
+                host: "h1".into(),
+                epoch: Epoch(epoch),
+            },
+            instance: Instance::create(meta("i1"), &spec, "s1".into()).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stale_epoch_is_refused_and_lease_loss_kills_at_once() {
+        let dir = std::env::temp_dir().join(format!("buoy-reconciler-{}", std::process::id()));
+        let s = Supervisor::new(dir.clone(), None);
+        let now = Instant::from_nanos(1);
+        s.reconcile(now, true, Some(&[assignment(2)]));
+        let running = s.observed();
+        assert_eq!(running.len(), 1);
+        assert_eq!(
+            (running[0].phase, running[0].epoch),
+            (Phase::Running, Epoch(2))
+        );
+        let pid = running[0].pid.expect("a pid");
+
+        // An older epoch for the same placement: the epoch-2 copy stops, nothing starts.
+        s.reconcile(now, true, Some(&[assignment(1)]));
+        assert!(s.observed().is_empty(), "{:?}", s.observed());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        // The current epoch again runs; then the lease ends and it dies at once.
+        s.reconcile(now, true, Some(&[assignment(3)]));
+        let o = s.observed();
+        assert_eq!((o[0].phase, o[0].epoch), (Phase::Running, Epoch(3)));
+        let pid3 = o[0].pid.expect("a pid");
+        assert_ne!(pid3, pid);
+        s.reconcile(now, false, Some(&[assignment(3)]));
+        let o = s.observed();
+        assert_eq!(o[0].phase, Phase::Stopped);
+        assert_eq!(o[0].reason.as_deref(), Some("lease lost: killed"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let alive = std::fs::read_to_string(format!("/proc/{pid3}/stat")).is_ok_and(|st| {
+            st.rsplit_once(") ")
+                .is_some_and(|(_, r)| !r.starts_with('Z'))
+        });
+        assert!(!alive, "killed on lease loss");
+        // Held again, but without fresh assignments: nothing starts.
+        s.reconcile(now, true, None);
+        assert_eq!(s.observed()[0].phase, Phase::Stopped);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
