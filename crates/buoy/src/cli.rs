@@ -109,6 +109,8 @@ pub enum Command {
 pub enum BenchCommand {
     /// Write throughput, latency and leader failover of the replicated control plane.
     ControlPlane(crate::cmd_bench::ControlPlaneBenchArgs),
+    /// The recovery planner on a synthetic cluster: plan time, moves, unplaced, overcommit.
+    Planner(crate::cmd_bench_planner::PlannerBenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -141,6 +143,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench {
             what: BenchCommand::ControlPlane(args),
         } => crate::cmd_bench::control_plane(args)?,
+        Command::Bench {
+            what: BenchCommand::Planner(args),
+        } => crate::cmd_bench_planner::planner(args)?,
         Command::Segment { op, common } => crate::cmd_state::crud(&common, "segments", op)?,
         Command::Host { op, common } => crate::cmd_state::crud(&common, "hosts", op)?,
         Command::Instance { op, common } => crate::cmd_state::instance(&common, op)?,

@@ -1,0 +1,659 @@
+//! The recovery planner: given the hosts, the instances, where they are placed and what failed,
+//! decide where every instance that must move goes. Pure and deterministic: the same input
+//! gives the same plan, so every server would plan alike and any plan can be replayed.
+//!
+//! Rules: an instance stays in its segment; hosts that failed or are on maintenance take
+//! nothing; CPU and memory are never overcommitted; instances of one anti-affinity group, and
+//! the copies of one clone, go to distinct hosts; the highest priority is placed first; each
+//! destination starts at most `max_starts_per_host` instances per plan (the rest wait for the
+//! next round); the segment's recovery method says whether reserved hosts are used first,
+//! last, only, or never. Whatever cannot be placed is listed with the reason.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+pub use state::segment::RecoveryMethod;
+
+/// How much a host is preferred (smaller is better): the recovery method's pass, then the
+/// most free memory, then the most free CPU.
+type Preference = (u8, Reverse<u64>, Reverse<u64>);
+
+/// CPU in millicores and memory in MB.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Resources {
+    pub cpu_millis: u64,
+    pub memory_mb: u64,
+}
+
+impl Resources {
+    fn fits_in(self, free: Resources) -> bool {
+        self.cpu_millis <= free.cpu_millis && self.memory_mb <= free.memory_mb
+    }
+    fn plus(self, o: Resources) -> Resources {
+        Resources {
+            cpu_millis: self.cpu_millis + o.cpu_millis,
+            memory_mb: self.memory_mb + o.memory_mb,
+        }
+    }
+    fn minus(self, o: Resources) -> Resources {
+        Resources {
+            cpu_millis: self.cpu_millis.saturating_sub(o.cpu_millis),
+            memory_mb: self.memory_mb.saturating_sub(o.memory_mb),
+        }
+    }
+}
+
+/// A host as the planner sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostView {
+    pub id: String,
+    pub segment: String,
+    pub capacity: Resources,
+    pub reserved: bool,
+    pub on_maintenance: bool,
+    /// Failed or fenced: takes nothing, and what runs there must move.
+    pub failed: bool,
+}
+
+/// An instance as the planner sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceView {
+    pub id: String,
+    pub segment: String,
+    pub needs: Resources,
+    /// 0-1000, higher first.
+    pub priority: u16,
+    /// 1 for single instances; N copies for a clone.
+    pub copies: u32,
+    pub anti_affinity: Option<String>,
+    /// Only started instances are placed.
+    pub wanted: bool,
+}
+
+/// One copy of an instance on one host.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Slot {
+    pub instance: String,
+    pub replica: u32,
+}
+
+/// What the planner is asked.
+#[derive(Clone, Debug, Default)]
+pub struct PlanInput {
+    pub hosts: Vec<HostView>,
+    pub instances: Vec<InstanceView>,
+    /// Where each copy is placed now.
+    pub placements: BTreeMap<Slot, String>,
+    /// Copies that failed where they run (restart budget spent): move them off that host.
+    pub failed_slots: BTreeSet<Slot>,
+    pub recovery: HashMap<String, RecoveryMethod>,
+    /// Starts per destination host per plan (0: no limit).
+    pub max_starts_per_host: u32,
+}
+
+/// One decision: put `slot` on `to` (it was on `from`, if anywhere).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Move {
+    pub slot: Slot,
+    pub from: Option<String>,
+    pub to: String,
+}
+
+/// A copy left without a host, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unplaced {
+    pub slot: Slot,
+    pub reason: String,
+}
+
+/// The planner's answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub moves: Vec<Move>,
+    pub unplaced: Vec<Unplaced>,
+    /// Reserved hosts this plan puts to work (they stop being reserved).
+    pub reserved_taken: BTreeSet<String>,
+}
+
+/// Per-host bookkeeping while planning.
+struct HostState<'a> {
+    view: &'a HostView,
+    free: Resources,
+    groups: HashSet<&'a str>,
+    instances: HashSet<&'a str>,
+    starts: u32,
+}
+
+/// Plans the moves for everything that has no usable placement.
+pub fn plan(input: &PlanInput) -> Plan {
+    let instances: HashMap<&str, &InstanceView> =
+        input.instances.iter().map(|i| (i.id.as_str(), i)).collect();
+    let mut hosts: BTreeMap<&str, HostState> = input
+        .hosts
+        .iter()
+        .map(|h| {
+            (
+                h.id.as_str(),
+                HostState {
+                    view: h,
+                    free: h.capacity,
+                    groups: HashSet::new(),
+                    instances: HashSet::new(),
+                    starts: 0,
+                },
+            )
+        })
+        .collect();
+
+    // What stays where it is uses its host; everything else must be placed.
+    let mut to_place: Vec<(&InstanceView, Slot, Option<&str>)> = Vec::new();
+    let mut staying: BTreeSet<&Slot> = BTreeSet::new();
+    for (slot, host) in &input.placements {
+        let Some(inst) = instances.get(slot.instance.as_str()) else {
+            continue;
+        };
+        let usable = hosts.get(host.as_str()).is_some_and(|h| !h.view.failed);
+        if usable && !input.failed_slots.contains(slot) && inst.wanted && slot.replica < inst.copies
+        {
+            if let Some(h) = hosts.get_mut(host.as_str()) {
+                h.free = h.free.minus(inst.needs);
+                h.instances.insert(&inst.id);
+                if let Some(g) = &inst.anti_affinity {
+                    h.groups.insert(g);
+                }
+            }
+            staying.insert(slot);
+        }
+    }
+    for inst in input.instances.iter().filter(|i| i.wanted) {
+        for replica in 0..inst.copies {
+            let slot = Slot {
+                instance: inst.id.clone(),
+                replica,
+            };
+            if !staying.contains(&slot) {
+                let from = input.placements.get(&slot).map(String::as_str);
+                to_place.push((inst, slot, from));
+            }
+        }
+    }
+    // Highest priority first; ties by id and replica, so the plan is deterministic.
+    to_place.sort_by(|a, b| b.0.priority.cmp(&a.0.priority).then_with(|| a.1.cmp(&b.1)));
+
+    let mut out = Plan::default();
+    for (inst, slot, from) in to_place {
+        let method = input
+            .recovery
+            .get(&inst.segment)
+            .copied()
+            .unwrap_or_default();
+        let avoid = input.failed_slots.contains(&slot).then_some(from).flatten();
+        match choose(&hosts, inst, avoid, method, input.max_starts_per_host) {
+            Ok(to) => {
+                if let Some(h) = hosts.get_mut(to) {
+                    h.free = h.free.minus(inst.needs);
+                    h.instances.insert(&inst.id);
+                    if let Some(g) = &inst.anti_affinity {
+                        h.groups.insert(g);
+                    }
+                    h.starts += 1;
+                    if h.view.reserved {
+                        out.reserved_taken.insert(h.view.id.clone());
+                    }
+                }
+                out.moves.push(Move {
+                    slot,
+                    from: from.map(String::from),
+                    to: to.to_string(),
+                });
+            }
+            Err(reason) => out.unplaced.push(Unplaced { slot, reason }),
+        }
+    }
+    out
+}
+
+/// The best host for `inst`, or why there is none.
+fn choose<'a>(
+    hosts: &BTreeMap<&'a str, HostState<'a>>,
+    inst: &InstanceView,
+    avoid: Option<&str>,
+    method: RecoveryMethod,
+    max_starts: u32,
+) -> Result<&'a str, String> {
+    let mut in_segment = 0;
+    let mut blocked_by_rules = 0;
+    let mut at_start_limit = 0;
+    let mut best: Option<(Preference, &'a str)> = None;
+    for (id, h) in hosts {
+        let v = h.view;
+        if v.segment != inst.segment {
+            continue;
+        }
+        in_segment += 1;
+        if v.failed || v.on_maintenance || Some(*id) == avoid {
+            continue;
+        }
+        // Which pass may use this host under the recovery method (0 preferred, 1 fallback).
+        let pass = match (method, v.reserved) {
+            (RecoveryMethod::Auto, false) | (RecoveryMethod::ReservedHost, true) => 0,
+            (RecoveryMethod::Auto, true) | (RecoveryMethod::ReservedHost, false) => continue,
+            (RecoveryMethod::AutoPriority, r) => u8::from(r),
+            (RecoveryMethod::RhPriority, r) => u8::from(!r),
+        };
+        if h.instances.contains(inst.id.as_str())
+            || inst
+                .anti_affinity
+                .as_deref()
+                .is_some_and(|g| h.groups.contains(g))
+        {
+            blocked_by_rules += 1;
+            continue;
+        }
+        if !inst.needs.fits_in(h.free) {
+            continue;
+        }
+        if max_starts > 0 && h.starts >= max_starts {
+            at_start_limit += 1;
+            continue;
+        }
+        let key = (pass, Reverse(h.free.memory_mb), Reverse(h.free.cpu_millis));
+        if best.as_ref().is_none_or(|(k, _)| key < *k) {
+            best = Some((key, id));
+        }
+    }
+    if let Some((_, id)) = best {
+        return Ok(id);
+    }
+    Err(if in_segment == 0 {
+        format!("segment `{}` has no hosts", inst.segment)
+    } else if at_start_limit > 0 {
+        format!(
+            "waiting: {at_start_limit} host(s) with room already start {max_starts} instance(s) in this round"
+        )
+    } else {
+        let rules = if blocked_by_rules > 0 {
+            format!(" ({blocked_by_rules} host(s) excluded by anti-affinity or clone spreading)")
+        } else {
+            String::new()
+        };
+        format!(
+            "no usable host in segment `{}` has {}m CPU and {} MB free{rules}",
+            inst.segment, inst.needs.cpu_millis, inst.needs.memory_mb
+        )
+    })
+}
+
+/// Hosts whose placements (after `plan` is applied) use more than they have: must be empty.
+pub fn overcommitted(input: &PlanInput, plan: &Plan) -> Vec<String> {
+    let needs: HashMap<&str, Resources> = input
+        .instances
+        .iter()
+        .map(|i| (i.id.as_str(), i.needs))
+        .collect();
+    let mut placed: BTreeMap<&Slot, &str> = input
+        .placements
+        .iter()
+        .map(|(s, h)| (s, h.as_str()))
+        .collect();
+    for m in &plan.moves {
+        placed.insert(&m.slot, &m.to);
+    }
+    let mut used: HashMap<&str, Resources> = HashMap::new();
+    for (slot, host) in placed {
+        if let Some(n) = needs.get(slot.instance.as_str()) {
+            let u = used.entry(host).or_default();
+            *u = u.plus(*n);
+        }
+    }
+    input
+        .hosts
+        .iter()
+        .filter(|h| !h.failed)
+        .filter(|h| {
+            used.get(h.id.as_str())
+                .is_some_and(|u| !u.fits_in(h.capacity))
+        })
+        .map(|h| h.id.clone())
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::field_reassign_with_default)] // inputs are built step by step, as a reader would
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn host(id: &str, seg: &str, cpu: u64, mem: u64) -> HostView {
+        HostView {
+            id: id.into(),
+            segment: seg.into(),
+            capacity: Resources {
+                cpu_millis: cpu,
+                memory_mb: mem,
+            },
+            reserved: false,
+            on_maintenance: false,
+            failed: false,
+        }
+    }
+
+    fn inst(id: &str, seg: &str, cpu: u64, mem: u64, priority: u16) -> InstanceView {
+        InstanceView {
+            id: id.into(),
+            segment: seg.into(),
+            needs: Resources {
+                cpu_millis: cpu,
+                memory_mb: mem,
+            },
+            priority,
+            copies: 1,
+            anti_affinity: None,
+            wanted: true,
+        }
+    }
+
+    fn slot(i: &str, r: u32) -> Slot {
+        Slot {
+            instance: i.into(),
+            replica: r,
+        }
+    }
+
+    fn moved_to<'a>(p: &'a Plan, i: &str) -> Option<&'a str> {
+        p.moves
+            .iter()
+            .find(|m| m.slot.instance == i)
+            .map(|m| m.to.as_str())
+    }
+
+    #[test]
+    fn a_failed_hosts_instances_go_to_the_emptiest_hosts_highest_priority_first() {
+        let mut input = PlanInput::default();
+        input.hosts = vec![
+            host("h1", "a", 4000, 4096),
+            host("h2", "a", 4000, 4096),
+            host("h3", "a", 4000, 2048),
+            host("x1", "b", 64000, 65536),
+        ];
+        input.hosts[0].failed = true;
+        input.instances = vec![
+            inst("big", "a", 1000, 3072, 100),
+            inst("vip", "a", 1000, 2048, 900),
+            inst("low", "a", 1000, 2048, 1),
+        ];
+        for i in ["big", "vip", "low"] {
+            input.placements.insert(slot(i, 0), "h1".into());
+        }
+        let p = plan(&input);
+        // vip first, to the emptiest host (h2, 4 GB); big then fits nowhere but h2... which
+        // vip half filled: h2 has 2 GB, h3 2 GB: big (3 GB) is left; low goes to h2 or h3.
+        assert_eq!(moved_to(&p, "vip"), Some("h2"));
+        assert_eq!(moved_to(&p, "low"), Some("h3"));
+        assert_eq!(p.unplaced.len(), 1);
+        assert_eq!(p.unplaced[0].slot, slot("big", 0));
+        assert!(
+            p.unplaced[0]
+                .reason
+                .contains("no usable host in segment `a` has 1000m CPU and 3072 MB free"),
+            "{:?}",
+            p.unplaced
+        );
+        assert!(overcommitted(&input, &p).is_empty());
+        assert_eq!(plan(&input), p, "deterministic");
+    }
+
+    #[test]
+    fn recovery_methods_choose_reserved_hosts_first_last_only_or_never() {
+        let mut input = PlanInput::default();
+        input.hosts = vec![
+            host("dead", "a", 4000, 4096),
+            host("free", "a", 4000, 8192),
+            host("spare", "a", 4000, 4096),
+        ];
+        input.hosts[0].failed = true;
+        input.hosts[2].reserved = true;
+        input.instances = vec![inst("web", "a", 1000, 1024, 0)];
+        input.placements.insert(slot("web", 0), "dead".into());
+        let with_method = |input: &PlanInput, m: RecoveryMethod| {
+            let mut i = input.clone();
+            i.recovery.insert("a".into(), m);
+            plan(&i)
+        };
+        let with = |m: RecoveryMethod| with_method(&input, m);
+        assert_eq!(moved_to(&with(RecoveryMethod::Auto), "web"), Some("free"));
+        let p = with(RecoveryMethod::ReservedHost);
+        assert_eq!(moved_to(&p, "web"), Some("spare"));
+        assert_eq!(p.reserved_taken, BTreeSet::from(["spare".to_string()]));
+        assert_eq!(
+            moved_to(&with(RecoveryMethod::RhPriority), "web"),
+            Some("spare")
+        );
+        assert_eq!(
+            moved_to(&with(RecoveryMethod::AutoPriority), "web"),
+            Some("free")
+        );
+        // With the non-reserved host full, auto_priority falls back to the reserved one and
+        // auto leaves the instance unplaced.
+        let mut full = input.clone();
+        full.hosts[1].capacity.memory_mb = 512;
+        assert_eq!(
+            moved_to(&with_method(&full, RecoveryMethod::AutoPriority), "web"),
+            Some("spare")
+        );
+        assert_eq!(with_method(&full, RecoveryMethod::Auto).unplaced.len(), 1);
+    }
+
+    #[test]
+    fn anti_affinity_clones_maintenance_start_limits_and_failed_copies() {
+        let mut input = PlanInput::default();
+        input.hosts = (1..=4)
+            .map(|i| host(&format!("h{i}"), "a", 8000, 8192))
+            .collect();
+        input.hosts[3].on_maintenance = true;
+        let mut web = inst("web", "a", 100, 128, 10);
+        web.copies = 3;
+        let mut db1 = inst("db1", "a", 100, 128, 5);
+        db1.anti_affinity = Some("db".into());
+        let mut db2 = db1.clone();
+        db2.id = "db2".into();
+        input.instances = vec![web, db1, db2];
+        input.placements.insert(slot("db1", 0), "h1".into());
+        let p = plan(&input);
+        let web_hosts: BTreeSet<&str> = p
+            .moves
+            .iter()
+            .filter(|m| m.slot.instance == "web")
+            .map(|m| m.to.as_str())
+            .collect();
+        assert_eq!(web_hosts.len(), 3, "clone copies on distinct hosts: {p:?}");
+        assert!(!web_hosts.contains("h4"), "h4 is on maintenance");
+        assert_ne!(moved_to(&p, "db2"), Some("h1"), "anti-affinity with db1");
+
+        // One start per host per round: the fourth copy waits.
+        input.max_starts_per_host = 1;
+        input.instances[0].copies = 4;
+        let p = plan(&input);
+        assert!(
+            p.unplaced.iter().any(|u| u.reason.starts_with("waiting:")),
+            "{p:?}"
+        );
+
+        // A copy that failed on its host moves elsewhere.
+        let mut input = PlanInput::default();
+        input.hosts = vec![host("h1", "a", 1000, 1024), host("h2", "a", 1000, 1024)];
+        input.instances = vec![inst("app", "a", 100, 100, 0)];
+        input.placements.insert(slot("app", 0), "h1".into());
+        input.failed_slots.insert(slot("app", 0));
+        let p = plan(&input);
+        assert_eq!(
+            p.moves,
+            vec![Move {
+                slot: slot("app", 0),
+                from: Some("h1".into()),
+                to: "h2".into()
+            }]
+        );
+    }
+
+    /// A random but valid cluster: initial placements respect capacity and the rules.
+    fn cluster() -> impl Strategy<Value = PlanInput> {
+        let hosts = prop::collection::vec(
+            (
+                0u8..2,
+                1u64..8,
+                1u64..8,
+                prop::bool::weighted(0.2),
+                prop::bool::weighted(0.1),
+                prop::bool::weighted(0.25),
+            ),
+            1..12,
+        );
+        let instances = prop::collection::vec(
+            (
+                0u8..2,
+                1u64..4,
+                1u64..4,
+                1u32..3,
+                prop::option::of(0u8..3),
+                0u16..1000,
+            ),
+            0..40,
+        );
+        let methods = prop::collection::vec(0u8..4, 2);
+        (hosts, instances, methods, any::<u64>()).prop_map(|(hs, is, ms, seed)| {
+            let mut input = PlanInput::default();
+            for (n, (seg, cpu, mem, reserved, maint, failed)) in hs.into_iter().enumerate() {
+                let mut h = host(
+                    &format!("h{n:02}"),
+                    &format!("s{seg}"),
+                    cpu * 1000,
+                    mem * 1024,
+                );
+                h.reserved = reserved;
+                h.on_maintenance = maint;
+                h.failed = failed;
+                input.hosts.push(h);
+            }
+            for (n, (seg, cpu, mem, copies, group, prio)) in is.into_iter().enumerate() {
+                let mut i = inst(
+                    &format!("i{n:02}"),
+                    &format!("s{seg}"),
+                    cpu * 500,
+                    mem * 512,
+                    prio,
+                );
+                i.copies = copies;
+                i.anti_affinity = group.map(|g| format!("g{g}"));
+                input.instances.push(i);
+            }
+            for (s, m) in ms.into_iter().enumerate() {
+                let method = [
+                    RecoveryMethod::Auto,
+                    RecoveryMethod::ReservedHost,
+                    RecoveryMethod::AutoPriority,
+                    RecoveryMethod::RhPriority,
+                ][m as usize];
+                input.recovery.insert(format!("s{s}"), method);
+            }
+            // Initial placements: first fit from a seed-rotated start, obeying every rule.
+            let mut free: Vec<Resources> = input.hosts.iter().map(|h| h.capacity).collect();
+            let mut on: Vec<BTreeSet<String>> = vec![BTreeSet::new(); input.hosts.len()];
+            for (k, i) in input.instances.iter().enumerate() {
+                for r in 0..i.copies {
+                    let n = input.hosts.len();
+                    for step in 0..n {
+                        let h = (seed as usize + k + step) % n;
+                        let hv = &input.hosts[h];
+                        let group_clash = i
+                            .anti_affinity
+                            .as_ref()
+                            .is_some_and(|g| on[h].contains(&format!("group:{g}")));
+                        if hv.segment == i.segment
+                            && !hv.on_maintenance
+                            && i.needs.fits_in(free[h])
+                            && !on[h].contains(&i.id)
+                            && !group_clash
+                        {
+                            free[h] = free[h].minus(i.needs);
+                            on[h].insert(i.id.clone());
+                            if let Some(g) = &i.anti_affinity {
+                                on[h].insert(format!("group:{g}"));
+                            }
+                            input.placements.insert(slot(&i.id, r), hv.id.clone());
+                            break;
+                        }
+                    }
+                }
+            }
+            input
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn plans_never_overcommit_never_double_place_keep_the_rules_and_respect_priority(input in cluster()) {
+            let p = plan(&input);
+            prop_assert_eq!(&plan(&input), &p, "deterministic");
+            prop_assert!(overcommitted(&input, &p).is_empty(), "overcommitted: {:?}", overcommitted(&input, &p));
+            let hosts: HashMap<&str, &HostView> = input.hosts.iter().map(|h| (h.id.as_str(), h)).collect();
+            let insts: HashMap<&str, &InstanceView> = input.instances.iter().map(|i| (i.id.as_str(), i)).collect();
+            // Every slot moves at most once, never to a failed, maintenance or foreign host.
+            let mut seen = BTreeSet::new();
+            for m in &p.moves {
+                prop_assert!(seen.insert(&m.slot), "{:?} moved twice", m.slot);
+                let h = hosts[m.to.as_str()];
+                let i = insts[m.slot.instance.as_str()];
+                prop_assert!(!h.failed && !h.on_maintenance && h.segment == i.segment, "{m:?} to {h:?}");
+            }
+            // Final placement: no two copies of one instance, nor two members of one group,
+            // share a host.
+            let mut fin: BTreeMap<&Slot, &str> = input.placements.iter().map(|(s, h)| (s, h.as_str())).collect();
+            for m in &p.moves { fin.insert(&m.slot, &m.to); }
+            let moved: BTreeSet<&Slot> = p.moves.iter().map(|m| &m.slot).collect();
+            let mut per_host: HashMap<&str, Vec<&InstanceView>> = HashMap::new();
+            for (s, h) in &fin {
+                if hosts.get(h).is_some_and(|hv| !hv.failed) {
+                    per_host.entry(h).or_default().push(insts[s.instance.as_str()]);
+                }
+            }
+            for (h, list) in &per_host {
+                let ids: BTreeSet<&str> = list.iter().map(|i| i.id.as_str()).collect();
+                prop_assert_eq!(ids.len(), list.len(), "two copies of one instance on {}", h);
+                let groups: Vec<&str> = list.iter().filter_map(|i| i.anti_affinity.as_deref()).collect();
+                let distinct: BTreeSet<&str> = groups.iter().copied().collect();
+                prop_assert_eq!(distinct.len(), groups.len(), "anti-affinity broken on {}", h);
+            }
+            // Priority: an instance left without room did not fit, at its turn, on any host it
+            // could use, even counting what lower-priority instances took there afterwards.
+            let mut free: HashMap<&str, Resources> = input.hosts.iter().map(|h| (h.id.as_str(), h.capacity)).collect();
+            for (s, h) in &fin {
+                if let Some(f) = free.get_mut(h) { *f = f.minus(insts[s.instance.as_str()].needs); }
+            }
+            for u in p.unplaced.iter().filter(|u| u.reason.starts_with("no usable host")) {
+                let ui = insts[u.slot.instance.as_str()];
+                for h in &input.hosts {
+                    if h.segment != ui.segment || h.failed || h.on_maintenance { continue; }
+                    let method = input.recovery.get(&h.segment).copied().unwrap_or_default();
+                    if matches!((method, h.reserved), (RecoveryMethod::Auto, true) | (RecoveryMethod::ReservedHost, false)) { continue; }
+                    let later: Resources = p.moves.iter()
+                        .filter(|m| m.to == h.id && insts[m.slot.instance.as_str()].priority < ui.priority)
+                        .fold(Resources::default(), |acc, m| acc.plus(insts[m.slot.instance.as_str()].needs));
+                    let room = free[h.id.as_str()].plus(later);
+                    // Blocked at its turn by a rule: a copy of itself or a member of its group
+                    // that stayed there, or was placed there before it (not lower priority).
+                    let blocked = fin.iter().any(|(s, on)| {
+                        let o = insts[s.instance.as_str()];
+                        let placed_before = !moved.contains(s) || o.priority >= ui.priority;
+                        *on == h.id && placed_before
+                            && (o.id == ui.id || (o.anti_affinity.is_some() && o.anti_affinity == ui.anti_affinity))
+                    });
+                    let avoided = input.failed_slots.contains(&u.slot) && input.placements.get(&u.slot) == Some(&h.id);
+                    prop_assert!(blocked || avoided || !ui.needs.fits_in(room),
+                        "{:?} (priority {}) left unplaced although {} had {:?} before lower priorities took it", u, ui.priority, h.id, room);
+                }
+            }
+        }
+    }
+}
