@@ -9,50 +9,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Cluster, Watchdog, buoy, get, post, request, wait_until};
-use serde_json::{Value, json};
+use common::{
+    Cluster, Watchdog, alive, buoy, create, get, json, observed, place_sleeper, request,
+    running_pid, wait_until,
+};
+use serde_json::json;
 use state::timestamp::Timestamp;
-
-fn json(body: &str) -> Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
-
-/// Creates an object through agent 1 (waiting out a leader election at start-up).
-fn create(c: &Cluster, path: &str, body: Value) -> Value {
-    let mut answer = None;
-    wait_until(Duration::from_secs(10), || {
-        answer = post(c.http(1), path, &body.to_string());
-        !matches!(answer, Some((503, _)) | None)
-    });
-    let (status, text) = answer.expect("answer");
-    assert_eq!(status, 201, "POST {path} {body}: {text}");
-    json(&text)
-}
-
-/// What agent `i`'s supervisor reports about instance `name`.
-fn observed(c: &Cluster, i: u8, name: &str) -> Option<Value> {
-    let (_, body) = get(c.http(i), "/v1/supervisor")?;
-    json(&body)["instances"]
-        .as_array()?
-        .iter()
-        .find(|o| o["name"] == name)
-        .cloned()
-}
-
-fn running_pid(c: &Cluster, i: u8, name: &str) -> Option<i32> {
-    let o = observed(c, i, name)?;
-    (o["phase"] == "running")
-        .then(|| o["pid"].as_i64())?
-        .map(|p| p as i32)
-}
-
-/// Whether `pid` exists and is not a zombie.
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
-        .unwrap_or(false)
-}
 
 fn log_has(dir: &Path, host: u8, name: &str, text: &str) -> bool {
     std::fs::read_to_string(dir.join(format!("data-h{host}/instances/{name}.log")))
@@ -67,9 +29,9 @@ fn placed_instances_run_restart_fence_themselves_and_move() {
     c.start(1, &["--server".into(), "--data-dir".into(), data(1)]);
     c.start(2, &["--data-dir".into(), data(2)]);
     create(&c, "/v1/segments", json!({"name": "zone"}));
-    for h in ["h1", "h2"] {
-        create(&c, "/v1/hosts", json!({"name": h, "segment": "zone"}));
-    }
+    // h1 becomes a host only for the move below: while h2 is cut off, the recovery engine
+    // has nowhere else to put the instance, so it stays placed on h2.
+    create(&c, "/v1/hosts", json!({"name": "h2", "segment": "zone"}));
     let ticker = json!({
         "name": "ticker", "segment": "zone", "driver": "process",
         "params": {"command": "/bin/sh", "args": ["-c", "while true; do echo tick $BUOY_INSTANCE $BUOY_EPOCH; sleep 0.1; done"], "stop_timeout": "2s"},
@@ -174,6 +136,7 @@ fn placed_instances_run_restart_fence_themselves_and_move() {
     .expect("runs again once the lease is back");
 
     // A move: h2 stops it, h1 runs it under a new epoch.
+    create(&c, "/v1/hosts", json!({"name": "h1", "segment": "zone"}));
     let id = placement["id"].as_str().unwrap();
     let (status, body) = request(
         c.http(1),
@@ -210,11 +173,13 @@ fn placed_instances_run_restart_fence_themselves_and_move() {
         "/v1/placements",
         json!({"instance": "crasher", "host": "h2"}),
     );
+    let mut failed = None;
     wait_until(Duration::from_secs(10), || {
-        observed(&c, 2, "crasher").is_some_and(|o| o["phase"] == "failed")
+        failed = observed(&c, 2, "crasher").filter(|o| o["phase"] == "failed");
+        failed.is_some()
     })
     .unwrap_or_else(|| panic!("never failed: {:?}", observed(&c, 2, "crasher")));
-    let o = observed(&c, 2, "crasher").unwrap();
+    let o = failed.unwrap();
     assert_eq!(o["exit_code"], 3, "{o}");
     assert_eq!(o["restarts"], 2, "{o}");
     assert!(
@@ -224,15 +189,23 @@ fn placed_instances_run_restart_fence_themselves_and_move() {
             .contains("exit code 3; 2 restarts within 1m"),
         "{o}"
     );
-    // The control plane has h2's report too (for the recovery engine and operators).
+    // Past its budget on h2, the recovery engine relocates it: h1 runs it, new epoch.
+    wait_until(Duration::from_secs(10), || {
+        observed(&c, 1, "crasher").is_some_and(|n| n["epoch"].as_u64() > o["epoch"].as_u64())
+    })
+    .unwrap_or_else(|| panic!("not relocated: {:?}", observed(&c, 1, "crasher")));
+    // The control plane has the hosts' reports too (for the recovery engine and operators).
     wait_until(Duration::from_secs(5), || {
         get(c.http(1), "/v1/observed?instance=crasher").is_some_and(|(_, body)| {
-            json(&body)["hosts"]["h2"]["instances"]
-                .as_array()
-                .is_some_and(|a| {
-                    a.iter()
-                        .any(|i| i["phase"] == "failed" && i["exit_code"] == 3)
+            let hosts = json(&body)["hosts"].clone();
+            hosts.as_object().is_some_and(|h| {
+                h.values().any(|r| {
+                    r["instances"].as_array().is_some_and(|a| {
+                        a.iter()
+                            .any(|i| i["phase"] == "failed" && i["exit_code"] == 3)
+                    })
                 })
+            })
         })
     })
     .unwrap_or_else(|| panic!("no report: {:?}", get(c.http(1), "/v1/observed")));
@@ -360,17 +333,7 @@ fn a_killed_agent_leaves_nothing_running_past_its_lease_and_a_restarted_one_star
     c.start(2, &h2_args);
     create(&c, "/v1/segments", json!({"name": "zone"}));
     create(&c, "/v1/hosts", json!({"name": "h2", "segment": "zone"}));
-    create(
-        &c,
-        "/v1/instances",
-        json!({"name": "sleeper", "segment": "zone", "driver": "process",
-               "params": {"command": "/bin/sleep", "args": ["600"]}}),
-    );
-    create(
-        &c,
-        "/v1/placements",
-        json!({"instance": "sleeper", "host": "h2"}),
-    );
+    place_sleeper(&c, "sleeper", "h2");
     let mut pid = None;
     wait_until(Duration::from_secs(10), || {
         pid = running_pid(&c, 2, "sleeper");

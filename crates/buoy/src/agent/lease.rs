@@ -24,7 +24,7 @@ use state::instance::Instance;
 use state::placement::Placement;
 use state::raft::replica::Replica;
 use state::timestamp::Timestamp;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use tokio::sync::{Notify, oneshot};
 use tracing::{info, warn};
 
@@ -111,6 +111,22 @@ impl LeaseGrants {
                 let _ = tx.send(result.clone());
             }
         }
+    }
+
+    /// Whether `host`'s lease (and the drift margin) is over as this leader sees it; false
+    /// until this leader has started its lease table for the current term.
+    pub fn lease_over(&self, host: &str, now: Instant) -> bool {
+        let term = self.replica.status().term;
+        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        table
+            .as_ref()
+            .is_some_and(|(t, lt)| *t == term && lt.expired(host, now))
+    }
+
+    /// Placements (id, epoch) whose hosts report them failed past their restart budget.
+    pub fn failed_placements(&self) -> BTreeSet<(String, state::placement::Epoch)> {
+        let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        super::recovery::failed_from_reports(reports.values().flat_map(|r| r.instances.iter()))
     }
 
     /// Grants `host` a renewal received at `received_at`, with its assignments when the state

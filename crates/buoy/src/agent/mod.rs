@@ -11,6 +11,7 @@ pub mod lease;
 mod masakari;
 mod openapi;
 mod raft_http;
+mod recovery;
 mod resources;
 mod runtime;
 mod state_api;
@@ -507,6 +508,9 @@ async fn serve(s: Settings) -> Result<()> {
         .replica
         .clone()
         .map(|r| lease::LeaseGrants::start(r, shared.clone(), s.lease.ttl));
+    if let (Some(r), Some(g)) = (&cp.replica, &grants) {
+        tokio::spawn(recovery::run(r.clone(), g.clone(), shared.clone()));
+    }
     tokio::spawn(keeper.clone().run(
         cp.clone(),
         grants.clone(),

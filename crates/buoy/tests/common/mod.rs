@@ -292,3 +292,59 @@ impl Drop for Watchdog {
         let _ = self.0.wait();
     }
 }
+
+pub fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// Creates an object through agent 1 (waiting out a leader election at start-up).
+pub fn create(c: &Cluster, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let mut answer = None;
+    wait_until(Duration::from_secs(10), || {
+        answer = post(c.http(1), path, &body.to_string());
+        !matches!(answer, Some((503, _)) | None)
+    });
+    let (status, text) = answer.expect("answer");
+    assert_eq!(status, 201, "POST {path} {body}: {text}");
+    json(&text)
+}
+
+/// What agent `i`'s supervisor reports about instance `name`.
+pub fn observed(c: &Cluster, i: u8, name: &str) -> Option<serde_json::Value> {
+    let (_, body) = get(c.http(i), "/v1/supervisor")?;
+    json(&body)["instances"]
+        .as_array()?
+        .iter()
+        .find(|o| o["name"] == name)
+        .cloned()
+}
+
+pub fn running_pid(c: &Cluster, i: u8, name: &str) -> Option<i32> {
+    let o = observed(c, i, name)?;
+    (o["phase"] == "running")
+        .then(|| o["pid"].as_i64())?
+        .map(|p| p as i32)
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// Creates `name`, a `sleep 600` process instance in segment `zone`, placed on `host`.
+pub fn place_sleeper(c: &Cluster, name: &str, host: &str) {
+    create(
+        c,
+        "/v1/instances",
+        serde_json::json!({"name": name, "segment": "zone", "driver": "process",
+               "params": {"command": "/bin/sleep", "args": ["600"]}}),
+    );
+    create(
+        c,
+        "/v1/placements",
+        serde_json::json!({"instance": name, "host": host}),
+    );
+}
