@@ -176,6 +176,8 @@ fn a_client_agent_relays_to_the_leader_and_reads_its_own_writes() {
     c.start(1, &args);
     wait_for_leader(&c, &[1]);
     c.start(2, &[]);
+    // The client relays to a server it knows through gossip: wait until it knows h1.
+    c.wait_all_see(&[2], "h1", "alive", Duration::from_secs(10));
     let (status, body) = post(c.http(2), "/v1/segments", r#"{"name":"via-client"}"#).unwrap();
     assert_eq!(status, 201, "{body}");
     let (status, body) = get(c.http(2), "/v1/segments/via-client").unwrap();
