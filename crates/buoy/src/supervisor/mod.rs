@@ -5,6 +5,7 @@
 pub mod health;
 pub mod log_file;
 pub mod ocf;
+pub mod params;
 pub mod process;
 pub mod qemu;
 pub mod qmp;

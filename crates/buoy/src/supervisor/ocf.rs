@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::log_file::{DEFAULT_CAP, LogFile};
-use super::process::{DriverError, string_map};
+use super::params::{DriverError, Params, param_err};
 
 const PARAMS: [&str; 5] = ["agent", "params", "monitor_interval", "timeout", "ocf_root"];
 
@@ -36,13 +36,6 @@ pub fn meaning(code: i32) -> &'static str {
     }
 }
 
-fn param_err(param: &'static str, problem: impl Into<String>) -> DriverError {
-    DriverError::Param {
-        param,
-        problem: problem.into(),
-    }
-}
-
 /// Which agent to run and how, read from the instance's params.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OcfSpec {
@@ -57,23 +50,8 @@ pub struct OcfSpec {
 impl OcfSpec {
     /// Reads and checks the params of an `ocf` instance (the agent file must exist).
     pub fn from_params(params: &Map<String, Value>) -> Result<Self, DriverError> {
-        if let Some(unknown) = params.keys().find(|k| !PARAMS.contains(&k.as_str())) {
-            return Err(param_err(
-                "params",
-                format!(
-                    "unknown param `{unknown}`; the ocf driver takes {}",
-                    PARAMS.join(", ")
-                ),
-            ));
-        }
-        let text = |name: &'static str| -> Result<Option<&str>, DriverError> {
-            match params.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) if !s.is_empty() => Ok(Some(s)),
-                Some(other) => Err(param_err(name, format!("expected a string, got {other}"))),
-            }
-        };
-        let agent = text("agent")?.ok_or_else(|| {
+        let p = Params::check(params, "ocf", &PARAMS)?;
+        let agent = p.text("agent")?.ok_or_else(|| {
             param_err(
                 "agent",
                 "missing: the resource agent, e.g. \"heartbeat:Dummy\"",
@@ -89,20 +67,14 @@ impl OcfSpec {
                 ));
             }
         };
-        let duration = |name: &'static str, default: Duration| -> Result<Duration, DriverError> {
-            match text(name)? {
-                None => Ok(default),
-                Some(t) => state::duration_text::parse(t).map_err(|e| param_err(name, e)),
-            }
-        };
-        let agent_params = string_map(params, "params")?;
+        let agent_params = p.string_map("params")?;
         let spec = OcfSpec {
-            ocf_root: PathBuf::from(text("ocf_root")?.unwrap_or("/usr/lib/ocf")),
+            ocf_root: PathBuf::from(p.text("ocf_root")?.as_deref().unwrap_or("/usr/lib/ocf")),
             provider: provider.to_string(),
             agent_type: agent_type.to_string(),
             params: agent_params,
-            monitor_interval: duration("monitor_interval", Duration::from_secs(10))?,
-            timeout: duration("timeout", Duration::from_secs(20))?,
+            monitor_interval: p.duration("monitor_interval", Duration::from_secs(10))?,
+            timeout: p.duration("timeout", Duration::from_secs(20))?,
         };
         if !spec.agent_path().is_file() {
             return Err(param_err(

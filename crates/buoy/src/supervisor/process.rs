@@ -19,53 +19,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 
 use super::log_file::{DEFAULT_CAP, LogFile};
-
-/// Why an instance could not be started (or its params are wrong); each names the param.
-#[derive(Debug, thiserror::Error)]
-pub enum DriverError {
-    #[error("param `{param}`: {problem}")]
-    Param {
-        param: &'static str,
-        problem: String,
-    },
-    #[error("cannot start `{command}`: {reason}")]
-    Start { command: String, reason: String },
-    #[error("log file {}: {reason}", path.display())]
-    Log { path: PathBuf, reason: String },
-}
-
-fn param_err(param: &'static str, problem: impl Into<String>) -> DriverError {
-    DriverError::Param {
-        param,
-        problem: problem.into(),
-    }
-}
-
-/// Param `name` as a map of strings (numbers and booleans are turned into text).
-pub fn string_map(
-    params: &Map<String, Value>,
-    name: &'static str,
-) -> Result<BTreeMap<String, String>, DriverError> {
-    match params.get(name) {
-        None | Some(Value::Null) => Ok(BTreeMap::new()),
-        Some(Value::Object(m)) => m
-            .iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => Ok((k.clone(), s.clone())),
-                Value::Number(n) => Ok((k.clone(), n.to_string())),
-                Value::Bool(b) => Ok((k.clone(), b.to_string())),
-                other => Err(param_err(
-                    name,
-                    format!("`{k}` is {other}; expected a string"),
-                )),
-            })
-            .collect(),
-        Some(other) => Err(param_err(
-            name,
-            format!("expected a map of strings, got {other}"),
-        )),
-    }
-}
+pub use super::params::DriverError;
+use super::params::{Params, param_err};
 
 /// What to run, read from the instance's params.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,25 +45,8 @@ const PARAMS: [&str; 6] = [
 impl ProcessSpec {
     /// Reads and checks the params of a `process` instance.
     pub fn from_params(params: &Map<String, Value>) -> Result<Self, DriverError> {
-        if let Some(unknown) = params.keys().find(|k| !PARAMS.contains(&k.as_str())) {
-            return Err(DriverError::Param {
-                param: "params",
-                problem: format!(
-                    "unknown param `{unknown}`; the process driver takes {}",
-                    PARAMS.join(", ")
-                ),
-            });
-        }
-        let text = |name: &'static str| -> Result<Option<String>, DriverError> {
-            match params.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
-                Some(other) => Err(param_err(
-                    name,
-                    format!("expected a non-empty string, got {other}"),
-                )),
-            }
-        };
+        let p = Params::check(params, "process", &PARAMS)?;
+        let text = |name| p.text(name);
         let command = text("command")?.ok_or_else(|| {
             param_err(
                 "command",
@@ -133,11 +71,8 @@ impl ProcessSpec {
                 ));
             }
         };
-        let env = string_map(params, "env")?;
-        let stop_timeout = match text("stop_timeout")? {
-            None => Duration::from_secs(10),
-            Some(t) => state::duration_text::parse(&t).map_err(|e| param_err("stop_timeout", e))?,
-        };
+        let env = p.string_map("env")?;
+        let stop_timeout = p.duration("stop_timeout", Duration::from_secs(10))?;
         Ok(ProcessSpec {
             command,
             args,

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::process::{DriverError, ProcessSpec, RunningProcess};
+use super::params::{DriverError, Params, param_err};
+use super::process::{ProcessSpec, RunningProcess};
 use super::qmp::Qmp;
 
 const PARAMS: [&str; 11] = [
@@ -32,13 +33,6 @@ const PARAMS: [&str; 11] = [
     "stop_timeout",
     "disk_format",
 ];
-
-fn param_err(param: &'static str, problem: impl Into<String>) -> DriverError {
-    DriverError::Param {
-        param,
-        problem: problem.into(),
-    }
-}
 
 /// Which accelerator to use: KVM only when asked for or when it really works here.
 pub fn choose_accel(
@@ -83,22 +77,8 @@ pub struct QemuSpec {
 impl QemuSpec {
     /// Reads and checks the params of a `qemu` instance.
     pub fn from_params(params: &Map<String, Value>) -> Result<Self, DriverError> {
-        if let Some(unknown) = params.keys().find(|k| !PARAMS.contains(&k.as_str())) {
-            return Err(param_err(
-                "params",
-                format!(
-                    "unknown param `{unknown}`; the qemu driver takes {}",
-                    PARAMS.join(", ")
-                ),
-            ));
-        }
-        let text = |name: &'static str| -> Result<Option<String>, DriverError> {
-            match params.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
-                Some(other) => Err(param_err(name, format!("expected a string, got {other}"))),
-            }
-        };
+        let p = Params::check(params, "qemu", &PARAMS)?;
+        let text = |name| p.text(name);
         let number = |name: &'static str, default: u64, min: u64| -> Result<u64, DriverError> {
             match params.get(name) {
                 None | Some(Value::Null) => Ok(default),
@@ -188,10 +168,7 @@ impl QemuSpec {
         for (i, nic) in nics.iter().enumerate() {
             args.extend(nic_args(i, nic)?);
         }
-        let stop_timeout = match text("stop_timeout")? {
-            None => Duration::from_secs(30),
-            Some(t) => state::duration_text::parse(&t).map_err(|e| param_err("stop_timeout", e))?,
-        };
+        let stop_timeout = p.duration("stop_timeout", Duration::from_secs(30))?;
         Ok(QemuSpec {
             process: ProcessSpec {
                 command: text("qemu")?.unwrap_or_else(|| "qemu-system-x86_64".into()),
