@@ -116,7 +116,7 @@ impl LeaseGrants {
     /// Whether `host`'s lease (and the drift margin) is over as this leader sees it; false
     /// until this leader has started its lease table for the current term.
     pub fn lease_over(&self, host: &str, now: Instant) -> bool {
-        let term = self.replica.status().term;
+        let term = self.replica.raft().metrics().borrow().current_term;
         let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         table
             .as_ref()

@@ -45,8 +45,16 @@ pub async fn run(replica: Arc<Replica>, grants: Arc<LeaseGrants>, gossip: Arc<Sh
                 .collect()
         });
         let failed_reports = grants.failed_placements();
+        let fenced: BTreeSet<&String> = dead
+            .iter()
+            .filter(|name| grants.lease_over(name, now))
+            .collect();
+        // Nothing failed: no plan to build (the state may hold tens of thousands of instances).
+        if fenced.is_empty() && failed_reports.is_empty() {
+            continue;
+        }
         let (input, placements) = replica.shared().read(|st| {
-            let fenced = |name: &str| dead.contains(name) && grants.lease_over(name, now);
+            let fenced = |name: &str| fenced.iter().any(|f| f.as_str() == name);
             (
                 plan_input(st, &fenced, &failed_reports),
                 st.placements().cloned().collect::<Vec<_>>(),
