@@ -7,6 +7,7 @@ mod faults;
 mod forward;
 mod http;
 pub mod http_client;
+mod instance_logs;
 pub mod lease;
 mod masakari;
 mod openapi;
@@ -558,7 +559,7 @@ async fn serve(s: Settings) -> Result<()> {
                 .route("/v1/supervisor", axum::routing::get(lease::supervised))
                 .route(
                     "/v1/supervisor/logs/{name}",
-                    axum::routing::get(lease::instance_log),
+                    axum::routing::get(instance_logs::instance_log),
                 )
                 .route_layer(axum::middleware::from_fn_with_state(
                     s.auth.clone(),
