@@ -38,17 +38,20 @@ pub enum Command {
     /// Failover domains: `buoy segment create|list|show|update|delete`.
     Segment {
         #[command(subcommand)]
-        op: crate::cmd_state::Crud,
+        op: crate::cmd_host::SegmentCommand,
         #[command(flatten)]
         common: crate::cmd_state::Common,
     },
     /// Hosts registered in segments.
     Host {
         #[command(subcommand)]
-        op: crate::cmd_state::Crud,
+        op: crate::cmd_host::HostCommand,
         #[command(flatten)]
         common: crate::cmd_state::Common,
     },
+    /// Run a host's fence device (STONITH): `buoy fence node-3` powers it off, and its
+    /// instances move at once; `--action status|metadata|...` for the other actions.
+    Fence(crate::cmd_host::FenceArgs),
     /// Instances (processes, VMs, OCF resources) Buoy keeps running.
     Instance {
         #[command(subcommand)]
@@ -146,8 +149,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench {
             what: BenchCommand::Planner(args),
         } => crate::cmd_bench_planner::planner(args)?,
-        Command::Segment { op, common } => crate::cmd_state::crud(&common, "segments", op)?,
-        Command::Host { op, common } => crate::cmd_state::crud(&common, "hosts", op)?,
+        Command::Segment { op, common } => crate::cmd_host::segment(&common, op)?,
+        Command::Host { op, common } => crate::cmd_host::host(&common, op)?,
+        Command::Fence(args) => crate::cmd_host::fence(args)?,
         Command::Instance { op, common } => crate::cmd_state::instance(&common, op)?,
         Command::Placement { op, common } => crate::cmd_state::crud(&common, "placements", op)?,
         Command::Notification { op, common } => crate::cmd_state::notification(&common, op)?,

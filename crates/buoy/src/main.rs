@@ -4,6 +4,7 @@ mod agent;
 mod client;
 mod cmd_bench;
 mod cmd_bench_planner;
+mod cmd_host;
 mod cmd_members;
 mod sandbox;
 mod supervisor;

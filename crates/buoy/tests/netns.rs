@@ -215,7 +215,9 @@ fn a_virtual_ip_follows_its_placement_across_network_namespaces() {
     let spec = net.dir.join("vip.json");
     std::fs::write(
         &spec,
-        serde_json::json!({"segment": "zone", "driver": "ocf",
+        // Created stopped, placed on h1 by hand, then started (otherwise the recovery engine
+        // places it wherever it likes first).
+        serde_json::json!({"segment": "zone", "driver": "ocf", "desired_state": "stopped",
             "params": {"agent": "ocf:heartbeat:IPaddr2", "monitor_interval": "1s",
                        "params": {"ip": VIP, "cidr_netmask": 24, "nic": "eth0"}}})
         .to_string(),
@@ -246,6 +248,17 @@ fn a_virtual_ip_follows_its_placement_across_network_namespaces() {
     assert!(ok, "{out}");
     let placement: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     let id = placement["id"].as_str().unwrap().to_string();
+    let (ok, out) = cli(
+        &net,
+        &[
+            "instance",
+            "update",
+            "vip",
+            "--set",
+            "desired_state=started",
+        ],
+    );
+    assert!(ok, "{out}");
 
     // The client reaches the virtual IP, served by h1.
     wait_until(Duration::from_secs(20), || {

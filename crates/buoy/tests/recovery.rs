@@ -81,5 +81,99 @@ fn a_dead_hosts_instance_comes_back_elsewhere_after_its_lease() {
         recovered < Duration::from_secs(10),
         "recovery took {recovered:?}"
     );
+
+    // The host is marked failed, and the recovery is recorded with its steps and vmove.
+    let host = |c: &Cluster| json(&get(c.http(1), "/v1/hosts/h2").expect("h2").1);
+    assert_eq!(host(&c)["failed"], true, "{}", host(&c));
+    let mut record = None;
+    wait_until(Duration::from_secs(10), || {
+        let (_, body) = get(c.http(1), "/v1/notifications").expect("notifications");
+        record = json(&body)["notifications"]
+            .as_array()
+            .and_then(|a| a.iter().find(|n| n["hostname"] == "h2").cloned())
+            .filter(|n| n["status"] == "finished");
+        record.is_some()
+    })
+    .unwrap_or_else(|| panic!("no finished record:\n{}", c.log(1)));
+    let record = record.unwrap();
+    assert_eq!(record["type"], "COMPUTE_HOST", "{record}");
+    let steps: Vec<&str> = record["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        ["detected", "lease_expired", "planned", "started", "healthy"],
+        "{record}"
+    );
+    let vmoves = record["vmoves"].as_array().unwrap();
+    assert_eq!(vmoves.len(), 1, "{record}");
+    assert_eq!(
+        (
+            &vmoves[0]["instance_name"],
+            &vmoves[0]["source_host"],
+            &vmoves[0]["dest_host"],
+            &vmoves[0]["status"]
+        ),
+        (
+            &json!("app"),
+            &json!("h2"),
+            &json!("h3"),
+            &json!("succeeded")
+        ),
+        "{record}"
+    );
+
+    // An operator cannot return a host that is not back.
+    let (ok, _, err) = common::buoy(c.http(1), &["host", "enable", "h2"]);
+    assert!(!ok && err.contains("is not back"), "{err}");
+
+    // With failback set, the instance returns to h2 once h2 is back and enabled; the copy on
+    // h3 stops before the one on h2 starts.
+    let (ok, out, err) = common::buoy(
+        c.http(1),
+        &["segment", "update", "zone", "--set", "failback=true"],
+    );
+    assert!(ok, "{out}{err}");
+    c.start(
+        2,
+        &[
+            "--data-dir".into(),
+            dir.join("d2").display().to_string(),
+            "--watchdog".into(),
+            dir.join("wd-h2.sock").display().to_string(),
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        running(&c, 2, "app").is_none(),
+        "a failed host takes no work before it is enabled"
+    );
+    assert_eq!(host(&c)["failed"], true);
+    wait_until(Duration::from_secs(10), || {
+        common::buoy(c.http(1), &["host", "enable", "h2"]).0
+    })
+    .unwrap_or_else(|| panic!("h2 could not be enabled:\n{}", c.log(1)));
+    let (h3_pid, _) = running(&c, 3, "app").expect("still on h3 until failback");
+    let mut back = None;
+    wait_until(Duration::from_secs(15), || {
+        back = running(&c, 2, "app");
+        back.is_some()
+    })
+    .unwrap_or_else(|| panic!("no failback to h2:\n{}", c.log(1)));
+    assert!(
+        !alive(h3_pid),
+        "the h3 copy stopped before h2 started its own"
+    );
+    assert!(back.unwrap().1 > new_epoch);
+    let (_, body) = get(c.http(1), "/v1/placements").expect("placements");
+    let placements = json(&body);
+    assert_eq!(
+        placements["placements"][0]["home"],
+        serde_json::Value::Null,
+        "{placements}"
+    );
     drop(watchdogs);
 }

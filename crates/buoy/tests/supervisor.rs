@@ -10,8 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    Cluster, Watchdog, alive, buoy, create, get, json, observed, place_sleeper, request,
-    running_pid, wait_until,
+    Cluster, Watchdog, alive, buoy, create, create_placed, get, json, observed, place_sleeper,
+    request, running_pid, wait_until,
 };
 use serde_json::json;
 use state::timestamp::Timestamp;
@@ -37,12 +37,7 @@ fn placed_instances_run_restart_fence_themselves_and_move() {
         "params": {"command": "/bin/sh", "args": ["-c", "while true; do echo tick $BUOY_INSTANCE $BUOY_EPOCH; sleep 0.1; done"], "stop_timeout": "2s"},
         "max_restarts": 3, "restart_window": "60s"
     });
-    create(&c, "/v1/instances", ticker);
-    let placement = create(
-        &c,
-        "/v1/placements",
-        json!({"instance": "ticker", "host": "h2"}),
-    );
+    let placement = create_placed(&c, ticker, "h2");
     assert_eq!(placement["epoch"], 1, "{placement}");
 
     // It runs on h2 with its epoch.
@@ -161,17 +156,12 @@ fn placed_instances_run_restart_fence_themselves_and_move() {
     .expect("h1 runs it with epoch 2");
 
     // A crash loop spends the budget and ends in `failed`, with the reason.
-    create(
+    create_placed(
         &c,
-        "/v1/instances",
         json!({"name": "crasher", "segment": "zone", "driver": "process",
                "params": {"command": "/bin/sh", "args": ["-c", "exit 3"]},
                "max_restarts": 2, "restart_window": "60s"}),
-    );
-    create(
-        &c,
-        "/v1/placements",
-        json!({"instance": "crasher", "host": "h2"}),
+        "h2",
     );
     let mut failed = None;
     wait_until(Duration::from_secs(10), || {
@@ -237,18 +227,13 @@ fn an_ocf_dummy_resource_is_monitored_restarted_and_stopped_by_the_watchdog_of_a
     create(&c, "/v1/segments", json!({"name": "zone"}));
     create(&c, "/v1/hosts", json!({"name": "h2", "segment": "zone"}));
     let state_file = dir.join("dummy.state");
-    create(
+    create_placed(
         &c,
-        "/v1/instances",
         json!({"name": "dummy", "segment": "zone", "driver": "ocf",
                "params": {"agent": "ocf:heartbeat:Dummy", "monitor_interval": "200ms",
                           "params": {"state": state_file.display().to_string()}},
                "max_restarts": 3, "restart_window": "60s"}),
-    );
-    create(
-        &c,
-        "/v1/placements",
-        json!({"instance": "dummy", "host": "h2"}),
+        "h2",
     );
     let phase = |c: &Cluster| observed(c, 2, "dummy").map(|o| o["phase"].clone());
     wait_until(Duration::from_secs(10), || {
@@ -279,17 +264,12 @@ fn an_ocf_dummy_resource_is_monitored_restarted_and_stopped_by_the_watchdog_of_a
 
     // A resource whose agent refuses its params fails every start: failed after its budget,
     // with the OCF code and its meaning.
-    create(
+    create_placed(
         &c,
-        "/v1/instances",
         json!({"name": "broken", "segment": "zone", "driver": "ocf",
                "params": {"agent": "heartbeat:Dummy", "params": {"state": "/proc/none/b.state"}},
                "max_restarts": 1, "restart_window": "60s"}),
-    );
-    create(
-        &c,
-        "/v1/placements",
-        json!({"instance": "broken", "host": "h2"}),
+        "h2",
     );
     wait_until(Duration::from_secs(10), || {
         observed(&c, 2, "broken").is_some_and(|o| o["phase"] == "failed")
@@ -388,19 +368,14 @@ fn an_instance_failing_its_health_check_is_restarted_then_reported_failed() {
         .local_addr()
         .unwrap()
         .port();
-    create(
+    create_placed(
         &c,
-        "/v1/instances",
         json!({"name": "deaf", "segment": "zone", "driver": "process",
                "params": {"command": "/bin/sleep", "args": ["600"]},
                "health_checks": [{"type": "tcp", "port": closed, "interval": "200ms",
                                   "timeout": "100ms", "failure_threshold": 2}],
                "max_restarts": 1, "restart_window": "60s"}),
-    );
-    create(
-        &c,
-        "/v1/placements",
-        json!({"instance": "deaf", "host": "h1"}),
+        "h1",
     );
     let mut first = None;
     wait_until(Duration::from_secs(10), || {
@@ -448,17 +423,12 @@ fn a_qemu_vm_boots_on_its_host_crashes_restarts_and_fails_after_its_budget() {
     c.start(1, &["--server".into(), "--data-dir".into(), data(1)]);
     create(&c, "/v1/segments", json!({"name": "zone"}));
     create(&c, "/v1/hosts", json!({"name": "h1", "segment": "zone"}));
-    create(
+    create_placed(
         &c,
-        "/v1/instances",
         json!({"name": "vm", "segment": "zone", "driver": "qemu",
                "params": {"kernel": kernel, "initrd": initrd, "memory_mb": 128, "stop_timeout": "1s"},
                "max_restarts": 1, "restart_window": "60s"}),
-    );
-    create(
-        &c,
-        "/v1/placements",
-        json!({"instance": "vm", "host": "h1"}),
+        "h1",
     );
     let mut first = None;
     wait_until(Duration::from_secs(10), || {

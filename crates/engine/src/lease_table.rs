@@ -70,6 +70,11 @@ impl LeaseTable {
         self.ends_at(host) + self.drift_margin
     }
 
+    /// Whether `host` renewed with this leader at all.
+    pub fn renewed(&self, host: &str) -> bool {
+        self.ends.contains_key(host)
+    }
+
     /// The hosts that renewed with this leader.
     pub fn hosts(&self) -> impl Iterator<Item = &str> {
         self.ends.keys().map(String::as_str)

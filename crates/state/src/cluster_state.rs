@@ -13,7 +13,7 @@ use crate::instance::Instance;
 use crate::instance::Mode;
 use crate::notification::Notification;
 use crate::object::Kind;
-use crate::placement::{Epoch, Placement};
+use crate::placement::{Epoch, Handoff, Placement};
 use crate::segment::Segment;
 
 /// Segments, hosts, instances, placements and notifications, by id.
@@ -143,7 +143,10 @@ impl ClusterState {
                 "segment",
                 format!("segment `{}` does not exist", i.segment),
             )),
-            Object::Host(_) | Object::Instance(_) => Ok(()),
+            Object::Instance(i) => {
+                crate::capacity::admit(self, i).map_err(|message| StateError::Conflict { message })
+            }
+            Object::Host(_) => Ok(()),
             Object::Notification(n) if action == Action::Created => {
                 if let Some(dup) = self.notifications.values().find(|o| o.duplicates(n)) {
                     return Err(StateError::Conflict {
@@ -240,13 +243,25 @@ impl ClusterState {
                 });
             }
         }
-        p.epoch = match self.placements.get(&p.meta.id) {
-            Some(old) if old.host == p.host => old.epoch,
-            _ => {
+        match self.placements.get(&p.meta.id) {
+            Some(old) if old.host == p.host => p.epoch = old.epoch,
+            old => {
+                if let Some(old) = old {
+                    // The copy on the old host must be confirmed stopped first.
+                    let mut handoffs = old.handoffs.clone();
+                    handoffs.push(Handoff {
+                        host: old.host.clone(),
+                        epoch: old.epoch,
+                        change: self.changes + 1,
+                    });
+                    p.handoffs = handoffs;
+                } else {
+                    p.handoffs.clear();
+                }
                 self.last_epoch += 1;
-                Epoch(self.last_epoch)
+                p.epoch = Epoch(self.last_epoch);
             }
-        };
+        }
         Ok(())
     }
 

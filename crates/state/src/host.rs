@@ -41,6 +41,13 @@ pub struct Host {
     /// Free text kept for Masakari clients.
     pub control_attributes: String,
     pub fence: Option<FenceDevice>,
+    /// Set by the recovery engine when the host failed (or was fenced): it takes no work until
+    /// it is back and enabled again (`buoy host enable`, or the segment's `auto_rejoin`).
+    #[serde(default)]
+    pub failed: bool,
+    /// When it was marked failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_at: Option<crate::timestamp::Timestamp>,
 }
 
 /// The fields a client may set on a host (create: `name` and `segment` required).
@@ -101,6 +108,8 @@ impl Host {
             labels: BTreeMap::new(),
             control_attributes: String::new(),
             fence: None,
+            failed: false,
+            failed_at: None,
         };
         h.update(spec, None)?;
         Ok(h)

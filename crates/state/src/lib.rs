@@ -6,6 +6,7 @@
 //! - The object modules (`segment`, `host`, `instance`, `notification`, `placement`) hold
 //!   each type with its spec (what clients may set) and its validation.
 
+pub mod capacity;
 pub mod cluster_state;
 pub mod command;
 pub mod duration_text;

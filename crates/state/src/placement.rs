@@ -44,6 +44,26 @@ pub struct Placement {
     /// Host id.
     pub host: String,
     pub epoch: Epoch,
+    /// The hosts this copy left while they were still up, newest last. The new host gets the
+    /// copy only once each of them confirmed it stopped or lost its lease; the leader then
+    /// empties the list. Set by the state machine at every move.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub handoffs: Vec<Handoff>,
+    /// The host a recovery moved this copy away from: where failback returns it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<String>,
+}
+
+/// A host a copy moved away from, and the epoch it ran there: that copy must be confirmed
+/// stopped before the copy starts on its new host (rule S1 for moves between live hosts).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Handoff {
+    /// Host id.
+    pub host: String,
+    pub epoch: Epoch,
+    /// The change-feed index of the move: a report from `host` counts only once it has
+    /// applied assignments at least this new.
+    pub change: u64,
 }
 
 /// What a client sends to place an instance (or move it: `host` only). Instance and host may
@@ -71,6 +91,8 @@ impl Placement {
             replica: spec.replica.unwrap_or(0),
             host,
             epoch: Epoch(0),
+            handoffs: Vec::new(),
+            home: None,
         })
     }
 

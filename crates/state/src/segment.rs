@@ -38,6 +38,13 @@ pub struct Segment {
     /// Admission control: how many of its largest hosts the segment must be able to lose and
     /// still re-place every instance (0 = no check).
     pub tolerate_host_failures: u32,
+    /// A failed host that comes back (alive in gossip, renewing its lease) takes work again by
+    /// itself; otherwise it waits for `buoy host enable`.
+    #[serde(default)]
+    pub auto_rejoin: bool,
+    /// Instances a recovery moved away go back to their host once it takes work again.
+    #[serde(default)]
+    pub failback: bool,
 }
 
 /// The fields a client may set on a segment (create: `name` required; update: any subset).
@@ -57,6 +64,10 @@ pub struct SegmentSpec {
     pub enabled: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerate_host_failures: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_rejoin: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failback: Option<bool>,
 }
 
 impl Segment {
@@ -73,6 +84,8 @@ impl Segment {
             service_type: "compute".into(),
             enabled: true,
             tolerate_host_failures: 0,
+            auto_rejoin: false,
+            failback: false,
         };
         s.update(spec)?;
         Ok(s)
@@ -90,6 +103,8 @@ impl Segment {
             &mut next.tolerate_host_failures,
             &spec.tolerate_host_failures,
         );
+        set(&mut next.auto_rejoin, &spec.auto_rejoin);
+        set(&mut next.failback, &spec.failback);
         next.validate()?;
         *self = next;
         Ok(())

@@ -267,6 +267,47 @@ fn placements_get_a_new_epoch_on_every_move_and_respect_replicas_and_segments() 
     )
     .unwrap();
     assert_eq!(epoch(&p), Epoch(2));
+    // The move records the host left and its epoch: the copy there must stop first.
+    let Object::Placement(moved) = &p else {
+        unreachable!()
+    };
+    assert_eq!(moved.handoffs.len(), 1);
+    assert_eq!(
+        (moved.handoffs[0].host.as_str(), moved.handoffs[0].epoch),
+        ("h1", Epoch(1))
+    );
+    assert_eq!(moved.handoffs[0].change, s.change_index());
+    // Moving again before the first handoff was cleared keeps both hosts to confirm.
+    let p = put(
+        &mut s,
+        9,
+        placement("p1", "i1", 0, "h1"),
+        Expect::Version(3),
+    )
+    .unwrap();
+    let Object::Placement(back) = &p else {
+        unreachable!()
+    };
+    assert_eq!(back.epoch, Epoch(3));
+    let left: Vec<(&str, Epoch)> = back
+        .handoffs
+        .iter()
+        .map(|h| (h.host.as_str(), h.epoch))
+        .collect();
+    assert_eq!(left, [("h1", Epoch(1)), ("h2", Epoch(2))]);
+    // The leader clears the list once confirmed (same host: the epoch stays).
+    let mut cleared = back.clone();
+    cleared.handoffs.clear();
+    let p = put(&mut s, 9, Object::Placement(cleared), Expect::Version(4)).unwrap();
+    assert_eq!(epoch(&p), Epoch(3));
+    let p = put(
+        &mut s,
+        9,
+        placement("p1", "i1", 0, "h2"),
+        Expect::Version(5),
+    )
+    .unwrap();
+    assert_eq!(epoch(&p), Epoch(4));
 
     let err = |r: Result<Object, StateError>| r.unwrap_err().to_string();
     let e = err(put(
@@ -309,7 +350,7 @@ fn placements_get_a_new_epoch_on_every_move_and_respect_replicas_and_segments() 
     // Epochs are never reused, even after the placement is gone.
     put(&mut s, 14, instance("i2", "db", "s1"), Expect::Absent).unwrap();
     let p = put(&mut s, 15, placement("p3", "i2", 0, "h1"), Expect::Absent).unwrap();
-    assert_eq!(epoch(&p), Epoch(3));
+    assert_eq!(epoch(&p), Epoch(5));
 }
 
 #[test]
@@ -467,4 +508,116 @@ proptest! {
         prop_assert!(changes.iter().enumerate().all(|(i, c)| *c == i as u64 + 1));
         prop_assert_eq!(s.change_index(), changes.len() as u64);
     }
+}
+
+fn sized(o: Object, cpu: f64, memory_mb: u64) -> Object {
+    match o {
+        Object::Host(mut h) => {
+            h.capacity.cpu = state::resources::Cpu::from_cores(cpu).unwrap();
+            h.capacity.memory_mb = memory_mb;
+            Object::Host(h)
+        }
+        Object::Instance(mut i) => {
+            i.cpu = state::resources::Cpu::from_cores(cpu).unwrap();
+            i.memory_mb = memory_mb;
+            Object::Instance(i)
+        }
+        other => other,
+    }
+}
+
+#[test]
+fn admission_control_keeps_room_for_losing_the_largest_hosts() {
+    let mut s = ClusterState::default();
+    let Object::Segment(mut seg) = segment("s1", "zone-a") else {
+        unreachable!()
+    };
+    seg.tolerate_host_failures = 1;
+    put(&mut s, 1, Object::Segment(seg), Expect::Absent).unwrap();
+    // Three hosts: 8 + 4 + 4 cores, 16 + 8 + 8 GB. Losing the largest leaves 8 cores, 16 GB.
+    put(
+        &mut s,
+        2,
+        sized(host("h1", "n1", "s1"), 8.0, 16384),
+        Expect::Absent,
+    )
+    .unwrap();
+    put(
+        &mut s,
+        3,
+        sized(host("h2", "n2", "s1"), 4.0, 8192),
+        Expect::Absent,
+    )
+    .unwrap();
+    put(
+        &mut s,
+        4,
+        sized(host("h3", "n3", "s1"), 4.0, 8192),
+        Expect::Absent,
+    )
+    .unwrap();
+    let h = state::capacity::headroom(&s, "s1", None).unwrap();
+    assert_eq!(
+        (h.capacity.cpu_millis, h.reserve.cpu_millis),
+        (16_000, 8_000)
+    );
+    assert_eq!((h.capacity.memory_mb, h.reserve.memory_mb), (32768, 16384));
+
+    put(
+        &mut s,
+        5,
+        sized(instance("i1", "a", "s1"), 4.0, 8192),
+        Expect::Absent,
+    )
+    .unwrap();
+    put(
+        &mut s,
+        6,
+        sized(instance("i2", "b", "s1"), 4.0, 8192),
+        Expect::Absent,
+    )
+    .unwrap();
+    // A third would not fit after losing h1: refused, saying why and what to do.
+    let e = put(
+        &mut s,
+        7,
+        sized(instance("i3", "c", "s1"), 1.0, 1024),
+        Expect::Absent,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("admission control") && e.contains("8 cpu, 16384 MB for 9 cpu, 17408 MB"),
+        "{e}"
+    );
+    // Growing an instance is refused the same way; shrinking always passes.
+    let e = put(
+        &mut s,
+        8,
+        sized(instance("i2", "b", "s1"), 5.0, 8192),
+        Expect::Version(1),
+    );
+    assert!(e.is_err());
+    put(
+        &mut s,
+        9,
+        sized(instance("i2", "b", "s1"), 2.0, 4096),
+        Expect::Version(1),
+    )
+    .unwrap();
+    put(
+        &mut s,
+        10,
+        sized(instance("i3", "c", "s1"), 1.0, 1024),
+        Expect::Absent,
+    )
+    .unwrap();
+    let h = state::capacity::headroom(&s, "s1", None).unwrap();
+    assert_eq!((h.headroom.cpu_millis, h.headroom.memory_mb), (1_000, 3072));
+    // A stopped instance needs nothing.
+    let Object::Instance(mut big) = sized(instance("i4", "d", "s1"), 64.0, 65536) else {
+        unreachable!()
+    };
+    big.desired_state = state::instance::DesiredState::Stopped;
+    put(&mut s, 11, Object::Instance(big), Expect::Absent).unwrap();
 }

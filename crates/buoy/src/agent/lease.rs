@@ -16,6 +16,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use engine::Instant;
+use engine::handoff::{self, LeftHost};
 use engine::host_lease::{HostLease, LeaseTiming, RenewalId};
 use engine::lease_table::LeaseTable;
 use serde::{Deserialize, Serialize};
@@ -31,7 +32,7 @@ use tracing::{info, warn};
 use super::control::ControlPlane;
 use super::http::error;
 use super::runtime::Shared;
-use crate::supervisor::reconciler::{Observed, Supervisor};
+use crate::supervisor::reconciler::{Assigned, Observed, Phase, Report, Supervisor};
 
 /// Converts a time on the agent's clock to wall-clock time, for people and tests.
 fn wall(t: Instant, now: Instant) -> Timestamp {
@@ -123,6 +124,44 @@ impl LeaseGrants {
             .is_some_and(|(t, lt)| *t == term && lt.expired(host, now))
     }
 
+    /// The lease length granted.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Whether `host` renewed with this leader and its lease runs at `now`.
+    pub fn holds_lease(&self, host: &str, now: Instant) -> bool {
+        self.with_table(|t| t.renewed(host) && t.ends_at(host) > now)
+    }
+
+    /// Whether `host` renewed with this leader within `within` before `now` (a host gossip
+    /// calls dead that still renews is isolated, not failed, and is not fenced).
+    pub fn renewed_within(&self, host: &str, within: Duration, now: Instant) -> bool {
+        self.with_table(|t| t.renewed(host) && t.ends_at(host) + within > now + t.ttl())
+    }
+
+    fn with_table(&self, f: impl FnOnce(&LeaseTable) -> bool) -> bool {
+        let term = self.replica.raft().metrics().borrow().current_term;
+        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        table.as_ref().is_some_and(|(t, lt)| *t == term && f(lt))
+    }
+
+    /// The phase `host` last reported for the copy of `placement` at `epoch`.
+    pub fn phase_of(
+        &self,
+        host: &str,
+        placement: &str,
+        epoch: state::placement::Epoch,
+    ) -> Option<Phase> {
+        let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        reports
+            .get(host)?
+            .instances
+            .iter()
+            .find(|o| o.placement == placement && o.epoch == epoch)
+            .map(|o| o.phase)
+    }
+
     /// Placements (id, epoch) whose hosts report them failed past their restart budget.
     pub fn failed_placements(&self) -> BTreeSet<(String, state::placement::Epoch)> {
         let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
@@ -136,7 +175,7 @@ impl LeaseGrants {
         host: &str,
         received_at: Instant,
         known: Option<u64>,
-        observed: Option<Vec<Observed>>,
+        report: Option<Report>,
     ) -> Result<Grant, String> {
         let (tx, rx) = oneshot::channel();
         self.waiting
@@ -151,7 +190,7 @@ impl LeaseGrants {
             let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
             self.table_for(&mut table, term).renew(host, received_at)
         };
-        if let Some(instances) = observed {
+        if let Some(report) = report {
             self.reports
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -159,18 +198,28 @@ impl LeaseGrants {
                     host.to_string(),
                     HostReport {
                         reported_at: Timestamp::now(),
-                        instances,
+                        applied: report.applied,
+                        instances: report.instances,
                     },
                 );
         }
+        let now = self.gossip.now();
         let (index, assignments) = self.replica.shared().read(|st| {
             let index = st.change_index();
             if known == Some(index) {
                 return (index, None);
             }
+            // A copy waiting for its old host to confirm it stopped is held back, and the
+            // grant says it reflects an older index: the host asks again until it comes.
+            let mut withheld = false;
             let assigned = st.host_by_name(host).map(|h| {
                 st.placements()
                     .filter(|p| p.host == h.meta.id)
+                    .filter(|p| {
+                        let ok = self.handoffs_confirmed(st, p, now);
+                        withheld |= !ok;
+                        ok
+                    })
                     .filter_map(|p| {
                         st.instance(&p.instance).map(|i| Assignment {
                             placement: p.clone(),
@@ -179,6 +228,7 @@ impl LeaseGrants {
                     })
                     .collect()
             });
+            let index = if withheld { index - 1 } else { index };
             (index, Some(assigned.unwrap_or_default()))
         });
         Ok(Grant {
@@ -186,6 +236,31 @@ impl LeaseGrants {
             term,
             index,
             assignments,
+        })
+    }
+
+    /// Whether every host `p` moved away from has confirmed its old copy stopped (or is down).
+    pub fn handoffs_confirmed(
+        &self,
+        st: &state::ClusterState,
+        p: &Placement,
+        now: Instant,
+    ) -> bool {
+        p.handoffs.iter().all(|h| {
+            let left = match st.host(&h.host) {
+                None => return handoff::confirmed(&p.meta.id, h, LeftHost::Gone),
+                Some(host) => host,
+            };
+            if left.failed || self.lease_over(&left.name, now) {
+                return handoff::confirmed(&p.meta.id, h, LeftHost::Down);
+            }
+            let report = self
+                .reports
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&left.name)
+                .map(HostReport::engine_view);
+            handoff::confirmed(&p.meta.id, h, LeftHost::Up(report.as_ref()))
         })
     }
 
@@ -229,14 +304,31 @@ pub struct RenewalRequest {
     pub known: Option<u64>,
     /// The host's instances, when they changed since its last report to this leader.
     #[serde(default)]
-    pub observed: Option<Vec<Observed>>,
+    pub report: Option<Report>,
 }
 
 /// What one host last reported about its instances.
 #[derive(Clone, Debug, Serialize)]
 pub struct HostReport {
     pub reported_at: Timestamp,
+    /// The change index of the assignments the host had applied.
+    pub applied: Option<u64>,
     pub instances: Vec<Observed>,
+}
+
+impl HostReport {
+    /// The copies the host may still run (the handoff rule's input).
+    fn engine_view(&self) -> handoff::HostReport {
+        handoff::HostReport {
+            applied: self.applied,
+            active: self
+                .instances
+                .iter()
+                .filter(|o| !matches!(o.phase, Phase::Stopped | Phase::Failed))
+                .map(|o| (o.placement.clone(), o.epoch))
+                .collect(),
+        }
+    }
 }
 
 /// What the lease routes need.
@@ -272,7 +364,7 @@ pub async fn renew(State(api): State<LeaseApi>, Json(req): Json<RenewalRequest>)
         return not_a_server();
     };
     match grants
-        .grant(&req.host, received_at, req.known, req.observed)
+        .grant(&req.host, received_at, req.known, req.report)
         .await
     {
         Ok(grant) => Json(grant).into_response(),
@@ -333,7 +425,7 @@ pub async fn observed(
                 .collect();
             (
                 host,
-                json!({"reported_at": r.reported_at, "instances": instances}),
+                json!({"reported_at": r.reported_at, "applied": r.applied, "instances": instances}),
             )
         })
         .collect();
@@ -371,7 +463,7 @@ pub struct LeaseKeeper {
     known: Mutex<Option<u64>>,
     /// What is placed on this host, from the newest grant; none until a grant brings them
     /// (and again after the lease was lost).
-    pub assignments: tokio::sync::watch::Sender<Option<Arc<Vec<Assignment>>>>,
+    pub assignments: tokio::sync::watch::Sender<Option<Arc<Assigned>>>,
     /// The term of the last grant, and the report (as JSON) the leader of that term has.
     reported: Mutex<(u64, Option<String>)>,
     /// Whose instances this host reports.
@@ -397,11 +489,11 @@ impl LeaseKeeper {
     }
 
     /// The instances to report with the next renewal, when the leader lacks them.
-    fn report_due(&self) -> Option<(Vec<Observed>, String)> {
-        let observed = self.supervisor.get()?.observed();
-        let text = serde_json::to_string(&observed).ok()?;
+    fn report_due(&self) -> Option<(Report, String)> {
+        let report = self.supervisor.get()?.report();
+        let text = serde_json::to_string(&report).ok()?;
         let reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
-        (reported.1.as_deref() != Some(text.as_str())).then_some((observed, text))
+        (reported.1.as_deref() != Some(text.as_str())).then_some((report, text))
     }
 
     /// Whether this host holds its lease at `now`.
@@ -479,11 +571,11 @@ impl LeaseKeeper {
             .ttl;
         let known = *self.known.lock().unwrap_or_else(|p| p.into_inner());
         let report = self.report_due();
-        let observed = report.as_ref().map(|(o, _)| o.clone());
+        let to_send = report.as_ref().map(|(r, _)| r.clone());
         let granted = match grants.filter(|_| cp.is_leader()) {
-            Some(g) => g.grant(&self.me, sent, known, observed).await.ok(),
+            Some(g) => g.grant(&self.me, sent, known, to_send).await.ok(),
             None => {
-                self.ask_a_server(cp, gossip, token, ttl, known, observed)
+                self.ask_a_server(cp, gossip, token, ttl, known, to_send)
                     .await
             }
         };
@@ -512,7 +604,10 @@ impl LeaseKeeper {
             let mut k = self.known.lock().unwrap_or_else(|p| p.into_inner());
             if k.is_none_or(|k| grant.index >= k) {
                 *k = Some(grant.index);
-                self.assignments.send_replace(Some(Arc::new(assignments)));
+                self.assignments.send_replace(Some(Arc::new(Assigned {
+                    index: grant.index,
+                    list: assignments,
+                })));
             }
         }
         if extended {
@@ -528,7 +623,7 @@ impl LeaseKeeper {
         token: Option<&str>,
         timeout: Duration,
         known: Option<u64>,
-        observed: Option<Vec<Observed>>,
+        report: Option<Report>,
     ) -> Option<Grant> {
         let leader = cp.replica.as_ref().and_then(|r| r.leader());
         let target = match leader {
@@ -539,8 +634,7 @@ impl LeaseKeeper {
             return None;
         }
         let body =
-            serde_json::to_vec(&json!({"host": self.me, "known": known, "observed": observed}))
-                .ok()?;
+            serde_json::to_vec(&json!({"host": self.me, "known": known, "report": report})).ok()?;
         let url = cp.client.url(&target.http, "/internal/lease");
         match cp.client.post_bytes(&url, body, token, timeout).await {
             Ok((status, bytes)) if status.is_success() => serde_json::from_slice(&bytes).ok(),

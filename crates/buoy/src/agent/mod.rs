@@ -5,6 +5,7 @@ mod config;
 mod control;
 mod faults;
 mod forward;
+mod host_actions;
 mod http;
 pub mod http_client;
 mod instance_logs;
@@ -509,8 +510,14 @@ async fn serve(s: Settings) -> Result<()> {
         .replica
         .clone()
         .map(|r| lease::LeaseGrants::start(r, shared.clone(), s.lease.ttl));
+    let fencer = recovery::fence::Fencer::new();
     if let (Some(r), Some(g)) = (&cp.replica, &grants) {
-        tokio::spawn(recovery::run(r.clone(), g.clone(), shared.clone()));
+        tokio::spawn(recovery::run(
+            r.clone(),
+            g.clone(),
+            shared.clone(),
+            fencer.clone(),
+        ));
     }
     tokio::spawn(keeper.clone().run(
         cp.clone(),
@@ -534,6 +541,11 @@ async fn serve(s: Settings) -> Result<()> {
         let clock = shared.clone();
         tokio::spawn(supervisor.clone().run(keeper.clone(), move || clock.now()));
     }
+    let host_actions = host_actions::router(host_actions::HostActions {
+        api: state_api.clone(),
+        grants: grants.clone(),
+        fencer,
+    });
     let lease_api = lease::LeaseApi {
         grants,
         keeper: keeper.clone(),
@@ -571,6 +583,7 @@ async fn serve(s: Settings) -> Result<()> {
         .merge(lease_routes)
         .nest(masakari::PREFIX, masakari_router)
         .merge(state_api::router(state_api))
+        .merge(host_actions)
         .merge(
             axum::Router::new()
                 .route(

@@ -88,6 +88,7 @@ pub fn router(api: StateApi) -> Router {
                 .patch(update::<Segments>)
                 .delete(delete::<Segments>),
         )
+        .route("/v1/segments/{id}/capacity", get(segment_capacity))
         .route("/v1/hosts", get(list::<Hosts>).post(create::<Hosts>))
         .route(
             "/v1/hosts/{id}",
@@ -244,6 +245,21 @@ fn not_found(kind: Kind, id: &str) -> ApiError {
         kind,
         id: id.to_string(),
     })
+}
+
+/// `GET /v1/segments/{id}/capacity`: the segment's failover headroom (admission control).
+async fn segment_capacity(State(api): State<StateApi>, Path(id): Path<String>) -> Response {
+    let found = api
+        .read(|st| {
+            st.resolve(Kind::Segment, &id)
+                .and_then(|sid| state::capacity::headroom(st, &sid, None))
+        })
+        .await;
+    match found {
+        Ok(Some(h)) => Json(h).into_response(),
+        Ok(None) => not_found(Kind::Segment, &id).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// A fresh object id.

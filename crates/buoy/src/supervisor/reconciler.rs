@@ -35,6 +35,8 @@ pub enum Phase {
     Running,
     /// Exited; restarting after the backoff.
     Restarting,
+    /// No longer placed here: being stopped (the copy may still run).
+    Stopping,
     Stopped,
     /// Past its restart budget, or it cannot start: the recovery engine may move it.
     Failed,
@@ -82,11 +84,31 @@ impl Unit {
     }
 }
 
+/// What the supervisor reports with each renewal: the change index of the assignments it has
+/// applied, and its instances (a copy no longer placed here stays listed, `stopping`, until it
+/// is gone: the leader waits for that before starting it elsewhere).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub applied: Option<u64>,
+    pub instances: Vec<Observed>,
+}
+
+/// The assignments of one grant, with the change index they reflect.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Assigned {
+    pub index: u64,
+    pub list: Vec<Assignment>,
+}
+
 /// Runs the instances placed on this host.
 pub struct Supervisor {
     log_dir: PathBuf,
     watchdog: Option<Arc<WatchdogClient>>,
     units: Mutex<BTreeMap<String, Unit>>,
+    /// The change index of the assignments the last reconcile applied.
+    applied: Mutex<Option<u64>>,
+    /// Copies no longer placed here whose stop has not finished yet.
+    draining: Arc<Mutex<BTreeMap<String, Observed>>>,
     /// The highest epoch run per placement: an assignment below it is stale.
     highest_epoch: Mutex<BTreeMap<String, Epoch>>,
     /// Set by `shutdown`: start nothing more.
@@ -99,6 +121,8 @@ impl Supervisor {
             log_dir,
             watchdog,
             units: Mutex::new(BTreeMap::new()),
+            applied: Mutex::new(None),
+            draining: Arc::new(Mutex::new(BTreeMap::new())),
             highest_epoch: Mutex::new(BTreeMap::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
         })
@@ -138,14 +162,20 @@ impl Supervisor {
         }
     }
 
-    /// Every placement this host runs or ran, as reported.
+    /// Every placement this host runs, ran, or is still stopping.
     pub fn observed(&self) -> Vec<Observed> {
-        self.units
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .map(|u| u.observed.clone())
-            .collect()
+        self.report().instances
+    }
+
+    /// What to tell the leader: read under the units lock, so that `applied` and the
+    /// instances agree.
+    pub fn report(&self) -> Report {
+        let units = self.units.lock().unwrap_or_else(|p| p.into_inner());
+        let applied = *self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        let draining = self.draining.lock().unwrap_or_else(|p| p.into_inner());
+        let mut instances: Vec<Observed> = units.values().map(|u| u.observed.clone()).collect();
+        instances.extend(draining.values().cloned());
+        Report { applied, instances }
     }
 
     /// The log file of instance `name`.
@@ -161,7 +191,7 @@ impl Supervisor {
             let t = now();
             let held = keeper.is_held(t);
             let assignments = assigned.borrow_and_update().clone();
-            self.reconcile(t, held, assignments.as_deref().map(Vec::as_slice));
+            self.reconcile(t, held, assignments.as_deref());
             tokio::select! {
                 _ = tokio::time::sleep(TICK) => {}
                 _ = lease.changed() => {}
@@ -170,7 +200,7 @@ impl Supervisor {
         }
     }
 
-    fn reconcile(&self, now: Instant, held: bool, assignments: Option<&[Assignment]>) {
+    fn reconcile(&self, now: Instant, held: bool, assigned: Option<&Assigned>) {
         if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
@@ -188,10 +218,11 @@ impl Supervisor {
             }
             return;
         }
-        let Some(assignments) = assignments else {
+        let Some(assigned) = assigned else {
             return; // Held, but no fresh assignments yet.
         };
-        let desired: BTreeMap<&str, &Assignment> = assignments
+        let desired: BTreeMap<&str, &Assignment> = assigned
+            .list
             .iter()
             .filter(|a| a.instance.desired_state == DesiredState::Started)
             .map(|a| (a.placement.meta.id.as_str(), a))
@@ -215,12 +246,25 @@ impl Supervisor {
                 let watchdog = self.watchdog.clone();
                 let placement = id.clone();
                 info!(instance = %u.observed.name, "stopping: no longer placed here");
+                u.health = None;
+                u.set(Phase::Stopping, Some("no longer placed here".into()));
+                // Keyed by placement and epoch: the same placement may come back meanwhile.
+                let key = format!("{id}@{}", u.observed.epoch);
+                let draining = self.draining.clone();
+                draining
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key.clone(), u.observed.clone());
                 tokio::spawn(async move {
                     let how = p.stop(timeout).await;
                     info!(%placement, %how, "stopped");
                     if let Some(w) = watchdog {
                         w.untrack(&placement);
                     }
+                    draining
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&key);
                 });
             }
         }
@@ -266,6 +310,7 @@ impl Supervisor {
             }
         }
         drop(highest);
+        *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = Some(assigned.index);
 
         // Watch the running ones.
         for u in units.values_mut() {
@@ -385,8 +430,17 @@ mod tests {
                 replica: 0,
                 host: "h1".into(),
                 epoch: Epoch(epoch),
+                handoffs: Vec::new(),
+                home: None,
             },
             instance: Instance::create(meta("i1"), &spec, "s1".into()).unwrap(),
+        }
+    }
+
+    fn assigned(epoch: u64) -> Assigned {
+        Assigned {
+            index: epoch * 10,
+            list: vec![assignment(epoch)],
         }
     }
 
@@ -395,7 +449,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("buoy-reconciler-{}", std::process::id()));
         let s = Supervisor::new(dir.clone(), None);
         let now = Instant::from_nanos(1);
-        s.reconcile(now, true, Some(&[assignment(2)]));
+        s.reconcile(now, true, Some(&assigned(2)));
         let running = s.observed();
         assert_eq!(running.len(), 1);
         assert_eq!(
@@ -404,18 +458,29 @@ mod tests {
         );
         let pid = running[0].pid.expect("a pid");
 
-        // An older epoch for the same placement: the epoch-2 copy stops, nothing starts.
-        s.reconcile(now, true, Some(&[assignment(1)]));
-        assert!(s.observed().is_empty(), "{:?}", s.observed());
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // An older epoch for the same placement: the epoch-2 copy stops, nothing starts. It
+        // stays reported `stopping` until it is gone (the leader waits for that).
+        s.reconcile(now, true, Some(&assigned(1)));
+        let r = s.report();
+        assert_eq!(r.applied, Some(10));
+        assert_eq!(r.instances.len(), 1, "{r:?}");
+        assert_eq!(
+            (r.instances[0].phase, r.instances[0].epoch),
+            (Phase::Stopping, Epoch(2))
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !s.observed().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "{:?}", s.observed());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
 
         // The current epoch again runs; then the lease ends and it dies at once.
-        s.reconcile(now, true, Some(&[assignment(3)]));
+        s.reconcile(now, true, Some(&assigned(3)));
         let o = s.observed();
         assert_eq!((o[0].phase, o[0].epoch), (Phase::Running, Epoch(3)));
         let pid3 = o[0].pid.expect("a pid");
         assert_ne!(pid3, pid);
-        s.reconcile(now, false, Some(&[assignment(3)]));
+        s.reconcile(now, false, Some(&assigned(3)));
         let o = s.observed();
         assert_eq!(o[0].phase, Phase::Stopped);
         assert_eq!(o[0].reason.as_deref(), Some("lease lost: killed"));

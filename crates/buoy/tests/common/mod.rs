@@ -334,17 +334,35 @@ pub fn alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-/// Creates `name`, a `sleep 600` process instance in segment `zone`, placed on `host`.
-pub fn place_sleeper(c: &Cluster, name: &str, host: &str) {
-    create(
-        c,
-        "/v1/instances",
-        serde_json::json!({"name": name, "segment": "zone", "driver": "process",
-               "params": {"command": "/bin/sleep", "args": ["600"]}}),
-    );
-    create(
+/// Creates the instance `spec` placed on `host` by hand (rather than where the recovery
+/// engine would place it): created stopped, placed, then started. Returns the placement.
+pub fn create_placed(c: &Cluster, spec: serde_json::Value, host: &str) -> serde_json::Value {
+    let mut stopped = spec.clone();
+    stopped["desired_state"] = "stopped".into();
+    let name = spec["name"].as_str().expect("a name").to_string();
+    create(c, "/v1/instances", stopped);
+    let placement = create(
         c,
         "/v1/placements",
         serde_json::json!({"instance": name, "host": host}),
+    );
+    let (status, body) = request(
+        c.http(1),
+        "PATCH",
+        &format!("/v1/instances/{name}"),
+        r#"{"desired_state": "started"}"#,
+    )
+    .expect("an answer");
+    assert_eq!(status, 200, "starting {name}: {body}");
+    placement
+}
+
+/// Creates `name`, a `sleep 600` process instance in segment `zone`, placed on `host`.
+pub fn place_sleeper(c: &Cluster, name: &str, host: &str) {
+    create_placed(
+        c,
+        serde_json::json!({"name": name, "segment": "zone", "driver": "process",
+               "params": {"command": "/bin/sleep", "args": ["600"]}}),
+        host,
     );
 }

@@ -1,0 +1,91 @@
+//! Handoffs: when a copy moves between two hosts that are both up (an operator's move, a
+//! failback, a relocation after a crash loop), the new host may start it only once the old
+//! host confirmed the old copy stopped, or can no longer run it (it failed, or its lease is
+//! over). Without this a move would start the new copy while the old one still runs: two
+//! copies of a single instance at once (rule S1).
+//!
+//! A host's report confirms only once it has applied assignments at least as new as the move
+//! (before that it may not even know the copy moved, or may be about to start it).
+
+use state::placement::{Epoch, Handoff};
+
+/// What one host last reported: the change index of the assignments it has applied, and
+/// every copy it still runs or is stopping (placement id, epoch).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostReport {
+    pub applied: Option<u64>,
+    pub active: Vec<(String, Epoch)>,
+}
+
+/// What the leader knows about the host a copy left.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeftHost<'a> {
+    /// Marked failed, fenced, or its lease is over: it runs nothing.
+    Down,
+    /// Up; its latest report, if it sent one to this leader.
+    Up(Option<&'a HostReport>),
+    /// No longer registered: it gets no assignments, so it stops what it ran; the leader
+    /// cannot tell when, and accepts the handoff.
+    Gone,
+}
+
+/// Whether the copy of `placement` that `handoff` left behind is confirmed stopped.
+pub fn confirmed(placement: &str, handoff: &Handoff, left: LeftHost<'_>) -> bool {
+    match left {
+        LeftHost::Down | LeftHost::Gone => true,
+        LeftHost::Up(None) => false,
+        LeftHost::Up(Some(r)) => {
+            r.applied.is_some_and(|a| a >= handoff.change)
+                && !r
+                    .active
+                    .iter()
+                    .any(|(p, e)| p == placement && *e <= handoff.epoch)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handoff(change: u64) -> Handoff {
+        Handoff {
+            host: "h1".into(),
+            epoch: Epoch(4),
+            change,
+        }
+    }
+
+    fn report(applied: Option<u64>, active: &[(&str, u64)]) -> HostReport {
+        HostReport {
+            applied,
+            active: active
+                .iter()
+                .map(|(p, e)| (p.to_string(), Epoch(*e)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_live_host_confirms_only_after_applying_the_move_without_the_old_copy() {
+        let h = handoff(10);
+        assert!(!confirmed("p1", &h, LeftHost::Up(None)));
+        // Not yet applied the move: even an empty report proves nothing.
+        let r = report(Some(9), &[]);
+        assert!(!confirmed("p1", &h, LeftHost::Up(Some(&r))));
+        let r = report(None, &[]);
+        assert!(!confirmed("p1", &h, LeftHost::Up(Some(&r))));
+        // Applied, but the old copy is still stopping.
+        let r = report(Some(10), &[("p1", 4)]);
+        assert!(!confirmed("p1", &h, LeftHost::Up(Some(&r))));
+        // Applied and gone; other copies and newer epochs do not matter.
+        let r = report(Some(12), &[("p2", 4), ("p1", 5)]);
+        assert!(confirmed("p1", &h, LeftHost::Up(Some(&r))));
+    }
+
+    #[test]
+    fn a_host_that_is_down_or_gone_confirms_at_once() {
+        assert!(confirmed("p1", &handoff(10), LeftHost::Down));
+        assert!(confirmed("p1", &handoff(10), LeftHost::Gone));
+    }
+}
