@@ -177,3 +177,79 @@ fn a_dead_hosts_instance_comes_back_elsewhere_after_its_lease() {
     );
     drop(watchdogs);
 }
+
+#[test]
+fn an_isolated_host_keeps_its_instances_nothing_moves() {
+    let mut c = Cluster::new(54);
+    let dir = c.dir.clone();
+    c.start(
+        1,
+        &[
+            "--server".into(),
+            "--data-dir".into(),
+            dir.join("d1").display().to_string(),
+        ],
+    );
+    for i in 2..=3u8 {
+        c.start(
+            i,
+            &[
+                "--data-dir".into(),
+                dir.join(format!("d{i}")).display().to_string(),
+            ],
+        );
+    }
+    create(&c, "/v1/segments", json!({"name": "zone"}));
+    for h in ["h2", "h3"] {
+        create(&c, "/v1/hosts", json!({"name": h, "segment": "zone"}));
+    }
+    place_sleeper(&c, "app", "h2");
+    let mut before = None;
+    wait_until(Duration::from_secs(10), || {
+        before = running(&c, 2, "app");
+        before.is_some()
+    })
+    .expect("runs on h2");
+
+    // One path cut: gossip between h2 and everyone, both ways. Its lease renewals (HTTP to
+    // the leader) still pass.
+    let gossip_cut = |peers: &[&str]| {
+        let rules: Vec<_> = peers
+            .iter()
+            .map(|p| json!({"peer": p, "direction": "both", "scope": "gossip"}))
+            .collect();
+        json!({"drop": rules}).to_string()
+    };
+    c.faults(2, &gossip_cut(&["h1", "h3"]));
+    c.faults(1, &gossip_cut(&["h2"]));
+    c.faults(3, &gossip_cut(&["h2"]));
+    let host = |c: &Cluster| json(&get(c.http(1), "/v1/hosts/h2").expect("h2").1);
+    wait_until(Duration::from_secs(20), || {
+        host(&c)["membership"]["state"] == "dead"
+    })
+    .unwrap_or_else(|| panic!("gossip never declared h2 dead: {}", host(&c)));
+    assert_eq!(host(&c)["status"], "isolated", "{}", host(&c));
+
+    // Several lease lengths later nothing moved: same copy, same epoch, no recovery.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        running(&c, 2, "app"),
+        before,
+        "the isolated host keeps running it"
+    );
+    assert!(running(&c, 3, "app").is_none(), "no second copy");
+    let h = host(&c);
+    assert_eq!(
+        (&h["failed"], &h["status"]),
+        (&json!(false), &json!("isolated")),
+        "{h}"
+    );
+    let (_, body) = get(c.http(1), "/v1/notifications").expect("notifications");
+    assert_eq!(json(&body)["notifications"], json!([]), "{body}");
+
+    // Healed: alive again, still the same copy.
+    c.heal(&[1, 2, 3]);
+    wait_until(Duration::from_secs(20), || host(&c)["status"] == "alive")
+        .unwrap_or_else(|| panic!("h2 never came back alive: {}", host(&c)));
+    assert_eq!(running(&c, 2, "app"), before);
+}

@@ -625,21 +625,35 @@ impl LeaseKeeper {
         known: Option<u64>,
         report: Option<Report>,
     ) -> Option<Grant> {
+        // The leader when known, then the servers gossip sees alive, then the others: gossip
+        // may be cut while HTTP still passes (an isolated host keeps its lease).
+        let mut targets: Vec<state::raft::types::ServerNode> = Vec::new();
         let leader = cp.replica.as_ref().and_then(|r| r.leader());
-        let target = match leader {
-            Some(l) if l.name != self.me => Some(l),
-            _ => cp.live_servers().into_iter().find(|s| s.name != self.me),
-        }?;
-        if gossip.drops(&target.name, true) {
-            return None;
+        for t in leader.into_iter().chain(cp.servers_to_try()) {
+            if t.name != self.me && !targets.iter().any(|o| o.name == t.name) {
+                targets.push(t);
+            }
         }
         let body =
             serde_json::to_vec(&json!({"host": self.me, "known": known, "report": report})).ok()?;
-        let url = cp.client.url(&target.http, "/internal/lease");
-        match cp.client.post_bytes(&url, body, token, timeout).await {
-            Ok((status, bytes)) if status.is_success() => serde_json::from_slice(&bytes).ok(),
-            _ => None,
+        let deadline = tokio::time::Instant::now() + timeout;
+        for target in targets {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            if gossip.drops(&target.name, true) {
+                continue;
+            }
+            let url = cp.client.url(&target.http, "/internal/lease");
+            if let Ok((status, bytes)) = cp.client.post_bytes(&url, body.clone(), token, left).await
+                && status.is_success()
+                && let Ok(grant) = serde_json::from_slice(&bytes)
+            {
+                return Some(grant);
+            }
         }
+        None
     }
 }
 

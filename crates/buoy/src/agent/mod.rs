@@ -487,10 +487,15 @@ async fn serve(s: Settings) -> Result<()> {
         keyring_path: s.keyring.clone(),
         label: s.label.clone(),
     };
+    let grants = cp
+        .replica
+        .clone()
+        .map(|r| lease::LeaseGrants::start(r, shared.clone(), s.lease.ttl));
     let state_api = state_api::StateApi {
         cp: cp.clone(),
         gossip: shared.clone(),
         auth: s.auth.clone(),
+        grants: grants.clone(),
     };
     let masakari_router = masakari::router(state_api.clone());
     if let Some(addr) = s.masakari_http {
@@ -506,10 +511,6 @@ async fn serve(s: Settings) -> Result<()> {
         )?;
     }
     let keeper = lease::LeaseKeeper::new(s.name.clone(), s.lease, shared.now());
-    let grants = cp
-        .replica
-        .clone()
-        .map(|r| lease::LeaseGrants::start(r, shared.clone(), s.lease.ttl));
     let fencer = recovery::fence::Fencer::new();
     if let (Some(r), Some(g)) = (&cp.replica, &grants) {
         tokio::spawn(recovery::run(

@@ -110,20 +110,21 @@ impl Shared {
             .cloned()
     }
 
-    /// True when the fault filter drops traffic to (`out`) or from the member called `peer`.
+    /// True when the fault filter drops HTTP traffic (lease renewals, relays) to (`out`) or
+    /// from the member called `peer`.
     pub fn drops(&self, peer: &str, out: bool) -> bool {
         let Some(faults) = &self.faults else {
             return false;
         };
         let f = faults.read().unwrap_or_else(|p| p.into_inner());
         if out {
-            f.drops_out(peer)
+            f.drops_out(peer, false)
         } else {
-            f.drops_in(peer)
+            f.drops_in(peer, false)
         }
     }
 
-    /// True when the fault filter drops traffic to (`out`) or from the member at `addr`.
+    /// True when the fault filter drops gossip to (`out`) or from the member at `addr`.
     pub fn filtered(&self, addr: &SocketAddr, out: bool) -> bool {
         let Some(faults) = &self.faults else {
             return false;
@@ -136,9 +137,9 @@ impl Shared {
             return false;
         };
         let dropped = if out {
-            f.drops_out(&name)
+            f.drops_out(&name, true)
         } else {
-            f.drops_in(&name)
+            f.drops_in(&name, true)
         };
         if dropped {
             self.drops.fault_filter.fetch_add(1, Ordering::Relaxed);

@@ -40,6 +40,8 @@ pub struct StateApi {
     pub cp: Arc<ControlPlane>,
     pub gossip: Arc<Shared>,
     pub auth: Auth,
+    /// The leader's lease table (servers only): a host's status joins it in.
+    pub grants: Option<Arc<super::lease::LeaseGrants>>,
 }
 
 /// Why a call failed: becomes the HTTP status and the `{"error": {...}}` body.
@@ -199,12 +201,40 @@ impl StateApi {
                     json!({"state": m.state.as_str(), "incarnation": m.incarnation.0, "address": m.addr().to_string()})
                 })
             });
+            let gossip_state = membership
+                .as_ref()
+                .and_then(|m| m["state"].as_str())
+                .unwrap_or("unknown")
+                .to_string();
             map.insert(
                 "membership".into(),
                 membership.unwrap_or_else(|| json!({"state": "unknown"})),
             );
+            map.insert("status".into(), self.host_status(h, &gossip_state).into());
         }
         v
+    }
+}
+
+impl StateApi {
+    /// One word for a host's state, as operators and the dashboard want it: `failed`,
+    /// `maintenance`, `isolated` (gossip cannot reach it, yet it renews its lease: nothing
+    /// moves), `dead` (waiting for its lease to end), `suspect`, `alive`, `left`, `unknown`.
+    fn host_status(&self, h: &state::host::Host, gossip: &str) -> &'static str {
+        let renews = self
+            .grants
+            .as_ref()
+            .is_some_and(|g| g.renewed_within(&h.name, g.ttl() / 2, self.gossip.now()));
+        match gossip {
+            _ if h.failed => "failed",
+            _ if h.on_maintenance => "maintenance",
+            "dead" | "left" if renews => "isolated",
+            "dead" => "dead",
+            "left" => "left",
+            "suspect" => "suspect",
+            "alive" => "alive",
+            _ => "unknown",
+        }
     }
 }
 

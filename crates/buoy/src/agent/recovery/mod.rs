@@ -57,6 +57,8 @@ pub struct Recovery {
     fencer: Arc<Fencer>,
     /// When this leader first saw each host dead in gossip (the `detected` step).
     first_dead: BTreeMap<String, Timestamp>,
+    /// Hosts logged as isolated (dead in gossip, renewing their lease).
+    isolated: BTreeSet<String>,
     /// Hosts already logged as back but waiting for `buoy host enable`.
     waiting_enable: BTreeSet<String>,
     /// What the last plan was made from: the change index and the failed copies.
@@ -81,6 +83,7 @@ pub async fn run(
         gossip,
         fencer,
         first_dead: BTreeMap::new(),
+        isolated: BTreeSet::new(),
         waiting_enable: BTreeSet::new(),
         planned: None,
         last_plan: None,
@@ -139,6 +142,7 @@ impl Recovery {
             let fenced = self.fencer.confirmed_off(&h.name);
             if !down && fenced.is_none() {
                 self.first_dead.remove(&h.name);
+                self.isolated.remove(&h.name);
                 continue;
             }
             let detected = *self
@@ -161,7 +165,17 @@ impl Recovery {
                     Timestamp::now(),
                     "its lease and the drift margin are over: it has fenced itself".to_string(),
                 ),
-                None => continue,
+                None => {
+                    if down
+                        && self
+                            .grants
+                            .renewed_within(&h.name, self.grants.ttl() / 2, now)
+                        && self.isolated.insert(h.name.clone())
+                    {
+                        warn!(host = %h.name, "host isolated: gossip cannot reach it, but it renews its lease; nothing moves");
+                    }
+                    continue;
+                }
             };
             self.fail_host(h, detected, how).await;
         }
