@@ -33,6 +33,9 @@ pub enum Command {
     Watchdog(crate::watchdog::WatchdogArgs),
     /// Print a new random encryption key (hex) for a keyring file.
     Keygen,
+    /// The demo instance: says who and where it is over HTTP, and appends heartbeats
+    /// (`instance epoch host unix_millis`) to a file while it runs.
+    DemoApp(crate::demo_app::DemoAppArgs),
     /// Start a whole local cluster on this machine and show it working.
     Sandbox(crate::sandbox::SandboxArgs),
     /// Failover domains: `buoy segment create|list|show|update|delete`.
@@ -114,6 +117,8 @@ pub enum BenchCommand {
     ControlPlane(crate::cmd_bench::ControlPlaneBenchArgs),
     /// The recovery planner on a synthetic cluster: plan time, moves, unplaced, overcommit.
     Planner(crate::cmd_bench_planner::PlannerBenchArgs),
+    /// Real agents on loopback: kill -9 hosts and time until their instances run elsewhere.
+    Failover(crate::cmd_bench_failover::FailoverBenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -135,6 +140,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Agent(args) => crate::agent::run(*args)?,
         Command::Members(args) => crate::cmd_members::members(args)?,
         Command::Keygen => crate::cmd_members::keygen()?,
+        Command::DemoApp(args) => crate::demo_app::run(args)?,
         Command::Watchdog(args) => crate::watchdog::run(args)?,
         Command::Sandbox(args) => crate::sandbox::run(args)?,
         Command::Sim {
@@ -149,6 +155,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench {
             what: BenchCommand::Planner(args),
         } => crate::cmd_bench_planner::planner(args)?,
+        Command::Bench {
+            what: BenchCommand::Failover(args),
+        } => crate::cmd_bench_failover::failover(args)?,
         Command::Segment { op, common } => crate::cmd_host::segment(&common, op)?,
         Command::Host { op, common } => crate::cmd_host::host(&common, op)?,
         Command::Fence(args) => crate::cmd_host::fence(args)?,

@@ -3,9 +3,12 @@
 mod agent;
 mod client;
 mod cmd_bench;
+mod cmd_bench_failover;
 mod cmd_bench_planner;
 mod cmd_host;
 mod cmd_members;
+mod demo_app;
+mod local_cluster;
 mod sandbox;
 mod supervisor;
 mod tls;

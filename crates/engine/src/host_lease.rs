@@ -55,6 +55,8 @@ pub struct HostLease {
     next_id: u64,
     /// When the next request is due.
     next_renewal: Instant,
+    /// When the last request was sent.
+    last_sent: Instant,
     /// The end of the lease; `None` before the first grant.
     until: Option<Instant>,
 }
@@ -67,6 +69,7 @@ impl HostLease {
             in_flight: VecDeque::new(),
             next_id: 1,
             next_renewal: now,
+            last_sent: now,
             until: None,
         }
     }
@@ -86,8 +89,16 @@ impl HostLease {
         let id = RenewalId(self.next_id);
         self.next_id += 1;
         self.in_flight.push_back((id, now));
+        self.last_sent = now;
         self.next_renewal = now + self.timing.renew_every;
         Some(id)
+    }
+
+    /// Something the leader should hear soon changed (an instance started or stopped): bring
+    /// the next renewal forward, but not closer than `renew_every / 5` to the last one sent.
+    pub fn expedite(&mut self) {
+        let soonest = self.last_sent + self.timing.renew_every / 5;
+        self.next_renewal = self.next_renewal.min(soonest);
     }
 
     /// When the next renewal is due (for the caller's timer).
@@ -145,6 +156,23 @@ mod tests {
         ttl: Duration::from_millis(3000),
         renew_every: Duration::from_millis(500),
     };
+
+    #[test]
+    fn an_expedited_renewal_comes_early_but_not_right_after_the_last() {
+        let mut l = HostLease::new(TIMING, at(0));
+        let id = l.poll_renewal(at(0)).expect("due at once");
+        assert!(l.on_granted(id, TIMING.ttl));
+        assert_eq!(l.next_renewal(), at(500));
+        l.expedite();
+        assert_eq!(
+            l.next_renewal(),
+            at(100),
+            "a fifth of the interval after the last"
+        );
+        assert!(l.poll_renewal(at(99)).is_none());
+        assert!(l.poll_renewal(at(100)).is_some());
+        assert_eq!(l.next_renewal(), at(600));
+    }
 
     #[test]
     fn a_grant_counts_from_the_sending_of_its_request() {

@@ -10,12 +10,14 @@
 //! - `wake_queue`: one timer wake-up per node, moved in place as deadlines change;
 //! - `scenario`: the membership scenario behind `buoy sim membership` and its report;
 //! - `stats`: percentiles;
+//! - `heartbeats`: rule S1 judged from heartbeat files the demo app writes;
 //! - `raft_network` and `control_plane`: the control-plane scenario (real openraft + redb
 //!   replicas on an in-memory faulty network under a paused tokio clock).
 
 pub mod control_plane;
 #[cfg(feature = "foca")]
 mod foca_node;
+pub mod heartbeats;
 pub mod network;
 pub mod protocol;
 pub mod raft_network;

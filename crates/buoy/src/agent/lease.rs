@@ -549,7 +549,20 @@ impl LeaseKeeper {
                         .await
                 });
             }
-            tokio::time::sleep_until(gossip.to_tokio(next)).await;
+            let supervisor = self.supervisor.get().cloned();
+            let report_changed = async {
+                match &supervisor {
+                    Some(s) => s.changed.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(gossip.to_tokio(next)) => {}
+                _ = report_changed => {
+                    // Tell the leader soon: it waits for these reports to finish moves.
+                    self.lease.lock().unwrap_or_else(|p| p.into_inner()).expedite();
+                }
+            }
         }
     }
 

@@ -535,8 +535,11 @@ async fn serve(s: Settings) -> Result<()> {
         ));
         wd
     });
-    let supervisor =
-        crate::supervisor::reconciler::Supervisor::new(s.data_dir.join("instances"), watchdog);
+    let supervisor = crate::supervisor::reconciler::Supervisor::new(
+        s.name.clone(),
+        s.data_dir.join("instances"),
+        watchdog,
+    );
     keeper.report_for(supervisor.clone());
     {
         let clock = shared.clone();

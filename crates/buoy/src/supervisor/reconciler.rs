@@ -102,6 +102,8 @@ pub struct Assigned {
 
 /// Runs the instances placed on this host.
 pub struct Supervisor {
+    /// This host's name (given to instances as `BUOY_HOST`).
+    host: String,
     log_dir: PathBuf,
     watchdog: Option<Arc<WatchdogClient>>,
     units: Mutex<BTreeMap<String, Unit>>,
@@ -111,17 +113,25 @@ pub struct Supervisor {
     draining: Arc<Mutex<BTreeMap<String, Observed>>>,
     /// The highest epoch run per placement: an assignment below it is stale.
     highest_epoch: Mutex<BTreeMap<String, Epoch>>,
+    /// Woken when what this host would report changed (phases, epochs, applied index), so
+    /// that the lease keeper tells the leader early.
+    pub changed: tokio::sync::Notify,
+    /// The last report's fingerprint.
+    fingerprint: Mutex<Vec<(String, Epoch, Phase)>>,
     /// Set by `shutdown`: start nothing more.
     stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Supervisor {
-    pub fn new(log_dir: PathBuf, watchdog: Option<Arc<WatchdogClient>>) -> Arc<Self> {
+    pub fn new(host: String, log_dir: PathBuf, watchdog: Option<Arc<WatchdogClient>>) -> Arc<Self> {
         Arc::new(Supervisor {
+            host,
             log_dir,
             watchdog,
             units: Mutex::new(BTreeMap::new()),
             applied: Mutex::new(None),
+            changed: tokio::sync::Notify::new(),
+            fingerprint: Mutex::new(Vec::new()),
             draining: Arc::new(Mutex::new(BTreeMap::new())),
             highest_epoch: Mutex::new(BTreeMap::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
@@ -192,11 +202,28 @@ impl Supervisor {
             let held = keeper.is_held(t);
             let assignments = assigned.borrow_and_update().clone();
             self.reconcile(t, held, assignments.as_deref());
+            self.notice_changes();
             tokio::select! {
                 _ = tokio::time::sleep(TICK) => {}
                 _ = lease.changed() => {}
                 _ = assigned.changed() => {}
             }
+        }
+    }
+
+    /// Wakes `changed` when the report differs from the last one in a way the leader acts on.
+    fn notice_changes(&self) {
+        let r = self.report();
+        let mut now: Vec<(String, Epoch, Phase)> = r
+            .instances
+            .iter()
+            .map(|o| (o.placement.clone(), o.epoch, o.phase))
+            .collect();
+        now.push((String::new(), Epoch(r.applied.unwrap_or(0)), Phase::Stopped));
+        let mut last = self.fingerprint.lock().unwrap_or_else(|p| p.into_inner());
+        if *last != now {
+            *last = now;
+            self.changed.notify_one();
         }
     }
 
@@ -370,6 +397,7 @@ impl Supervisor {
         let env = [
             ("BUOY_INSTANCE", a.instance.name.clone()),
             ("BUOY_EPOCH", a.placement.epoch.to_string()),
+            ("BUOY_HOST", self.host.clone()),
         ];
         match Running::start(
             &a.instance.name,
@@ -447,7 +475,7 @@ mod tests {
     #[tokio::test]
     async fn a_stale_epoch_is_refused_and_lease_loss_kills_at_once() {
         let dir = std::env::temp_dir().join(format!("buoy-reconciler-{}", std::process::id()));
-        let s = Supervisor::new(dir.clone(), None);
+        let s = Supervisor::new("h1".into(), dir.clone(), None);
         let now = Instant::from_nanos(1);
         s.reconcile(now, true, Some(&assigned(2)));
         let running = s.observed();

@@ -166,7 +166,7 @@ impl Recovery {
                     "its lease and the drift margin are over: it has fenced itself".to_string(),
                 ),
                 None => {
-                    if down
+                    if states.get(&h.name) == Some(&MemberState::Dead)
                         && self
                             .grants
                             .renewed_within(&h.name, self.grants.ttl() / 2, now)

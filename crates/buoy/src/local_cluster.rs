@@ -1,0 +1,228 @@
+//! A Buoy cluster of real processes on this machine, for benchmarks (and the sandbox): one
+//! agent per host on its own loopback address `127.0.NET.i`, a `buoy watchdog` beside each
+//! (it outlives a killed agent, as a hardware watchdog would), the first `servers` hosts
+//! being the control plane. Every process is ended by PID when the cluster is dropped.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::client;
+
+/// One host: its agent and its watchdog.
+pub struct LocalHost {
+    pub name: String,
+    pub ip: String,
+    agent: Option<Child>,
+    watchdog: Option<Child>,
+}
+
+/// The cluster's processes and files.
+pub struct LocalCluster {
+    pub dir: PathBuf,
+    pub hosts: Vec<LocalHost>,
+    servers: usize,
+    profile: String,
+    exe: PathBuf,
+    keep_dir: bool,
+}
+
+impl LocalCluster {
+    /// Hosts `h1..=hN` on `127.0.net.1..=N`; nothing is started yet.
+    pub fn new(net: u8, hosts: usize, servers: usize, profile: &str) -> Result<LocalCluster> {
+        if !(1..=250).contains(&hosts) || servers == 0 || servers > hosts {
+            bail!("a local cluster has 1 to 250 hosts, 1 to that many of them servers");
+        }
+        let dir = std::env::temp_dir().join(format!("buoy-local-{net}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(LocalCluster {
+            dir,
+            hosts: (1..=hosts)
+                .map(|i| LocalHost {
+                    name: format!("h{i}"),
+                    ip: format!("127.0.{net}.{i}"),
+                    agent: None,
+                    watchdog: None,
+                })
+                .collect(),
+            servers,
+            profile: profile.to_string(),
+            exe: std::env::current_exe().context("cannot find the buoy executable")?,
+            keep_dir: false,
+        })
+    }
+
+    /// The HTTP API address of host `i` (0-based).
+    pub fn http(&self, i: usize) -> SocketAddr {
+        format!("{}:7070", self.hosts[i].ip)
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 7070)))
+    }
+
+    fn socket(&self, i: usize) -> PathBuf {
+        self.dir
+            .join(format!("watchdog-{}.sock", self.hosts[i].name))
+    }
+
+    /// The agent log of host `i`.
+    pub fn log(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("agent-{}.log", self.hosts[i].name))
+    }
+
+    /// Starts every watchdog, then every agent.
+    pub fn start_all(&mut self) -> Result<()> {
+        for i in 0..self.hosts.len() {
+            self.start_watchdog(i)?;
+        }
+        for i in 0..self.hosts.len() {
+            self.start_agent(i)?;
+        }
+        Ok(())
+    }
+
+    fn start_watchdog(&mut self, i: usize) -> Result<()> {
+        let socket = self.socket(i);
+        let log = std::fs::File::create(
+            self.dir
+                .join(format!("watchdog-{}.log", self.hosts[i].name)),
+        )?;
+        let child = Command::new(&self.exe)
+            .arg("watchdog")
+            .arg("--socket")
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start a watchdog")?;
+        self.hosts[i].watchdog = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            if Instant::now() > deadline {
+                bail!("the watchdog of {} does not listen", self.hosts[i].name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Starts (or restarts) host `i`'s agent.
+    pub fn start_agent(&mut self, i: usize) -> Result<()> {
+        let h = &self.hosts[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log(i))?;
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(["agent", "--name", &h.name, "--profile", &self.profile])
+            .args(["--bind", &format!("{}:7946", h.ip)])
+            .args(["--http", &format!("{}:7070", h.ip)])
+            .arg("--data-dir")
+            .arg(self.dir.join(format!("data-{}", h.name)))
+            .arg("--watchdog")
+            .arg(self.socket(i))
+            .arg("--enable-fault-injection")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if i < self.servers {
+            cmd.args(["--server", "--bootstrap-expect", &self.servers.to_string()]);
+        }
+        let seeds: Vec<String> = (0..self.servers)
+            .filter(|&s| s != i)
+            .map(|s| format!("{}:7946", self.hosts[s].ip))
+            .collect();
+        if !seeds.is_empty() {
+            cmd.args(["--join", &seeds.join(",")]);
+        }
+        let child = cmd.spawn().context("cannot start an agent")?;
+        self.hosts[i].agent = Some(child);
+        Ok(())
+    }
+
+    /// The PID of host `i`'s agent, while it runs.
+    pub fn agent_pid(&self, i: usize) -> Option<i32> {
+        self.hosts[i].agent.as_ref().map(|c| c.id() as i32)
+    }
+
+    /// Sends `signal` to host `i`'s agent; SIGKILL also reaps it.
+    pub fn signal_agent(&mut self, i: usize, signal: i32) {
+        if let Some(pid) = self.agent_pid(i) {
+            // SAFETY: kill(2) on a PID this cluster started; no memory is touched.
+            unsafe { libc::kill(pid, signal) };
+        }
+        if signal == libc::SIGKILL
+            && let Some(mut c) = self.hosts[i].agent.take()
+        {
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits until host `i`'s API answers with a control-plane leader.
+    pub fn wait_for_leader(&self, i: usize, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(v) = client::call_json(self.http(i), "GET", "/v1/status", None)
+                && v["leader"]["name"].is_string()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "no control-plane leader after {timeout:?}; see {}",
+                    self.log(i).display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Keeps the directory (logs, data) when the cluster is dropped.
+    pub fn keep_files(&mut self) {
+        self.keep_dir = true;
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for LocalCluster {
+    /// Agents get SIGTERM first, so that they stop their instances; whatever still runs
+    /// after a grace period is killed; then the watchdogs.
+    fn drop(&mut self) {
+        for h in &self.hosts {
+            if let Some(c) = &h.agent {
+                // SAFETY: kill(2) on PIDs this cluster started (SIGCONT first: a stopped
+                // process cannot act on SIGTERM).
+                unsafe {
+                    libc::kill(c.id() as i32, libc::SIGCONT);
+                    libc::kill(c.id() as i32, libc::SIGTERM);
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for h in &mut self.hosts {
+            if let Some(mut c) = h.agent.take() {
+                while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        for h in &mut self.hosts {
+            if let Some(mut c) = h.watchdog.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if !self.keep_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
