@@ -8,6 +8,8 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 [[ -x /usr/lib/ocf/resource.d/heartbeat/Dummy ]] || need+=(resource-agents)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 [[ -x /bin/busybox ]] && /bin/busybox --list 2>/dev/null | grep -qx httpd || need+=(busybox-static)
+# A real fence agent (fence_dummy, file mode) for the STONITH protocol test (tests/fencing.rs).
+[[ -x /usr/sbin/fence_dummy ]] || need+=(fence-agents)
 if ((${#need[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "setup-test-deps: missing ${need[*]}; run as root to install them" >&2

@@ -124,20 +124,16 @@ impl LeaseGrants {
             .is_some_and(|(t, lt)| *t == term && lt.expired(host, now))
     }
 
-    /// The lease length granted.
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
     /// Whether `host` renewed with this leader and its lease runs at `now`.
     pub fn holds_lease(&self, host: &str, now: Instant) -> bool {
         self.with_table(|t| t.renewed(host) && t.ends_at(host) > now)
     }
 
-    /// Whether `host` renewed with this leader within `within` before `now` (a host gossip
-    /// calls dead that still renews is isolated, not failed, and is not fenced).
-    pub fn renewed_within(&self, host: &str, within: Duration, now: Instant) -> bool {
-        self.with_table(|t| t.renewed(host) && t.ends_at(host) + within > now + t.ttl())
+    /// Whether `host` still renews: it renewed with this leader within the last third of a
+    /// lease (two renewals at the default pace). A host gossip calls dead that still renews
+    /// is isolated, not failed, and is not fenced.
+    pub fn renews(&self, host: &str, now: Instant) -> bool {
+        self.with_table(|t| t.renewed(host) && t.ends_at(host) + t.ttl() / 3 > now + t.ttl())
     }
 
     fn with_table(&self, f: impl FnOnce(&LeaseTable) -> bool) -> bool {

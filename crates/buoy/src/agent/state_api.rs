@@ -224,7 +224,7 @@ impl StateApi {
         let renews = self
             .grants
             .as_ref()
-            .is_some_and(|g| g.renewed_within(&h.name, g.ttl() / 2, self.gossip.now()));
+            .is_some_and(|g| g.renews(&h.name, self.gossip.now()));
         match gossip {
             _ if h.failed => "failed",
             _ if h.on_maintenance => "maintenance",

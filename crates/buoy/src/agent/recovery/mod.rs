@@ -150,12 +150,7 @@ impl Recovery {
                 .entry(h.name.clone())
                 .or_insert_with(Timestamp::now);
             // Fence only what no longer renews: a host cut from gossip alone is isolated.
-            if down
-                && fenced.is_none()
-                && !self
-                    .grants
-                    .renewed_within(&h.name, self.grants.ttl() / 2, now)
-            {
+            if down && fenced.is_none() && !self.grants.renews(&h.name, now) {
                 self.fencer.host_down(&h);
             }
             let how = match fenced {
@@ -167,9 +162,7 @@ impl Recovery {
                 ),
                 None => {
                     if states.get(&h.name) == Some(&MemberState::Dead)
-                        && self
-                            .grants
-                            .renewed_within(&h.name, self.grants.ttl() / 2, now)
+                        && self.grants.renews(&h.name, now)
                         && self.isolated.insert(h.name.clone())
                     {
                         warn!(host = %h.name, "host isolated: gossip cannot reach it, but it renews its lease; nothing moves");
