@@ -129,6 +129,10 @@ fn decide(
                     detail: "reported stopped: fencing it with its fence device, then recovering"
                         .into(),
                 },
+                None => Decision::Ignore(format!(
+                    "host `{}` has never joined the cluster (no agent runs there): nothing to recover",
+                    host.name
+                )),
                 _ => Decision::Ignore(format!(
                     "host `{}` is alive in gossip and has no fence device: nothing moves from a host that may still run its instances (rule S3)",
                     host.name
