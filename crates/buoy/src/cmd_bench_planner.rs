@@ -65,6 +65,7 @@ pub fn planner(args: PlannerBenchArgs) -> Result<()> {
             },
             // One host in twenty is kept as a reserved spare.
             reserved: h % 20 == 19,
+            starting: 0,
             on_maintenance: false,
             failed: false,
         });

@@ -253,3 +253,64 @@ fn an_isolated_host_keeps_its_instances_nothing_moves() {
         .unwrap_or_else(|| panic!("h2 never came back alive: {}", host(&c)));
     assert_eq!(running(&c, 2, "app"), before);
 }
+
+#[test]
+fn admission_control_refuses_what_a_host_loss_could_not_absorb() {
+    let mut c = Cluster::new(58);
+    let dir = c.dir.clone();
+    c.start(
+        1,
+        &[
+            "--server".into(),
+            "--data-dir".into(),
+            dir.join("d1").display().to_string(),
+        ],
+    );
+    create(
+        &c,
+        "/v1/segments",
+        json!({"name": "zone", "tolerate_host_failures": 1}),
+    );
+    // Registered hosts (no agents needed for the arithmetic): 8 + 4 cores, 16 + 8 GB.
+    create(
+        &c,
+        "/v1/hosts",
+        json!({"name": "big", "segment": "zone", "capacity": {"cpu": 8, "memory_mb": 16384}}),
+    );
+    create(
+        &c,
+        "/v1/hosts",
+        json!({"name": "small", "segment": "zone", "capacity": {"cpu": 4, "memory_mb": 8192}}),
+    );
+    let app = |name: &str, cpu: u32| {
+        json!({"name": name, "segment": "zone", "driver": "process", "cpu": cpu, "memory_mb": 1024,
+               "params": {"command": "/bin/true"}})
+    };
+    create(&c, "/v1/instances", app("a", 3));
+    // Losing `big` leaves 4 cores: a second 3-core instance cannot be absorbed.
+    let (status, body) =
+        common::post(c.http(1), "/v1/instances", &app("b", 3).to_string()).unwrap();
+    assert_eq!(status, 409, "{body}");
+    let e = json(&body);
+    assert!(
+        e["error"]["message"].as_str().is_some_and(
+            |m| m.contains("admission control") && m.contains("buoy segment capacity zone")
+        ),
+        "{e}"
+    );
+    let (ok, out, err) = common::buoy(c.http(1), &["segment", "capacity", "zone"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("tolerates 1 host failure"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("headroom") && l.contains("1 cpu")),
+        "{out}"
+    );
+    let (ok, out, _) = common::buoy(c.http(1), &["segment", "capacity", "zone", "--json"]);
+    assert!(ok);
+    let v = json(&out);
+    assert_eq!(v["headroom"]["cpu_millis"], 1000, "{v}");
+    assert_eq!(v["reserve"]["cpu_millis"], 8000, "{v}");
+    // One core fits.
+    create(&c, "/v1/instances", app("b", 1));
+}

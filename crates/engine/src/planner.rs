@@ -53,6 +53,8 @@ pub struct HostView {
     pub on_maintenance: bool,
     /// Failed or fenced: takes nothing, and what runs there must move.
     pub failed: bool,
+    /// Copies starting there right now (they count against `max_starts_per_host`).
+    pub starting: u32,
 }
 
 /// An instance as the planner sees it.
@@ -87,7 +89,8 @@ pub struct PlanInput {
     /// Copies that failed where they run (restart budget spent): move them off that host.
     pub failed_slots: BTreeSet<Slot>,
     pub recovery: HashMap<String, RecoveryMethod>,
-    /// Starts per destination host per plan (0: no limit).
+    /// Copies starting at once per destination host, counting those already starting
+    /// (0: no limit).
     pub max_starts_per_host: u32,
 }
 
@@ -139,7 +142,7 @@ pub fn plan(input: &PlanInput) -> Plan {
                     free: h.capacity,
                     groups: HashSet::new(),
                     instances: HashSet::new(),
-                    starts: 0,
+                    starts: h.starting,
                 },
             )
         })
@@ -336,6 +339,7 @@ mod tests {
             reserved: false,
             on_maintenance: false,
             failed: false,
+            starting: 0,
         }
     }
 

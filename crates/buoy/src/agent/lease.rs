@@ -142,6 +142,22 @@ impl LeaseGrants {
         table.as_ref().is_some_and(|(t, lt)| *t == term && f(lt))
     }
 
+    /// Per host, the copies its last report shows starting.
+    pub fn starting(&self) -> BTreeMap<String, u32> {
+        let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        reports
+            .iter()
+            .map(|(h, r)| {
+                let n = r
+                    .instances
+                    .iter()
+                    .filter(|o| o.phase == Phase::Starting)
+                    .count();
+                (h.clone(), n as u32)
+            })
+            .collect()
+    }
+
     /// The phase `host` last reported for the copy of `placement` at `epoch`.
     pub fn phase_of(
         &self,

@@ -8,12 +8,20 @@ use state::ClusterState;
 use state::instance::{DesiredState, Mode};
 use state::placement::Epoch;
 
+/// Copies one host starts at once; more wait for the next plan.
+pub const MAX_STARTS_PER_HOST: u32 = 16;
+
 /// Builds the planner's input. Hosts marked failed take nothing and lose their copies;
-/// `failed_copies` (placement id, epoch) failed where they run and move off their host.
-/// Every started instance is wanted, so instances never placed are placed too.
-pub fn plan_input(st: &ClusterState, failed_copies: &BTreeSet<(String, Epoch)>) -> PlanInput {
+/// `failed_copies` (placement id, epoch) failed where they run and move off their host;
+/// `starting` counts, per host name, the copies its last report shows starting. Every
+/// started instance is wanted, so instances never placed are placed too.
+pub fn plan_input(
+    st: &ClusterState,
+    failed_copies: &BTreeSet<(String, Epoch)>,
+    starting: &BTreeMap<String, u32>,
+) -> PlanInput {
     let mut input = PlanInput {
-        max_starts_per_host: 0,
+        max_starts_per_host: MAX_STARTS_PER_HOST,
         ..Default::default()
     };
     for h in st.hosts() {
@@ -27,6 +35,7 @@ pub fn plan_input(st: &ClusterState, failed_copies: &BTreeSet<(String, Epoch)>) 
             reserved: h.reserved,
             on_maintenance: h.on_maintenance,
             failed: h.failed,
+            starting: starting.get(&h.name).copied().unwrap_or(0),
         });
     }
     for i in st.instances() {

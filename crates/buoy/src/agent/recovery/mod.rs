@@ -322,10 +322,16 @@ impl Recovery {
         if !changed && !retry {
             return;
         }
+        let starting = self.grants.starting();
         let Some((p, st_view)) = self.replica.shared().read(|st| {
             let worth = changed && (!failed.is_empty() || input::needs_plan(st))
                 || retry && input::needs_plan(st);
-            worth.then(|| (plan(&input::plan_input(st, &failed)), PlanView::of(st)))
+            worth.then(|| {
+                (
+                    plan(&input::plan_input(st, &failed, &starting)),
+                    PlanView::of(st),
+                )
+            })
         }) else {
             self.planned = Some((index, failed));
             return;
@@ -414,6 +420,24 @@ impl Recovery {
             }
         }
         self.write_all(ops).await;
+        // A reserved host taken into service stops being reserved.
+        let taken: Vec<Op> = self.replica.shared().read(|st| {
+            p.reserved_taken
+                .iter()
+                .filter_map(|id| st.host(id))
+                .filter(|h| h.reserved)
+                .map(|h| {
+                    info!(host = %h.name, "reserved host taken into service: no longer reserved");
+                    let mut taken = h.clone();
+                    taken.reserved = false;
+                    Op::Put {
+                        object: Box::new(Object::Host(taken)),
+                        expect: Expect::Version(h.meta.version),
+                    }
+                })
+                .collect()
+        });
+        self.write_all(taken).await;
         let now = Timestamp::now();
         for (host, moves) in host_moves {
             let record = self.replica.shared().read(|st| host_record(st, &host));
