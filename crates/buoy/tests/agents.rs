@@ -263,3 +263,37 @@ fn the_fault_filter_is_off_unless_enabled() {
     let out = run_buoy(&["members", "--http", "127.0.36.99:7070"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
 }
+
+#[test]
+fn a_host_cut_on_its_main_network_stays_alive_through_its_storage_address() {
+    let mut c = Cluster::new(59);
+    c.start(1, &[]);
+    // h2 announces a second network (its "storage" address) and listens there too.
+    let config = c.dir.join("h2.toml");
+    std::fs::write(
+        &config,
+        "[metadata]\naddresses = [{ label = \"storage\", address = \"127.0.59.12:7946\" }]\n",
+    )
+    .unwrap();
+    c.start(2, &["--config".into(), config.display().to_string()]);
+    c.wait_all_see(&[1], "h2", "alive", Duration::from_secs(10));
+    // h1 can no longer reach h2's main address (its pings there are dropped); h2 answers the
+    // pings that h1 then sends to its storage address.
+    c.faults(
+        1,
+        r#"{"drop":[{"peer":"h2","direction":"out","scope":"gossip"}]}"#,
+    );
+    std::thread::sleep(Duration::from_secs(6));
+    let state = c.view(1).get("h2").map(|(s, _)| s.clone());
+    assert_eq!(state.as_deref(), Some("alive"), "{}", c.log(1));
+    let (_, metrics) = get(c.http(1), "/metrics").unwrap();
+    let alternates: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("buoy_swim_alternate_probes_total "))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        alternates > 5,
+        "probes went to the storage address: {alternates}"
+    );
+}

@@ -97,6 +97,9 @@ pub struct Counters {
     pub indirect_probes: u64,
     pub fallback_probes: u64,
     pub fallback_acks: u64,
+    /// Pings sent to a member's other announced addresses (storage, tenant...) after its
+    /// main address missed the probe timeout.
+    pub alternate_probes: u64,
     pub suspicions: u64,
     pub refutations: u64,
     pub deaths_declared: u64,

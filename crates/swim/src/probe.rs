@@ -137,6 +137,29 @@ impl Swim {
             self.send(h, Message::IndirectPing(req));
         }
         self.counters.indirect_probes += helpers.len() as u64;
+        // The target's other networks (storage, tenant...): a path that works on any of them
+        // answers the probe (the ack is matched by sequence number, whatever its path).
+        let alternates: Vec<SocketAddr> = self
+            .roster
+            .iter()
+            .find(|m| m.id.name == p.target.name)
+            .map(|m| {
+                m.meta()
+                    .addresses
+                    .iter()
+                    .map(|a| a.addr)
+                    .filter(|a| *a != p.target.addr)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for &alt in &alternates {
+            let ping = Ping {
+                seq: p.seq,
+                target: p.target.name.to_string(),
+            };
+            self.send(alt, Message::Ping(ping));
+        }
+        self.counters.alternate_probes += alternates.len() as u64;
         // After a stall the period may already be over: give the indirect probes a fair chance
         // instead of accusing the target for our own slowness.
         let period_end = p

@@ -334,3 +334,55 @@ fn a_pull_answered_with_a_different_view_is_followed_by_a_push_of_ours() {
         matches!(pushed.as_slice(), [(to, message::StreamMessage::PushPull { join: false, members })] if *to == addr(2) && members.len() == 3)
     );
 }
+
+#[test]
+fn a_member_whose_main_address_is_cut_but_answers_on_another_network_stays_alive() {
+    let mut a = node("a", 1);
+    let storage = SocketAddr::from(([127, 0, 1, 2], 7946));
+    let meta = Metadata {
+        addresses: vec![swim::NetAddress {
+            label: "storage".into(),
+            addr: storage,
+        }],
+        ..Default::default()
+    };
+    let b = Message::Alive(Alive {
+        incarnation: Incarnation(0),
+        name: "b".into(),
+        addr: addr(2),
+        meta,
+    });
+    a.handle_packet(Instant::ZERO, addr(2), &encode_packet(&[b]));
+    // The main network to b loses everything; b answers pings that reach its storage address.
+    let mut now = Instant::ZERO;
+    let mut answered = 0;
+    while now < Instant::ZERO + Duration::from_secs(30) {
+        now = a.next_deadline().unwrap().max(now);
+        a.handle_timeout(now);
+        let outputs: Vec<Output> = a.drain_outputs().collect();
+        for o in outputs {
+            match o {
+                Output::Packet { to, bytes } if to == storage => {
+                    for m in decode_packet(&bytes).unwrap().messages {
+                        if let Message::Ping(p) = m {
+                            assert_eq!(p.target, "b");
+                            answered += 1;
+                            let ack = encode_packet(&[Message::Ack { seq: p.seq }]);
+                            a.handle_packet(now, storage, &ack);
+                        }
+                    }
+                }
+                Output::Event(Event::MemberSuspected { name, .. }) => {
+                    panic!("{name} suspected although it answers on its storage address")
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        answered > 10,
+        "probes went to the storage address: {answered}"
+    );
+    assert_eq!(a.counters().alternate_probes, answered);
+    assert_eq!(a.member("b").unwrap().state, MemberState::Alive);
+}

@@ -122,6 +122,11 @@ async fn metrics(State(api): State<Api>) -> Response {
         c.fallback_probes,
     );
     counter(
+        "swim_alternate_probes_total",
+        "Pings sent to members' other announced addresses after a missed probe.",
+        c.alternate_probes,
+    );
+    counter(
         "swim_fallback_acks_total",
         "Probes saved by the TCP fallback.",
         c.fallback_acks,

@@ -428,6 +428,17 @@ async fn serve(s: Settings) -> Result<()> {
     let udp = UdpSocket::bind(s.bind)
         .await
         .with_context(|| format!("cannot bind UDP {}", s.bind))?;
+    // The host's other networks (metadata addresses): probes come there when the main one
+    // fails, so the agent listens on each.
+    let mut other_udp = Vec::new();
+    for a in s.meta.addresses.iter().filter(|a| a.addr != s.bind) {
+        other_udp.push(UdpSocket::bind(a.addr).await.with_context(|| {
+            format!(
+                "cannot listen on announced address {}={}: it must be an address of this host",
+                a.label, a.addr
+            )
+        })?);
+    }
     let tcp = TcpListener::bind(s.bind)
         .await
         .with_context(|| format!("cannot bind TCP {}", s.bind))?;
@@ -464,6 +475,9 @@ async fn serve(s: Settings) -> Result<()> {
     );
     info!(name = %s.name, gossip = %s.advertise, http = %s.http, encrypted, tls = tls.is_some(), fault_injection = s.fault_injection, "agent started");
     tokio::spawn(shared.clone().run_udp());
+    for socket in other_udp {
+        tokio::spawn(shared.clone().receive_on(Arc::new(socket)));
+    }
     tokio::spawn(shared.clone().run_timers());
     tokio::spawn(stream::serve(shared.clone(), tcp));
     let me = state::raft::types::ServerNode {

@@ -300,11 +300,18 @@ impl Shared {
         }
     }
 
-    /// Receives datagrams until the process ends.
+    /// Receives datagrams on the gossip socket until the process ends.
     pub async fn run_udp(self: Arc<Self>) {
+        let socket = self.udp.clone();
+        self.receive_on(socket).await
+    }
+
+    /// Receives datagrams on `socket` (the gossip socket, or one of the host's other announced
+    /// addresses) until the process ends; answers go out through the gossip socket.
+    pub async fn receive_on(self: Arc<Self>, socket: Arc<UdpSocket>) {
         let mut buf = vec![0u8; 65_536];
         loop {
-            let (n, from) = match self.udp.recv_from(&mut buf).await {
+            let (n, from) = match socket.recv_from(&mut buf).await {
                 Ok(r) => r,
                 Err(e) => {
                     warn!(error = %e, "UDP receive failed");
