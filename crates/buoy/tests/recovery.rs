@@ -313,4 +313,47 @@ fn admission_control_refuses_what_a_host_loss_could_not_absorb() {
     assert_eq!(v["reserve"]["cpu_millis"], 8000, "{v}");
     // One core fits.
     create(&c, "/v1/instances", app("b", 1));
+
+    // Started instances are placed by themselves: a clone's copies on distinct hosts; scaled
+    // down, its surplus copy's placement goes.
+    create(
+        &c,
+        "/v1/instances",
+        json!({"name": "web", "segment": "zone", "driver": "process", "mode": "clone",
+               "replicas": 2, "params": {"command": "/bin/true"}}),
+    );
+    let copies = |c: &Cluster| -> Vec<(u64, String)> {
+        let (_, body) = get(c.http(1), "/v1/placements").unwrap();
+        let (_, inst) = get(c.http(1), "/v1/instances/web").unwrap();
+        let id = json(&inst)["id"].clone();
+        let mut v: Vec<(u64, String)> = json(&body)["placements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["instance"] == id)
+            .map(|p| {
+                (
+                    p["replica"].as_u64().unwrap(),
+                    p["host"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    wait_until(Duration::from_secs(10), || copies(&c).len() == 2)
+        .unwrap_or_else(|| panic!("web not placed: {:?}", copies(&c)));
+    let placed = copies(&c);
+    assert_ne!(placed[0].1, placed[1].1, "clone copies on distinct hosts");
+    let (status, body) = common::request(
+        c.http(1),
+        "PATCH",
+        "/v1/instances/web",
+        r#"{"replicas": 1}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    wait_until(Duration::from_secs(10), || copies(&c).len() == 1)
+        .unwrap_or_else(|| panic!("surplus copy kept: {:?}", copies(&c)));
+    assert_eq!(copies(&c)[0].0, 0);
 }

@@ -84,7 +84,7 @@ pub fn copies(i: &state::instance::Instance) -> u32 {
 pub fn needs_plan(st: &ClusterState) -> bool {
     let mut placed: BTreeMap<&str, u32> = BTreeMap::new();
     for p in st.placements() {
-        if st.host(&p.host).is_some_and(|h| h.failed) {
+        if st.host(&p.host).is_some_and(|h| h.failed) && started(st, &p.instance) {
             return true;
         }
         *placed.entry(p.instance.as_str()).or_default() += 1;
@@ -93,4 +93,21 @@ pub fn needs_plan(st: &ClusterState) -> bool {
         i.desired_state == DesiredState::Started
             && placed.get(i.meta.id.as_str()).copied().unwrap_or(0) < copies(i)
     })
+}
+
+/// Whether instance `id` exists and is started.
+pub fn started(st: &ClusterState, id: &str) -> bool {
+    st.instance(id)
+        .is_some_and(|i| i.desired_state == DesiredState::Started)
+}
+
+/// Placements of copies an instance no longer has (a clone scaled down): to delete.
+pub fn surplus(st: &ClusterState) -> Vec<(String, u64)> {
+    st.placements()
+        .filter(|p| {
+            st.instance(&p.instance)
+                .is_some_and(|i| p.replica >= copies(i))
+        })
+        .map(|p| (p.meta.id.clone(), p.meta.version))
+        .collect()
 }

@@ -121,6 +121,7 @@ impl Recovery {
         self.rejoin(&states).await;
         external::process(self, &states).await;
         self.clear_handoffs().await;
+        self.prune().await;
         self.replan().await;
         self.failback(&states).await;
         self.progress().await;
@@ -295,6 +296,20 @@ impl Recovery {
             }
         });
         self.write_all(writes.collect()).await;
+    }
+
+    /// Deletes the placements of copies a clone no longer has (scaled down).
+    async fn prune(&self) {
+        let surplus = self.replica.shared().read(input::surplus);
+        let ops = surplus
+            .into_iter()
+            .map(|(id, version)| Op::Delete {
+                kind: state::Kind::Placement,
+                id,
+                version: Some(version),
+            })
+            .collect();
+        self.write_all(ops).await;
     }
 
     /// Writes `ops` with up to [`PARALLEL_WRITES`] in flight.
@@ -582,8 +597,10 @@ impl Recovery {
                             .filter(|h| {
                                 h.failed && n.notification_type == NotificationType::ComputeHost
                             });
-                    let left =
-                        failed_host.is_some_and(|h| st.placements().any(|p| p.host == h.meta.id));
+                    let left = failed_host.is_some_and(|h| {
+                        st.placements()
+                            .any(|p| p.host == h.meta.id && input::started(st, &p.instance))
+                    });
                     let planned = n.steps.iter().any(|s| s.name == PLANNED);
                     (planned || failed_host.is_some()).then(|| (n.clone(), left))
                 })
