@@ -24,6 +24,9 @@ pub struct DemoAppArgs {
     /// Serve HTTP on this address: every request gets `instance epoch host time`.
     #[arg(long)]
     pub http: Option<SocketAddr>,
+    /// Serve HTTP on this port of the host's address (`BUOY_HOST_IP`, set by the supervisor).
+    #[arg(long, conflicts_with = "http")]
+    pub http_port: Option<u16>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -50,7 +53,17 @@ impl Identity {
 
 pub fn run(args: DemoAppArgs) -> Result<()> {
     let me = Identity::from_env();
-    if let Some(addr) = args.http {
+    let port_addr = match args.http_port {
+        Some(port) => {
+            let ip = std::env::var("BUOY_HOST_IP").unwrap_or_else(|_| "127.0.0.1".into());
+            let ip: std::net::IpAddr = ip
+                .parse()
+                .with_context(|| format!("BUOY_HOST_IP `{ip}` is not an IP address"))?;
+            Some(SocketAddr::new(ip, port))
+        }
+        None => None,
+    };
+    if let Some(addr) = args.http.or(port_addr) {
         let listener =
             TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
         let answer = format!("{} {} {}", me.instance, me.epoch, me.host);
@@ -97,7 +110,7 @@ fn serve(listener: TcpListener, answer: String) {
         let body = format!("{answer} {}\n", Timestamp::now());
         let _ = write!(
             s,
-            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nAccess-Control-Allow-Origin: *\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
     }

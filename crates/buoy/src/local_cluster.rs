@@ -162,6 +162,78 @@ impl LocalCluster {
         }
     }
 
+    /// A host crash: kill -9 of host `i`'s agent and of its instances (their process groups,
+    /// as its supervisor reports them); its watchdog stays, as hardware would. Returns how
+    /// many instances it ran.
+    pub fn crash(&mut self, i: usize) -> usize {
+        let pids: Vec<i32> = client::call_json(self.http(i), "GET", "/v1/supervisor", None)
+            .ok()
+            .and_then(|v| {
+                v["instances"].as_array().map(|a| {
+                    a.iter()
+                        .filter_map(|o| o["pid"].as_i64().map(|p| p as i32))
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
+        self.signal_agent(i, libc::SIGKILL);
+        for pid in &pids {
+            // SAFETY: kill(2) on the process groups of instances this cluster started.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+        pids.len()
+    }
+
+    /// Restarts host `i`'s agent (gracefully stopping it first if it runs).
+    pub fn restart(&mut self, i: usize) -> Result<()> {
+        if let Some(mut c) = self.hosts[i].agent.take() {
+            // SAFETY: kill(2) on a PID this cluster started.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGCONT);
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.start_agent(i)
+    }
+
+    /// Cuts host `i` from every other host, both ways, through the agents' fault filters.
+    pub fn partition(&self, i: usize) -> Result<()> {
+        let others: Vec<usize> = (0..self.hosts.len()).filter(|&j| j != i).collect();
+        let rule = |peers: Vec<&str>| serde_json::json!({"drop": peers.iter().map(|p| serde_json::json!({"peer": p, "direction": "both"})).collect::<Vec<_>>()});
+        let names: Vec<&str> = others
+            .iter()
+            .map(|&j| self.hosts[j].name.as_str())
+            .collect();
+        client::call_json(self.http(i), "POST", "/v1/debug/faults", Some(&rule(names)))?;
+        for j in others {
+            let _ = client::call_json(
+                self.http(j),
+                "POST",
+                "/v1/debug/faults",
+                Some(&rule(vec![self.hosts[i].name.as_str()])),
+            );
+        }
+        Ok(())
+    }
+
+    /// Clears every agent's fault filter.
+    pub fn heal(&self) {
+        for j in 0..self.hosts.len() {
+            let _ = client::call_json(
+                self.http(j),
+                "POST",
+                "/v1/debug/faults",
+                Some(&serde_json::json!({"drop": []})),
+            );
+        }
+    }
+
     /// Waits until host `i`'s API answers with a control-plane leader.
     pub fn wait_for_leader(&self, i: usize, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;

@@ -18,6 +18,7 @@ mod resources;
 mod runtime;
 mod state_api;
 mod stream;
+mod ui;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -551,6 +552,7 @@ async fn serve(s: Settings) -> Result<()> {
     });
     let supervisor = crate::supervisor::reconciler::Supervisor::new(
         s.name.clone(),
+        s.advertise.ip().to_string(),
         s.data_dir.join("instances"),
         watchdog,
     );
@@ -602,6 +604,7 @@ async fn serve(s: Settings) -> Result<()> {
         .nest(masakari::PREFIX, masakari_router)
         .merge(state_api::router(state_api))
         .merge(host_actions)
+        .merge(ui::router())
         .merge(
             axum::Router::new()
                 .route(

@@ -9,6 +9,9 @@ use state::health::{HealthCheck, Probe};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// A probe `host` that stands for the address of the host running the instance.
+pub const HOST_IP: &str = "host-ip";
+
 /// Whether `status` is within `range` (`200-399` or `204`).
 pub fn status_matches(range: &str, status: u16) -> bool {
     let parse = |s: &str| s.trim().parse::<u16>().ok();
@@ -105,12 +108,23 @@ pub struct HealthWatch {
 
 impl HealthWatch {
     /// Starts the checks; the first run of each waits one interval (start-up time).
-    pub fn start(checks: &[HealthCheck]) -> Self {
+    /// Starts watching `checks`; a probe's `host` of `host-ip` means this host's address
+    /// (`host_ip`), for services that listen on it rather than on loopback.
+    pub fn start(checks: &[HealthCheck], host_ip: &str) -> Self {
         let failed = Arc::new(Mutex::new(None));
         let tasks = checks
             .iter()
             .enumerate()
-            .map(|(i, c)| tokio::spawn(watch(i, c.clone(), failed.clone())))
+            .map(|(i, c)| {
+                let mut c = c.clone();
+                match &mut c.probe {
+                    Probe::Tcp { host, .. } | Probe::Http { host, .. } if host == HOST_IP => {
+                        *host = host_ip.to_string();
+                    }
+                    _ => {}
+                }
+                tokio::spawn(watch(i, c, failed.clone()))
+            })
             .collect();
         HealthWatch { failed, tasks }
     }
@@ -254,7 +268,7 @@ mod tests {
             timeout: Duration::from_millis(100),
             failure_threshold: 3,
         };
-        let w = HealthWatch::start(&[check]);
+        let w = HealthWatch::start(&[check], "127.0.0.1");
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert_eq!(w.failed(), None, "two failures are below the threshold");
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -102,8 +102,9 @@ pub struct Assigned {
 
 /// Runs the instances placed on this host.
 pub struct Supervisor {
-    /// This host's name (given to instances as `BUOY_HOST`).
+    /// This host's name and address (given to instances as `BUOY_HOST` and `BUOY_HOST_IP`).
     host: String,
+    host_ip: String,
     log_dir: PathBuf,
     watchdog: Option<Arc<WatchdogClient>>,
     units: Mutex<BTreeMap<String, Unit>>,
@@ -123,9 +124,15 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(host: String, log_dir: PathBuf, watchdog: Option<Arc<WatchdogClient>>) -> Arc<Self> {
+    pub fn new(
+        host: String,
+        host_ip: String,
+        log_dir: PathBuf,
+        watchdog: Option<Arc<WatchdogClient>>,
+    ) -> Arc<Self> {
         Arc::new(Supervisor {
             host,
+            host_ip,
             log_dir,
             watchdog,
             units: Mutex::new(BTreeMap::new()),
@@ -398,6 +405,7 @@ impl Supervisor {
             ("BUOY_INSTANCE", a.instance.name.clone()),
             ("BUOY_EPOCH", a.placement.epoch.to_string()),
             ("BUOY_HOST", self.host.clone()),
+            ("BUOY_HOST_IP", self.host_ip.clone()),
         ];
         match Running::start(
             &a.instance.name,
@@ -413,7 +421,7 @@ impl Supervisor {
                 let up = p.is_up();
                 u.process = Some(p);
                 let checks = &u.assignment.instance.health_checks;
-                u.health = (!checks.is_empty()).then(|| HealthWatch::start(checks));
+                u.health = (!checks.is_empty()).then(|| HealthWatch::start(checks, &self.host_ip));
                 u.set(if up { Phase::Running } else { Phase::Starting }, None);
             }
             Err(e) => u.set(Phase::Failed, Some(e.to_string())),
@@ -475,7 +483,7 @@ mod tests {
     #[tokio::test]
     async fn a_stale_epoch_is_refused_and_lease_loss_kills_at_once() {
         let dir = std::env::temp_dir().join(format!("buoy-reconciler-{}", std::process::id()));
-        let s = Supervisor::new("h1".into(), dir.clone(), None);
+        let s = Supervisor::new("h1".into(), "127.0.0.1".into(), dir.clone(), None);
         let now = Instant::from_nanos(1);
         s.reconcile(now, true, Some(&assigned(2)));
         let running = s.observed();
