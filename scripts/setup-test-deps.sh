@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the Rust toolchain. Idempotent and quick when
-# everything is already there. Later issues add chromium...
+# everything is already there.
 set -euo pipefail
 need=()
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
@@ -10,6 +10,9 @@ command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 [[ -x /bin/busybox ]] && /bin/busybox --list 2>/dev/null | grep -qx httpd || need+=(busybox-static)
 # A real fence agent (fence_dummy, file mode) for the STONITH protocol test (tests/fencing.rs).
 [[ -x /usr/sbin/fence_dummy ]] || need+=(fence-agents)
+# Headless Chromium and its WebDriver, for the dashboard test (tests/dashboard.rs).
+[[ -x /usr/bin/chromium ]] || need+=(chromium)
+[[ -x /usr/bin/chromedriver ]] || need+=(chromium-driver)
 if ((${#need[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "setup-test-deps: missing ${need[*]}; run as root to install them" >&2
