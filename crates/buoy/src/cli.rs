@@ -99,6 +99,10 @@ pub enum Command {
         #[command(flatten)]
         common: crate::cmd_state::Common,
     },
+    /// A seeded random schedule of faults against a local cluster, then a check of the safety
+    /// rules (S1 one copy at a time, S2 no acknowledged write lost, S3 isolated hosts keep
+    /// their work) and availability; exits non-zero on any violation.
+    Chaos(crate::cmd_chaos::ChaosArgs),
     /// Benchmarks that start their own cluster and print figures.
     Bench {
         #[command(subcommand)]
@@ -140,6 +144,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Agent(args) => crate::agent::run(*args)?,
         Command::Members(args) => crate::cmd_members::members(args)?,
         Command::Keygen => crate::cmd_members::keygen()?,
+        Command::Chaos(args) => crate::cmd_chaos::chaos(args)?,
         Command::DemoApp(args) => crate::demo_app::run(args)?,
         Command::Watchdog(args) => crate::watchdog::run(args)?,
         Command::Sandbox(args) => crate::sandbox::run(args)?,

@@ -204,20 +204,38 @@ impl LocalCluster {
 
     /// Cuts host `i` from every other host, both ways, through the agents' fault filters.
     pub fn partition(&self, i: usize) -> Result<()> {
+        self.cut(i, "both", "all", true)
+    }
+
+    /// Cuts gossip only between host `i` and every other host, both ways: host `i` looks dead
+    /// to membership but still renews its lease (an isolated host, rule S3).
+    pub fn isolate(&self, i: usize) -> Result<()> {
+        self.cut(i, "both", "gossip", true)
+    }
+
+    /// Host `i` can no longer send anything to the others (one-way partition); it still
+    /// hears them.
+    pub fn mute(&self, i: usize) -> Result<()> {
+        self.cut(i, "out", "all", false)
+    }
+
+    fn cut(&self, i: usize, direction: &str, scope: &str, both_sides: bool) -> Result<()> {
         let others: Vec<usize> = (0..self.hosts.len()).filter(|&j| j != i).collect();
-        let rule = |peers: Vec<&str>| serde_json::json!({"drop": peers.iter().map(|p| serde_json::json!({"peer": p, "direction": "both"})).collect::<Vec<_>>()});
+        let rule = |peers: Vec<&str>| serde_json::json!({"drop": peers.iter().map(|p| serde_json::json!({"peer": p, "direction": direction, "scope": scope})).collect::<Vec<_>>()});
         let names: Vec<&str> = others
             .iter()
             .map(|&j| self.hosts[j].name.as_str())
             .collect();
         client::call_json(self.http(i), "POST", "/v1/debug/faults", Some(&rule(names)))?;
-        for j in others {
-            let _ = client::call_json(
-                self.http(j),
-                "POST",
-                "/v1/debug/faults",
-                Some(&rule(vec![self.hosts[i].name.as_str()])),
-            );
+        if both_sides {
+            for j in others {
+                let _ = client::call_json(
+                    self.http(j),
+                    "POST",
+                    "/v1/debug/faults",
+                    Some(&rule(vec![self.hosts[i].name.as_str()])),
+                );
+            }
         }
         Ok(())
     }

@@ -5,6 +5,7 @@ mod client;
 mod cmd_bench;
 mod cmd_bench_failover;
 mod cmd_bench_planner;
+mod cmd_chaos;
 mod cmd_host;
 mod cmd_members;
 mod demo_app;
