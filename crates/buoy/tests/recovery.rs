@@ -357,3 +357,56 @@ fn admission_control_refuses_what_a_host_loss_could_not_absorb() {
         .unwrap_or_else(|| panic!("surplus copy kept: {:?}", copies(&c)));
     assert_eq!(copies(&c)[0].0, 0);
 }
+
+#[test]
+fn a_reserved_host_takes_the_work_of_a_failed_host_and_stops_being_reserved() {
+    let mut c = Cluster::new(65);
+    let dir = c.dir.clone();
+    c.start(
+        1,
+        &[
+            "--server".into(),
+            "--data-dir".into(),
+            dir.join("d1").display().to_string(),
+        ],
+    );
+    let mut watchdogs = Vec::new();
+    for i in 2..=4u8 {
+        let socket = dir.join(format!("wd-h{i}.sock"));
+        watchdogs.push(Watchdog::start(&socket));
+        c.start(
+            i,
+            &[
+                "--data-dir".into(),
+                dir.join(format!("d{i}")).display().to_string(),
+                "--watchdog".into(),
+                socket.display().to_string(),
+            ],
+        );
+    }
+    create(
+        &c,
+        "/v1/segments",
+        json!({"name": "zone", "recovery_method": "reserved_host"}),
+    );
+    create(&c, "/v1/hosts", json!({"name": "h2", "segment": "zone"}));
+    create(&c, "/v1/hosts", json!({"name": "h3", "segment": "zone"}));
+    create(
+        &c,
+        "/v1/hosts",
+        json!({"name": "h4", "segment": "zone", "reserved": true}),
+    );
+    place_sleeper(&c, "app", "h2");
+    wait_until(Duration::from_secs(10), || running(&c, 2, "app").is_some()).expect("on h2");
+    std::thread::sleep(Duration::from_millis(300));
+    c.kill("h2");
+    // reserved_host: the reserved h4 takes it, not h3.
+    wait_until(Duration::from_secs(20), || running(&c, 4, "app").is_some())
+        .unwrap_or_else(|| panic!("not recovered on the reserved host:\n{}", c.log(1)));
+    assert!(running(&c, 3, "app").is_none());
+    wait_until(Duration::from_secs(5), || {
+        get(c.http(1), "/v1/hosts/h4").is_some_and(|(_, b)| json(&b)["reserved"] == false)
+    })
+    .expect("a reserved host taken into service stops being reserved");
+    drop(watchdogs);
+}
