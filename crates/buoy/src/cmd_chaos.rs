@@ -97,8 +97,13 @@ struct Injected {
     recovery_ms: Option<u64>,
 }
 
+/// A GET with a short timeout (a hung agent must not stall the schedule), as JSON.
 fn get(api: SocketAddr, path: &str) -> Option<Value> {
-    client::call_json(api, "GET", path, None).ok()
+    let r = client::request(api, "GET", path, None, Duration::from_secs(2)).ok()?;
+    (200..300)
+        .contains(&r.status)
+        .then(|| serde_json::from_str(&r.body).ok())
+        .flatten()
 }
 
 /// Instance id -> (host id, epoch) of every placement.
@@ -133,7 +138,16 @@ fn running(c: &LocalCluster, api: SocketAddr) -> Option<usize> {
         else {
             continue;
         };
-        let Ok(v) = client::call_json(c.http(i), "GET", "/v1/supervisor", None) else {
+        // A short timeout: a hung agent must not stall the measurement.
+        let Some(v) = client::request(
+            c.http(i),
+            "GET",
+            "/v1/supervisor",
+            None,
+            Duration::from_millis(500),
+        )
+        .ok()
+        .and_then(|r| serde_json::from_str::<Value>(&r.body).ok()) else {
             continue; // A hung agent runs nothing we can vouch for.
         };
         for o in v["instances"].as_array()? {
