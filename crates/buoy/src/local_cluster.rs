@@ -15,7 +15,9 @@ use crate::client;
 /// One host: its agent and its watchdog.
 pub struct LocalHost {
     pub name: String,
+    /// Its HTTP address's IP (and, on loopback, its gossip IP too).
     pub ip: String,
+    gossip_ip: String,
     agent: Option<Child>,
     watchdog: Option<Child>,
 }
@@ -28,6 +30,8 @@ pub struct LocalCluster {
     profile: String,
     exe: PathBuf,
     keep_dir: bool,
+    /// Hosts in their own network namespaces (`buoy chaos --netns`).
+    netns: Option<crate::netns::Netns>,
 }
 
 impl LocalCluster {
@@ -45,6 +49,7 @@ impl LocalCluster {
                 .map(|i| LocalHost {
                     name: format!("h{i}"),
                     ip: format!("127.0.{net}.{i}"),
+                    gossip_ip: format!("127.0.{net}.{i}"),
                     agent: None,
                     watchdog: None,
                 })
@@ -53,7 +58,22 @@ impl LocalCluster {
             profile: profile.to_string(),
             exe: std::env::current_exe().context("cannot find the buoy executable")?,
             keep_dir: false,
+            netns: None,
         })
+    }
+
+    /// Like `new`, but every host lives in its own network namespace (root only); the calling
+    /// thread moves into the namespaces' switch to reach them.
+    pub fn new_in_netns(hosts: usize, servers: usize, profile: &str) -> Result<LocalCluster> {
+        let mut c = LocalCluster::new(0, hosts, servers, profile)?;
+        let n = crate::netns::Netns::create(hosts)?;
+        n.enter_switch()?;
+        for (i, h) in c.hosts.iter_mut().enumerate() {
+            h.ip = crate::netns::Netns::http_ip(i).to_string();
+            h.gossip_ip = crate::netns::Netns::gossip_ip(i).to_string();
+        }
+        c.netns = Some(n);
+        Ok(c)
     }
 
     /// The HTTP API address of host `i` (0-based).
@@ -117,9 +137,16 @@ impl LocalCluster {
             .create(true)
             .append(true)
             .open(self.log(i))?;
-        let mut cmd = Command::new(&self.exe);
+        let mut cmd = match &self.netns {
+            Some(n) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &n.ns(i)]).arg(&self.exe);
+                c
+            }
+            None => Command::new(&self.exe),
+        };
         cmd.args(["agent", "--name", &h.name, "--profile", &self.profile])
-            .args(["--bind", &format!("{}:7946", h.ip)])
+            .args(["--bind", &format!("{}:7946", h.gossip_ip)])
             .args(["--http", &format!("{}:7070", h.ip)])
             .arg("--data-dir")
             .arg(self.dir.join(format!("data-{}", h.name)))
@@ -134,7 +161,7 @@ impl LocalCluster {
         }
         let seeds: Vec<String> = (0..self.servers)
             .filter(|&s| s != i)
-            .map(|s| format!("{}:7946", self.hosts[s].ip))
+            .map(|s| format!("{}:7946", self.hosts[s].gossip_ip))
             .collect();
         if !seeds.is_empty() {
             cmd.args(["--join", &seeds.join(",")]);
@@ -202,21 +229,38 @@ impl LocalCluster {
         self.start_agent(i)
     }
 
-    /// Cuts host `i` from every other host, both ways, through the agents' fault filters.
+    /// Cuts host `i` from every other host, both ways (its link goes down in netns mode).
     pub fn partition(&self, i: usize) -> Result<()> {
-        self.cut(i, "both", "all", true)
+        match &self.netns {
+            Some(n) => n.link(i, false),
+            None => self.cut(i, "both", "all", true),
+        }
     }
 
     /// Cuts gossip only between host `i` and every other host, both ways: host `i` looks dead
     /// to membership but still renews its lease (an isolated host, rule S3).
     pub fn isolate(&self, i: usize) -> Result<()> {
-        self.cut(i, "both", "gossip", true)
+        let Some(n) = &self.netns else {
+            return self.cut(i, "both", "gossip", true);
+        };
+        for j in (0..self.hosts.len()).filter(|&j| j != i) {
+            n.blackhole(i, crate::netns::Netns::gossip_ip(j))?;
+            n.blackhole(j, crate::netns::Netns::gossip_ip(i))?;
+        }
+        Ok(())
     }
 
     /// Host `i` can no longer send anything to the others (one-way partition); it still
     /// hears them.
     pub fn mute(&self, i: usize) -> Result<()> {
-        self.cut(i, "out", "all", false)
+        let Some(n) = &self.netns else {
+            return self.cut(i, "out", "all", false);
+        };
+        for j in (0..self.hosts.len()).filter(|&j| j != i) {
+            n.blackhole(i, crate::netns::Netns::gossip_ip(j))?;
+            n.blackhole(i, crate::netns::Netns::http_ip(j))?;
+        }
+        Ok(())
     }
 
     fn cut(&self, i: usize, direction: &str, scope: &str, both_sides: bool) -> Result<()> {
@@ -240,8 +284,12 @@ impl LocalCluster {
         Ok(())
     }
 
-    /// Clears every agent's fault filter.
+    /// Clears every agent's fault filter (and, in netns mode, every cut link and route).
     pub fn heal(&self) {
+        if let Some(n) = &self.netns {
+            n.heal();
+            return;
+        }
         for j in 0..self.hosts.len() {
             let _ = client::call_json(
                 self.http(j),

@@ -10,6 +10,7 @@ mod cmd_host;
 mod cmd_members;
 mod demo_app;
 mod local_cluster;
+mod netns;
 mod sandbox;
 mod supervisor;
 mod tls;

@@ -4,29 +4,44 @@
 //! writing. The checker must find no violation of S1 (one copy at a time), S2 (no
 //! acknowledged write lost), S3 (an isolated host keeps its work) or availability.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 
-#[test]
-fn a_seeded_chaos_run_breaks_no_safety_rule() {
-    let out = Command::new(env!("CARGO_BIN_EXE_buoy"))
-        .args([
-            "chaos",
-            "--hosts",
-            "5",
-            "--servers",
-            "3",
-            "--duration",
-            "25",
-        ])
-        .args(["--seed", "11", "--net", "64", "--json"])
-        .output()
+/// Runs `buoy chaos ARGS --json`; returns its report (with no violation and exit 0 asserted)
+/// and the PID it ran as.
+fn run_clean(args: &[&str]) -> (serde_json::Value, u32) {
+    let child = Command::new(env!("CARGO_BIN_EXE_buoy"))
+        .arg("chaos")
+        .args(args)
+        .arg("--json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("buoy runs");
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let v: serde_json::Value =
         serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
     assert_eq!(v["violations"], serde_json::json!([]), "{v}\n{stderr}");
     assert!(out.status.success(), "{stderr}");
+    (v, pid)
+}
+
+#[test]
+fn a_seeded_chaos_run_breaks_no_safety_rule() {
+    let (v, _) = run_clean(&[
+        "--hosts",
+        "5",
+        "--servers",
+        "3",
+        "--duration",
+        "25",
+        "--seed",
+        "11",
+        "--net",
+        "64",
+    ]);
     let faults = v["faults"].as_array().unwrap();
     assert!(faults.len() >= 4, "{v}");
     assert!(
@@ -48,4 +63,36 @@ fn the_checker_reports_a_planted_double_run() {
     let overlaps = sim::heartbeats::overlaps(&spans);
     assert_eq!(overlaps.len(), 1);
     assert_eq!(overlaps[0].overlap_ms, 100);
+}
+
+#[test]
+fn a_chaos_run_with_hosts_in_network_namespaces_breaks_no_safety_rule() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let netns = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !root || !netns {
+        eprintln!("SKIPPED: needs root and `ip netns` (iproute2)");
+        return;
+    }
+    let (v, pid) = run_clean(&[
+        "--netns",
+        "--hosts",
+        "4",
+        "--servers",
+        "3",
+        "--duration",
+        "15",
+        "--seed",
+        "5",
+    ]);
+    let tag = format!("buoy{pid}-");
+    assert!(v["faults"].as_array().unwrap().len() >= 2, "{v}");
+    assert!(v["acknowledged_writes"].as_u64().unwrap() > 10, "{v}");
+    // Its namespaces are gone.
+    let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let left = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(!left.contains(&tag), "namespaces left behind: {left}");
 }
