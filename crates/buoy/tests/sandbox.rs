@@ -78,3 +78,63 @@ fn the_sandbox_shows_a_recovery_takes_chaos_and_cleans_up() {
         );
     }
 }
+
+#[test]
+fn the_sandbox_runs_qemu_guests_when_asked() {
+    let guest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-guest");
+    let qemu = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !guest.join("vmlinuz").is_file() || !qemu {
+        eprintln!(
+            "SKIPPED: qemu or the test guest missing (scripts/setup-test-deps.sh installs both)"
+        );
+        return;
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_buoy"))
+        .args([
+            "sandbox",
+            "--hosts",
+            "3",
+            "--instances",
+            "1",
+            "--vms",
+            "1",
+            "--no-demo",
+        ])
+        .args(["--duration", "20", "--net", "66"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The guest runs on some host, as the hosts report it.
+    let api = std::net::SocketAddr::from(([127, 0, 66, 1], 7070));
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut seen = false;
+    while std::time::Instant::now() < deadline && !seen {
+        std::thread::sleep(Duration::from_millis(300));
+        seen = observed(api).is_some_and(|text| {
+            text.contains("\"name\":\"vm-1\"") && text.contains("\"phase\":\"running\"")
+        });
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(seen, "vm-1 never ran:\n{text}");
+    assert!(text.contains("and 1 QEMU guests running"), "{text}");
+}
+
+fn observed(api: std::net::SocketAddr) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&api, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET /v1/observed HTTP/1.0\r\nHost: {api}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    Some(text)
+}
