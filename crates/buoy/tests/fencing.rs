@@ -124,7 +124,12 @@ fn a_frozen_host_is_fenced_by_its_fence_agent_and_recovered_before_its_lease_end
         .collect();
     assert_eq!(&steps[..2], ["detected", "fenced"], "{record}");
     let (_, h2) = get(c.http(1), "/v1/hosts/h2").unwrap();
-    assert_eq!(json(&h2)["failed"], true);
+    let h2 = json(&h2);
+    assert_eq!(
+        (&h2["failed"], &h2["status"]),
+        (&json!(true), &json!("fenced")),
+        "{h2}"
+    );
 
     // A host without a fence device cannot be fenced by hand.
     let (ok, _, err) = buoy(c.http(1), &["fence", "h3"]);

@@ -48,6 +48,9 @@ pub struct Host {
     /// When it was marked failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_at: Option<crate::timestamp::Timestamp>,
+    /// It was failed by its fence device (STONITH) rather than by its lease running out.
+    #[serde(default)]
+    pub fenced: bool,
 }
 
 /// The fields a client may set on a host (create: `name` and `segment` required).
@@ -110,6 +113,7 @@ impl Host {
             fence: None,
             failed: false,
             failed_at: None,
+            fenced: false,
         };
         h.update(spec, None)?;
         Ok(h)

@@ -100,6 +100,7 @@ async fn enable(State(a): State<HostActions>, Path(id): Path<String>) -> Respons
         let mut enabled = h;
         enabled.failed = false;
         enabled.failed_at = None;
+        enabled.fenced = false;
         let stored = a
             .api
             .propose(Op::Put {

@@ -217,7 +217,8 @@ impl StateApi {
 }
 
 impl StateApi {
-    /// One word for a host's state, as operators and the dashboard want it: `failed`,
+    /// One word for a host's state, as operators and the dashboard want it: `fenced` (failed
+    /// through its fence device), `failed`,
     /// `maintenance`, `isolated` (gossip cannot reach it, yet it renews its lease: nothing
     /// moves), `dead` (waiting for its lease to end), `suspect`, `alive`, `left`, `unknown`.
     fn host_status(&self, h: &state::host::Host, gossip: &str) -> &'static str {
@@ -226,6 +227,7 @@ impl StateApi {
             .as_ref()
             .is_some_and(|g| g.renews(&h.name, self.gossip.now()));
         match gossip {
+            _ if h.failed && h.fenced => "fenced",
             _ if h.failed => "failed",
             _ if h.on_maintenance => "maintenance",
             "dead" | "left" if renews => "isolated",

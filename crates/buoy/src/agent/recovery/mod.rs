@@ -183,6 +183,7 @@ impl Recovery {
         let mut marked = h.clone();
         marked.failed = true;
         marked.failed_at = Some(at);
+        marked.fenced = step == FENCED;
         let op = Op::Put {
             object: Box::new(Object::Host(marked)),
             expect: Expect::Version(version),
@@ -265,6 +266,7 @@ impl Recovery {
             let mut enabled = h.clone();
             enabled.failed = false;
             enabled.failed_at = None;
+            enabled.fenced = false;
             let op = Op::Put {
                 object: Box::new(Object::Host(enabled)),
                 expect: Expect::Version(version),
