@@ -301,8 +301,20 @@ fn create_vms(c: &LocalCluster, args: &SandboxArgs, names: &[String]) -> Result<
     Ok(())
 }
 
-/// How many copies the leader's reports show running.
+/// How many placed copies the leader's reports show running at their current epoch (a failed
+/// host's last report is stale: it does not count).
 fn running_copies(api: SocketAddr) -> usize {
+    let current: std::collections::BTreeSet<(String, u64)> =
+        client::call_json(api, "GET", "/v1/placements?limit=10000", None)
+            .ok()
+            .and_then(|v| {
+                v["placements"].as_array().map(|a| {
+                    a.iter()
+                        .filter_map(|p| Some((p["id"].as_str()?.to_string(), p["epoch"].as_u64()?)))
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
     client::call_json(api, "GET", "/v1/observed", None)
         .ok()
         .and_then(|v| {
@@ -310,6 +322,12 @@ fn running_copies(api: SocketAddr) -> usize {
                 h.values()
                     .flat_map(|r| r["instances"].as_array().into_iter().flatten())
                     .filter(|o| o["phase"] == "running")
+                    .filter(|o| {
+                        o["placement"]
+                            .as_str()
+                            .zip(o["epoch"].as_u64())
+                            .is_some_and(|(p, e)| current.contains(&(p.to_string(), e)))
+                    })
                     .count()
             })
         })
