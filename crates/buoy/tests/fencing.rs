@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use common::{
-    Cluster, alive, buoy, create, get, json, place_sleeper, request, running_pid, wait_until,
+    Cluster, alive, buoy, create, get, json, place_sleeper, request, running_pid, wait_until, zone,
 };
 use serde_json::json;
 
@@ -42,26 +42,10 @@ esac
 fn a_frozen_host_is_fenced_by_its_fence_agent_and_recovered_before_its_lease_ends() {
     let mut c = Cluster::new(56);
     let dir = c.dir.clone();
-    let lease = ["--lease-ttl".to_string(), "20s".to_string()];
-    let mut args = vec![
-        "--server".to_string(),
-        "--data-dir".into(),
-        dir.join("d1").display().to_string(),
-    ];
-    args.extend(lease.clone());
-    c.start(1, &args);
-    for i in 2..=3u8 {
-        let mut a = vec![
-            "--data-dir".to_string(),
-            dir.join(format!("d{i}")).display().to_string(),
-        ];
-        a.extend(lease.clone());
-        c.start(i, &a);
+    for i in 1..=3 {
+        c.start_agent(i, None, &["--lease-ttl", "20s"]);
     }
-    create(&c, "/v1/segments", json!({"name": "zone"}));
-    for h in ["h2", "h3"] {
-        create(&c, "/v1/hosts", json!({"name": h, "segment": "zone"}));
-    }
+    zone(&c, json!({}), &["h2", "h3"]);
     place_sleeper(&c, "app", "h2");
     let mut old = None;
     wait_until(Duration::from_secs(10), || {
@@ -146,15 +130,8 @@ fn a_real_fence_agent_speaks_the_protocol_through_buoy_fence() {
     }
     let mut c = Cluster::new(57);
     let dir = c.dir.clone();
-    c.start(
-        1,
-        &[
-            "--server".into(),
-            "--data-dir".into(),
-            dir.join("d1").display().to_string(),
-        ],
-    );
-    create(&c, "/v1/segments", json!({"name": "zone"}));
+    c.start_agent(1, None, &[]);
+    zone(&c, json!({}), &[]);
     // A host with no agent behind it: fencing it harms nothing.
     let power = dir.join("rack-9.power");
     std::fs::write(&power, "on").unwrap();

@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{Cluster, create, get, json, place_sleeper, wait_until};
+use common::{Cluster, get, json, place_sleeper, wait_until, zone};
 
 fn python() -> Option<PathBuf> {
     let p = std::env::var_os("BUOY_MASAKARI_PYTHON")
@@ -94,28 +94,10 @@ fn notifications_from_the_openstack_client_start_recoveries_with_vmoves() {
     };
     let mut c = Cluster::new(43);
     let masakari = "127.0.43.1:15868".to_string();
-    let d = |i: u8| c.dir.join(format!("d{i}")).display().to_string();
-    let (d1, d2, d3) = (d(1), d(2), d(3));
-    c.start(
-        1,
-        &[
-            "--server".into(),
-            "--data-dir".into(),
-            d1,
-            "--masakari-http".into(),
-            masakari.clone(),
-        ],
-    );
-    c.start(2, &["--data-dir".into(), d2]);
-    c.start(3, &["--data-dir".into(), d3]);
-    create(&c, "/v1/segments", serde_json::json!({"name": "zone"}));
-    for h in ["h2", "h3"] {
-        create(
-            &c,
-            "/v1/hosts",
-            serde_json::json!({"name": h, "segment": "zone"}),
-        );
-    }
+    c.start_agent(1, None, &["--masakari-http", &masakari]);
+    c.start_agent(2, None, &[]);
+    c.start_agent(3, None, &[]);
+    zone(&c, serde_json::json!({}), &["h2", "h3"]);
     place_sleeper(&c, "vm-1", "h2");
     let pid_on = |i: u8| common::running_pid(&c, i, "vm-1");
     wait_until(std::time::Duration::from_secs(10), || pid_on(2).is_some())

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Watchdog, alive, create, get, json, place_sleeper, wait_until};
+use common::{Cluster, Watchdog, alive, create, get, json, place_sleeper, wait_until, zone};
 use serde_json::json;
 
 fn running(c: &Cluster, i: u8, name: &str) -> Option<(i32, u64)> {
@@ -21,33 +21,9 @@ fn running(c: &Cluster, i: u8, name: &str) -> Option<(i32, u64)> {
 #[test]
 fn a_dead_hosts_instance_comes_back_elsewhere_after_its_lease() {
     let mut c = Cluster::new(53);
-    let dir = c.dir.clone();
-    let mut watchdogs = Vec::new();
-    c.start(
-        1,
-        &[
-            "--server".into(),
-            "--data-dir".into(),
-            dir.join("d1").display().to_string(),
-        ],
-    );
-    for i in 2..=3u8 {
-        let socket = dir.join(format!("wd-h{i}.sock"));
-        watchdogs.push(Watchdog::start(&socket));
-        c.start(
-            i,
-            &[
-                "--data-dir".into(),
-                dir.join(format!("d{i}")).display().to_string(),
-                "--watchdog".into(),
-                socket.display().to_string(),
-            ],
-        );
-    }
-    create(&c, "/v1/segments", json!({"name": "zone"}));
-    for h in ["h2", "h3"] {
-        create(&c, "/v1/hosts", json!({"name": h, "segment": "zone"}));
-    }
+    c.start_agent(1, None, &[]);
+    let watchdogs = [c.start_watched(2, &[]), c.start_watched(3, &[])];
+    zone(&c, json!({}), &["h2", "h3"]);
     place_sleeper(&c, "app", "h2");
     let mut on_h2 = None;
     wait_until(Duration::from_secs(10), || {
@@ -137,15 +113,8 @@ fn a_dead_hosts_instance_comes_back_elsewhere_after_its_lease() {
         &["segment", "update", "zone", "--set", "failback=true"],
     );
     assert!(ok, "{out}{err}");
-    c.start(
-        2,
-        &[
-            "--data-dir".into(),
-            dir.join("d2").display().to_string(),
-            "--watchdog".into(),
-            dir.join("wd-h2.sock").display().to_string(),
-        ],
-    );
+    let socket = c.dir.join("wd-h2.sock");
+    c.start_agent(2, Some(&socket), &[]);
     std::thread::sleep(Duration::from_secs(2));
     assert!(
         running(&c, 2, "app").is_none(),
@@ -181,28 +150,10 @@ fn a_dead_hosts_instance_comes_back_elsewhere_after_its_lease() {
 #[test]
 fn an_isolated_host_keeps_its_instances_nothing_moves() {
     let mut c = Cluster::new(54);
-    let dir = c.dir.clone();
-    c.start(
-        1,
-        &[
-            "--server".into(),
-            "--data-dir".into(),
-            dir.join("d1").display().to_string(),
-        ],
-    );
-    for i in 2..=3u8 {
-        c.start(
-            i,
-            &[
-                "--data-dir".into(),
-                dir.join(format!("d{i}")).display().to_string(),
-            ],
-        );
+    for i in 1..=3 {
+        c.start_agent(i, None, &[]);
     }
-    create(&c, "/v1/segments", json!({"name": "zone"}));
-    for h in ["h2", "h3"] {
-        create(&c, "/v1/hosts", json!({"name": h, "segment": "zone"}));
-    }
+    zone(&c, json!({}), &["h2", "h3"]);
     place_sleeper(&c, "app", "h2");
     let mut before = None;
     wait_until(Duration::from_secs(10), || {
@@ -257,20 +208,8 @@ fn an_isolated_host_keeps_its_instances_nothing_moves() {
 #[test]
 fn admission_control_refuses_what_a_host_loss_could_not_absorb() {
     let mut c = Cluster::new(58);
-    let dir = c.dir.clone();
-    c.start(
-        1,
-        &[
-            "--server".into(),
-            "--data-dir".into(),
-            dir.join("d1").display().to_string(),
-        ],
-    );
-    create(
-        &c,
-        "/v1/segments",
-        json!({"name": "zone", "tolerate_host_failures": 1}),
-    );
+    c.start_agent(1, None, &[]);
+    zone(&c, json!({"tolerate_host_failures": 1}), &[]);
     // Registered hosts (no agents needed for the arithmetic): 8 + 4 cores, 16 + 8 GB.
     create(
         &c,
@@ -361,36 +300,13 @@ fn admission_control_refuses_what_a_host_loss_could_not_absorb() {
 #[test]
 fn a_reserved_host_takes_the_work_of_a_failed_host_and_stops_being_reserved() {
     let mut c = Cluster::new(65);
-    let dir = c.dir.clone();
-    c.start(
-        1,
-        &[
-            "--server".into(),
-            "--data-dir".into(),
-            dir.join("d1").display().to_string(),
-        ],
-    );
-    let mut watchdogs = Vec::new();
-    for i in 2..=4u8 {
-        let socket = dir.join(format!("wd-h{i}.sock"));
-        watchdogs.push(Watchdog::start(&socket));
-        c.start(
-            i,
-            &[
-                "--data-dir".into(),
-                dir.join(format!("d{i}")).display().to_string(),
-                "--watchdog".into(),
-                socket.display().to_string(),
-            ],
-        );
-    }
-    create(
+    c.start_agent(1, None, &[]);
+    let watchdogs: Vec<Watchdog> = (2..=4).map(|i| c.start_watched(i, &[])).collect();
+    zone(
         &c,
-        "/v1/segments",
-        json!({"name": "zone", "recovery_method": "reserved_host"}),
+        json!({"recovery_method": "reserved_host"}),
+        &["h2", "h3"],
     );
-    create(&c, "/v1/hosts", json!({"name": "h2", "segment": "zone"}));
-    create(&c, "/v1/hosts", json!({"name": "h3", "segment": "zone"}));
     create(
         &c,
         "/v1/hosts",

@@ -334,6 +334,50 @@ pub fn alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
+impl Cluster {
+    /// Starts agent `i` with its data directory in the test's directory (`--server` for
+    /// agent 1), the socket of its watchdog when given, and `extra` flags.
+    pub fn start_agent(&mut self, i: u8, watchdog: Option<&Path>, extra: &[&str]) {
+        let mut args = vec![
+            "--data-dir".to_string(),
+            self.dir.join(format!("d{i}")).display().to_string(),
+        ];
+        if i == 1 {
+            args.push("--server".into());
+        }
+        if let Some(socket) = watchdog {
+            args.extend(["--watchdog".to_string(), socket.display().to_string()]);
+        }
+        args.extend(extra.iter().map(|a| a.to_string()));
+        self.start(i, &args);
+    }
+
+    /// Starts agent `i` like `start_agent`, with a watchdog of its own (returned: it lives
+    /// as long as the guard, past the agent's death, as hardware would).
+    pub fn start_watched(&mut self, i: u8, extra: &[&str]) -> Watchdog {
+        let socket = self.dir.join(format!("wd-h{i}.sock"));
+        let wd = Watchdog::start(&socket);
+        self.start_agent(i, Some(&socket), extra);
+        wd
+    }
+}
+
+/// Creates segment `zone` (with `fields` added to its spec) and registers `hosts` in it.
+pub fn zone(c: &Cluster, fields: serde_json::Value, hosts: &[&str]) {
+    let mut spec = serde_json::json!({"name": "zone"});
+    if let (Some(s), Some(f)) = (spec.as_object_mut(), fields.as_object()) {
+        s.extend(f.clone());
+    }
+    create(c, "/v1/segments", spec);
+    for h in hosts {
+        create(
+            c,
+            "/v1/hosts",
+            serde_json::json!({"name": h, "segment": "zone"}),
+        );
+    }
+}
+
 /// Creates the instance `spec` placed on `host` by hand (rather than where the recovery
 /// engine would place it): created stopped, placed, then started. Returns the placement.
 pub fn create_placed(c: &Cluster, spec: serde_json::Value, host: &str) -> serde_json::Value {
