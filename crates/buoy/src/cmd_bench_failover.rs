@@ -6,7 +6,7 @@
 //! instances' heartbeats (`sim::heartbeats`). The killed host is restarted and enabled
 //! between runs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -15,8 +15,10 @@ use clap::Args;
 use serde_json::{Value, json};
 use state::Timestamp;
 
+use sim::stats::Percentiles;
+
 use crate::client;
-use crate::local_cluster::LocalCluster;
+use crate::local_cluster::{self, LocalCluster};
 
 /// Flags of `buoy bench failover`.
 #[derive(Args, Debug)]
@@ -66,50 +68,12 @@ fn post(addr: SocketAddr, path: &str, body: Value) -> Result<Value> {
     client::call_json(addr, "POST", path, Some(&body))
 }
 
-/// Instance id -> (host id, placement id, epoch).
+/// Instance id -> (host id, placement id, epoch) (the benchmark's instances are single).
 fn placements(api: SocketAddr) -> Result<BTreeMap<String, (String, String, u64)>> {
-    let v = get(api, "/v1/placements?limit=10000")?;
-    Ok(v["placements"]
-        .as_array()
-        .map_or(&[][..], |a| a)
-        .iter()
-        .filter_map(|p| {
-            Some((
-                p["instance"].as_str()?.to_string(),
-                (
-                    p["host"].as_str()?.to_string(),
-                    p["id"].as_str()?.to_string(),
-                    p["epoch"].as_u64()?,
-                ),
-            ))
-        })
+    Ok(local_cluster::placements(api)?
+        .into_iter()
+        .map(|p| (p.instance, (p.host, p.id, p.epoch)))
         .collect())
-}
-
-/// (placement id, epoch) of every copy the leader's reports show running.
-fn running(api: SocketAddr) -> Result<BTreeSet<(String, u64)>> {
-    let v = get(api, "/v1/observed")?;
-    let mut out = BTreeSet::new();
-    if let Some(hosts) = v["hosts"].as_object() {
-        for r in hosts.values() {
-            for o in r["instances"].as_array().map_or(&[][..], |a| a) {
-                if o["phase"] == "running"
-                    && let (Some(p), Some(e)) = (o["placement"].as_str(), o["epoch"].as_u64())
-                {
-                    out.insert((p.to_string(), e));
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 fn wait(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) -> Result<()> {
@@ -169,16 +133,8 @@ pub fn failover(args: FailoverBenchArgs) -> Result<()> {
                               "stop_timeout": "2s"}}),
         )?;
     }
-    let all_running = |api: SocketAddr| -> Result<usize> {
-        let placed = placements(api)?;
-        let up = running(api)?;
-        Ok(placed
-            .values()
-            .filter(|(_, p, e)| up.contains(&(p.clone(), *e)))
-            .count())
-    };
     wait("every instance to run", Duration::from_secs(60), || {
-        all_running(api).is_ok_and(|n| n == args.instances)
+        local_cluster::running_count(api).is_ok_and(|n| n == args.instances)
     })?;
     say("all instances run; starting the runs");
 
@@ -223,7 +179,8 @@ pub fn failover(args: FailoverBenchArgs) -> Result<()> {
             "the victim's instances to run elsewhere",
             Duration::from_secs(60),
             || {
-                let (Ok(now), Ok(up)) = (placements(api), running(api)) else {
+                let (Ok(now), Ok(up)) = (placements(api), local_cluster::reported_running(api))
+                else {
                     return false;
                 };
                 victims.iter().all(|inst| {
@@ -236,7 +193,7 @@ pub fn failover(args: FailoverBenchArgs) -> Result<()> {
         figures.recovery = started.elapsed().as_millis() as u64;
         if recovered.is_err() {
             let now = placements(api)?;
-            let up = running(api)?;
+            let up = local_cluster::reported_running(api)?;
             figures.lost = victims
                 .iter()
                 .filter(|i| {
@@ -310,17 +267,15 @@ pub fn failover(args: FailoverBenchArgs) -> Result<()> {
 
     // Let everything settle, then count what does not run and read the heartbeats.
     std::thread::sleep(Duration::from_secs(1));
-    let lost_instances = args.instances - all_running(api)?;
+    let lost_instances = args.instances - local_cluster::running_count(api)?;
     let text = std::fs::read_to_string(&heartbeats).unwrap_or_default();
     let spans = sim::heartbeats::spans(&text);
     let double = sim::heartbeats::overlaps(&spans);
 
-    let mut rec: Vec<u64> = runs.iter().map(|r| r.recovery).collect();
-    rec.sort_unstable();
+    let ms = |v: u64| Duration::from_millis(v);
+    let rec = Percentiles::of(&runs.iter().map(|r| ms(r.recovery)).collect::<Vec<_>>());
     let p50_of = |f: fn(&RunFigures) -> Option<u64>| {
-        let mut v: Vec<u64> = runs.iter().filter_map(f).collect();
-        v.sort_unstable();
-        percentile(&v, 50.0)
+        Percentiles::of(&runs.iter().filter_map(f).map(ms).collect::<Vec<_>>()).p50 as u64
     };
     let report = json!({
         "hosts": args.hosts,
@@ -328,8 +283,7 @@ pub fn failover(args: FailoverBenchArgs) -> Result<()> {
         "runs": args.runs,
         "profile": args.profile,
         "seed": seed,
-        "recovery_ms": {"p50": percentile(&rec, 50.0), "p99": percentile(&rec, 99.0),
-                        "max": rec.last().copied().unwrap_or(0)},
+        "recovery_ms": {"p50": rec.p50 as u64, "p99": rec.p99 as u64, "max": rec.max as u64},
         "detect_ms": p50_of(|r| r.detect),
         "fence_ms": p50_of(|r| r.fence),
         "start_ms": p50_of(|r| r.start),

@@ -24,7 +24,7 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use crate::client;
-use crate::local_cluster::LocalCluster;
+use crate::local_cluster::{self, LocalCluster};
 
 /// Flags of `buoy chaos`.
 #[derive(Args, Debug)]
@@ -101,75 +101,42 @@ struct Injected {
     recovery_ms: Option<u64>,
 }
 
-/// A GET with a short timeout (a hung agent must not stall the schedule), as JSON.
 fn get(api: SocketAddr, path: &str) -> Option<Value> {
-    let r = client::request(api, "GET", path, None, Duration::from_secs(2)).ok()?;
-    (200..300)
-        .contains(&r.status)
-        .then(|| serde_json::from_str(&r.body).ok())
-        .flatten()
+    local_cluster::get_json(api, path).ok()
 }
 
-/// Instance id -> (host id, epoch) of every placement.
+/// "Instance#replica" -> (host id, epoch) of every placement.
 fn placements(api: SocketAddr) -> BTreeMap<String, (String, u64)> {
-    get(api, "/v1/placements?limit=10000")
-        .and_then(|v| {
-            v["placements"].as_array().map(|a| {
-                a.iter()
-                    .filter_map(|p| {
-                        Some((
-                            format!("{}#{}", p["instance"].as_str()?, p["replica"].as_u64()?),
-                            (p["host"].as_str()?.to_string(), p["epoch"].as_u64()?),
-                        ))
-                    })
-                    .collect()
-            })
-        })
+    local_cluster::placements(api)
         .unwrap_or_default()
+        .into_iter()
+        .map(|p| (format!("{}#{}", p.instance, p.replica), (p.host, p.epoch)))
+        .collect()
 }
 
 /// How many placements run at their current epoch, as the hosts' own supervisors say (the
 /// leader's copy of their reports can be stale while a host is cut off).
 fn running(c: &LocalCluster, api: SocketAddr) -> Option<usize> {
-    let placed = get(api, "/v1/placements?limit=10000")?;
-    let hosts = get(api, "/v1/hosts?limit=10000")?;
+    let placed = local_cluster::placements(api).ok()?;
     let mut up = BTreeSet::new();
-    for h in hosts["hosts"].as_array()? {
-        let Some(i) = c
-            .hosts
-            .iter()
-            .position(|x| Some(x.name.as_str()) == h["name"].as_str())
-        else {
-            continue;
-        };
-        // A short timeout: a hung agent must not stall the measurement.
-        let Some(v) = client::request(
+    for i in 0..c.hosts.len() {
+        // A short timeout: a hung agent must not stall the measurement; it runs nothing we
+        // can vouch for.
+        if let Ok(r) = client::request(
             c.http(i),
             "GET",
             "/v1/supervisor",
             None,
             Duration::from_millis(500),
-        )
-        .ok()
-        .and_then(|r| serde_json::from_str::<Value>(&r.body).ok()) else {
-            continue; // A hung agent runs nothing we can vouch for.
-        };
-        for o in v["instances"].as_array()? {
-            if o["phase"] == "running" {
-                up.insert((o["placement"].as_str()?.to_string(), o["epoch"].as_u64()?));
-            }
+        ) && let Ok(v) = serde_json::from_str::<Value>(&r.body)
+        {
+            up.extend(local_cluster::running_in(&v));
         }
     }
     Some(
-        placed["placements"]
-            .as_array()?
+        placed
             .iter()
-            .filter(|p| {
-                p["id"]
-                    .as_str()
-                    .zip(p["epoch"].as_u64())
-                    .is_some_and(|(id, e)| up.contains(&(id.to_string(), e)))
-            })
+            .filter(|p| up.contains(&(p.id.clone(), p.epoch)))
             .count(),
     )
 }
@@ -411,19 +378,16 @@ pub fn chaos(args: ChaosArgs) -> Result<()> {
             o.instance, o.first.0, o.first.1, o.second.0, o.second.1, o.overlap_ms
         ));
     }
-    let mut rec: Vec<u64> = log
+    let rec: Vec<u64> = log
         .iter()
         .filter(|f| f.disrupted)
         .filter_map(|f| f.recovery_ms)
         .collect();
-    rec.sort_unstable();
-    let pct = |p: f64| -> u64 {
-        if rec.is_empty() {
-            return 0;
-        }
-        let rank = ((p / 100.0) * rec.len() as f64).ceil() as usize;
-        rec[rank.clamp(1, rec.len()) - 1]
-    };
+    let rec = sim::stats::Percentiles::of(
+        &rec.into_iter()
+            .map(Duration::from_millis)
+            .collect::<Vec<_>>(),
+    );
     let slow: Vec<&Injected> = log
         .iter()
         .filter(|f| f.recovery_ms.is_none_or(|r| r > args.target_ms))
@@ -439,7 +403,7 @@ pub fn chaos(args: ChaosArgs) -> Result<()> {
         "duration_s": args.duration,
         "faults": log,
         "recoveries": records,
-        "recovery_ms": {"p50": pct(50.0), "p99": pct(99.0), "max": rec.last().copied().unwrap_or(0)},
+        "recovery_ms": {"p50": rec.p50 as u64, "p99": rec.p99 as u64, "max": rec.max as u64},
         "slow_recoveries": slow,
         "acknowledged_writes": acked.len(),
         "heartbeat_copies": spans.len(),
@@ -455,8 +419,8 @@ pub fn chaos(args: ChaosArgs) -> Result<()> {
             records,
             acked.len(),
             spans.len(),
-            pct(50.0),
-            pct(99.0)
+            rec.p50 as u64,
+            rec.p99 as u64
         );
         for v in &violations {
             println!("VIOLATION {v}");

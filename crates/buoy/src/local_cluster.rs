@@ -3,12 +3,14 @@
 //! (it outlives a killed agent, as a hardware watchdog would), the first `servers` hosts
 //! being the control plane. Every process is ended by PID when the cluster is dropped.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use serde_json::Value;
 
 use crate::client;
 
@@ -327,6 +329,78 @@ impl LocalCluster {
     pub fn path(&self) -> &Path {
         &self.dir
     }
+}
+
+/// One placed copy, as `GET /v1/placements` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placed {
+    pub id: String,
+    pub instance: String,
+    pub replica: u64,
+    /// Host id.
+    pub host: String,
+    pub epoch: u64,
+}
+
+/// A GET as JSON, with a short timeout (a hung agent must not stall a benchmark or the
+/// chaos schedule).
+pub fn get_json(addr: SocketAddr, path: &str) -> Result<Value> {
+    let r = client::request(addr, "GET", path, None, Duration::from_secs(2))?;
+    if !(200..300).contains(&r.status) {
+        bail!("GET {path}: HTTP {}", r.status);
+    }
+    serde_json::from_str(&r.body).with_context(|| format!("GET {path}: not JSON"))
+}
+
+/// Every placement.
+pub fn placements(api: SocketAddr) -> Result<Vec<Placed>> {
+    let v = get_json(api, "/v1/placements?limit=10000")?;
+    Ok(v["placements"]
+        .as_array()
+        .map_or(&[][..], |a| a)
+        .iter()
+        .filter_map(|p| {
+            Some(Placed {
+                id: p["id"].as_str()?.to_string(),
+                instance: p["instance"].as_str()?.to_string(),
+                replica: p["replica"].as_u64()?,
+                host: p["host"].as_str()?.to_string(),
+                epoch: p["epoch"].as_u64()?,
+            })
+        })
+        .collect())
+}
+
+/// (placement id, epoch) of every copy the `instances` of a supervisor report show running.
+pub fn running_in(report: &Value) -> BTreeSet<(String, u64)> {
+    report["instances"]
+        .as_array()
+        .map_or(&[][..], |a| a)
+        .iter()
+        .filter(|o| o["phase"] == "running")
+        .filter_map(|o| Some((o["placement"].as_str()?.to_string(), o["epoch"].as_u64()?)))
+        .collect()
+}
+
+/// (placement id, epoch) of every copy the leader's copy of the hosts' reports shows running.
+pub fn reported_running(api: SocketAddr) -> Result<BTreeSet<(String, u64)>> {
+    let v = get_json(api, "/v1/observed")?;
+    Ok(v["hosts"]
+        .as_object()
+        .into_iter()
+        .flat_map(|h| h.values())
+        .flat_map(running_in)
+        .collect())
+}
+
+/// How many placements are reported running at their current epoch (a failed host's last,
+/// stale report does not count).
+pub fn running_count(api: SocketAddr) -> Result<usize> {
+    let up = reported_running(api)?;
+    Ok(placements(api)?
+        .iter()
+        .filter(|p| up.contains(&(p.id.clone(), p.epoch)))
+        .count())
 }
 
 impl Drop for LocalCluster {

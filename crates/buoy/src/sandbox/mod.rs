@@ -301,37 +301,9 @@ fn create_vms(c: &LocalCluster, args: &SandboxArgs, names: &[String]) -> Result<
     Ok(())
 }
 
-/// How many placed copies the leader's reports show running at their current epoch (a failed
-/// host's last report is stale: it does not count).
+/// How many placed copies the leader's reports show running at their current epoch.
 fn running_copies(api: SocketAddr) -> usize {
-    let current: std::collections::BTreeSet<(String, u64)> =
-        client::call_json(api, "GET", "/v1/placements?limit=10000", None)
-            .ok()
-            .and_then(|v| {
-                v["placements"].as_array().map(|a| {
-                    a.iter()
-                        .filter_map(|p| Some((p["id"].as_str()?.to_string(), p["epoch"].as_u64()?)))
-                        .collect()
-                })
-            })
-            .unwrap_or_default();
-    client::call_json(api, "GET", "/v1/observed", None)
-        .ok()
-        .and_then(|v| {
-            v["hosts"].as_object().map(|h| {
-                h.values()
-                    .flat_map(|r| r["instances"].as_array().into_iter().flatten())
-                    .filter(|o| o["phase"] == "running")
-                    .filter(|o| {
-                        o["placement"]
-                            .as_str()
-                            .zip(o["epoch"].as_u64())
-                            .is_some_and(|(p, e)| current.contains(&(p.to_string(), e)))
-                    })
-                    .count()
-            })
-        })
-        .unwrap_or(0)
+    crate::local_cluster::running_count(api).unwrap_or(0)
 }
 
 /// The clock app as its customer sees it: one request through the load balancer at a time.
