@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use state::raft::data_dir::DataDir;
+use state::raft::disk_io::DiskIo;
 use state::raft::replica::{Replica, ReplicaConfig};
 use state::raft::types::{ServerNode, node_id};
 use state::segment::{Segment, SegmentSpec};
@@ -166,7 +167,10 @@ impl ControlPlaneScenario {
         let cluster = Arc::new(Cluster {
             net: MemNetwork::new(self.seed, self.loss),
             dirs,
-            config: ReplicaConfig::default(),
+            config: ReplicaConfig {
+                disk_io: DiskIo::Runtime,
+                ..ReplicaConfig::default()
+            },
             leaders: Mutex::new(BTreeMap::new()),
         });
         let all: Vec<ServerNode> = (0..self.servers).map(server).collect();

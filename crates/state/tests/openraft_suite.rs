@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use openraft::testing::{StoreBuilder, Suite};
+use state::raft::disk_io::DiskIo;
 use state::raft::log_store::{LogStore, open_database};
 use state::raft::state_machine::StateMachineStore;
 use state::raft::types::{StorageError, TypeConfig};
@@ -17,7 +18,8 @@ impl Drop for TempDir {
     }
 }
 
-struct Builder;
+/// Builds stores whose disk work runs where `.0` says.
+struct Builder(DiskIo);
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for Builder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError> {
@@ -26,13 +28,20 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for Builder 
         let dir = std::env::temp_dir().join(format!("buoy-suite-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let db = open_database(&dir.join("raft.redb")).expect("open redb");
-        let log = LogStore::new(db.clone());
-        let sm = StateMachineStore::open(db)?;
+        let log = LogStore::new(db.clone(), self.0).expect("log writer");
+        let sm = StateMachineStore::open(db, self.0)?;
         Ok((TempDir(dir), log, sm))
     }
 }
 
 #[test]
 fn the_log_store_and_state_machine_pass_openraft_storage_suite() {
-    Suite::test_all(Builder).expect("openraft storage suite");
+    Suite::test_all(Builder(DiskIo::Threads))
+        .expect("openraft storage suite (disk work on threads)");
+}
+
+#[test]
+fn the_stores_pass_openraft_storage_suite_with_disk_work_on_the_runtime_too() {
+    Suite::test_all(Builder(DiskIo::Runtime))
+        .expect("openraft storage suite (disk work on the runtime)");
 }

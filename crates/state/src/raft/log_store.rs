@@ -1,17 +1,20 @@
 //! The Raft log and vote, stored in redb. The vote is written durably before `save_vote`
-//! returns; log writes go through the group-commit writer (`log_writer`), and openraft hears
-//! an append is done only once its transaction is durable (fsync).
+//! returns; log writes go through the log writer (`log_writer`, a thread of its own), and
+//! openraft hears an append is done only once its transaction is durable (fsync). The file
+//! grows with zeros written, not holes (`zero_filled_file`), which keeps each fsync short.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, Mutex};
 
+use crate::raft::zero_filled_file::ZeroFilledFile;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageIOError};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::raft::disk_io::DiskIo;
 use crate::raft::log_writer::{self, EncodedEntry, Tail, WriteOp, WriteQueue};
 use crate::raft::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
@@ -30,7 +33,7 @@ pub(crate) fn storage_err<E: std::error::Error + 'static>(
 
 /// Opens (creating when missing) the database and its tables.
 pub fn open_database(path: &std::path::Path) -> Result<Arc<Database>, redb::Error> {
-    let db = Database::create(path)?;
+    let db = Database::builder().create_with_backend(ZeroFilledFile::open(path)?)?;
     let tx = db.begin_write()?;
     tx.open_table(LOG)?;
     tx.open_table(META)?;
@@ -84,11 +87,11 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// Opens the store and starts its writer task (call inside a tokio runtime).
-    pub fn new(db: Arc<Database>) -> Self {
+    /// Opens the store and starts its writer (a task needs a tokio runtime).
+    pub fn new(db: Arc<Database>, writer: DiskIo) -> std::io::Result<Self> {
         let tail = Arc::new(Mutex::new(Tail::default()));
-        let writes = log_writer::start(db.clone(), tail.clone());
-        LogStore { db, tail, writes }
+        let writes = log_writer::start(db.clone(), tail.clone(), writer)?;
+        Ok(LogStore { db, tail, writes })
     }
 
     fn queue(&self, op: WriteOp) -> Result<(), StorageError> {

@@ -8,16 +8,18 @@
 //!   agent, an in-memory faulty network in the simulator).
 //! - [`replica`]: one server's handle: write, read, status, membership changes;
 //!   [`batcher`] groups concurrent writes into one entry.
-//! - [`data_dir`]: the versioned data directory.
+//! - [`data_dir`]: the versioned data directory; [`disk_io`]: where blocking disk work runs.
 
 // openraft's storage traits return its `StorageError` (224 bytes); our helpers return it too.
 #![allow(clippy::result_large_err)]
 
 pub mod batcher;
 pub mod data_dir;
+pub mod disk_io;
 pub mod log_store;
 mod log_writer;
 pub mod network;
 pub mod replica;
 pub mod state_machine;
 pub mod types;
+mod zero_filled_file;

@@ -11,6 +11,7 @@ use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
 use crate::command::{Command, Op, Outcome};
 use crate::raft::batcher::{self, PendingWrite, WriteFailure};
 use crate::raft::data_dir::{DataDir, DataDirError};
+use crate::raft::disk_io::DiskIo;
 use crate::raft::log_store::{LogStore, open_database};
 use crate::raft::network::{RaftTransport, Transport};
 use crate::raft::state_machine::{SharedState, StateMachineStore};
@@ -25,6 +26,8 @@ pub struct ReplicaConfig {
     pub election_timeout: (Duration, Duration),
     /// A snapshot is taken (and the log before it purged) after this many new entries.
     pub snapshot_every: u64,
+    /// Where log commits and snapshots run: off the runtime, or on it (the simulator).
+    pub disk_io: DiskIo,
 }
 
 impl Default for ReplicaConfig {
@@ -34,6 +37,7 @@ impl Default for ReplicaConfig {
             heartbeat: Duration::from_millis(60),
             election_timeout: (Duration::from_millis(300), Duration::from_millis(600)),
             snapshot_every: 5000,
+            disk_io: DiskIo::Threads,
         }
     }
 }
@@ -89,8 +93,10 @@ impl Replica {
             path: path.display().to_string(),
             source,
         })?;
-        let log = LogStore::new(db.clone());
-        let sm = StateMachineStore::open(db).map_err(|e| ReplicaError::Raft(e.to_string()))?;
+        let log = LogStore::new(db.clone(), config.disk_io)
+            .map_err(|e| ReplicaError::Raft(format!("starting the log writer thread: {e}")))?;
+        let sm = StateMachineStore::open(db, config.disk_io)
+            .map_err(|e| ReplicaError::Raft(e.to_string()))?;
         let shared = sm.shared();
         let raft_config = Config {
             cluster_name: "buoy".into(),

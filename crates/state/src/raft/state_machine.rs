@@ -14,6 +14,7 @@ use tokio::sync::broadcast;
 
 use crate::cluster_state::ClusterState;
 use crate::command::Change;
+use crate::raft::disk_io::DiskIo;
 use crate::raft::log_store::{read_meta, storage_err, write_meta};
 use crate::raft::types::{
     Applied, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -102,15 +103,17 @@ pub struct StateMachineStore {
     shared: Arc<SharedState>,
     applied: Arc<Mutex<(Option<LogId>, StoredMembership)>>,
     db: Arc<Database>,
+    disk_io: DiskIo,
 }
 
 impl StateMachineStore {
     /// Opens the state machine, restoring the last snapshot if there is one.
-    pub fn open(db: Arc<Database>) -> Result<Self, StorageError> {
+    pub fn open(db: Arc<Database>, disk_io: DiskIo) -> Result<Self, StorageError> {
         let sm = StateMachineStore {
             shared: Arc::new(SharedState::new()),
             applied: Arc::new(Mutex::new((None, StoredMembership::default()))),
             db,
+            disk_io,
         };
         if let Some(snap) =
             read_meta::<StoredSnapshot>(&sm.db, "snapshot", ErrorSubject::Snapshot(None))?
@@ -142,17 +145,20 @@ impl StateMachineStore {
     }
 }
 
-impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+impl StateMachineStore {
+    /// Copies the state (holding its lock only for the copy, so applying goes on), serializes
+    /// the copy and stores it. Blocking: run off the runtime.
+    fn build_snapshot_blocking(&self) -> Result<Snapshot<TypeConfig>, StorageError> {
         // Hold the state lock while reading `applied`, so both describe the same point.
-        let (data, last_log_id, membership) = {
+        let (state, last_log_id, membership) = {
             let state = self.shared.state.read().unwrap_or_else(|p| p.into_inner());
             let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
-            let data = state
-                .to_bytes()
-                .map_err(storage_err(ErrorSubject::Snapshot(None), ErrorVerb::Write))?;
-            (data, applied.0, applied.1.clone())
+            (state.clone(), applied.0, applied.1.clone())
         };
+        let data = state
+            .to_bytes()
+            .map_err(storage_err(ErrorSubject::Snapshot(None), ErrorVerb::Write))?;
+        drop(state);
         let snapshot_id = match last_log_id {
             Some(l) => format!("{}-{}", l.leader_id, l.index),
             None => "empty".to_string(),
@@ -176,6 +182,24 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             meta,
             snapshot: Box::new(Cursor::new(stored.data)),
         })
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    /// Runs on a blocking thread (see [`DiskIo`]): serializing a large state and its durable
+    /// write would otherwise hold up the agent's runtime (gossip, leases, the API) for as long.
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        if self.disk_io == DiskIo::Runtime {
+            return self.build_snapshot_blocking();
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.build_snapshot_blocking())
+            .await
+            .map_err(|e| {
+                storage_err(ErrorSubject::Snapshot(None), ErrorVerb::Write)(std::io::Error::other(
+                    format!("the snapshot builder thread failed: {e}"),
+                ))
+            })?
     }
 }
 

@@ -66,20 +66,24 @@ impl Recovery {
             return;
         }
         let starting = self.grants.starting();
-        let Some((p, st_view)) = self.replica.shared().read(|st| {
+        let Some((plan_input, st_view)) = self.replica.shared().read(|st| {
             let worth = changed && (!failed.is_empty() || input::needs_plan(st))
                 || retry && input::needs_plan(st);
-            worth.then(|| {
-                (
-                    plan(&input::plan_input(st, &failed, &starting)),
-                    PlanView::of(st),
-                )
-            })
+            worth.then(|| (input::plan_input(st, &failed, &starting), PlanView::of(st)))
         }) else {
             self.planned = Some((index, failed));
             return;
         };
         self.last_plan = Some(tokio::time::Instant::now());
+        // Planning a large cluster takes tens of milliseconds (`buoy bench planner`): off the
+        // runtime, which also serves gossip and leases.
+        let p = match tokio::task::spawn_blocking(move || plan(&plan_input)).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "the recovery planner failed");
+                return;
+            }
+        };
         self.write_plan(&p, &st_view, &failed).await;
         let index = self.replica.shared().read(ClusterState::change_index);
         self.planned = Some((index, failed));
