@@ -141,6 +141,49 @@ async fn call(
     Ok((answer.status, v))
 }
 
+/// Every segment name in the state, read page by page through the leader. A page that fails
+/// is asked again (of whichever server leads then), so a failed read is never counted as
+/// missing writes.
+async fn segment_names(
+    client: &HttpClient,
+    servers: &[SocketAddr],
+    alive: &[bool],
+) -> Result<BTreeSet<String>> {
+    let mut names = BTreeSet::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let path = match &marker {
+            None => "/v1/segments?limit=10000".to_string(),
+            Some(m) => format!("/v1/segments?limit=10000&marker={m}"),
+        };
+        let mut attempt = 0;
+        let page = loop {
+            attempt += 1;
+            let answer = match find_leader(client, servers, alive).await {
+                Some(l) => call(client, Method::GET, servers[l], &path, None).await,
+                None => Err(anyhow::anyhow!("no leader")),
+            };
+            match answer {
+                Ok((StatusCode::OK, page)) => break page,
+                Ok((status, body)) if attempt >= 5 => bail!("listing segments: {status} {body}"),
+                Err(e) if attempt >= 5 => return Err(e.context("listing segments")),
+                Ok((status, body)) => eprintln!("listing segments: {status} {body}; again"),
+                Err(e) => eprintln!("listing segments: {e:#}; again"),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        for s in page["segments"].as_array().into_iter().flatten() {
+            if let Some(n) = s["name"].as_str() {
+                names.insert(n.to_string());
+            }
+        }
+        match page["next_marker"].as_str() {
+            Some(m) => marker = Some(m.to_string()),
+            None => return Ok(names),
+        }
+    }
+}
+
 /// The leader's index among the live servers, asking each in turn.
 async fn find_leader(client: &HttpClient, servers: &[SocketAddr], alive: &[bool]) -> Option<usize> {
     for (i, addr) in servers.iter().enumerate() {
@@ -298,35 +341,7 @@ pub fn control_plane(args: ControlPlaneBenchArgs) -> Result<()> {
 
     // Every acknowledged write must be in the state, read through the (new) leader.
     let a = alive.lock().map(|a| a.clone()).unwrap_or_default();
-    let leader = rt
-        .block_on(find_leader(&client, &addrs, &a))
-        .context("no leader at the end")?;
-    let (status, listed) = rt.block_on(call(
-        &client,
-        Method::GET,
-        addrs[leader],
-        "/v1/segments?limit=10000",
-        None,
-    ))?;
-    if status != StatusCode::OK {
-        bail!("listing segments: {status} {listed}");
-    }
-    let mut present: BTreeSet<String> = BTreeSet::new();
-    let mut page = listed;
-    loop {
-        for s in page["segments"].as_array().into_iter().flatten() {
-            if let Some(n) = s["name"].as_str() {
-                present.insert(n.to_string());
-            }
-        }
-        let Some(m) = page["next_marker"].as_str().map(String::from) else {
-            break;
-        };
-        let path = format!("/v1/segments?limit=10000&marker={m}");
-        page = rt
-            .block_on(call(&client, Method::GET, addrs[leader], &path, None))?
-            .1;
-    }
+    let present = rt.block_on(segment_names(&client, &addrs, &a))?;
     let lost = acked
         .iter()
         .filter(|(n, _, _)| !present.contains(n))

@@ -414,14 +414,13 @@ fn spawn_http(
 pub fn run(args: AgentArgs) -> Result<()> {
     let s = settings(&args)?;
     init_logging(&args.log_format)?;
-    // One worker: the agent's work is many small, latency-bound steps (gossip, leases, Raft
-    // hand-offs, API calls), and on one thread they never wait for a parked worker to wake.
-    // Blocking work runs elsewhere: Raft log fsyncs on their own thread, snapshots and
-    // recovery planning on the blocking pool. Measured with 3 servers and 16 writers on a
-    // 2-core machine, runs interleaved: 5,100-6,100 writes/s with one worker against
-    // 4,700-5,100 with two in a quiet hour; even (medians 4,365 and 4,356) in a noisy one.
+    // Two workers, even though one measured as fast or faster for Raft writes (16 writers,
+    // 3 servers on 2 cores: 5,100-6,100 writes/s against 4,700-5,100 in a quiet hour): with
+    // one, a heavy API call (listing 70,000 segments) held the only worker past the election
+    // timeout and the leader lost its term. Blocking work runs off the workers anyway: Raft
+    // log fsyncs on their own thread, snapshots and recovery planning on the blocking pool.
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(2)
         .enable_all()
         .build()?;
     rt.block_on(serve(s))

@@ -4,7 +4,7 @@
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DiskIo {
     /// Off the runtime: log commits on a dedicated OS thread, snapshots on tokio's blocking
-    /// pool. The disk never holds up a runtime worker, so an agent's one-worker runtime keeps
+    /// pool. The disk never holds up a runtime worker, so an agent's runtime workers keep
     /// serving gossip, leases and the API while an fsync or a large snapshot runs.
     #[default]
     Threads,

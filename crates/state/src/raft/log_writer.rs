@@ -3,8 +3,8 @@
 //! its last commit in a single durable redb transaction, then tells openraft (`LogFlushed`)
 //! (on a runtime task instead in the simulator, see [`DiskIo`]).
 //!
-//! The fsync runs on that thread, never on a tokio worker, so the agent's one-worker runtime
-//! keeps serving gossip, leases and the API while the disk works. openraft 0.9 waits for each
+//! The fsync runs on that thread, never on a tokio worker, so the agent's runtime workers
+//! keep serving gossip, leases and the API while the disk works. openraft 0.9 waits for each
 //! flush before it goes on (its core awaits the callback in `append_to_log`, also on the
 //! leader, before it replicates), so a group is usually one append; a truncation or purge
 //! queued behind it shares its transaction.
