@@ -339,6 +339,17 @@ pub fn control_plane(args: ControlPlaneBenchArgs) -> Result<()> {
             .fold(f64::INFINITY, f64::min)
     });
 
+    // Writes acknowledged in each second of the run: shows a slowdown as the state grows,
+    // or the gap a failover leaves.
+    let mut per_second = vec![0u64; args.seconds as usize + 1];
+    for (_, at, _) in &acked {
+        let s = at.saturating_duration_since(start).as_secs() as usize;
+        if let Some(n) = per_second.get_mut(s) {
+            *n += 1;
+        }
+    }
+    per_second.truncate(elapsed.as_secs().max(1) as usize);
+
     // Every acknowledged write must be in the state, read through the (new) leader.
     let a = alive.lock().map(|a| a.clone()).unwrap_or_default();
     let present = rt.block_on(segment_names(&client, &addrs, &a))?;
@@ -353,6 +364,7 @@ pub fn control_plane(args: ControlPlaneBenchArgs) -> Result<()> {
         "writes": acked.len(),
         "writes_per_s": (acked.len() as f64 / elapsed.as_secs_f64()).round(),
         "latency_ms": {"p50": p.p50, "p99": p.p99, "max": p.max},
+        "writes_by_second": per_second,
         "failover_ms": failover_ms,
         "lost_acked_writes": lost,
         "errors": errors.lock().map(|e| e.values().sum::<u64>()).unwrap_or(0),

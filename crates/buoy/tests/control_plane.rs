@@ -22,6 +22,15 @@ fn server_args(c: &Cluster, i: u8, expect: u8) -> Vec<String> {
     ]
 }
 
+/// A cluster of one server, `h1`, leading.
+fn one_server(net: u8) -> Cluster {
+    let mut c = Cluster::new(net);
+    let args = server_args(&c, 1, 1);
+    c.start(1, &args);
+    wait_for_leader(&c, &[1]);
+    c
+}
+
 fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
@@ -171,10 +180,7 @@ fn three_servers_keep_every_acknowledged_write_through_a_leader_kill_and_a_full_
 
 #[test]
 fn a_client_agent_relays_to_the_leader_and_reads_its_own_writes() {
-    let mut c = Cluster::new(38);
-    let args = server_args(&c, 1, 1);
-    c.start(1, &args);
-    wait_for_leader(&c, &[1]);
+    let mut c = one_server(38);
     c.start(2, &[]);
     // The client relays to a server it knows through gossip: wait until it knows h1.
     c.wait_all_see(&[2], "h1", "alive", Duration::from_secs(10));
@@ -193,10 +199,7 @@ fn a_client_agent_relays_to_the_leader_and_reads_its_own_writes() {
 
 #[test]
 fn every_error_code_comes_with_a_json_body_that_names_the_problem() {
-    let mut c = Cluster::new(39);
-    let args = server_args(&c, 1, 1);
-    c.start(1, &args);
-    wait_for_leader(&c, &[1]);
+    let mut c = one_server(39);
     let http = c.http(1);
     let check = |method: &str,
                  path: &str,
@@ -314,10 +317,7 @@ fn check_no_leader(addr: std::net::SocketAddr) {
 
 #[test]
 fn the_cli_manages_objects_from_flags_and_files_with_tables_and_json() {
-    let mut c = Cluster::new(40);
-    let args = server_args(&c, 1, 1);
-    c.start(1, &args);
-    wait_for_leader(&c, &[1]);
+    let c = one_server(40);
     let http = c.http(1);
     let (ok, out, err) = buoy(
         http,
@@ -481,10 +481,7 @@ fn with_tokens_the_api_needs_one_and_read_tokens_only_read() {
 
 #[test]
 fn every_route_in_the_openapi_document_is_served() {
-    let mut c = Cluster::new(44);
-    let args = server_args(&c, 1, 1);
-    c.start(1, &args);
-    wait_for_leader(&c, &[1]);
+    let c = one_server(44);
     let http = c.http(1);
     let (status, body) = get(http, "/v1/openapi.json").unwrap();
     assert_eq!(status, 200);
@@ -507,4 +504,183 @@ fn every_route_in_the_openapi_document_is_served() {
             );
         }
     }
+}
+
+#[test]
+fn lists_page_in_name_order_with_limit_marker_and_filters() {
+    let c = one_server(66);
+    let http = c.http(1);
+    // Created out of name order; every third one disabled.
+    let mut names = Vec::new();
+    for i in 0..25u32 {
+        let name = format!("seg-{:02}", (i * 7) % 25);
+        let enabled = i % 3 != 0;
+        let (status, body) = post(
+            http,
+            "/v1/segments",
+            &format!(r#"{{"name":"{name}","enabled":{enabled}}}"#),
+        )
+        .unwrap();
+        assert_eq!(status, 201, "{body}");
+        names.push((name, enabled));
+    }
+    names.sort();
+    let pages = |query: &str| -> (Vec<String>, usize) {
+        let mut seen = Vec::new();
+        let mut pages = 0;
+        let mut marker: Option<String> = None;
+        loop {
+            let path = match &marker {
+                Some(m) => format!("/v1/segments?{query}&marker={m}"),
+                None => format!("/v1/segments?{query}"),
+            };
+            let (status, body) = get(http, &path).unwrap();
+            assert_eq!(status, 200, "{path}: {body}");
+            let v = json(&body);
+            pages += 1;
+            let page = v["segments"].as_array().unwrap();
+            seen.extend(page.iter().map(|s| s["name"].as_str().unwrap().to_string()));
+            match v["next_marker"].as_str() {
+                Some(m) => {
+                    assert_eq!(Some(m), page.last().unwrap()["id"].as_str(), "{body}");
+                    marker = Some(m.to_string());
+                }
+                None => return (seen, pages),
+            }
+            assert!(pages < 50, "paging does not end: {path}");
+        }
+    };
+    let all: Vec<String> = names.iter().map(|(n, _)| n.clone()).collect();
+    assert_eq!(pages("limit=10"), (all.clone(), 3));
+    assert_eq!(
+        pages("limit=25"),
+        (all.clone(), 1),
+        "an exact fit has no next page"
+    );
+    let disabled: Vec<String> = names
+        .iter()
+        .filter(|(_, e)| !e)
+        .map(|(n, _)| n.clone())
+        .collect();
+    assert_eq!(disabled.len(), 9);
+    assert_eq!(pages("limit=4&enabled=false"), (disabled, 3));
+
+    // Hosts filter by segment name or id, and show it as asked.
+    let (_, seg) = get(http, "/v1/segments/seg-03").unwrap();
+    let seg_id = json(&seg)["id"].as_str().unwrap().to_string();
+    for (host, segment) in [("h-b", "seg-03"), ("h-a", "seg-03"), ("h-c", "seg-04")] {
+        let (status, body) = post(
+            http,
+            "/v1/hosts",
+            &format!(r#"{{"name":"{host}","segment":"{segment}"}}"#),
+        )
+        .unwrap();
+        assert_eq!(status, 201, "{body}");
+    }
+    for (query, shown) in [
+        ("segment=seg-03", "seg-03"),
+        (&*format!("segment={seg_id}"), &*seg_id),
+    ] {
+        let (status, body) = get(http, &format!("/v1/hosts?{query}")).unwrap();
+        assert_eq!(status, 200, "{body}");
+        let hosts: Vec<(String, String)> = json(&body)["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["name"].as_str().unwrap().to_string(),
+                    h["segment"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            hosts,
+            [
+                ("h-a".to_string(), shown.to_string()),
+                ("h-b".into(), shown.into())
+            ],
+            "{query}"
+        );
+    }
+
+    // Bad paging parameters name the field.
+    for (query, field) in [
+        ("marker=no-such-id", "marker"),
+        ("limit=0", "limit"),
+        ("limit=many", "limit"),
+        ("colour=red", "colour"),
+    ] {
+        let (status, body) = get(http, &format!("/v1/segments?{query}")).unwrap();
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(json(&body)["error"]["field"], field, "{query}: {body}");
+    }
+}
+
+/// This server's own Raft status: (last applied index, snapshot index).
+fn raft_progress(c: &Cluster, i: u8) -> Option<(u64, Option<u64>)> {
+    let (status, body) = get(c.http(i), "/v1/status")?;
+    let v = json(&body);
+    (status == 200).then(|| {
+        (
+            v["raft"]["last_applied"].as_u64().unwrap_or(0),
+            v["raft"]["snapshot_index"].as_u64(),
+        )
+    })
+}
+
+#[test]
+fn a_server_behind_the_purged_log_catches_up_from_a_snapshot_of_megabytes() {
+    let mut c = Cluster::new(67);
+    let args = |c: &Cluster, i: u8| {
+        let mut a = server_args(c, i, 3);
+        a.extend(["--snapshot-every".to_string(), "100".to_string()]);
+        a
+    };
+    for i in 1..=3 {
+        let a = args(&c, i);
+        c.start(i, &a);
+    }
+    let leader = wait_for_leader(&c, &[1, 2, 3]);
+    let leader_i: u8 = leader.trim_start_matches('h').parse().unwrap();
+    let down = (1..=3).find(|&i| i != leader_i).unwrap();
+    c.kill(&format!("h{down}"));
+
+    // One entry per write: 1,300 entries run past the 1,000 the leader keeps before its last
+    // snapshot, so the server that was down can only catch up from a snapshot. About 3 MB of
+    // state: more than axum's default body limit, and more than JSON-spelled bytes would fit.
+    let description = "d".repeat(2_400);
+    for n in 0..1_300 {
+        let body = format!(r#"{{"name":"big-{n}","description":"{description}"}}"#);
+        let (status, answer) = post(c.http(leader_i), "/v1/segments", &body).unwrap();
+        assert_eq!(status, 201, "{answer}");
+    }
+    let (applied, snapshot) = raft_progress(&c, leader_i).unwrap();
+    assert!(
+        snapshot.is_some_and(|s| s > 1_100),
+        "the leader snapshotted: {snapshot:?}"
+    );
+
+    let a = args(&c, down);
+    c.start(down, &a);
+    let caught_up = wait_until(Duration::from_secs(60), || {
+        raft_progress(&c, down).is_some_and(|(a, s)| a >= applied && s.is_some_and(|s| s > 1_100))
+    });
+    assert!(
+        caught_up.is_some(),
+        "h{down} did not install the snapshot and catch up: {:?} (leader: {applied})",
+        raft_progress(&c, down)
+    );
+    // With the leader gone, the two left need this server for every quorum: a new write
+    // commits, and every segment is there.
+    let expected = segments(&c, leader_i);
+    assert_eq!(expected.len(), 1_300);
+    let other = (1..=3).find(|&i| i != down && i != leader_i).unwrap();
+    c.kill(&leader);
+    wait_for_new_leader(&c, &[down, other], Some(&leader));
+    let (status, answer) = post(c.http(down), "/v1/segments", r#"{"name":"after"}"#).unwrap();
+    assert_eq!(status, 201, "{answer}");
+    let now = segments(&c, down);
+    assert_eq!(now.len(), 1_301);
+    assert!(expected.is_subset(&now));
 }

@@ -348,6 +348,50 @@ impl ClusterState {
         self.get(kind, id_or_name).map(|o| o.meta().id.clone())
     }
 
+    /// Ids of the objects of `kind` in list order: by name (placements and notifications,
+    /// which have none, by id), starting after the object with id `after`. `None` when there
+    /// is no such object. Walks the name index, so reading one page costs that page.
+    pub fn ids_in_list_order(
+        &self,
+        kind: Kind,
+        after: Option<&str>,
+    ) -> Option<Box<dyn Iterator<Item = &str> + '_>> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        fn by_id<'a, V>(
+            map: &'a BTreeMap<String, V>,
+            after: Option<&str>,
+        ) -> Option<Box<dyn Iterator<Item = &'a str> + 'a>> {
+            let start = match after {
+                Some(id) if !map.contains_key(id) => return None,
+                Some(id) => Excluded(id.to_string()),
+                None => Unbounded,
+            };
+            Some(Box::new(
+                map.range::<String, _>((start, Unbounded))
+                    .map(|(id, _)| id.as_str()),
+            ))
+        }
+        let start = match (kind, after) {
+            (Kind::Placement, _) => return by_id(&self.placements, after),
+            (Kind::Notification, _) => return by_id(&self.notifications, after),
+            (_, None) => Included((kind, String::new())),
+            (_, Some(id)) => {
+                let name = match kind {
+                    Kind::Segment => self.segments.get(id).map(|o| &o.name),
+                    Kind::Host => self.hosts.get(id).map(|o| &o.name),
+                    _ => self.instances.get(id).map(|o| &o.name),
+                }?;
+                Excluded((kind, name.clone()))
+            }
+        };
+        Some(Box::new(
+            self.names
+                .range((start, Unbounded))
+                .take_while(move |((k, _), _)| *k == kind)
+                .map(|(_, id)| id.as_str()),
+        ))
+    }
+
     pub fn segments(&self) -> impl Iterator<Item = &Segment> {
         self.segments.values()
     }

@@ -621,3 +621,46 @@ fn admission_control_keeps_room_for_losing_the_largest_hosts() {
     big.desired_state = state::instance::DesiredState::Stopped;
     put(&mut s, 11, Object::Instance(big), Expect::Absent).unwrap();
 }
+
+#[test]
+fn list_order_is_by_name_per_kind_and_resumes_after_a_marker() {
+    let mut s = ClusterState::default();
+    put(&mut s, 1, segment("s-3", "charlie"), Expect::Absent).unwrap();
+    put(&mut s, 2, segment("s-1", "bravo"), Expect::Absent).unwrap();
+    put(&mut s, 3, segment("s-2", "alpha"), Expect::Absent).unwrap();
+    // Hosts share the name index; they must not show up among segments.
+    put(&mut s, 4, host("h-1", "aaa", "s-1"), Expect::Absent).unwrap();
+    put(&mut s, 5, host("h-2", "zzz", "s-1"), Expect::Absent).unwrap();
+    let order = |after: Option<&str>, kind: Kind| -> Option<Vec<String>> {
+        s.ids_in_list_order(kind, after)
+            .map(|ids| ids.map(String::from).collect())
+    };
+    assert_eq!(order(None, Kind::Segment).unwrap(), ["s-2", "s-1", "s-3"]);
+    assert_eq!(order(Some("s-2"), Kind::Segment).unwrap(), ["s-1", "s-3"]);
+    assert_eq!(
+        order(Some("s-3"), Kind::Segment).unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(order(None, Kind::Host).unwrap(), ["h-1", "h-2"]);
+    assert_eq!(order(None, Kind::Instance).unwrap(), Vec::<String>::new());
+    assert!(
+        order(Some("nope"), Kind::Segment).is_none(),
+        "unknown marker"
+    );
+    assert!(
+        order(Some("h-1"), Kind::Segment).is_none(),
+        "a host's id is no segment marker"
+    );
+
+    // A rename moves the object in the order.
+    put(&mut s, 6, segment("s-3", "aardvark"), Expect::Version(1)).unwrap();
+    let order = |s: &ClusterState, after: Option<&str>| -> Vec<String> {
+        s.ids_in_list_order(Kind::Segment, after)
+            .unwrap()
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(order(&s, None), ["s-3", "s-2", "s-1"]);
+    delete(&mut s, 7, Kind::Segment, "s-2", None).unwrap();
+    assert_eq!(order(&s, Some("s-3")), ["s-1"]);
+}

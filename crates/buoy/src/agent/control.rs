@@ -23,6 +23,8 @@ pub struct ServerSettings {
     pub data_dir: PathBuf,
     /// Servers that must know each other before a fresh group forms.
     pub bootstrap_expect: usize,
+    /// Raft log entries between snapshots.
+    pub snapshot_every: u64,
 }
 
 /// This agent's handle on the control plane.
@@ -49,7 +51,11 @@ impl ControlPlane {
                     client: client.clone(),
                     token,
                 };
-                let r = Replica::open(&dir, me.clone(), transport, &ReplicaConfig::default())
+                let config = ReplicaConfig {
+                    snapshot_every: s.snapshot_every,
+                    ..ReplicaConfig::default()
+                };
+                let r = Replica::open(&dir, me.clone(), transport, &config)
                     .await
                     .with_context(|| format!("control-plane data in {}", s.data_dir.display()))?;
                 Some(Arc::new(r))

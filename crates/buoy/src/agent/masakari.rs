@@ -27,7 +27,7 @@ use super::auth::require_token;
 use super::control::ControlPlane;
 use super::forward;
 use super::state_api::{
-    ApiError, StateApi, all_notifications, decode_map, field_matches, new_id, one_notification,
+    ApiError, StateApi, decode_map, field_matches, new_id, newest_first, one_notification,
     submit_notification,
 };
 
@@ -266,19 +266,17 @@ async fn list_segments(
     Query(params): Query<BTreeMap<String, String>>,
 ) -> Response {
     respond(
-        async {
-            let mut all = api
-                .read(|st| st.segments().cloned().collect::<Vec<_>>())
-                .await?;
+        api.read_large(move |_, st| {
+            let mut all: Vec<&Segment> = st.segments().collect();
             all.sort_by_key(|s| std::cmp::Reverse(s.meta.created_at));
-            let views = all.iter().map(segment_view).collect();
+            let views = all.into_iter().map(segment_view).collect();
             let views = filtered(
                 views,
                 &params,
                 &["recovery_method", "service_type", "enabled", "name"],
             )?;
             Ok((StatusCode::OK, json!({"segments": views})))
-        }
+        })
         .await,
     )
 }
@@ -489,16 +487,15 @@ async fn list_notifications(
     Query(params): Query<BTreeMap<String, String>>,
 ) -> Response {
     respond(
-        async {
-            let all = all_notifications(&api).await?;
-            let views = all.iter().map(notification_view).collect();
+        api.read_large(move |_, st| {
+            let views = newest_first(st).iter().map(notification_view).collect();
             let views = filtered(
                 views,
                 &params,
                 &["source_host_uuid", "type", "status", "hostname"],
             )?;
             Ok((StatusCode::OK, json!({"notifications": views})))
-        }
+        })
         .await,
     )
 }

@@ -53,6 +53,11 @@ impl Transport for HttpTransport {
     }
 }
 
+/// The largest Raft request a server accepts: a snapshot chunk
+/// ([`SNAPSHOT_CHUNK`](state::raft::replica::SNAPSHOT_CHUNK)) or a batch of log entries,
+/// with room to spare.
+pub const MAX_BODY: usize = 64 << 20;
+
 /// `POST /internal/raft/{rpc}`: hands the request to this server's Raft node.
 pub async fn serve(
     State(replica): State<Option<Arc<Replica>>>,

@@ -175,6 +175,28 @@ impl StateApi {
         Ok(self.replica()?.shared().read(f))
     }
 
+    /// Like [`read`](Self::read), but runs `f` on the blocking pool: for reads whose cost
+    /// grows with the state (lists). The runtime's worker also runs Raft and gossip, and a
+    /// list of 70,000 objects built there once held it past the election timeout.
+    pub async fn read_large<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&StateApi, &ClusterState) -> ApiResult<R> + Send + 'static,
+    ) -> ApiResult<R> {
+        let r = self.replica()?.clone();
+        r.read_barrier().await.map_err(replica_error)?;
+        let api = self.clone();
+        tokio::task::spawn_blocking(move || r.shared().read(|st| f(&api, st)))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("the read failed: {e}"),
+                    None,
+                )
+            })?
+    }
+
     /// Commits `op`; returns the stored object (none for deletes).
     pub async fn propose(&self, op: Op) -> ApiResult<Option<Object>> {
         let r = self.replica()?;
@@ -366,93 +388,135 @@ pub fn field_matches(value: Option<&Value>, want: &str) -> bool {
     }
 }
 
-/// Applies `limit`, `marker` and field filters to a list of views (sorted by the caller).
+/// A list request's `limit`, `marker` and field filters, checked.
+struct PageRequest<'a> {
+    limit: usize,
+    marker: Option<&'a str>,
+    filters: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> PageRequest<'a> {
+    fn parse(params: &'a BTreeMap<String, String>, filters: &[&str]) -> ApiResult<Self> {
+        let limit = match params.get("limit") {
+            None => 1000,
+            Some(l) => l
+                .parse::<usize>()
+                .ok()
+                .filter(|l| (1..=10_000).contains(l))
+                .ok_or_else(|| bad_request(Some("limit"), "limit must be 1 to 10000"))?,
+        };
+        let mut wanted = Vec::new();
+        for (k, v) in params {
+            match k.as_str() {
+                "limit" | "marker" => {}
+                k if filters.contains(&k) => wanted.push((k, v.as_str())),
+                _ => {
+                    return Err(bad_request(
+                        Some(k),
+                        &format!("cannot filter on `{k}`: filters are {}", filters.join(", ")),
+                    ));
+                }
+            }
+        }
+        Ok(PageRequest {
+            limit,
+            marker: params.get("marker").map(String::as_str),
+            filters: wanted,
+        })
+    }
+
+    fn matches(&self, v: &Value) -> bool {
+        self.filters
+            .iter()
+            .all(|(k, want)| field_matches(v.get(*k), want))
+    }
+
+    fn unknown_marker(&self) -> ApiError {
+        let m = self.marker.unwrap_or_default();
+        bad_request(Some("marker"), &format!("marker `{m}` is not in this list"))
+    }
+
+    /// The page of `views` (the whole list, in order) after the marker, with the marker of
+    /// the next page.
+    fn page_of(&self, views: impl Iterator<Item = Value>, key: &str) -> Value {
+        let mut page = Vec::new();
+        let mut more = false;
+        for v in views.filter(|v| self.matches(v)) {
+            if page.len() == self.limit {
+                more = true;
+                break;
+            }
+            page.push(v);
+        }
+        let next = more
+            .then(|| page.last().and_then(|v| v.get("id").cloned()))
+            .flatten();
+        json!({ key: page, "next_marker": next })
+    }
+}
+
+/// Applies `limit`, `marker` and field filters to a whole list of views (sorted by the
+/// caller).
 fn paginate(
     items: Vec<Value>,
     params: &BTreeMap<String, String>,
     filters: &[&str],
     key: &str,
 ) -> ApiResult<Value> {
-    let limit = match params.get("limit") {
-        None => 1000,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|l| (1..=10_000).contains(l))
-            .ok_or_else(|| bad_request(Some("limit"), "limit must be 1 to 10000"))?,
-    };
-    for k in params.keys() {
-        if !matches!(k.as_str(), "limit" | "marker") && !filters.contains(&k.as_str()) {
-            return Err(bad_request(
-                Some(k),
-                &format!("cannot filter on `{k}`: filters are {}", filters.join(", ")),
-            ));
-        }
-    }
-    let matches = |v: &Value| {
-        params
-            .iter()
-            .filter(|(k, _)| filters.contains(&k.as_str()))
-            .all(|(k, want)| field_matches(v.get(k.as_str()), want))
-    };
-    let filtered: Vec<Value> = items.into_iter().filter(matches).collect();
-    let start = match params.get("marker") {
+    let req = PageRequest::parse(params, filters)?;
+    let start = match req.marker {
         None => 0,
         Some(m) => {
-            filtered
+            items
                 .iter()
                 .position(|v| v.get("id").and_then(Value::as_str) == Some(m))
-                .ok_or_else(|| {
-                    bad_request(Some("marker"), &format!("marker `{m}` is not in this list"))
-                })?
+                .ok_or_else(|| req.unknown_marker())?
                 + 1
         }
     };
-    let page: Vec<Value> = filtered.iter().skip(start).take(limit).cloned().collect();
-    let next = (start + page.len() < filtered.len())
-        .then(|| page.last().and_then(|v| v.get("id").cloned()))
-        .flatten();
-    Ok(json!({ key: page, "next_marker": next }))
+    Ok(req.page_of(items.into_iter().skip(start), key))
 }
 
-fn all_of(st: &ClusterState, kind: Kind) -> Vec<Object> {
-    match kind {
-        Kind::Segment => st.segments().cloned().map(Object::Segment).collect(),
-        Kind::Host => st.hosts().cloned().map(Object::Host).collect(),
-        Kind::Instance => st.instances().cloned().map(Object::Instance).collect(),
-        Kind::Notification => st
-            .notifications()
-            .cloned()
-            .map(Object::Notification)
-            .collect(),
-        Kind::Placement => st.placements().cloned().map(Object::Placement).collect(),
-    }
+/// One page of a list of `kind`, in list order (by name): the objects after the marker that
+/// match the filters. It walks the name index from the marker and views only what it looks
+/// at, so a page costs its own size rather than the whole list's (unless filters skip most).
+fn list_page(
+    api: &StateApi,
+    st: &ClusterState,
+    kind: Kind,
+    params: &BTreeMap<String, String>,
+    filters: &[&str],
+    key: &str,
+) -> ApiResult<Value> {
+    let req = PageRequest::parse(params, filters)?;
+    let ids = st
+        .ids_in_list_order(kind, req.marker)
+        .ok_or_else(|| req.unknown_marker())?;
+    // Hosts and instances: `segment=` takes the segment's name as well as its id (and those
+    // listed show it as given).
+    let segment = params
+        .get("segment")
+        .filter(|_| matches!(kind, Kind::Host | Kind::Instance))
+        .and_then(|seg| Some((seg, st.resolve(Kind::Segment, seg)?)));
+    let views = ids.filter_map(|id| st.get(kind, id)).map(|o| {
+        let mut v = api.view(&o);
+        if let Some((seg, id)) = &segment
+            && v.get("segment").and_then(Value::as_str) == Some(id.as_str())
+        {
+            v["segment"] = Value::String((*seg).clone());
+        }
+        v
+    });
+    Ok(req.page_of(views, key))
 }
 
 async fn list<R: Resource>(
     State(api): State<StateApi>,
     Query(params): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let result = async {
-        let mut objects = api.read(|st| all_of(st, R::KIND)).await?;
-        objects.sort_by(|a, b| a.name().cmp(&b.name()));
-        let mut views: Vec<Value> = objects.iter().map(|o| api.view(o)).collect();
-        if R::KIND == Kind::Host || R::KIND == Kind::Instance {
-            // Filter by segment name as well as id.
-            if let Some(seg) = params.get("segment") {
-                let id = api.read(|st| st.resolve(Kind::Segment, seg)).await?;
-                if let Some(id) = id {
-                    for v in &mut views {
-                        if v.get("segment").and_then(Value::as_str) == Some(&id) {
-                            v["segment"] = Value::String(seg.clone());
-                        }
-                    }
-                }
-            }
-        }
-        paginate(views, &params, R::FILTERS, R::PLURAL)
-    }
-    .await;
+    let result = api
+        .read_large(move |api, st| list_page(api, st, R::KIND, &params, R::FILTERS, R::PLURAL))
+        .await;
     match result {
         Ok(v) => Json(v).into_response(),
         Err(e) => e.into_response(),
@@ -606,12 +670,10 @@ pub async fn submit_notification(
 }
 
 /// Every notification, newest first.
-pub async fn all_notifications(api: &StateApi) -> ApiResult<Vec<Notification>> {
-    let mut all = api
-        .read(|st| st.notifications().cloned().collect::<Vec<_>>())
-        .await?;
+pub fn newest_first(st: &ClusterState) -> Vec<Notification> {
+    let mut all: Vec<Notification> = st.notifications().cloned().collect();
     all.sort_by_key(|n| std::cmp::Reverse(n.serial));
-    Ok(all)
+    all
 }
 
 /// One notification by id.
@@ -641,20 +703,20 @@ async fn list_notifications(
     State(api): State<StateApi>,
     Query(params): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let result = async {
-        let all = all_notifications(&api).await?;
-        let views = all
-            .into_iter()
-            .map(|n| api.view(&Object::Notification(n)))
-            .collect();
-        paginate(
-            views,
-            &params,
-            &["hostname", "type", "status", "source_host", "segment"],
-            "notifications",
-        )
-    }
-    .await;
+    let result = api
+        .read_large(move |api, st| {
+            let views = newest_first(st)
+                .into_iter()
+                .map(|n| api.view(&Object::Notification(n)))
+                .collect();
+            paginate(
+                views,
+                &params,
+                &["hostname", "type", "status", "source_host", "segment"],
+                "notifications",
+            )
+        })
+        .await;
     match result {
         Ok(v) => Json(v).into_response(),
         Err(e) => e.into_response(),

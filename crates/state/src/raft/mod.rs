@@ -3,7 +3,7 @@
 //! - [`types`]: the openraft type configuration: commands in, outcomes out, servers by name.
 //! - [`log_store`]: the Raft log and vote in redb; `log_writer` commits log writes in groups.
 //! - [`state_machine`]: applies committed commands to [`ClusterState`](crate::ClusterState),
-//!   keeps the change feed, and stores snapshots in redb.
+//!   keeps the change feed, and stores snapshots in redb (`snapshot_store`).
 //! - [`network`]: openraft's RPCs over any [`Transport`](network::Transport) (HTTP in the
 //!   agent, an in-memory faulty network in the simulator).
 //! - [`replica`]: one server's handle: write, read, status, membership changes;
@@ -20,6 +20,7 @@ pub mod log_store;
 mod log_writer;
 pub mod network;
 pub mod replica;
+mod snapshot_store;
 pub mod state_machine;
 pub mod types;
 mod zero_filled_file;

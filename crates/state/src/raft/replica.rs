@@ -18,6 +18,9 @@ use crate::raft::state_machine::{SharedState, StateMachineStore};
 use crate::raft::types::{NodeId, Raft, ServerNode, node_id};
 use crate::timestamp::Timestamp;
 
+/// Snapshots travel to a lagging server in chunks of this size.
+pub const SNAPSHOT_CHUNK: u64 = 4 << 20;
+
 /// Raft timing and compaction.
 #[derive(Clone, Debug)]
 pub struct ReplicaConfig {
@@ -105,6 +108,7 @@ impl Replica {
             election_timeout_max: config.election_timeout.1.as_millis() as u64,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
             max_in_snapshot_log_to_keep: 1000,
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK,
             ..Default::default()
         }
         .validate()

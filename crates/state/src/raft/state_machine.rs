@@ -9,13 +9,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder};
 use redb::Database;
-use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::cluster_state::ClusterState;
 use crate::command::Change;
 use crate::raft::disk_io::DiskIo;
-use crate::raft::log_store::{read_meta, storage_err, write_meta};
+use crate::raft::log_store::storage_err;
+use crate::raft::snapshot_store;
 use crate::raft::types::{
     Applied, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -90,13 +90,6 @@ impl SharedState {
     }
 }
 
-/// A snapshot as stored: openraft's metadata and the serialized state.
-#[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta,
-    data: Vec<u8>,
-}
-
 /// The state machine handed to openraft.
 #[derive(Clone)]
 pub struct StateMachineStore {
@@ -115,10 +108,8 @@ impl StateMachineStore {
             db,
             disk_io,
         };
-        if let Some(snap) =
-            read_meta::<StoredSnapshot>(&sm.db, "snapshot", ErrorSubject::Snapshot(None))?
-        {
-            sm.restore(&snap)?;
+        if let Some((meta, data)) = snapshot_store::load(&sm.db)? {
+            sm.restore(&meta, &data)?;
         }
         Ok(sm)
     }
@@ -128,9 +119,9 @@ impl StateMachineStore {
         self.shared.clone()
     }
 
-    fn restore(&self, snap: &StoredSnapshot) -> Result<(), StorageError> {
-        let state = ClusterState::from_bytes(&snap.data).map_err(storage_err(
-            ErrorSubject::Snapshot(Some(snap.meta.signature())),
+    fn restore(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
+        let state = ClusterState::from_bytes(data).map_err(storage_err(
+            ErrorSubject::Snapshot(Some(meta.signature())),
             ErrorVerb::Read,
         ))?;
         let floor = state.change_index();
@@ -140,8 +131,28 @@ impl StateMachineStore {
         recent.floor = floor;
         drop(recent);
         *self.applied.lock().unwrap_or_else(|p| p.into_inner()) =
-            (snap.meta.last_log_id, snap.meta.last_membership.clone());
+            (meta.last_log_id, meta.last_membership.clone());
         Ok(())
+    }
+
+    /// Runs `f` (decoding or storing a whole snapshot: up to seconds for a large state) on the
+    /// blocking pool, so that it never holds a runtime worker; inline in the simulator.
+    async fn off_runtime<R: Send + 'static>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&Self) -> Result<R, StorageError> + Send + 'static,
+    ) -> Result<R, StorageError> {
+        if self.disk_io == DiskIo::Runtime {
+            return f(self);
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(|e| {
+                storage_err(ErrorSubject::Snapshot(None), ErrorVerb::Write)(std::io::Error::other(
+                    format!("the thread {what} failed: {e}"),
+                ))
+            })?
     }
 }
 
@@ -168,19 +179,10 @@ impl StateMachineStore {
             last_membership: membership,
             snapshot_id,
         };
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        };
-        write_meta(
-            &self.db,
-            "snapshot",
-            &stored,
-            ErrorSubject::Snapshot(Some(meta.signature())),
-        )?;
+        snapshot_store::save(&self.db, &meta, &data)?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
+            snapshot: Box::new(Cursor::new(data)),
         })
     }
 }
@@ -189,17 +191,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     /// Runs on a blocking thread (see [`DiskIo`]): serializing a large state and its durable
     /// write would otherwise hold up the agent's runtime (gossip, leases, the API) for as long.
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        if self.disk_io == DiskIo::Runtime {
-            return self.build_snapshot_blocking();
-        }
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.build_snapshot_blocking())
+        self.off_runtime("building a snapshot", Self::build_snapshot_blocking)
             .await
-            .map_err(|e| {
-                storage_err(ErrorSubject::Snapshot(None), ErrorVerb::Write)(std::io::Error::other(
-                    format!("the snapshot builder thread failed: {e}"),
-                ))
-            })?
     }
 }
 
@@ -263,25 +256,22 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data: snapshot.into_inner(),
-        };
-        self.restore(&stored)?;
-        write_meta(
-            &self.db,
-            "snapshot",
-            &stored,
-            ErrorSubject::Snapshot(Some(meta.signature())),
-        )
+        let meta = meta.clone();
+        let data = snapshot.into_inner();
+        self.off_runtime("installing a snapshot", move |sm| {
+            sm.restore(&meta, &data)?;
+            snapshot_store::save(&sm.db, &meta, &data)
+        })
+        .await
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let stored: Option<StoredSnapshot> =
-            read_meta(&self.db, "snapshot", ErrorSubject::Snapshot(None))?;
-        Ok(stored.map(|s| Snapshot {
-            meta: s.meta,
-            snapshot: Box::new(Cursor::new(s.data)),
+        let stored = self
+            .off_runtime("reading the snapshot", |sm| snapshot_store::load(&sm.db))
+            .await?;
+        Ok(stored.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
         }))
     }
 }
