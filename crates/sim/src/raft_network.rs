@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use state::raft::network::{Rpc, Transport, TransportError, serve_rpc};
+use state::raft::network::{Rpc, Transport, TransportError};
 use state::raft::replica::Replica;
 use state::raft::types::ServerNode;
 use swim::Rng;
@@ -125,7 +125,8 @@ impl Transport for MemTransport {
         let Some(replica) = self.net.lock().running.get(&to.name).cloned() else {
             return Err(TransportError::Unreachable(format!("{} is down", to.name)));
         };
-        let reply = serve_rpc(replica.raft(), rpc, &body)
+        let reply = replica
+            .serve_rpc(rpc, &body)
             .await
             .map_err(|e| TransportError::Failed(e.to_string()))?;
         let Some(back) = self.net.hop(&to.name, &self.from) else {

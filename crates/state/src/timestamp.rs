@@ -110,9 +110,39 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// The RFC 3339 text, written into `buf` without going through `fmt` (every object in
+    /// every Raft entry carries timestamps); `None` past the year 9999.
+    fn rfc3339(self, buf: &mut [u8; 24]) -> Option<&str> {
+        let (y, mo, d, h, mi, s, ms) = self.civil();
+        let y = u32::try_from(y).ok().filter(|y| *y <= 9999)?;
+        *buf = *b"0000-00-00T00:00:00.000Z";
+        for (at, width, value) in [
+            (0, 4, y),
+            (5, 2, mo),
+            (8, 2, d),
+            (11, 2, h),
+            (14, 2, mi),
+            (17, 2, s),
+            (20, 3, ms),
+        ] {
+            let mut v = value;
+            for i in (at..at + width).rev() {
+                buf[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        }
+        std::str::from_utf8(buf).ok()
+    }
+}
+
 impl fmt::Display for Timestamp {
     /// RFC 3339 with milliseconds: `2026-11-21T13:55:00.123Z`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0; 24];
+        if let Some(text) = self.rfc3339(&mut buf) {
+            return f.write_str(text);
+        }
         let (y, mo, d, h, mi, s, ms) = self.civil();
         write!(f, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
     }
@@ -120,14 +150,28 @@ impl fmt::Display for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        let mut buf = [0; 24];
+        match self.rfc3339(&mut buf) {
+            Some(text) => s.serialize_str(text),
+            None => s.collect_str(self),
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Timestamp::parse(&s).map_err(serde::de::Error::custom)
+        /// Parses the text where it lies, without copying it into a `String` first.
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a UTC time like 2026-11-21T13:55:00Z")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Timestamp, E> {
+                Timestamp::parse(s).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Text)
     }
 }
 
@@ -214,6 +258,15 @@ mod tests {
         fn display_round_trips(ms in 0u64..32_503_680_000_000) {
             let t = Timestamp(ms);
             prop_assert_eq!(Timestamp::parse(&t.to_string()).unwrap(), t);
+        }
+
+        #[test]
+        fn the_fast_text_is_the_formatted_one(ms in any::<u64>()) {
+            let t = Timestamp(ms);
+            let (y, mo, d, h, mi, s, milli) = t.civil();
+            let slow = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z");
+            prop_assert_eq!(t.to_string(), slow.clone());
+            prop_assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{slow}\""));
         }
 
         #[test]

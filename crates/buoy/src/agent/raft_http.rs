@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use state::raft::network::{Rpc, Transport, TransportError, serve_rpc};
+use state::raft::network::{Rpc, Transport, TransportError};
 use state::raft::replica::Replica;
 use state::raft::types::ServerNode;
 
@@ -80,7 +80,7 @@ pub async fn serve(
             None,
         );
     };
-    match serve_rpc(replica.raft(), rpc, &body).await {
+    match replica.serve_rpc(rpc, &body).await {
         Ok(answer) => ([("content-type", "application/json")], answer).into_response(),
         Err(e) => error(
             StatusCode::BAD_REQUEST,

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 
 use crate::raft::disk_io::DiskIo;
 use crate::raft::log_writer::{self, EncodedEntry, Tail, WriteOp, WriteQueue};
+use crate::raft::recent_entries::RecentEntries;
 use crate::raft::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 /// Log entries by index, as JSON.
@@ -84,6 +85,7 @@ pub struct LogStore {
     db: Arc<Database>,
     tail: Arc<Mutex<Tail>>,
     writes: WriteQueue,
+    recent: Arc<RecentEntries>,
 }
 
 impl LogStore {
@@ -91,7 +93,17 @@ impl LogStore {
     pub fn new(db: Arc<Database>, writer: DiskIo) -> std::io::Result<Self> {
         let tail = Arc::new(Mutex::new(Tail::default()));
         let writes = log_writer::start(db.clone(), tail.clone(), writer)?;
-        Ok(LogStore { db, tail, writes })
+        Ok(LogStore {
+            db,
+            tail,
+            writes,
+            recent: Arc::default(),
+        })
+    }
+
+    /// The newest entries in memory, shared with the network (which sends their encodings).
+    pub fn recent(&self) -> Arc<RecentEntries> {
+        self.recent.clone()
     }
 
     fn queue(&self, op: WriteOp) -> Result<(), StorageError> {
@@ -135,29 +147,51 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
+        let first = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => match s.checked_add(1) {
+                Some(s) => s,
+                None => return Ok(Vec::new()),
+            },
+            Bound::Unbounded => 0,
+        };
+        let last = match range.end_bound() {
+            Bound::Included(&e) => Some(e),
+            Bound::Excluded(&e) => match e.checked_sub(1) {
+                Some(e) => Some(e),
+                None => return Ok(Vec::new()),
+            },
+            Bound::Unbounded => None,
+        };
+        // The newest entries come decoded from memory; only older ones are read and decoded.
+        let (read_until, cached) = match last {
+            Some(last) if last < first => return Ok(Vec::new()),
+            Some(last) => {
+                let (from, cached) = self.recent.suffix(first, last);
+                (Bound::Excluded(from), cached)
+            }
+            None => (Bound::Unbounded, Vec::new()),
+        };
+        let mut out = match read_until {
+            Bound::Excluded(from) if from <= first => Vec::new(),
+            end => self.read_stored_or_pending(Bound::Included(first), end)?,
+        };
+        out.extend(cached);
+        Ok(out)
+    }
+}
+
+impl LogStore {
+    /// Entries in `start..end` (not empty) from the not-yet-durable tail or the table.
+    fn read_stored_or_pending(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<Vec<Entry>, StorageError> {
         let err = || Self::logs_err(ErrorVerb::Read);
         let decode = |bytes: &[u8]| -> Result<Entry, StorageError> {
             serde_json::from_slice(bytes).map_err(storage_err(ErrorSubject::Logs, ErrorVerb::Read))
         };
-        let start = match range.start_bound() {
-            Bound::Included(&s) => Bound::Included(s),
-            Bound::Excluded(&s) => Bound::Excluded(s),
-            Bound::Unbounded => Bound::Unbounded,
-        };
-        let end = match range.end_bound() {
-            Bound::Included(&s) => Bound::Included(s),
-            Bound::Excluded(&s) => Bound::Excluded(s),
-            Bound::Unbounded => Bound::Unbounded,
-        };
-        let empty = match (start, end) {
-            (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b)) => a >= b,
-            (Bound::Included(a), Bound::Included(b)) => a > b,
-            (Bound::Excluded(a), Bound::Included(b)) => a >= b,
-            _ => false,
-        };
-        if empty {
-            return Ok(Vec::new());
-        }
         // The tail first, then the table: an entry that leaves the tail between the two reads
         // has been committed before the table is read, so it is found there.
         let (pending, hidden_from) = {
@@ -233,15 +267,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut encoded = Vec::new();
         for entry in entries {
-            let bytes = serde_json::to_vec(&entry)
-                .map_err(storage_err(ErrorSubject::Logs, ErrorVerb::Write))?;
+            // A follower stores the encoding the leader sent, a leader the one it makes here
+            // (and puts on the wire later).
+            let bytes = match self.recent.take_offered(&entry.log_id) {
+                Some(b) => b,
+                None => serde_json::to_vec(&entry)
+                    .map_err(storage_err(ErrorSubject::Logs, ErrorVerb::Write))?
+                    .into(),
+            };
             encoded.push((
                 entry.log_id.index,
                 EncodedEntry {
                     log_id: entry.log_id,
-                    bytes: bytes.into(),
+                    bytes: bytes.clone(),
                 },
             ));
+            self.recent.insert(entry, bytes);
         }
         {
             let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
@@ -261,12 +302,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             tail.entries.retain(|i, _| *i < log_id.index);
             tail.truncations.push(log_id.index);
         }
+        self.recent.remove_from(log_id.index);
         self.queue(WriteOp::Truncate { from: log_id.index })
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let encoded = serde_json::to_vec(&log_id)
             .map_err(storage_err(ErrorSubject::Logs, ErrorVerb::Write))?;
+        self.recent.remove_upto(log_id.index);
         self.queue(WriteOp::Purge {
             upto: log_id,
             encoded,

@@ -1,7 +1,8 @@
 //! The cluster state replicated with Raft (openraft), stored on disk with redb.
 //!
 //! - [`types`]: the openraft type configuration: commands in, outcomes out, servers by name.
-//! - [`log_store`]: the Raft log and vote in redb; `log_writer` commits log writes in groups.
+//! - [`log_store`]: the Raft log and vote in redb; `log_writer` commits log writes in groups;
+//!   [`recent_entries`] keeps the newest entries in memory for replication.
 //! - [`state_machine`]: applies committed commands to [`ClusterState`](crate::ClusterState),
 //!   keeps the change feed, and stores snapshots in redb (`snapshot_store`).
 //! - [`network`]: openraft's RPCs over any [`Transport`](network::Transport) (HTTP in the
@@ -19,6 +20,7 @@ pub mod disk_io;
 pub mod log_store;
 mod log_writer;
 pub mod network;
+pub mod recent_entries;
 pub mod replica;
 mod snapshot_store;
 pub mod state_machine;

@@ -3,6 +3,7 @@
 //! ends live here so that the agent and the simulator speak exactly the same protocol.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -14,7 +15,8 @@ use openraft::raft::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::raft::types::{NodeId, Raft, ServerNode, TypeConfig};
+use crate::raft::recent_entries::{EncodedTexts, RecentEntries};
+use crate::raft::types::{Entry, LogId, NodeId, Raft, ServerNode, TypeConfig, Vote};
 
 /// Which Raft RPC a request is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,11 +71,13 @@ pub trait Transport: Clone + Send + Sync + 'static {
 #[derive(Clone)]
 pub struct RaftTransport<T> {
     transport: T,
+    recent: Arc<RecentEntries>,
 }
 
 impl<T: Transport> RaftTransport<T> {
-    pub fn new(transport: T) -> Self {
-        RaftTransport { transport }
+    /// `recent`: the log store's newest entries, whose encodings go on the wire as they are.
+    pub fn new(transport: T, recent: Arc<RecentEntries>) -> Self {
+        RaftTransport { transport, recent }
     }
 }
 
@@ -83,6 +87,7 @@ impl<T: Transport> RaftNetworkFactory<TypeConfig> for RaftTransport<T> {
     async fn new_client(&mut self, target: NodeId, node: &ServerNode) -> Self::Network {
         Connection {
             transport: self.transport.clone(),
+            recent: self.recent.clone(),
             target,
             node: node.clone(),
         }
@@ -92,6 +97,7 @@ impl<T: Transport> RaftNetworkFactory<TypeConfig> for RaftTransport<T> {
 /// openraft's view of one peer.
 pub struct Connection<T> {
     transport: T,
+    recent: Arc<RecentEntries>,
     target: NodeId,
     node: ServerNode,
 }
@@ -138,7 +144,9 @@ impl<T: Transport> RaftNetwork<TypeConfig> for Connection<T> {
         req: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
-        self.send(Rpc::Append, &req).await
+        let recent = self.recent.clone();
+        self.send(Rpc::Append, &AppendWire { req: &req, recent })
+            .await
     }
 
     async fn install_snapshot(
@@ -160,10 +168,18 @@ impl<T: Transport> RaftNetwork<TypeConfig> for Connection<T> {
 
 /// The receiving end: decodes a request for `raft`, runs it, and encodes the answer (a
 /// `Result`, so the sender sees Raft's own errors). `Err` means the request was malformed.
-pub async fn serve_rpc(raft: &Raft, rpc: Rpc, body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
+/// `recent` is the receiving server's log cache: it gets the entries' encodings as they came,
+/// so its log store does not encode them again.
+pub async fn serve_rpc(
+    raft: &Raft,
+    recent: &RecentEntries,
+    rpc: Rpc,
+    body: &[u8],
+) -> Result<Vec<u8>, serde_json::Error> {
     match rpc {
         Rpc::Append => {
-            let req: AppendEntriesRequest<TypeConfig> = serde_json::from_slice(body)?;
+            let (req, encoded) = AppendWire::decode(body)?;
+            recent.offer(encoded);
             serde_json::to_vec(&raft.append_entries(req).await)
         }
         Rpc::Vote => {
@@ -218,9 +234,65 @@ trait WireEncode {
     fn encode(&self) -> serde_json::Result<Vec<u8>>;
 }
 
-impl WireEncode for AppendEntriesRequest<TypeConfig> {
+/// AppendEntries as JSON, each entry's JSON taken from the log cache when it is there (it
+/// is the same text `serde_json` would write for it).
+struct AppendWire<'a> {
+    req: &'a AppendEntriesRequest<TypeConfig>,
+    recent: Arc<RecentEntries>,
+}
+
+impl AppendWire<'_> {
+    /// The request, and each entry's JSON text as it came.
+    fn decode(body: &[u8]) -> serde_json::Result<(AppendEntriesRequest<TypeConfig>, EncodedTexts)> {
+        /// The request with its entries left as text.
+        #[derive(serde::Deserialize)]
+        struct Raw<'a> {
+            vote: Vote,
+            prev_log_id: Option<LogId>,
+            leader_commit: Option<LogId>,
+            #[serde(borrow)]
+            entries: Vec<&'a serde_json::value::RawValue>,
+        }
+        let raw: Raw = serde_json::from_slice(body)?;
+        let mut entries = Vec::with_capacity(raw.entries.len());
+        let mut encoded = Vec::with_capacity(raw.entries.len());
+        for text in raw.entries {
+            let entry: Entry = serde_json::from_str(text.get())?;
+            encoded.push((entry.log_id, Arc::from(text.get().as_bytes())));
+            entries.push(entry);
+        }
+        let req = AppendEntriesRequest {
+            vote: raw.vote,
+            prev_log_id: raw.prev_log_id,
+            leader_commit: raw.leader_commit,
+            entries,
+        };
+        Ok((req, encoded))
+    }
+}
+
+impl WireEncode for AppendWire<'_> {
     fn encode(&self) -> serde_json::Result<Vec<u8>> {
-        serde_json::to_vec(self)
+        let req = self.req;
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(b"{\"vote\":");
+        serde_json::to_writer(&mut out, &req.vote)?;
+        out.extend_from_slice(b",\"prev_log_id\":");
+        serde_json::to_writer(&mut out, &req.prev_log_id)?;
+        out.extend_from_slice(b",\"leader_commit\":");
+        serde_json::to_writer(&mut out, &req.leader_commit)?;
+        out.extend_from_slice(b",\"entries\":[");
+        for (i, entry) in req.entries.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            match self.recent.bytes_of(&entry.log_id) {
+                Some(text) => out.extend_from_slice(&text),
+                None => serde_json::to_writer(&mut out, entry)?,
+            }
+        }
+        out.extend_from_slice(b"]}");
+        Ok(out)
     }
 }
 
@@ -234,6 +306,78 @@ impl WireEncode for VoteRequest<NodeId> {
 mod tests {
     use super::*;
     use crate::raft::types::{LogId, SnapshotMeta};
+
+    fn entry(index: u64, name: &str) -> Entry {
+        use crate::command::{Command, Expect, Object, Op};
+        use crate::segment::{Segment, SegmentSpec};
+        let spec = SegmentSpec {
+            name: Some(name.into()),
+            ..Default::default()
+        };
+        let meta = crate::ObjectMeta {
+            id: format!("id-{name}"),
+            ..Default::default()
+        };
+        let command = Command {
+            at: crate::Timestamp::from_unix_millis(1_800_000_000_000 + index),
+            op: Op::Put {
+                object: Box::new(Object::Segment(Segment::create(meta, &spec).unwrap())),
+                expect: Expect::Absent,
+            },
+        };
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(2, 5), index),
+            payload: openraft::EntryPayload::Normal(crate::raft::types::Proposal(vec![command])),
+        }
+    }
+
+    #[test]
+    fn append_entries_go_out_with_cached_texts_and_come_in_with_theirs() {
+        let recent = Arc::new(RecentEntries::default());
+        let cached = entry(7, "cached");
+        let cached_text = serde_json::to_vec(&cached).unwrap();
+        recent.insert(cached.clone(), cached_text.clone().into());
+        let req = AppendEntriesRequest::<TypeConfig> {
+            vote: openraft::Vote::new_committed(2, 5),
+            prev_log_id: Some(LogId::new(openraft::CommittedLeaderId::new(2, 5), 6)),
+            entries: vec![cached.clone(), entry(8, "not-cached")],
+            leader_commit: Some(LogId::new(openraft::CommittedLeaderId::new(1, 5), 3)),
+        };
+        let wire = AppendWire {
+            req: &req,
+            recent: recent.clone(),
+        }
+        .encode()
+        .unwrap();
+        // Any JSON reader takes it as the request (what an earlier build receives).
+        let plain: AppendEntriesRequest<TypeConfig> = serde_json::from_slice(&wire).unwrap();
+        type Parts = (Vote, Option<LogId>, Option<LogId>, Vec<Entry>);
+        let parts = |r: &AppendEntriesRequest<TypeConfig>| -> Parts {
+            (r.vote, r.prev_log_id, r.leader_commit, r.entries.clone())
+        };
+        assert_eq!(parts(&plain), parts(&req));
+        let (decoded, texts) = AppendWire::decode(&wire).unwrap();
+        assert_eq!(parts(&decoded), parts(&req));
+        assert_eq!(
+            texts,
+            vec![
+                (req.entries[0].log_id, Arc::from(cached_text)),
+                (
+                    req.entries[1].log_id,
+                    Arc::from(serde_json::to_vec(&req.entries[1]).unwrap())
+                ),
+            ]
+        );
+        // A heartbeat: no entries at all.
+        let beat = AppendEntriesRequest::<TypeConfig> {
+            entries: Vec::new(),
+            ..req.clone()
+        };
+        let wire = AppendWire { req: &beat, recent }.encode().unwrap();
+        let (decoded, texts) = AppendWire::decode(&wire).unwrap();
+        assert_eq!((parts(&decoded), texts), (parts(&beat), Vec::new()));
+        assert!(AppendWire::decode(b"{\"vote\":1}").is_err());
+    }
 
     #[test]
     fn a_snapshot_chunk_travels_as_raw_bytes_and_decodes_to_the_same_request() {

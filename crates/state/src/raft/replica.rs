@@ -13,7 +13,8 @@ use crate::raft::batcher::{self, PendingWrite, WriteFailure};
 use crate::raft::data_dir::{DataDir, DataDirError};
 use crate::raft::disk_io::DiskIo;
 use crate::raft::log_store::{LogStore, open_database};
-use crate::raft::network::{RaftTransport, Transport};
+use crate::raft::network::{self, RaftTransport, Rpc, Transport};
+use crate::raft::recent_entries::RecentEntries;
 use crate::raft::state_machine::{SharedState, StateMachineStore};
 use crate::raft::types::{NodeId, Raft, ServerNode, node_id};
 use crate::timestamp::Timestamp;
@@ -77,6 +78,7 @@ pub struct RaftStatus {
 /// A running replica.
 pub struct Replica {
     raft: Raft,
+    recent: Arc<RecentEntries>,
     writes: tokio::sync::mpsc::Sender<PendingWrite>,
     shared: Arc<SharedState>,
     me: ServerNode,
@@ -98,6 +100,7 @@ impl Replica {
         })?;
         let log = LogStore::new(db.clone(), config.disk_io)
             .map_err(|e| ReplicaError::Raft(format!("starting the log writer thread: {e}")))?;
+        let recent = log.recent();
         let sm = StateMachineStore::open(db, config.disk_io)
             .map_err(|e| ReplicaError::Raft(e.to_string()))?;
         let shared = sm.shared();
@@ -117,7 +120,7 @@ impl Replica {
         let raft = Raft::new(
             id,
             Arc::new(raft_config),
-            RaftTransport::new(transport),
+            RaftTransport::new(transport, recent.clone()),
             log,
             sm,
         )
@@ -126,6 +129,7 @@ impl Replica {
         Ok(Replica {
             writes: batcher::spawn(raft.clone()),
             raft,
+            recent,
             shared,
             me,
             id,
@@ -137,9 +141,14 @@ impl Replica {
         &self.me
     }
 
-    /// The openraft node (the RPC endpoint needs it).
+    /// The openraft node.
     pub fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    /// Answers a Raft RPC from another server (see [`network::serve_rpc`]).
+    pub async fn serve_rpc(&self, rpc: Rpc, body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
+        network::serve_rpc(&self.raft, &self.recent, rpc, body).await
     }
 
     /// The state as applied here, and its change feed.
