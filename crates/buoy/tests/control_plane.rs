@@ -508,7 +508,7 @@ fn every_route_in_the_openapi_document_is_served() {
 
 #[test]
 fn lists_page_in_name_order_with_limit_marker_and_filters() {
-    let c = one_server(66);
+    let c = one_server(68);
     let http = c.http(1);
     // Created out of name order; every third one disabled.
     let mut names = Vec::new();
