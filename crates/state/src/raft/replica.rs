@@ -73,6 +73,8 @@ pub struct RaftStatus {
     pub voters: Vec<ServerNode>,
     pub learners: Vec<ServerNode>,
     pub snapshot_index: Option<u64>,
+    /// The log is kept after this index (what is older is in the snapshot only).
+    pub purged_index: Option<u64>,
 }
 
 /// A running replica.
@@ -287,6 +289,7 @@ impl Replica {
                 .map(|(_, n)| n.clone())
                 .collect(),
             snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
         }
     }
 
