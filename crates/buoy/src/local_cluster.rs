@@ -242,27 +242,34 @@ impl LocalCluster {
     /// Cuts gossip only between host `i` and every other host, both ways: host `i` looks dead
     /// to membership but still renews its lease (an isolated host, rule S3).
     pub fn isolate(&self, i: usize) -> Result<()> {
+        use crate::netns::Netns;
         let Some(n) = &self.netns else {
             return self.cut(i, "both", "gossip", true);
         };
-        for j in (0..self.hosts.len()).filter(|&j| j != i) {
-            n.blackhole(i, crate::netns::Netns::gossip_ip(j))?;
-            n.blackhole(j, crate::netns::Netns::gossip_ip(i))?;
-        }
-        Ok(())
+        self.each_other(i, |j| {
+            n.blackhole(i, Netns::gossip_ip(j))?;
+            n.blackhole(j, Netns::gossip_ip(i))
+        })
     }
 
     /// Host `i` can no longer send anything to the others (one-way partition); it still
     /// hears them.
     pub fn mute(&self, i: usize) -> Result<()> {
+        use crate::netns::Netns;
         let Some(n) = &self.netns else {
             return self.cut(i, "out", "all", false);
         };
-        for j in (0..self.hosts.len()).filter(|&j| j != i) {
-            n.blackhole(i, crate::netns::Netns::gossip_ip(j))?;
-            n.blackhole(i, crate::netns::Netns::http_ip(j))?;
-        }
-        Ok(())
+        self.each_other(i, |j| {
+            n.blackhole(i, Netns::gossip_ip(j))?;
+            n.blackhole(i, Netns::http_ip(j))
+        })
+    }
+
+    /// Runs `f` for every host other than `i`.
+    fn each_other(&self, i: usize, mut f: impl FnMut(usize) -> Result<()>) -> Result<()> {
+        (0..self.hosts.len())
+            .filter(|&j| j != i)
+            .try_for_each(&mut f)
     }
 
     fn cut(&self, i: usize, direction: &str, scope: &str, both_sides: bool) -> Result<()> {

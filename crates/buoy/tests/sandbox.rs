@@ -34,13 +34,7 @@ fn the_sandbox_shows_a_recovery_takes_chaos_and_cleans_up() {
         .args(["sandbox", "chaos", "explode", "h2", "--net", "60"])
         .output()
         .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = finishes_well(child);
     assert!(
         chaos.status.success() && chaos_out.contains("h2's agent hangs"),
         "{chaos_out}"
@@ -118,13 +112,7 @@ fn the_sandbox_runs_qemu_guests_when_asked() {
             text.contains("\"name\":\"vm-1\"") && text.contains("\"phase\":\"running\"")
         });
     }
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = finishes_well(child);
     assert!(seen, "vm-1 never ran:\n{text}");
     assert!(text.contains("and 1 QEMU guests running"), "{text}");
 }
@@ -137,4 +125,16 @@ fn observed(api: std::net::SocketAddr) -> Option<String> {
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     Some(text)
+}
+
+/// Waits for the sandbox to end; it must succeed. Its output.
+fn finishes_well(child: std::process::Child) -> String {
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
 }
