@@ -7,8 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Cluster, get, wait_until};
+use model::timestamp::Timestamp;
 use serde_json::Value;
-use state::timestamp::Timestamp;
 
 fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))

@@ -13,8 +13,8 @@ use common::{
     Cluster, Watchdog, alive, buoy, create, create_placed, get, json, observed, place_sleeper,
     request, running_pid, wait_until,
 };
+use model::timestamp::Timestamp;
 use serde_json::json;
-use state::timestamp::Timestamp;
 
 fn log_has(dir: &Path, host: u8, name: &str, text: &str) -> bool {
     std::fs::read_to_string(dir.join(format!("data-h{host}/instances/{name}.log")))

@@ -7,23 +7,16 @@
 //! A host's report confirms only once it has applied assignments at least as new as the move
 //! (before that it may not even know the copy moved, or may be about to start it).
 
-use state::placement::{Epoch, Handoff};
-
-/// What one host last reported: the change index of the assignments it has applied, and
-/// every copy it still runs or is stopping (placement id, epoch).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct HostReport {
-    pub applied: Option<u64>,
-    pub active: Vec<(String, Epoch)>,
-}
+use model::placement::Handoff;
+use proto::Report;
 
 /// What the leader knows about the host a copy left.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum LeftHost<'a> {
     /// Marked failed, fenced, or its lease is over: it runs nothing.
     Down,
     /// Up; its latest report, if it sent one to this leader.
-    Up(Option<&'a HostReport>),
+    Up(Option<&'a Report>),
     /// No longer registered: it gets no assignments, so it stops what it ran; the leader
     /// cannot tell when, and accepts the handoff.
     Gone,
@@ -35,11 +28,7 @@ pub fn confirmed(placement: &str, handoff: &Handoff, left: LeftHost<'_>) -> bool
         LeftHost::Down | LeftHost::Gone => true,
         LeftHost::Up(None) => false,
         LeftHost::Up(Some(r)) => {
-            r.applied.is_some_and(|a| a >= handoff.change)
-                && !r
-                    .active
-                    .iter()
-                    .any(|(p, e)| p == placement && *e <= handoff.epoch)
+            r.applied.is_some_and(|a| a >= handoff.change) && !r.may_run(placement, handoff.epoch)
         }
     }
 }
@@ -47,6 +36,9 @@ pub fn confirmed(placement: &str, handoff: &Handoff, left: LeftHost<'_>) -> bool
 #[cfg(test)]
 mod tests {
     use super::*;
+    use model::Timestamp;
+    use model::placement::Epoch;
+    use proto::{Observed, Phase};
 
     fn handoff(change: u64) -> Handoff {
         Handoff {
@@ -56,12 +48,24 @@ mod tests {
         }
     }
 
-    fn report(applied: Option<u64>, active: &[(&str, u64)]) -> HostReport {
-        HostReport {
+    /// A report with `applied` and the copies `active` (placement, epoch) still running.
+    fn report(applied: Option<u64>, active: &[(&str, u64)]) -> Report {
+        Report {
             applied,
-            active: active
+            instances: active
                 .iter()
-                .map(|(p, e)| (p.to_string(), Epoch(*e)))
+                .map(|(p, e)| Observed {
+                    placement: p.to_string(),
+                    instance: p.to_string(),
+                    name: p.to_string(),
+                    epoch: Epoch(*e),
+                    phase: Phase::Running,
+                    since: Timestamp::now(),
+                    pid: None,
+                    reason: None,
+                    exit_code: None,
+                    restarts: 0,
+                })
                 .collect(),
         }
     }

@@ -12,7 +12,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-pub use state::segment::RecoveryMethod;
+pub use model::segment::RecoveryMethod;
 
 /// How much a host is preferred (smaller is better): the recovery method's pass, then the
 /// most free memory, then the most free CPU.

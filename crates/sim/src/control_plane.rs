@@ -13,13 +13,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use model::segment::{Segment, SegmentSpec};
+use model::{ClusterState, Expect, Object, ObjectMeta, Op, Timestamp};
 use serde::Serialize;
-use state::raft::data_dir::DataDir;
-use state::raft::disk_io::DiskIo;
-use state::raft::replica::{Replica, ReplicaConfig};
-use state::raft::types::{ServerNode, node_id};
-use state::segment::{Segment, SegmentSpec};
-use state::{ClusterState, Expect, Object, ObjectMeta, Op, Timestamp};
+use state::data_dir::DataDir;
+use state::disk_io::DiskIo;
+use state::replica::{Replica, ReplicaConfig};
+use state::types::{ServerNode, node_id};
 use swim::Rng;
 
 use crate::raft_network::MemNetwork;

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use state::raft::network::{Rpc, Transport, TransportError};
-use state::raft::replica::Replica;
-use state::raft::types::ServerNode;
+use state::network::{Rpc, Transport, TransportError};
+use state::replica::Replica;
+use state::types::ServerNode;
 use swim::Rng;
 
 /// Who is up and which links are cut.

@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 
 use openraft::testing::{StoreBuilder, Suite};
-use state::raft::disk_io::DiskIo;
-use state::raft::log_store::{LogStore, open_database};
-use state::raft::state_machine::StateMachineStore;
-use state::raft::types::{StorageError, TypeConfig};
+use state::disk_io::DiskIo;
+use state::log_store::{LogStore, open_database};
+use state::state_machine::StateMachineStore;
+use state::types::{StorageError, TypeConfig};
 
 /// A fresh database per test case, removed when the case ends.
 struct TempDir(PathBuf);

@@ -1,0 +1,270 @@
+//! The agent's settings: the config file merged with the flags, checked, with defaults
+//! filled in. Every mistake is reported with the flag or field that holds it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use state::replica::ReplicaConfig;
+use swim::keyring::ENCRYPTION_OVERHEAD;
+use swim::{Capacity, Metadata, NetAddress, Role};
+
+use super::args::AgentArgs;
+use super::config;
+use node::http::auth::Auth;
+use node::http::tls::TlsFiles;
+use server::control_plane::ServerSettings;
+
+/// The agent's settings after merging the config file and flags.
+pub struct Settings {
+    pub name: String,
+    pub bind: SocketAddr,
+    pub advertise: SocketAddr,
+    pub http: SocketAddr,
+    pub join: Vec<SocketAddr>,
+    pub keyring: Option<PathBuf>,
+    pub label: String,
+    pub swim: swim::Config,
+    pub meta: Metadata,
+    pub fault_injection: bool,
+    pub udp_payload: usize,
+    /// Present when this agent is a control-plane server.
+    pub server: Option<ServerSettings>,
+    pub masakari_http: Option<SocketAddr>,
+    pub auth: Auth,
+    pub tls: Option<TlsFiles>,
+    pub lease: engine::host_lease::LeaseTiming,
+    pub watchdog: Option<PathBuf>,
+    pub watchdog_device: Option<PathBuf>,
+    pub data_dir: PathBuf,
+}
+
+pub fn settings(args: &AgentArgs) -> Result<Settings> {
+    let file = match &args.config {
+        Some(p) => config::load(p)?,
+        None => config::FileConfig::default(),
+    };
+    let name = match args.name.clone().or(file.name.clone()) {
+        Some(n) => n,
+        None => {
+            hostname().context("no --name given and the host name cannot be read; pass --name")?
+        }
+    };
+    swim::message::validate_name(&name)
+        .map_err(anyhow::Error::msg)
+        .context("--name")?;
+    let bind = args
+        .bind
+        .or(file.bind)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7946)));
+    let advertise = args.advertise.or(file.advertise).unwrap_or(bind);
+    if advertise.ip().is_unspecified() {
+        bail!(
+            "--bind {bind} listens on every interface: also give --advertise with the address other hosts should use"
+        );
+    }
+    let http = args
+        .http
+        .or(file.http)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7070)));
+    let mut join = file.join.clone();
+    join.extend(args.join.iter().copied());
+    let profile = args
+        .profile
+        .clone()
+        .or(file.profile.clone())
+        .unwrap_or_else(|| "lan".into());
+    let mut swim_config = swim::Config::profile(&profile).context("--profile")?;
+    file.timing.apply(&mut swim_config)?;
+    let keyring = args.keyring.clone().or(file.keyring.clone());
+    let udp_payload = file.udp_payload.unwrap_or(1400);
+    if !(512..=9000).contains(&udp_payload) {
+        bail!("udp_payload = {udp_payload}: expected 512..=9000 bytes");
+    }
+    swim_config.max_packet_bytes = udp_payload
+        - if keyring.is_some() {
+            ENCRYPTION_OVERHEAD
+        } else {
+            0
+        };
+    swim_config.validate().context("timing settings")?;
+    let is_server = args.server || file.server.unwrap_or(false);
+    let role = match file.metadata.role.as_deref() {
+        None if is_server => Role::Server,
+        None | Some("client") if !is_server => Role::Client,
+        Some("server") if is_server => Role::Server,
+        Some(r @ ("client" | "server")) => bail!(
+            "metadata.role = `{r}` contradicts --server/server = {is_server}: drop metadata.role, the server flag sets it"
+        ),
+        Some(other) => bail!("metadata.role = `{other}`: expected client or server"),
+        None => Role::Client,
+    };
+    // Every agent keeps its instances' logs here; servers also their Raft data.
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or(file.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("buoy-data").join(&name));
+    let server = if is_server {
+        let expect = args.bootstrap_expect.or(file.bootstrap_expect).unwrap_or(1);
+        if !matches!(expect, 1 | 3 | 5) {
+            bail!(
+                "--bootstrap-expect {expect}: expected 1, 3 or 5 servers (an odd number keeps a majority through failures)"
+            );
+        }
+        let snapshot_every = args
+            .snapshot_every
+            .or(file.snapshot_every)
+            .unwrap_or(ReplicaConfig::default().snapshot_every);
+        if snapshot_every == 0 {
+            bail!("--snapshot-every 0: expected a number of log entries, at least 1");
+        }
+        Some(ServerSettings {
+            data_dir: data_dir.clone(),
+            bootstrap_expect: expect,
+            snapshot_every,
+        })
+    } else {
+        if args.bootstrap_expect.is_some() {
+            bail!("--bootstrap-expect applies to servers only: add --server");
+        }
+        if args.snapshot_every.is_some() {
+            bail!("--snapshot-every applies to servers only: add --server");
+        }
+        None
+    };
+    let meta = Metadata {
+        segment: args
+            .segment
+            .clone()
+            .or(file.metadata.segment.clone())
+            .unwrap_or_else(|| "default".into()),
+        role,
+        capacity: Capacity {
+            cpus: file.metadata.cpus.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+            }),
+            memory_mb: file.metadata.memory_mb.unwrap_or_else(total_memory_mb),
+        },
+        addresses: file
+            .metadata
+            .addresses
+            .iter()
+            .map(|a| NetAddress {
+                label: a.label.clone(),
+                addr: a.address,
+            })
+            .collect(),
+        http: Some(http),
+    };
+    Ok(Settings {
+        name,
+        bind,
+        advertise,
+        http,
+        join,
+        keyring,
+        label: args
+            .label
+            .clone()
+            .or(file.label.clone())
+            .unwrap_or_else(|| "buoy".into()),
+        swim: swim_config,
+        meta,
+        fault_injection: args.enable_fault_injection
+            || file.enable_fault_injection.unwrap_or(false),
+        udp_payload,
+        server,
+        masakari_http: args.masakari_http.or(file.masakari_http),
+        auth: match args.tokens.as_ref().or(file.tokens.as_ref()) {
+            Some(p) => Auth::load(p)?,
+            None => Auth::open(),
+        },
+        watchdog: args.watchdog.clone().or(file.watchdog.clone()),
+        watchdog_device: args
+            .watchdog_device
+            .clone()
+            .or(file.watchdog_device.clone()),
+        data_dir,
+        lease: lease_timing(
+            args.lease_ttl.as_ref().or(file.lease_ttl.as_ref()),
+            args.lease_renew.as_ref().or(file.lease_renew.as_ref()),
+            &profile,
+        )?,
+        tls: tls_files(
+            args.tls_cert.clone().or(file.tls_cert.clone()),
+            args.tls_key.clone().or(file.tls_key.clone()),
+            args.tls_ca.clone().or(file.tls_ca.clone()),
+        )?,
+    })
+}
+
+/// The lease timing from `--lease-ttl` / `--lease-renew` (duration text) or the profile.
+fn lease_timing(
+    ttl: Option<&String>,
+    renew: Option<&String>,
+    profile: &str,
+) -> Result<engine::host_lease::LeaseTiming> {
+    let parse = |flag: &str, v: &String| {
+        model::duration_text::parse(v).map_err(|e| anyhow::anyhow!("{flag} {v}: {e}"))
+    };
+    let ttl = match ttl {
+        Some(v) => parse("--lease-ttl", v)?,
+        None if profile == "local" => Duration::from_secs(1),
+        None => engine::host_lease::LeaseTiming::LAN.ttl,
+    };
+    let renew_every = match renew {
+        Some(v) => parse("--lease-renew", v)?,
+        None => ttl / 6,
+    };
+    let timing = engine::host_lease::LeaseTiming { ttl, renew_every };
+    timing
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--lease-ttl/--lease-renew: {e}"))?;
+    Ok(timing)
+}
+
+/// TLS is on when all three files are given, off when none is; anything else is a mistake.
+fn tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+) -> Result<Option<TlsFiles>> {
+    match (cert, key, ca) {
+        (None, None, None) => Ok(None),
+        (Some(cert), Some(key), Some(ca)) => Ok(Some(TlsFiles { cert, key, ca })),
+        (cert, key, ca) => {
+            let missing: Vec<&str> = [
+                (cert.is_none(), "--tls-cert"),
+                (key.is_none(), "--tls-key"),
+                (ca.is_none(), "--tls-ca"),
+            ]
+            .into_iter()
+            .filter_map(|(m, f)| m.then_some(f))
+            .collect();
+            bail!(
+                "TLS needs --tls-cert, --tls-key and --tls-ca together (missing {}): the agent serves with the certificate and checks other agents against the CA",
+                missing.join(", ")
+            )
+        }
+    }
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn total_memory_mb() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
+}

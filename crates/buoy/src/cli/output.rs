@@ -1,0 +1,162 @@
+//! How the CLI prints objects: tables per kind, aligned rows, JSON.
+
+use serde_json::{Map, Value};
+
+pub(super) fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+pub(super) fn print_table(plural: &str, items: &[Value], segments: &Map<String, Value>) {
+    let seg = |v: &Value| text(segments.get(v.as_str().unwrap_or("")).unwrap_or(v));
+    let (head, rows): (Vec<&str>, Vec<Vec<String>>) = match plural {
+        "segments" => (
+            vec!["NAME", "RECOVERY", "ENABLED", "TOLERATE", "VERSION", "ID"],
+            items
+                .iter()
+                .map(|s| {
+                    vec![
+                        text(&s["name"]),
+                        text(&s["recovery_method"]),
+                        text(&s["enabled"]),
+                        text(&s["tolerate_host_failures"]),
+                        text(&s["version"]),
+                        text(&s["id"]),
+                    ]
+                })
+                .collect(),
+        ),
+        "hosts" => (
+            vec![
+                "NAME",
+                "SEGMENT",
+                "MEMBERSHIP",
+                "RESERVED",
+                "MAINTENANCE",
+                "CPU",
+                "MEMORY_MB",
+                "VERSION",
+            ],
+            items
+                .iter()
+                .map(|h| {
+                    vec![
+                        text(&h["name"]),
+                        seg(&h["segment"]),
+                        text(&h["membership"]["state"]),
+                        text(&h["reserved"]),
+                        text(&h["on_maintenance"]),
+                        text(&h["capacity"]["cpu"]),
+                        text(&h["capacity"]["memory_mb"]),
+                        text(&h["version"]),
+                    ]
+                })
+                .collect(),
+        ),
+        "instances" => (
+            vec![
+                "NAME",
+                "SEGMENT",
+                "DRIVER",
+                "MODE",
+                "REPLICAS",
+                "PRIORITY",
+                "DESIRED",
+                "CPU",
+                "MEMORY_MB",
+            ],
+            items
+                .iter()
+                .map(|i| {
+                    vec![
+                        text(&i["name"]),
+                        seg(&i["segment"]),
+                        text(&i["driver"]),
+                        text(&i["mode"]),
+                        text(&i["replicas"]),
+                        text(&i["priority"]),
+                        text(&i["desired_state"]),
+                        text(&i["cpu"]),
+                        text(&i["memory_mb"]),
+                    ]
+                })
+                .collect(),
+        ),
+        "placements" => (
+            vec!["ID", "INSTANCE", "REPLICA", "HOST", "EPOCH", "VERSION"],
+            items
+                .iter()
+                .map(|p| {
+                    vec![
+                        text(&p["id"]),
+                        text(&p["instance"]),
+                        text(&p["replica"]),
+                        text(&p["host"]),
+                        text(&p["epoch"]),
+                        text(&p["version"]),
+                    ]
+                })
+                .collect(),
+        ),
+        _ => (
+            vec!["ID", "TYPE", "HOSTNAME", "STATUS", "GENERATED"],
+            items
+                .iter()
+                .map(|n| {
+                    vec![
+                        text(&n["id"]),
+                        text(&n["type"]),
+                        text(&n["hostname"]),
+                        text(&n["status"]),
+                        text(&n["generated_time"]),
+                    ]
+                })
+                .collect(),
+        ),
+    };
+    print_rows(&head, &rows);
+    if rows.is_empty() {
+        println!("(no {plural})");
+    }
+}
+
+pub(super) fn print_rows(head: &[&str], rows: &[Vec<String>]) {
+    let widths: Vec<usize> = (0..head.len())
+        .map(|c| {
+            rows.iter()
+                .map(|r| r[c].len())
+                .chain([head[c].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(head.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
+
+/// One object as `field: value` lines.
+pub(super) fn print_object(v: &Value) {
+    if let Some(map) = v.as_object() {
+        let width = map.keys().map(String::len).max().unwrap_or(0);
+        for (k, val) in map {
+            let shown = match val {
+                Value::Object(_) | Value::Array(_) => val.to_string(),
+                other => text(other),
+            };
+            println!("{k:<width$}  {shown}");
+        }
+    }
+}

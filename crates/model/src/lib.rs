@@ -1,0 +1,30 @@
+//! Buoy's data model: segments, hosts, instances, placements and notifications, and the
+//! deterministic state machine that applies commands to them. Plain data and pure functions:
+//! no openraft, no redb, no tokio (`state` replicates this model with Raft; `engine` and
+//! `proto` use its types).
+//!
+//! - [`ClusterState`] is pure: `apply(index, command)` -> outcome + change.
+//! - The object modules (`segment`, `host`, `instance`, `notification`, `placement`) hold
+//!   each type with its spec (what clients may set) and its validation.
+
+pub mod capacity;
+pub mod cluster_state;
+pub mod command;
+pub mod duration_text;
+pub mod error;
+pub mod health;
+pub mod host;
+pub mod instance;
+pub mod notification;
+pub mod object;
+pub mod placement;
+pub mod resources;
+pub mod segment;
+pub mod server;
+pub mod timestamp;
+
+pub use cluster_state::ClusterState;
+pub use command::{Action, Change, Command, Expect, Object, Op, Outcome};
+pub use error::StateError;
+pub use object::{Kind, ObjectMeta};
+pub use timestamp::Timestamp;

@@ -1,0 +1,136 @@
+//! One started instance, whatever its driver: what the reconciler needs from each (is it up,
+//! has it ended and why, stop it gracefully, kill it now, how the watchdog stops it).
+
+use std::path::Path;
+use std::time::Duration;
+
+use model::instance::DriverKind;
+use serde_json::{Map, Value};
+
+use super::ocf::{OcfResource, OcfSpec, OcfState};
+use super::process::{DriverError, Exit, ProcessSpec, RunningProcess};
+use super::qemu::{QemuSpec, RunningVm};
+use crate::watchdog::protocol::Target;
+
+/// How an instance ended: its exit code when it has one, and the reason in words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ended {
+    pub code: Option<i32>,
+    pub reason: String,
+}
+
+fn ended(p: &mut RunningProcess) -> Option<Ended> {
+    p.poll_exit().map(|e| Ended {
+        code: match e {
+            Exit::Code(c) => Some(c),
+            Exit::Signal(_) => None,
+        },
+        reason: e.to_string(),
+    })
+}
+
+/// A started instance.
+pub enum Running {
+    Process(RunningProcess),
+    Ocf(OcfResource),
+    Qemu(RunningVm),
+}
+
+impl Running {
+    /// Starts instance `name` with `driver` and `params`; `env` is added for processes.
+    pub fn start(
+        name: &str,
+        driver: DriverKind,
+        params: &Map<String, Value>,
+        env: &[(&str, String)],
+        log: &Path,
+    ) -> Result<Running, DriverError> {
+        match driver {
+            DriverKind::Process => {
+                let mut spec = ProcessSpec::from_params(params)?;
+                for (k, v) in env {
+                    spec.env.insert(k.to_string(), v.clone());
+                }
+                RunningProcess::start(&spec, log).map(Running::Process)
+            }
+            DriverKind::Ocf => {
+                OcfResource::launch(OcfSpec::from_params(params)?, name, log).map(Running::Ocf)
+            }
+            DriverKind::Qemu => {
+                let spec = QemuSpec::from_params(params)?;
+                RunningVm::start(&spec, &log.with_extension("qmp"), log).map(Running::Qemu)
+            }
+        }
+    }
+
+    /// The process id, for drivers that have one.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Running::Process(p) => Some(p.pid()),
+            Running::Qemu(vm) => Some(vm.process.pid()),
+            Running::Ocf(_) => None,
+        }
+    }
+
+    /// True once the instance is up (an OCF resource after its first good monitor).
+    pub fn is_up(&self) -> bool {
+        match self {
+            Running::Process(_) | Running::Qemu(_) => true,
+            Running::Ocf(r) => r.state() == OcfState::Running,
+        }
+    }
+
+    /// How it ended, once it has (does not wait).
+    pub fn poll_end(&mut self) -> Option<Ended> {
+        match self {
+            Running::Process(p) => ended(p),
+            Running::Qemu(vm) => ended(&mut vm.process).or_else(|| {
+                vm.broken().map(|reason| {
+                    vm.process.kill();
+                    Ended { code: None, reason }
+                })
+            }),
+            Running::Ocf(r) => match r.state() {
+                OcfState::Failed { action, code } => Some(Ended {
+                    code,
+                    reason: OcfState::describe(action, code),
+                }),
+                _ => None,
+            },
+        }
+    }
+
+    /// How the watchdog stops it if the agent cannot.
+    pub fn watchdog_target(&self) -> Target {
+        match self {
+            Running::Process(p) => Target::ProcessGroup(p.pid() as i32),
+            Running::Qemu(vm) => Target::ProcessGroup(vm.process.pid() as i32),
+            Running::Ocf(r) => {
+                let (argv, env) = r.stop_command();
+                Target::Exec { argv, env }
+            }
+        }
+    }
+
+    /// Stops it gracefully (SIGTERM then SIGKILL after `timeout`; OCF `stop`); returns how
+    /// it went, in words.
+    pub async fn stop(self, timeout: Duration) -> String {
+        match self {
+            Running::Process(mut p) => p.stop(timeout).await.to_string(),
+            Running::Qemu(vm) => vm.stop().await,
+            Running::Ocf(r) => OcfState::describe("stop", r.stop().await),
+        }
+    }
+
+    /// Stops it at once (self-fencing): SIGKILL for processes; `stop` for OCF resources,
+    /// run in the background (it is the only way an agent stops its resource).
+    pub fn kill(self) {
+        match self {
+            Running::Process(mut p) => p.kill(),
+            Running::Qemu(mut vm) => vm.process.kill(),
+            Running::Ocf(r) => {
+                tokio::spawn(r.stop());
+            }
+        }
+    }
+}

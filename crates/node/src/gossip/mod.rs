@@ -1,0 +1,8 @@
+//! The IO shell around the `swim` membership core: the [`runtime`] owns the core and carries
+//! out what it asks over UDP, [`stream`] serves its TCP exchanges, [`faults`] is the fault
+//! filter tests switch on, and [`keyring_file`] reads the gossip keys.
+
+pub mod faults;
+pub mod keyring_file;
+pub mod runtime;
+pub mod stream;

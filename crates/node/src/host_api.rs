@@ -1,0 +1,153 @@
+//! What this host says about itself over HTTP:
+//!
+//! - `GET /v1/lease`: this host's own lease.
+//! - `GET /v1/supervisor`: the instances it runs or ran, with their state.
+//! - `GET /v1/supervisor/logs/{name}`: the output of an instance on this host, its tail and
+//!   then (with `follow`) what it appends, across rotations. The leader relays
+//!   `GET /v1/instances/{id}/logs` here from any agent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use axum::Json;
+use serde_json::json;
+
+use crate::gossip::runtime::Shared;
+use crate::http::error::error;
+use crate::lease::keeper::LeaseKeeper;
+use crate::lease::wall;
+use crate::supervisor::reconciler::Supervisor;
+
+/// What the host routes need.
+#[derive(Clone)]
+pub struct HostApi {
+    pub keeper: Arc<LeaseKeeper>,
+    pub gossip: Arc<Shared>,
+    pub supervisor: Arc<Supervisor>,
+}
+
+/// `GET /v1/lease`: this agent's own lease.
+pub async fn own_lease(State(api): State<HostApi>) -> Json<serde_json::Value> {
+    let now = api.gossip.now();
+    api.keeper.with_lease(|lease| {
+        let until = lease.until();
+        Json(json!({
+            "host": api.keeper.me(),
+            "held": lease.is_held(now),
+            "until": until.map(|u| wall(u, now)),
+            "remaining_ms": until.map(|u| u.saturating_since(now).as_millis() as u64),
+            "ttl_ms": lease.timing().ttl.as_millis() as u64,
+            "renew_every_ms": lease.timing().renew_every.as_millis() as u64,
+        }))
+    })
+}
+
+/// `GET /v1/supervisor`: the instances this agent runs or ran, with their state.
+pub async fn supervised(State(api): State<HostApi>) -> Json<serde_json::Value> {
+    Json(json!({"instances": api.supervisor.observed()}))
+}
+
+/// Query of `GET /v1/supervisor/logs/{name}`.
+#[derive(Deserialize)]
+pub struct LogQuery {
+    /// Lines from the end to show first (default 100).
+    pub tail: Option<usize>,
+    /// Keep streaming what the instance writes.
+    #[serde(default)]
+    pub follow: bool,
+}
+
+/// `GET /v1/supervisor/logs/{name}`: the output of instance `name` on this host.
+pub async fn instance_log(
+    State(api): State<HostApi>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    axum::extract::Query(q): axum::extract::Query<LogQuery>,
+) -> Response {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "not an instance name",
+            Some("name"),
+        );
+    }
+    let path = api.supervisor.log_path(&name);
+    let Ok(text) = std::fs::read(&path) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no log of instance `{name}` on this host: it has not run here"),
+            None,
+        );
+    };
+    let tail = q.tail.unwrap_or(100);
+    let start = text
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(tail)
+        .map_or(0, |(i, _)| i + 1);
+    let first = bytes::Bytes::copy_from_slice(&text[start..]);
+    if !q.follow {
+        return ([("content-type", "text/plain; charset=utf-8")], first).into_response();
+    }
+    // Follow: what was there, then what gets appended (from the start of a rotated file).
+    let state = (Some(first), path, text.len() as u64);
+    let stream = futures_util::stream::unfold(state, |(first, path, mut pos)| async move {
+        if let Some(f) = first {
+            return Some((Ok::<_, std::io::Error>(f), (None, path, pos)));
+        }
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let Ok(len) = std::fs::metadata(&path).map(|m| m.len()) else {
+                continue;
+            };
+            if len < pos {
+                pos = 0; // rotated
+            }
+            if len > pos
+                && let Ok(chunk) = read_from(&path, pos)
+            {
+                let end = pos + chunk.len() as u64;
+                return Some((Ok(bytes::Bytes::from(chunk)), (None, path, end)));
+            }
+        }
+    });
+    (
+        [("content-type", "text/plain; charset=utf-8")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// The bytes of `path` from offset `pos` to its end.
+fn read_from(path: &std::path::Path, pos: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    f.seek(SeekFrom::Start(pos))?;
+    let mut out = Vec::new();
+    f.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// The host routes, behind the API tokens when they are configured.
+pub fn router(api: HostApi, auth: crate::http::auth::Auth) -> axum::Router {
+    axum::Router::new()
+        .route("/v1/lease", axum::routing::get(own_lease))
+        .route("/v1/supervisor", axum::routing::get(supervised))
+        .route(
+            "/v1/supervisor/logs/{name}",
+            axum::routing::get(instance_log),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            auth,
+            crate::http::auth::require_token,
+        ))
+        .with_state(api)
+}

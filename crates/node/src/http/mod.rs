@@ -1,0 +1,7 @@
+//! HTTP plumbing every agent shares: the [`error`] body, API tokens ([`auth`]), the
+//! [`client`] agents use to talk to each other, and [`tls`].
+
+pub mod auth;
+pub mod client;
+pub mod error;
+pub mod tls;

@@ -1,0 +1,199 @@
+//! The host side of leases (rule S1): keeps this agent's lease ([`HostLease`]) renewed
+//! through a [`RenewalChannel`], counting each grant from when its request was *sent*, and
+//! publishes what each grant assigns to this host. Whoever runs instances watches
+//! [`LeaseKeeper::changed`] and [`LeaseKeeper::assignments`].
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use engine::Instant;
+use engine::host_lease::{HostLease, LeaseTiming, RenewalId};
+use proto::{Assignment, RenewalRequest, Report};
+use tracing::{info, warn};
+
+use super::channel::RenewalChannel;
+use crate::gossip::runtime::Shared;
+
+/// The assignments of one grant, with the change index they reflect.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Assigned {
+    pub index: u64,
+    pub list: Vec<Assignment>,
+}
+
+/// What this host reports with its renewals (the supervisor): its instances, and a signal
+/// when they changed so that the leader hears soon.
+pub trait Reporter: Send + Sync {
+    /// The report to send now.
+    fn report(&self) -> Report;
+    /// Woken when the report changed in a way the leader acts on.
+    fn changed(&self) -> &tokio::sync::Notify;
+}
+
+/// Host side: keeps this agent's lease renewed.
+pub struct LeaseKeeper {
+    me: String,
+    lease: Mutex<HostLease>,
+    /// Wakes whoever watches the lease (the supervisor, the watchdog feeder) on every change.
+    pub changed: tokio::sync::watch::Sender<Option<Instant>>,
+    /// The change index of the newest assignments received (reset when the lease is lost, so
+    /// the next grant carries fresh ones).
+    known: Mutex<Option<u64>>,
+    /// What is placed on this host, from the newest grant; none until a grant brings them
+    /// (and again after the lease was lost).
+    pub assignments: tokio::sync::watch::Sender<Option<Arc<Assigned>>>,
+    /// The term of the last grant, and the report (as JSON) the leader of that term has.
+    reported: Mutex<(u64, Option<String>)>,
+    /// Whose instances this host reports (the supervisor).
+    reporter: std::sync::OnceLock<Arc<dyn Reporter>>,
+}
+
+impl LeaseKeeper {
+    pub fn new(me: String, timing: LeaseTiming, now: Instant) -> Arc<Self> {
+        Arc::new(LeaseKeeper {
+            me,
+            lease: Mutex::new(HostLease::new(timing, now)),
+            changed: tokio::sync::watch::channel(None).0,
+            known: Mutex::new(None),
+            assignments: tokio::sync::watch::channel(None).0,
+            reported: Mutex::new((0, None)),
+            reporter: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Reports `reporter`'s instances with the renewals from now on.
+    pub fn report_for(&self, reporter: Arc<dyn Reporter>) {
+        let _ = self.reporter.set(reporter);
+    }
+
+    /// This host's name.
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// Reads this host's lease.
+    pub fn with_lease<R>(&self, f: impl FnOnce(&HostLease) -> R) -> R {
+        f(&self.lease.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The instances to report with the next renewal, when the leader lacks them.
+    fn report_due(&self) -> Option<(Report, String)> {
+        let report = self.reporter.get()?.report();
+        let text = serde_json::to_string(&report).ok()?;
+        let reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        (reported.1.as_deref() != Some(text.as_str())).then_some((report, text))
+    }
+
+    /// Whether this host holds its lease at `now`.
+    pub fn is_held(&self, now: Instant) -> bool {
+        self.lease
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_held(now)
+    }
+
+    /// Sends renewals when due, forever.
+    pub async fn run(self: Arc<Self>, channel: Arc<dyn RenewalChannel>, gossip: Arc<Shared>) {
+        let mut held = false;
+        loop {
+            let now = gossip.now();
+            let (due, next) = {
+                let mut l = self.lease.lock().unwrap_or_else(|p| p.into_inner());
+                let now_held = l.is_held(now);
+                if now_held != held {
+                    if now_held {
+                        info!("lease acquired");
+                    } else {
+                        warn!("lease lost: this host must run nothing until it renews");
+                        *self.known.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                        self.assignments.send_replace(None);
+                        self.changed.send_replace(l.until());
+                    }
+                    held = now_held;
+                }
+                let due = l.poll_renewal(now);
+                let wake = match l.until() {
+                    Some(u) if u > now => l.next_renewal().min(u),
+                    _ => l.next_renewal(),
+                };
+                (due, wake)
+            };
+            if let Some(id) = due {
+                let (me, channel, gossip) = (self.clone(), channel.clone(), gossip.clone());
+                tokio::spawn(async move { me.send(id, now, channel.as_ref(), &gossip).await });
+            }
+            let reporter = self.reporter.get().cloned();
+            let report_changed = async {
+                match &reporter {
+                    Some(r) => r.changed().notified().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(gossip.to_tokio(next)) => {}
+                _ = report_changed => {
+                    // Tell the leader soon: it waits for these reports to finish moves.
+                    self.lease.lock().unwrap_or_else(|p| p.into_inner()).expedite();
+                }
+            }
+        }
+    }
+
+    /// Sends one renewal (sent at `sent`) and records the answer.
+    async fn send(
+        &self,
+        id: RenewalId,
+        sent: Instant,
+        channel: &dyn RenewalChannel,
+        gossip: &Shared,
+    ) {
+        let ttl = self
+            .lease
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .timing()
+            .ttl;
+        let known = *self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let report = self.report_due();
+        let request = RenewalRequest {
+            host: self.me.clone(),
+            known,
+            report: report.as_ref().map(|(r, _)| r.clone()),
+        };
+        let granted = channel.renew(request, sent, ttl).await;
+        if let Some(g) = &granted {
+            let mut r = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, text)) = report {
+                *r = (g.term, Some(text));
+            } else if r.0 != g.term {
+                // A new leader: it has no report from this host yet.
+                *r = (g.term, None);
+            }
+        }
+        let Some(grant) = granted else {
+            self.lease
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .on_refused(id);
+            return;
+        };
+        let mut l = self.lease.lock().unwrap_or_else(|p| p.into_inner());
+        let extended = l.on_granted(id, Duration::from_millis(grant.ttl_ms));
+        // Assignments only from a grant that left the lease held, and never older ones.
+        if l.is_held(gossip.now())
+            && let Some(assignments) = grant.assignments
+        {
+            let mut k = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            if k.is_none_or(|k| grant.index >= k) {
+                *k = Some(grant.index);
+                self.assignments.send_replace(Some(Arc::new(Assigned {
+                    index: grant.index,
+                    list: assignments,
+                })));
+            }
+        }
+        if extended {
+            self.changed.send_replace(l.until());
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! What runs on every Buoy host. A host gossips (SWIM through the [`gossip`] shell), keeps its
+//! lease with the control plane ([`lease`]), runs what is placed on it only while it holds
+//! that lease ([`supervisor`], with the [`drivers`] for processes, VMs and OCF resource
+//! agents), and arms a [`watchdog`] so that a hung agent still leaves nothing running past its
+//! lease (rule S1).
+//!
+//! - [`servers`]: where the control-plane servers are, from gossip.
+//! - [`local_api`] and [`host_api`]: what a host answers about itself over HTTP.
+//! - [`http`]: the error body, tokens, the agent-to-agent client, TLS.
+//!
+//! Arrows inside: `supervisor` -> `lease`, `drivers`, `watchdog`; `watchdog` -> `lease`;
+//! `lease` -> `gossip`, `http`, `servers`. Nothing here knows the server side: a server
+//! plugs its own grants in through [`lease::channel::RenewalChannel`].
+
+pub mod drivers;
+pub mod gossip;
+pub mod host_api;
+pub mod http;
+pub mod lease;
+pub mod local_api;
+pub mod servers;
+pub mod supervisor;
+pub mod watchdog;

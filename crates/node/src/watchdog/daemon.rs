@@ -1,0 +1,200 @@
+//! The `buoy watchdog` process: listens on a Unix socket for the agent's arm and sync
+//! requests, and kills everything it tracks once the deadline passes.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Notify;
+
+use super::protocol::{Request, Status, Target, monotonic_now};
+
+/// The watchdog's state, shared by the connections and the timer.
+struct Watchdog {
+    status: Mutex<Status>,
+    /// Wakes the timer when the deadline moves.
+    moved: Notify,
+}
+
+impl Watchdog {
+    /// Applies one request. `first_sync` is true for the first `Sync` of a connection: a new
+    /// agent (after a crash or restart) does not know what the old one ran, so whatever the
+    /// watchdog tracked and the new set lacks is an orphan, killed now.
+    fn apply(&self, req: Request, first_sync: bool) -> Option<Status> {
+        let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        match req {
+            Request::Arm { deadline_ns } => s.deadline_ns = Some(deadline_ns),
+            Request::Sync {
+                deadline_ns,
+                tracked,
+            } => {
+                s.deadline_ns = deadline_ns;
+                let old = std::mem::replace(&mut s.tracked, tracked);
+                if first_sync {
+                    let orphans: Vec<(String, Target)> = old
+                        .into_iter()
+                        .filter(|(id, t)| s.tracked.get(id) != Some(t))
+                        .collect();
+                    if !orphans.is_empty() {
+                        tracing::warn!(
+                            count = orphans.len(),
+                            "a new agent connection does not claim what the old one ran: killing it"
+                        );
+                        tokio::spawn(async move {
+                            for (id, t) in orphans {
+                                kill(&id, &t).await;
+                            }
+                        });
+                    }
+                }
+            }
+            Request::Status => return Some(s.clone()),
+        }
+        self.moved.notify_one();
+        None
+    }
+
+    /// Sleeps until the deadline and fires when it passes unmoved.
+    async fn run_timer(self: Arc<Self>) {
+        loop {
+            let deadline = self
+                .status
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .deadline_ns;
+            let wait = match deadline {
+                Some(d) => Duration::from_nanos(d).saturating_sub(monotonic_now()),
+                None => Duration::from_secs(3600),
+            };
+            if deadline.is_some() && wait.is_zero() {
+                self.fire().await;
+                continue;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.moved.notified() => {}
+            }
+        }
+    }
+
+    /// Kills everything tracked, then disarms.
+    async fn fire(&self) {
+        let (targets, deadline) = {
+            let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            let deadline = s.deadline_ns.take().unwrap_or(0);
+            if !s.tracked.is_empty() {
+                s.fired += 1;
+            }
+            (std::mem::take(&mut s.tracked), deadline)
+        };
+        if targets.is_empty() {
+            return;
+        }
+        let late = monotonic_now().saturating_sub(Duration::from_nanos(deadline));
+        tracing::warn!(
+            late_ms = late.as_millis() as u64,
+            count = targets.len(),
+            "deadline passed: killing every tracked instance"
+        );
+        for (id, target) in targets {
+            kill(&id, &target).await;
+        }
+    }
+}
+
+/// Stops one tracked thing.
+async fn kill(id: &str, target: &Target) {
+    match target {
+        // SAFETY: plain signal sends; a process already gone gives ESRCH, which is fine.
+        Target::ProcessGroup(pgid) => unsafe {
+            libc::killpg(*pgid, libc::SIGKILL);
+        },
+        Target::Process(pid) => unsafe {
+            libc::kill(*pid, libc::SIGKILL);
+        },
+        Target::Exec { argv, env } => {
+            let Some((program, args)) = argv.split_first() else {
+                return;
+            };
+            let run = tokio::process::Command::new(program)
+                .args(args)
+                .envs(env)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .status();
+            match tokio::time::timeout(Duration::from_secs(20), run).await {
+                Ok(Ok(s)) if s.success() => {}
+                other => tracing::error!(%id, result = ?other, "stop command failed"),
+            }
+        }
+    }
+    tracing::warn!(%id, ?target, "killed by the watchdog");
+}
+
+async fn serve_connection(wd: Arc<Watchdog>, stream: UnixStream) {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let mut synced = false;
+    while let Ok(Some(line)) = lines.next_line().await {
+        let answer = match serde_json::from_str::<Request>(&line) {
+            Ok(req) => {
+                let first_sync = matches!(req, Request::Sync { .. }) && !synced;
+                synced |= first_sync;
+                wd.apply(req, first_sync)
+                    .and_then(|s| serde_json::to_string(&s).ok())
+            }
+            Err(e) => Some(serde_json::json!({"error": format!("bad request: {e}")}).to_string()),
+        };
+        if let Some(mut a) = answer {
+            a.push('\n');
+            if write.write_all(a.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Runs `buoy watchdog` until SIGTERM/SIGINT.
+pub fn run(socket: &Path) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let _ = std::fs::remove_file(socket);
+        let listener = UnixListener::bind(socket)
+            .with_context(|| format!("cannot listen on {}", socket.display()))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+        }
+        let wd = Arc::new(Watchdog {
+            status: Mutex::new(Status::default()),
+            moved: Notify::new(),
+        });
+        tokio::spawn(wd.clone().run_timer());
+        tracing::info!(socket = %socket.display(), "watchdog ready");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            tokio::select! {
+                conn = listener.accept() => {
+                    if let Ok((stream, _)) = conn {
+                        tokio::spawn(serve_connection(wd.clone(), stream));
+                    }
+                }
+                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+        let _ = std::fs::remove_file(socket);
+        Ok(())
+    })
+}

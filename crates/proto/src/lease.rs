@@ -1,0 +1,45 @@
+//! Lease renewals and what the leader answers with them.
+
+use model::instance::Instance;
+use model::placement::Placement;
+use serde::{Deserialize, Serialize};
+
+use crate::report::Report;
+
+/// Where a host sends its renewals (any agent relays them to the leader).
+pub const RENEW_PATH: &str = "/internal/lease";
+
+/// Body of a renewal: who renews, what it knows, and (when changed) what it runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewalRequest {
+    pub host: String,
+    /// The change index of the assignments the host holds (none after a start).
+    #[serde(default)]
+    pub known: Option<u64>,
+    /// The host's instances, when they changed since its last report to this leader.
+    #[serde(default)]
+    pub report: Option<Report>,
+}
+
+/// A granted renewal: the lease length and, when the state changed since the host's last
+/// answer, everything placed on the host.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Grant {
+    pub ttl_ms: u64,
+    /// The term of the leader that granted it (a host reports its instances again to a new
+    /// leader, which starts with none).
+    #[serde(default)]
+    pub term: u64,
+    /// The state's change index these assignments reflect.
+    pub index: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignments: Option<Vec<Assignment>>,
+}
+
+/// An instance placed on a host, as the host needs it to run it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub placement: Placement,
+    pub instance: Instance,
+}

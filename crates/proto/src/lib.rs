@@ -1,0 +1,17 @@
+//! The protocol between a host and the control-plane leader, defined once for both sides and
+//! the simulator. Plain data: no IO, no tokio.
+//!
+//! A host sends a [`RenewalRequest`] every renewal period (`POST` [`RENEW_PATH`]); the leader
+//! answers with a [`Grant`]: the lease length and, when the state moved, every
+//! [`Assignment`] of the host. Each request carries the host's [`Report`] when it changed: the
+//! [`Observed`] [`Phase`] of every copy it runs or is still stopping. The leader reads those
+//! reports to confirm handoffs (`engine::handoff`) and to see copies that failed.
+//!
+//! - [`lease`]: renewal request, grant, assignment.
+//! - [`report`]: what a host reports about its instances.
+
+pub mod lease;
+pub mod report;
+
+pub use lease::{Assignment, Grant, RENEW_PATH, RenewalRequest};
+pub use report::{Observed, Phase, Report};

@@ -1,0 +1,65 @@
+//! What a host reports about the copies it runs: the input of the leader's handoff and
+//! failure checks.
+
+use model::Timestamp;
+use model::placement::Epoch;
+use serde::{Deserialize, Serialize};
+
+/// An instance's state on its host, as reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Starting,
+    Running,
+    /// Exited; restarting after the backoff.
+    Restarting,
+    /// No longer placed here: being stopped (the copy may still run).
+    Stopping,
+    Stopped,
+    /// Past its restart budget, or it cannot start: the recovery engine may move it.
+    Failed,
+}
+
+impl Phase {
+    /// Whether a copy in this phase may still be running (everything but stopped and failed).
+    pub fn may_run(self) -> bool {
+        !matches!(self, Phase::Stopped | Phase::Failed)
+    }
+}
+
+/// What a host reports about one placement.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Observed {
+    pub placement: String,
+    pub instance: String,
+    pub name: String,
+    pub epoch: Epoch,
+    pub phase: Phase,
+    pub since: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    pub restarts: u32,
+}
+
+/// What a host reports with each renewal: the change index of the assignments it has
+/// applied, and its instances (a copy no longer placed here stays listed, `stopping`, until it
+/// is gone: the leader waits for that before starting it elsewhere).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub applied: Option<u64>,
+    pub instances: Vec<Observed>,
+}
+
+impl Report {
+    /// Whether this report still shows the copy of `placement` at `epoch` or older as
+    /// possibly running.
+    pub fn may_run(&self, placement: &str, epoch: Epoch) -> bool {
+        self.instances
+            .iter()
+            .any(|o| o.phase.may_run() && o.placement == placement && o.epoch <= epoch)
+    }
+}

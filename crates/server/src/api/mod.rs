@@ -1,0 +1,248 @@
+//! The control-plane API under `/v1`: create/list/show/update/delete of segments, hosts and
+//! instances, notifications, the change stream, servers and status. Runs on the leader (other
+//! agents relay to it, see `forward.rs`); reads wait for a read barrier so they see every
+//! acknowledged write.
+//!
+//! - [`StateApi`] (here): reads, writes, and how an object is shown.
+//! - `crud` over the kinds in `resources`; `paging`; `decode` (bodies); `error`.
+//! - `notifications`, `instance_logs`, `events` (SSE), `servers`, `status`, `host_actions`.
+//! - `openapi`: the OpenAPI document of all of it.
+
+mod crud;
+mod decode;
+mod error;
+mod events;
+pub mod host_actions;
+mod instance_logs;
+mod notifications;
+pub mod openapi;
+mod paging;
+mod resources;
+mod servers;
+mod status;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::routing::get;
+use model::{ClusterState, Object, Op, Timestamp};
+use node::gossip::runtime::Shared;
+use node::http::auth::{Auth, require_token};
+use serde_json::{Value, json};
+use state::replica::Replica;
+
+use crate::control_plane::ControlPlane;
+use crate::forward;
+pub use crate::ids::new_id;
+use crate::lease::grants::LeaseGrants;
+use crud::{create, delete, list, segment_capacity, show, update};
+pub use decode::{decode_map, decode_spec};
+use error::replica_error;
+pub use error::{ApiError, ApiResult, state_error};
+use events::events;
+use instance_logs::instance_logs;
+use notifications::{create_notification, list_notifications, show_notification};
+pub use notifications::{newest_first, one_notification, submit_notification};
+pub use paging::field_matches;
+use resources::{Hosts, Instances, Placements, Segments};
+use servers::{add_server, remove_server, servers};
+use status::status;
+
+/// State of the control-plane handlers.
+#[derive(Clone)]
+pub struct StateApi {
+    pub cp: Arc<ControlPlane>,
+    pub gossip: Arc<Shared>,
+    pub auth: Auth,
+    /// The leader's lease table (servers only): a host's status joins it in.
+    pub grants: Option<Arc<LeaseGrants>>,
+}
+
+/// The control-plane routes: status on any agent, the rest relayed to the leader.
+pub fn router(api: StateApi) -> Router {
+    let leader_only = Router::new()
+        .route(
+            "/v1/segments",
+            get(list::<Segments>).post(create::<Segments>),
+        )
+        .route(
+            "/v1/segments/{id}",
+            get(show::<Segments>)
+                .put(update::<Segments>)
+                .patch(update::<Segments>)
+                .delete(delete::<Segments>),
+        )
+        .route("/v1/segments/{id}/capacity", get(segment_capacity))
+        .route("/v1/hosts", get(list::<Hosts>).post(create::<Hosts>))
+        .route(
+            "/v1/hosts/{id}",
+            get(show::<Hosts>)
+                .put(update::<Hosts>)
+                .patch(update::<Hosts>)
+                .delete(delete::<Hosts>),
+        )
+        .route(
+            "/v1/instances",
+            get(list::<Instances>).post(create::<Instances>),
+        )
+        .route(
+            "/v1/instances/{id}",
+            get(show::<Instances>)
+                .put(update::<Instances>)
+                .patch(update::<Instances>)
+                .delete(delete::<Instances>),
+        )
+        .route("/v1/instances/{id}/logs", get(instance_logs))
+        .route(
+            "/v1/placements",
+            get(list::<Placements>).post(create::<Placements>),
+        )
+        .route(
+            "/v1/placements/{id}",
+            get(show::<Placements>)
+                .put(update::<Placements>)
+                .patch(update::<Placements>)
+                .delete(delete::<Placements>),
+        )
+        .route(
+            "/v1/notifications",
+            get(list_notifications).post(create_notification),
+        )
+        .route("/v1/notifications/{id}", get(show_notification))
+        .route("/v1/events", get(events))
+        .route("/v1/servers", get(servers).post(add_server))
+        .route("/v1/servers/{name}", axum::routing::delete(remove_server))
+        .route_layer(middleware::from_fn_with_state(
+            api.cp.clone(),
+            forward::to_leader,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            api.auth.clone(),
+            require_token,
+        ))
+        .with_state(api.clone());
+    Router::new()
+        .route("/v1/status", get(status))
+        .route_layer(middleware::from_fn_with_state(
+            api.auth.clone(),
+            require_token,
+        ))
+        .with_state(api)
+        .merge(leader_only)
+        .route("/v1/openapi.json", get(openapi::serve))
+}
+
+impl StateApi {
+    /// The local replica; the leader middleware guarantees there is one.
+    fn replica(&self) -> ApiResult<&Arc<Replica>> {
+        self.cp.replica.as_ref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_a_server",
+                "this agent is not a control-plane server",
+                None,
+            )
+        })
+    }
+
+    /// Reads the state after a read barrier (so every acknowledged write is visible).
+    pub async fn read<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> ApiResult<R> {
+        let r = self.replica()?;
+        r.read_barrier().await.map_err(replica_error)?;
+        Ok(r.shared().read(f))
+    }
+
+    /// Reads the state as applied here, without a barrier: for building a command, which the
+    /// state machine checks again against the committed state (versions, names, references).
+    pub fn read_local<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> ApiResult<R> {
+        Ok(self.replica()?.shared().read(f))
+    }
+
+    /// Like [`read`](Self::read), but runs `f` on the blocking pool: for reads whose cost
+    /// grows with the state (lists). The runtime's worker also runs Raft and gossip, and a
+    /// list of 70,000 objects built there once held it past the election timeout.
+    pub async fn read_large<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&StateApi, &ClusterState) -> ApiResult<R> + Send + 'static,
+    ) -> ApiResult<R> {
+        let r = self.replica()?.clone();
+        r.read_barrier().await.map_err(replica_error)?;
+        let api = self.clone();
+        tokio::task::spawn_blocking(move || r.shared().read(|st| f(&api, st)))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("the read failed: {e}"),
+                    None,
+                )
+            })?
+    }
+
+    /// Commits `op`; returns the stored object (none for deletes).
+    pub async fn propose(&self, op: Op) -> ApiResult<Option<Object>> {
+        let r = self.replica()?;
+        match r.write(op, Timestamp::now()).await {
+            Ok(Ok(o)) => Ok(o),
+            Ok(Err(e)) => Err(state_error(&e)),
+            Err(e) => Err(replica_error(e)),
+        }
+    }
+
+    /// An object as the API shows it: hosts get their membership state from gossip.
+    fn view(&self, o: &Object) -> Value {
+        let mut v = match o {
+            Object::Segment(x) => serde_json::to_value(x),
+            Object::Host(x) => serde_json::to_value(x),
+            Object::Instance(x) => serde_json::to_value(x),
+            Object::Notification(x) => serde_json::to_value(x),
+            Object::Placement(x) => serde_json::to_value(x),
+        }
+        .unwrap_or(Value::Null);
+        if let (Object::Host(h), Some(map)) = (o, v.as_object_mut()) {
+            let membership = self.gossip.read(|sw| {
+                sw.member(&h.name).map(|m| {
+                    json!({"state": m.state.as_str(), "incarnation": m.incarnation.0, "address": m.addr().to_string()})
+                })
+            });
+            let gossip_state = membership
+                .as_ref()
+                .and_then(|m| m["state"].as_str())
+                .unwrap_or("unknown")
+                .to_string();
+            map.insert(
+                "membership".into(),
+                membership.unwrap_or_else(|| json!({"state": "unknown"})),
+            );
+            map.insert("status".into(), self.host_status(h, &gossip_state).into());
+        }
+        v
+    }
+}
+
+impl StateApi {
+    /// One word for a host's state, as operators and the dashboard want it: `fenced` (failed
+    /// through its fence device), `failed`,
+    /// `maintenance`, `isolated` (gossip cannot reach it, yet it renews its lease: nothing
+    /// moves), `dead` (waiting for its lease to end), `suspect`, `alive`, `left`, `unknown`.
+    fn host_status(&self, h: &model::host::Host, gossip: &str) -> &'static str {
+        let renews = self
+            .grants
+            .as_ref()
+            .is_some_and(|g| g.renews(&h.name, self.gossip.now()));
+        match gossip {
+            _ if h.failed && h.fenced => "fenced",
+            _ if h.failed => "failed",
+            _ if h.on_maintenance => "maintenance",
+            "dead" | "left" if renews => "isolated",
+            "dead" => "dead",
+            "left" => "left",
+            "suspect" => "suspect",
+            "alive" => "alive",
+            _ => "unknown",
+        }
+    }
+}

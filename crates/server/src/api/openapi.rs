@@ -1,0 +1,186 @@
+//! `GET /v1/openapi.json`: the OpenAPI 3 document of the control-plane API, built from the
+//! route table below and the JSON Schemas derived from the API types themselves (schemars),
+//! so a field added to a type shows up here without anyone editing a document.
+
+use axum::Json;
+use model::host::{Host, HostSpec};
+use model::instance::{Instance, InstanceSpec};
+use model::notification::{Notification, NotificationSpec};
+use model::placement::{Placement, PlacementSpec};
+use model::segment::{Segment, SegmentSpec};
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, SchemaGenerator};
+use serde_json::{Map, Value, json};
+
+/// Produces a schema (usually a `$ref` into the components) for one body.
+type SchemaFn = fn(&mut SchemaGenerator) -> Value;
+
+/// One operation of the API.
+struct Route {
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    tag: &'static str,
+    /// Schema of the request body, if it has one.
+    body: Option<SchemaFn>,
+    /// Success status and the schema of its body.
+    ok: (u16, Option<SchemaFn>),
+}
+
+fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
+    g.subschema_for::<T>().to_value()
+}
+
+fn list_of(key: &'static str, item: Value) -> Value {
+    json!({"type": "object", "properties": {key: {"type": "array", "items": item}, "next_marker": {"type": ["string", "null"]}}})
+}
+
+fn any_object(_: &mut SchemaGenerator) -> Value {
+    json!({"type": "object"})
+}
+
+/// Every route of the control-plane API (the Masakari-compatible one is documented by
+/// Masakari's own API reference).
+fn routes() -> Vec<Route> {
+    macro_rules! crud {
+        ($plural:literal, $tag:literal, $obj:ty, $spec:ty) => {
+            vec![
+                Route { method: "get", path: concat!("/v1/", $plural), summary: concat!("List ", $plural, " (filters: any listed field; `limit`, `marker`)"), tag: $tag, body: None, ok: (200, Some(|g| list_of($plural, schema::<$obj>(g)))) },
+                Route { method: "post", path: concat!("/v1/", $plural), summary: concat!("Create one of the ", $plural), tag: $tag, body: Some(schema::<$spec>), ok: (201, Some(schema::<$obj>)) },
+                Route { method: "get", path: concat!("/v1/", $plural, "/{id}"), summary: "Show one, by id or name", tag: $tag, body: None, ok: (200, Some(schema::<$obj>)) },
+                Route { method: "patch", path: concat!("/v1/", $plural, "/{id}"), summary: "Change the fields given (`version` in the body or `If-Match` for optimistic concurrency)", tag: $tag, body: Some(schema::<$spec>), ok: (200, Some(schema::<$obj>)) },
+                Route { method: "put", path: concat!("/v1/", $plural, "/{id}"), summary: "Same as PATCH", tag: $tag, body: Some(schema::<$spec>), ok: (200, Some(schema::<$obj>)) },
+                Route { method: "delete", path: concat!("/v1/", $plural, "/{id}"), summary: "Delete one (`?version=` or `If-Match` to guard)", tag: $tag, body: None, ok: (204, None) },
+            ]
+        };
+    }
+    let mut r = Vec::new();
+    r.extend(crud!("segments", "segments", Segment, SegmentSpec));
+    r.extend(crud!("hosts", "hosts", Host, HostSpec));
+    r.extend(crud!("instances", "instances", Instance, InstanceSpec));
+    r.extend(crud!("placements", "placements", Placement, PlacementSpec));
+    r.extend([
+        Route { method: "get", path: "/v1/notifications", summary: "List notifications, newest first", tag: "notifications", body: None, ok: (200, Some(|g| list_of("notifications", schema::<Notification>(g)))) },
+        Route { method: "post", path: "/v1/notifications", summary: "Report a failure (409 for a duplicate within 180 s or a host on maintenance)", tag: "notifications", body: Some(schema::<NotificationSpec>), ok: (201, Some(schema::<Notification>)) },
+        Route { method: "get", path: "/v1/notifications/{id}", summary: "Show a notification with its recovery steps and vmoves", tag: "notifications", body: None, ok: (200, Some(schema::<Notification>)) },
+        Route { method: "get", path: "/v1/events", summary: "Server-sent events: one `change` per applied change after `?since=INDEX`; `reset` when history was dropped; `follow=false` stops after the backlog", tag: "events", body: None, ok: (200, None) },
+        Route { method: "get", path: "/v1/status", summary: "This agent, the Raft state (leader, term, log index, voters) and a membership summary", tag: "cluster", body: None, ok: (200, Some(any_object)) },
+        Route { method: "get", path: "/v1/servers", summary: "Control-plane voters and learners", tag: "cluster", body: None, ok: (200, Some(any_object)) },
+        Route { method: "post", path: "/v1/servers", summary: "Add a running --server agent (`{\"name\": ...}`) to the voters", tag: "cluster", body: Some(any_object), ok: (200, Some(any_object)) },
+        Route { method: "delete", path: "/v1/servers/{name}", summary: "Remove a server from the voters", tag: "cluster", body: None, ok: (200, Some(any_object)) },
+        Route { method: "get", path: "/v1/lease", summary: "This agent's own lease: held, until (wall clock), remaining_ms, ttl_ms", tag: "leases", body: None, ok: (200, Some(any_object)) },
+        Route { method: "get", path: "/v1/leases", summary: "The leader's view of every host's lease: ends_at, fenced_at (end plus the drift margin), expired", tag: "leases", body: None, ok: (200, Some(any_object)) },
+        Route { method: "get", path: "/v1/supervisor", summary: "The instances this agent runs or ran: phase (starting, running, restarting, stopping, stopped, failed), epoch, pid, reason, exit_code, restarts", tag: "leases", body: None, ok: (200, Some(any_object)) },
+        Route { method: "get", path: "/v1/instances/{id}/logs", summary: "The instance's output (text), relayed from the host that runs it: `tail` lines (default 100), `follow=true` to keep streaming, `replica` for clones", tag: "instances", body: None, ok: (200, None) },
+        Route { method: "get", path: "/v1/supervisor/logs/{name}", summary: "The output of instance `name` on this agent's host (`tail`, `follow`)", tag: "leases", body: None, ok: (200, None) },
+        Route { method: "get", path: "/v1/observed", summary: "What every host last reported about its instances (phase, epoch, since, reason, exit_code, restarts); `?instance=NAME` filters", tag: "instances", body: None, ok: (200, Some(any_object)) },
+        Route { method: "get", path: "/v1/members", summary: "Gossip membership as this agent sees it", tag: "cluster", body: None, ok: (200, Some(any_object)) },
+        Route { method: "get", path: "/v1/health", summary: "Liveness of this agent", tag: "cluster", body: None, ok: (200, Some(any_object)) },
+        Route { method: "post", path: "/v1/hosts/{id}/enable", summary: "Return a failed host to service once it is back (alive in gossip, renewing its lease); 409 otherwise", tag: "hosts", body: None, ok: (200, Some(any_object)) },
+        Route { method: "post", path: "/v1/hosts/{id}/fence", summary: "Run the host's fence device (fence-agents stdin protocol) with `{\"action\": \"off\"}` (default), on, reboot, status, monitor, metadata or list; a confirmed off or reboot marks the host fenced and its instances move", tag: "hosts", body: None, ok: (200, Some(any_object)) },
+        Route { method: "get", path: "/v1/segments/{id}/capacity", summary: "Failover headroom (admission control): capacity, the reserve of the `tolerate_host_failures` largest hosts, what started instances use, and what is left", tag: "segments", body: None, ok: (200, Some(schema::<model::capacity::Headroom>)) },
+        Route { method: "get", path: "/v1/openapi.json", summary: "This document", tag: "cluster", body: None, ok: (200, Some(any_object)) },
+    ]);
+    r
+}
+
+/// The error body every endpoint uses.
+fn error_schema() -> Value {
+    json!({"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+        "code": {"type": "string", "example": "invalid"},
+        "message": {"type": "string"},
+        "field": {"type": ["string", "null"], "example": "health_checks[0].port"}}}}})
+}
+
+/// Builds the whole document.
+pub fn document() -> Value {
+    let mut g = SchemaSettings::openapi3().into_generator();
+    let mut paths: Map<String, Value> = Map::new();
+    for r in routes() {
+        let mut op = json!({
+            "summary": r.summary,
+            "tags": [r.tag],
+            "responses": {
+                "default": {"description": "An error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            }
+        });
+        let ok = match r.ok.1 {
+            Some(f) => {
+                json!({"description": "Success", "content": {"application/json": {"schema": f(&mut g)}}})
+            }
+            None => json!({"description": "Success"}),
+        };
+        op["responses"][r.ok.0.to_string()] = ok;
+        if let Some(f) = r.body {
+            op["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": f(&mut g)}}});
+        }
+        let params: Vec<Value> = r
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        if !params.is_empty() {
+            op["parameters"] = Value::Array(params);
+        }
+        let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
+        entry[r.method] = op;
+    }
+    let mut schemas = g.take_definitions(true);
+    schemas.insert("Error".into(), error_schema());
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Buoy control-plane API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Every agent serves it; calls that need the control-plane leader are relayed to it. With a tokens file, send `Authorization: Bearer TOKEN` (read tokens may only GET). The Masakari-compatible API lives under /masakari/v1.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+    })
+}
+
+/// `GET /v1/openapi.json` (built once: the types do not change while the agent runs).
+pub async fn serve() -> Json<Value> {
+    static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    Json(DOCUMENT.get_or_init(document).clone())
+}
+
+/// The (method, path) of every documented route, for the test that each one is served.
+#[cfg(test)]
+pub fn documented() -> Vec<(&'static str, &'static str)> {
+    routes().into_iter().map(|r| (r.method, r.path)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_describes_every_route_with_schemas_from_the_types() {
+        let d = document();
+        assert_eq!(d["openapi"], "3.0.3");
+        for (method, path) in documented() {
+            assert!(d["paths"][path][method].is_object(), "{method} {path}");
+        }
+        let schemas = &d["components"]["schemas"];
+        // Fields come from the Rust types: a new field appears here by itself.
+        assert!(
+            schemas["Segment"]["properties"]["recovery_method"].is_object(),
+            "{schemas}"
+        );
+        assert!(schemas["InstanceSpec"]["properties"]["health_checks"].is_object());
+        assert!(schemas["Host"]["properties"]["capacity"].is_object());
+        assert_eq!(schemas["Timestamp"]["format"], "date-time");
+        let refs = d.to_string().matches("#/components/schemas/").count();
+        assert!(
+            refs > 20,
+            "operations refer to shared schemas ({refs} refs)"
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! The agent's place in the control plane: on servers, the Raft replica and the bootstrap that
+//! forms the group once `bootstrap_expect` servers know each other through gossip; on every
+//! agent, where to send API calls it cannot answer itself.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use state::data_dir::DataDir;
+use state::replica::{Replica, ReplicaConfig};
+use state::types::ServerNode;
+use tracing::{info, warn};
+
+use crate::raft_http::HttpTransport;
+use node::gossip::runtime::Shared;
+use node::http::client::HttpClient;
+use node::servers::ServerDirectory;
+
+/// What a server needs to run its replica.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    pub data_dir: PathBuf,
+    /// Servers that must know each other before a fresh group forms.
+    pub bootstrap_expect: usize,
+    /// Raft log entries between snapshots.
+    pub snapshot_every: u64,
+}
+
+/// This agent's handle on the control plane.
+pub struct ControlPlane {
+    /// Present on servers.
+    pub replica: Option<Arc<Replica>>,
+    pub client: HttpClient,
+    /// The servers gossip knows.
+    pub servers: ServerDirectory,
+}
+
+impl ControlPlane {
+    /// Opens the replica (servers only) and starts the bootstrap watcher.
+    pub async fn start(
+        me: ServerNode,
+        server: Option<ServerSettings>,
+        gossip: Arc<Shared>,
+        client: HttpClient,
+        token: Option<String>,
+    ) -> Result<Arc<ControlPlane>> {
+        let replica = match &server {
+            Some(s) => {
+                let dir = DataDir::open(&s.data_dir)?;
+                let transport = HttpTransport {
+                    client: client.clone(),
+                    token,
+                };
+                let config = ReplicaConfig {
+                    snapshot_every: s.snapshot_every,
+                    ..ReplicaConfig::default()
+                };
+                let r = Replica::open(&dir, me.clone(), transport, &config)
+                    .await
+                    .with_context(|| format!("control-plane data in {}", s.data_dir.display()))?;
+                Some(Arc::new(r))
+            }
+            None => None,
+        };
+        let cp = Arc::new(ControlPlane {
+            replica,
+            client,
+            servers: ServerDirectory::new(gossip),
+        });
+        if let (Some(r), Some(s)) = (&cp.replica, server) {
+            tokio::spawn(bootstrap(cp.clone(), r.clone(), s.bootstrap_expect));
+        }
+        Ok(cp)
+    }
+
+    /// Where to send an API call this agent cannot answer: the leader when this server knows
+    /// it, otherwise any live server (which forwards to its leader).
+    pub fn forward_target(&self) -> Option<String> {
+        if let Some(r) = &self.replica {
+            return r.leader().map(|l| l.http).filter(|_| !r.is_leader());
+        }
+        self.servers
+            .live_servers()
+            .into_iter()
+            .next()
+            .map(|s| s.http)
+    }
+
+    /// True when this agent is the leader and answers API calls itself.
+    pub fn is_leader(&self) -> bool {
+        self.replica.as_ref().is_some_and(|r| r.is_leader())
+    }
+}
+
+/// Forms the group once `expect` servers are alive in gossip: the `expect` first by name
+/// are the founding voters, so every server picks the same set. A server with data from an
+/// earlier run is already in a group and skips this.
+async fn bootstrap(cp: Arc<ControlPlane>, replica: Arc<Replica>, expect: usize) {
+    let mut waiting_logged = false;
+    loop {
+        if replica.is_initialized().await {
+            return;
+        }
+        let servers = cp.servers.live_servers();
+        if servers.len() >= expect {
+            let founders: Vec<ServerNode> = servers.into_iter().take(expect).collect();
+            if !founders.iter().any(|s| s.name == replica.me().name) {
+                if !waiting_logged {
+                    info!(
+                        "{expect} servers already form the control plane; waiting to be added with `buoy servers add {}`",
+                        replica.me().name
+                    );
+                    waiting_logged = true;
+                }
+            } else {
+                let names: Vec<&str> = founders.iter().map(|s| s.name.as_str()).collect();
+                info!(servers = ?names, "forming the control plane");
+                match replica.bootstrap(&founders).await {
+                    Ok(()) => return,
+                    Err(e) => warn!(error = %e, "bootstrap failed; retrying"),
+                }
+            }
+        } else if !waiting_logged {
+            info!(
+                have = servers.len(),
+                expect, "waiting for servers to join before forming the control plane"
+            );
+            waiting_logged = true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

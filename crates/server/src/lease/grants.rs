@@ -1,0 +1,279 @@
+//! The leader's side of leases (rule S1): grants renewals from its soft-state
+//! [`LeaseTable`], only after confirming with a quorum that it still leads (one check serves
+//! every renewal that arrived before it started), keeps what each host last reported, and
+//! withholds a moved copy from its new host until the old host confirmed it stopped
+//! (`engine::handoff`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use engine::Instant;
+use engine::handoff::{self, LeftHost};
+use engine::lease_table::LeaseTable;
+use model::Timestamp;
+use model::placement::Placement;
+use node::gossip::runtime::Shared;
+use proto::{Assignment, Grant, Phase, Report};
+use state::replica::Replica;
+use tokio::sync::{Notify, oneshot};
+use tracing::info;
+
+/// Leader side: grants renewals after confirming leadership.
+pub struct LeaseGrants {
+    replica: Arc<Replica>,
+    gossip: Arc<Shared>,
+    ttl: Duration,
+    /// The table of the term this server leads (replaced when the term changes).
+    pub(super) table: Mutex<Option<(u64, LeaseTable)>>,
+    /// What each host last reported about its instances (soft state, like leases).
+    pub(super) reports: Mutex<BTreeMap<String, HostReport>>,
+    /// Renewals waiting for the next leadership check.
+    waiting: Mutex<Vec<oneshot::Sender<Result<u64, String>>>>,
+    wake: Notify,
+}
+
+impl LeaseGrants {
+    pub fn start(replica: Arc<Replica>, gossip: Arc<Shared>, ttl: Duration) -> Arc<Self> {
+        let g = Arc::new(LeaseGrants {
+            replica,
+            gossip,
+            ttl,
+            table: Mutex::new(None),
+            reports: Mutex::new(BTreeMap::new()),
+            waiting: Mutex::new(Vec::new()),
+            wake: Notify::new(),
+        });
+        tokio::spawn(g.clone().check_leadership());
+        g
+    }
+
+    /// One quorum check at a time; every renewal that was waiting when it started shares it.
+    async fn check_leadership(self: Arc<Self>) {
+        loop {
+            self.wake.notified().await;
+            let batch =
+                std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|p| p.into_inner()));
+            if batch.is_empty() {
+                continue;
+            }
+            let result = self
+                .replica
+                .confirm_leadership()
+                .await
+                .map_err(|e| e.to_string());
+            for tx in batch {
+                let _ = tx.send(result.clone());
+            }
+        }
+    }
+
+    /// Whether `host`'s lease (and the drift margin) is over as this leader sees it; false
+    /// until this leader has started its lease table for the current term.
+    pub fn lease_over(&self, host: &str, now: Instant) -> bool {
+        let term = self.replica.raft().metrics().borrow().current_term;
+        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        table
+            .as_ref()
+            .is_some_and(|(t, lt)| *t == term && lt.expired(host, now))
+    }
+
+    /// Whether `host` renewed with this leader and its lease runs at `now`.
+    pub fn holds_lease(&self, host: &str, now: Instant) -> bool {
+        self.with_table(|t| t.renewed(host) && t.ends_at(host) > now)
+    }
+
+    /// Whether `host` still renews: it renewed with this leader within the last third of a
+    /// lease (two renewals at the default pace). A host gossip calls dead that still renews
+    /// is isolated, not failed, and is not fenced.
+    pub fn renews(&self, host: &str, now: Instant) -> bool {
+        self.with_table(|t| t.renewed(host) && t.ends_at(host) + t.ttl() / 3 > now + t.ttl())
+    }
+
+    fn with_table(&self, f: impl FnOnce(&LeaseTable) -> bool) -> bool {
+        let term = self.replica.raft().metrics().borrow().current_term;
+        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        table.as_ref().is_some_and(|(t, lt)| *t == term && f(lt))
+    }
+
+    /// Per host, the copies its last report shows starting.
+    pub fn starting(&self) -> BTreeMap<String, u32> {
+        let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        reports
+            .iter()
+            .map(|(h, r)| {
+                let n = r
+                    .report
+                    .instances
+                    .iter()
+                    .filter(|o| o.phase == Phase::Starting)
+                    .count();
+                (h.clone(), n as u32)
+            })
+            .collect()
+    }
+
+    /// The phase `host` last reported for the copy of `placement` at `epoch`.
+    pub fn phase_of(
+        &self,
+        host: &str,
+        placement: &str,
+        epoch: model::placement::Epoch,
+    ) -> Option<Phase> {
+        let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        reports
+            .get(host)?
+            .report
+            .instances
+            .iter()
+            .find(|o| o.placement == placement && o.epoch == epoch)
+            .map(|o| o.phase)
+    }
+
+    /// Placements (id, epoch) whose hosts report them failed past their restart budget.
+    pub fn failed_placements(&self) -> BTreeSet<(String, model::placement::Epoch)> {
+        let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        failed_from_reports(reports.values().flat_map(|r| r.report.instances.iter()))
+    }
+
+    /// Grants `host` a renewal received at `received_at`, with its assignments when the state
+    /// moved past `known` (the change index of the host's last answer).
+    pub async fn grant(
+        &self,
+        host: &str,
+        received_at: Instant,
+        known: Option<u64>,
+        report: Option<Report>,
+    ) -> Result<Grant, String> {
+        let (tx, rx) = oneshot::channel();
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tx);
+        self.wake.notify_one();
+        let term = rx
+            .await
+            .map_err(|_| "the leadership check stopped".to_string())??;
+        let ttl = {
+            let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            self.table_for(&mut table, term).renew(host, received_at)
+        };
+        if let Some(report) = report {
+            self.reports
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(
+                    host.to_string(),
+                    HostReport {
+                        reported_at: Timestamp::now(),
+                        report,
+                    },
+                );
+        }
+        let now = self.gossip.now();
+        let (index, assignments) = self.replica.shared().read(|st| {
+            let index = st.change_index();
+            if known == Some(index) {
+                return (index, None);
+            }
+            // A copy waiting for its old host to confirm it stopped is held back, and the
+            // grant says it reflects an older index: the host asks again until it comes.
+            let mut withheld = false;
+            let assigned = st.host_by_name(host).map(|h| {
+                st.placements()
+                    .filter(|p| p.host == h.meta.id)
+                    .filter(|p| {
+                        let ok = self.handoffs_confirmed(st, p, now);
+                        withheld |= !ok;
+                        ok
+                    })
+                    .filter_map(|p| {
+                        st.instance(&p.instance).map(|i| Assignment {
+                            placement: p.clone(),
+                            instance: i.clone(),
+                        })
+                    })
+                    .collect()
+            });
+            let index = if withheld { index - 1 } else { index };
+            (index, Some(assigned.unwrap_or_default()))
+        });
+        Ok(Grant {
+            ttl_ms: ttl.as_millis() as u64,
+            term,
+            index,
+            assignments,
+        })
+    }
+
+    /// Whether every host `p` moved away from has confirmed its old copy stopped (or is down).
+    pub fn handoffs_confirmed(
+        &self,
+        st: &model::ClusterState,
+        p: &Placement,
+        now: Instant,
+    ) -> bool {
+        p.handoffs.iter().all(|h| {
+            let left = match st.host(&h.host) {
+                None => return handoff::confirmed(&p.meta.id, h, LeftHost::Gone),
+                Some(host) => host,
+            };
+            if left.failed || self.lease_over(&left.name, now) {
+                return handoff::confirmed(&p.meta.id, h, LeftHost::Down);
+            }
+            let report = self
+                .reports
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&left.name)
+                .map(|r| r.report.clone());
+            handoff::confirmed(&p.meta.id, h, LeftHost::Up(report.as_ref()))
+        })
+    }
+
+    /// The table of `term`, started now when this is the term's first use: a leader that
+    /// starts its table later than its election only waits longer before declaring a lease
+    /// over (the safe side).
+    fn table_for<'a>(
+        &self,
+        table: &'a mut Option<(u64, LeaseTable)>,
+        term: u64,
+    ) -> &'a mut LeaseTable {
+        if table.as_ref().is_some_and(|(t, _)| *t != term) {
+            *table = None;
+            // Reports of an earlier term may be stale: hosts send theirs again.
+            self.reports
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+        }
+        let (_, t) = table.get_or_insert_with(|| {
+            info!(
+                term,
+                "lease table started: every host has a full lease from now"
+            );
+            (
+                term,
+                LeaseTable::new(self.ttl, self.ttl / 10, self.gossip.now()),
+            )
+        });
+        t
+    }
+}
+
+/// What one host last reported about its instances, and when.
+#[derive(Clone, Debug)]
+pub struct HostReport {
+    pub reported_at: Timestamp,
+    pub report: Report,
+}
+
+/// The placements (by id and epoch) of copies their hosts report failed.
+fn failed_from_reports<'a>(
+    reports: impl Iterator<Item = &'a proto::Observed>,
+) -> BTreeSet<(String, model::placement::Epoch)> {
+    reports
+        .filter(|o| o.phase == Phase::Failed)
+        .map(|o| (o.placement.clone(), o.epoch))
+        .collect()
+}

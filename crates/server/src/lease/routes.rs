@@ -1,0 +1,139 @@
+//! The leader's lease routes (relayed to the leader by any agent):
+//!
+//! - `POST /internal/lease` (a [`RenewalRequest`]) -> a [`Grant`](proto::Grant)
+//! - `GET /v1/leases` -> the leader's view of every host's lease
+//! - `GET /v1/observed[?instance=NAME]` -> what every host last reported
+//!
+//! The fault filter applies: a host cut from the servers cannot renew.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use node::gossip::runtime::Shared;
+use node::http::error::error;
+use node::lease::wall;
+use proto::{Observed, RenewalRequest};
+use serde_json::json;
+
+use super::grants::LeaseGrants;
+use crate::control_plane::ControlPlane;
+use node::http::auth::{Auth, require_token};
+
+/// What the lease routes need.
+#[derive(Clone)]
+pub struct LeaseApi {
+    /// Present on servers.
+    pub grants: Option<Arc<LeaseGrants>>,
+    pub gossip: Arc<Shared>,
+}
+
+fn not_a_server() -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no_leader",
+        "this agent is not a control-plane server",
+        None,
+    )
+}
+
+/// `POST /internal/lease` (on the leader: relayed there by the middleware).
+pub async fn renew(State(api): State<LeaseApi>, Json(req): Json<RenewalRequest>) -> Response {
+    let received_at = api.gossip.now();
+    if api.gossip.drops(&req.host, false) {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "dropped",
+            "renewal dropped by the fault filter",
+            None,
+        );
+    }
+    let Some(grants) = &api.grants else {
+        return not_a_server();
+    };
+    match grants
+        .grant(&req.host, received_at, req.known, req.report)
+        .await
+    {
+        Ok(grant) => Json(grant).into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_leader",
+            &format!("cannot grant a lease: {e}"),
+            None,
+        ),
+    }
+}
+
+/// `GET /v1/leases` (on the leader): every host's lease as this leader sees it.
+pub async fn leases(State(api): State<LeaseApi>) -> Response {
+    let Some(grants) = &api.grants else {
+        return not_a_server();
+    };
+    let now = api.gossip.now();
+    let table = grants.table.lock().unwrap_or_else(|p| p.into_inner());
+    let Some((term, t)) = table.as_ref() else {
+        return Json(json!({"term": null, "leases": []})).into_response();
+    };
+    let leases: Vec<_> = t
+        .hosts()
+        .map(|h| {
+            json!({
+                "host": h,
+                "ends_at": wall(t.ends_at(h), now),
+                "fenced_at": wall(t.fenced_at(h), now),
+                "expired": t.expired(h, now),
+            })
+        })
+        .collect();
+    Json(json!({"term": term, "ttl_ms": t.ttl().as_millis() as u64, "leases": leases}))
+        .into_response()
+}
+
+/// `GET /v1/observed[?instance=NAME]` (on the leader): what every host last reported about
+/// its instances.
+pub async fn observed(
+    State(api): State<LeaseApi>,
+    axum::extract::Query(q): axum::extract::Query<BTreeMap<String, String>>,
+) -> Response {
+    let Some(grants) = &api.grants else {
+        return not_a_server();
+    };
+    let reports = grants.reports.lock().unwrap_or_else(|p| p.into_inner());
+    let hosts: BTreeMap<&String, serde_json::Value> = reports
+        .iter()
+        .map(|(host, r)| {
+            let instances: Vec<&Observed> = r
+                .report
+                .instances
+                .iter()
+                .filter(|o| {
+                    q.get("instance")
+                        .is_none_or(|n| *n == o.name || *n == o.instance)
+                })
+                .collect();
+            (
+                host,
+                json!({"reported_at": r.reported_at, "applied": r.report.applied, "instances": instances}),
+            )
+        })
+        .collect();
+    Json(json!({ "hosts": hosts })).into_response()
+}
+
+/// The lease routes, relayed to the leader and behind the API tokens when configured.
+pub fn router(api: LeaseApi, cp: Arc<ControlPlane>, auth: Auth) -> axum::Router {
+    axum::Router::new()
+        .route(proto::RENEW_PATH, axum::routing::post(renew))
+        .route("/v1/leases", axum::routing::get(leases))
+        .route("/v1/observed", axum::routing::get(observed))
+        .route_layer(axum::middleware::from_fn_with_state(
+            cp,
+            crate::forward::to_leader,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(auth, require_token))
+        .with_state(api)
+}

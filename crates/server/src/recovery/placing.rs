@@ -1,0 +1,317 @@
+//! Placing and moving copies: clearing confirmed handoffs, deleting surplus copies, and
+//! writing the planner's moves with the recovery records they belong to.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use engine::planner::{Move, Plan, plan};
+use model::ClusterState;
+use model::notification::{NotificationType, VMoveStatus};
+use model::placement::{Epoch, Placement};
+use model::{Expect, Object, Op, Timestamp};
+use tracing::{info, warn};
+
+use super::Recovery;
+use super::records::{self, DETECTED, PLANNED};
+use super::{RETRY_PLAN, input};
+
+impl Recovery {
+    /// Empties the handoff lists the old hosts have confirmed.
+    pub(super) async fn clear_handoffs(&self) {
+        let now = self.gossip.now();
+        let done: Vec<Placement> = self.replica.shared().read(|st| {
+            st.placements()
+                .filter(|p| !p.handoffs.is_empty())
+                .filter(|p| self.grants.handoffs_confirmed(st, p, now))
+                .cloned()
+                .collect()
+        });
+        let writes = done.into_iter().map(|p| {
+            let version = p.meta.version;
+            let mut cleared = p;
+            cleared.handoffs.clear();
+            Op::Put {
+                object: Box::new(Object::Placement(cleared)),
+                expect: Expect::Version(version),
+            }
+        });
+        self.write_all(writes.collect()).await;
+    }
+
+    /// Deletes the placements of copies a clone no longer has (scaled down).
+    pub(super) async fn prune(&self) {
+        let surplus = self.replica.shared().read(input::surplus);
+        let ops = surplus
+            .into_iter()
+            .map(|(id, version)| Op::Delete {
+                kind: model::Kind::Placement,
+                id,
+                version: Some(version),
+            })
+            .collect();
+        self.write_all(ops).await;
+    }
+
+    /// Plans when the state or the failures changed (or, while something is left unplaced,
+    /// every [`RETRY_PLAN`]), and writes the moves.
+    pub(super) async fn replan(&mut self) {
+        let mut failed = self.grants.failed_placements();
+        failed.extend(self.external_failed.iter().cloned());
+        let index = self.replica.shared().read(ClusterState::change_index);
+        let changed = self
+            .planned
+            .as_ref()
+            .is_none_or(|(i, f)| *i != index || *f != failed);
+        let retry = self.last_plan.is_none_or(|t| t.elapsed() >= RETRY_PLAN);
+        if !changed && !retry {
+            return;
+        }
+        let starting = self.grants.starting();
+        let Some((plan_input, st_view)) = self.replica.shared().read(|st| {
+            let worth = changed && (!failed.is_empty() || input::needs_plan(st))
+                || retry && input::needs_plan(st);
+            worth.then(|| (input::plan_input(st, &failed, &starting), PlanView::of(st)))
+        }) else {
+            self.planned = Some((index, failed));
+            return;
+        };
+        self.last_plan = Some(tokio::time::Instant::now());
+        // Planning a large cluster takes tens of milliseconds (`buoy bench planner`): off the
+        // runtime, which also serves gossip and leases.
+        let p = match tokio::task::spawn_blocking(move || plan(&plan_input)).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "the recovery planner failed");
+                return;
+            }
+        };
+        self.write_plan(&p, &st_view, &failed).await;
+        let index = self.replica.shared().read(ClusterState::change_index);
+        self.planned = Some((index, failed));
+    }
+
+    /// Writes a plan's moves and records them on the recoveries they belong to.
+    async fn write_plan(&mut self, p: &Plan, view: &PlanView, failed: &BTreeSet<(String, Epoch)>) {
+        let mut ops = Vec::new();
+        // Per failed host (id): the vmoves to record; per failed copy: its record.
+        let mut host_moves: BTreeMap<String, Vec<model::notification::VMove>> = BTreeMap::new();
+        let mut copy_moves: Vec<(Placement, &Move)> = Vec::new();
+        for m in &p.moves {
+            let current = view.placement(&m.slot.instance, m.slot.replica);
+            let Some(current) = current else {
+                let Some(inst) = view.segment_enabled_instance(&m.slot.instance) else {
+                    continue;
+                };
+                let placement = Placement {
+                    meta: model::ObjectMeta {
+                        id: crate::ids::new_id(),
+                        ..Default::default()
+                    },
+                    instance: inst.to_string(),
+                    replica: m.slot.replica,
+                    host: m.to.clone(),
+                    epoch: Epoch(0),
+                    handoffs: Vec::new(),
+                    home: None,
+                };
+                ops.push(Op::Put {
+                    object: Box::new(Object::Placement(placement)),
+                    expect: Expect::Absent,
+                });
+                continue;
+            };
+            if view.segment_enabled_instance(&m.slot.instance).is_none() {
+                continue;
+            }
+            let from_failed = view.host_failed(&current.host);
+            let mut moved = current.clone();
+            moved.host = m.to.clone();
+            if from_failed && moved.home.is_none() {
+                moved.home = Some(current.host.clone());
+            }
+            ops.push(Op::Put {
+                object: Box::new(Object::Placement(moved)),
+                expect: Expect::Version(current.meta.version),
+            });
+            let (name, dest) = (view.instance_name(&current.instance), view.host_name(&m.to));
+            info!(instance = %name, replica = m.slot.replica, from = %view.host_name(&current.host), to = %dest, "moving");
+            if from_failed {
+                host_moves
+                    .entry(current.host.clone())
+                    .or_default()
+                    .push(records::vmove(
+                        &current.instance,
+                        name,
+                        view.host_name(&current.host),
+                        Some(dest),
+                        String::new(),
+                    ));
+            } else if failed.contains(&(current.meta.id.clone(), current.epoch)) {
+                copy_moves.push((current.clone(), m));
+            }
+        }
+        for u in &p.unplaced {
+            warn!(instance = %view.instance_name(&u.slot.instance), replica = u.slot.replica, reason = %u.reason, "cannot place");
+            if let Some(current) = view.placement(&u.slot.instance, u.slot.replica)
+                && view.host_failed(&current.host)
+            {
+                host_moves
+                    .entry(current.host.clone())
+                    .or_default()
+                    .push(records::vmove(
+                        &current.instance,
+                        view.instance_name(&current.instance),
+                        view.host_name(&current.host),
+                        None,
+                        u.reason.clone(),
+                    ));
+            }
+        }
+        self.write_all(ops).await;
+        // A reserved host taken into service stops being reserved.
+        let taken: Vec<Op> = self.replica.shared().read(|st| {
+            p.reserved_taken
+                .iter()
+                .filter_map(|id| st.host(id))
+                .filter(|h| h.reserved)
+                .map(|h| {
+                    info!(host = %h.name, "reserved host taken into service: no longer reserved");
+                    let mut taken = h.clone();
+                    taken.reserved = false;
+                    Op::Put {
+                        object: Box::new(Object::Host(taken)),
+                        expect: Expect::Version(h.meta.version),
+                    }
+                })
+                .collect()
+        });
+        self.write_all(taken).await;
+        let now = Timestamp::now();
+        for (host, moves) in host_moves {
+            let record = self.replica.shared().read(|st| host_record(st, &host));
+            let Some(id) = record else { continue };
+            records::update(&self.replica, &id, |n| {
+                for v in &moves {
+                    // A copy left pending by an earlier plan is now placed: update its vmove.
+                    match n.vmoves.iter_mut().find(|o| {
+                        o.instance == v.instance
+                            && o.status == VMoveStatus::Pending
+                            && o.source_host == v.source_host
+                    }) {
+                        Some(o) if v.dest_host.is_some() => {
+                            o.dest_host = v.dest_host.clone();
+                            o.status = VMoveStatus::Ongoing;
+                            o.start_time = v.start_time;
+                            o.message.clear();
+                        }
+                        Some(_) => {}
+                        None => n.vmoves.push(v.clone()),
+                    }
+                }
+                records::add_step(n, PLANNED, now, "");
+                true
+            })
+            .await;
+        }
+        for (current, m) in copy_moves {
+            let key = (current.meta.id.clone(), current.epoch);
+            let name = view.instance_name(&current.instance).to_string();
+            let source = view.host_name(&current.host).to_string();
+            let v = records::vmove(
+                &current.instance,
+                &name,
+                &source,
+                Some(view.host_name(&m.to)),
+                String::new(),
+            );
+            let reason = "failed past its restart budget, or reported failed";
+            let id = match self.copy_records.get(&key) {
+                Some(id) => Some(id.clone()),
+                None => {
+                    let steps = vec![model::notification::RecoveryStep {
+                        name: DETECTED.into(),
+                        at: now,
+                        detail: format!("instance `{name}` {reason} on `{source}`"),
+                    }];
+                    records::open(
+                        &self.replica,
+                        NotificationType::Vm,
+                        &source,
+                        records::instance_payload(&current.instance, reason),
+                        steps,
+                    )
+                    .await
+                }
+            };
+            if let Some(id) = id {
+                records::update(&self.replica, &id, |n| {
+                    n.vmoves.push(v.clone());
+                    records::add_step(n, PLANNED, now, "");
+                    true
+                })
+                .await;
+                self.copy_records.insert(key.clone(), id);
+            }
+            self.external_failed.remove(&key);
+        }
+    }
+}
+
+/// The open recovery record of failed host `host` (an id).
+fn host_record(st: &ClusterState, host: &str) -> Option<String> {
+    st.notifications()
+        .filter(|n| {
+            n.notification_type == NotificationType::ComputeHost
+                && n.source_host.as_deref() == Some(host)
+                && records::is_open(n)
+        })
+        .map(|n| n.meta.id.clone())
+        .next()
+}
+
+/// What writing a plan needs from the state, copied out of it.
+struct PlanView {
+    placements: BTreeMap<(String, u32), Placement>,
+    host_names: BTreeMap<String, (String, bool)>,
+    instances: BTreeMap<String, (String, bool)>,
+}
+
+impl PlanView {
+    fn of(st: &ClusterState) -> PlanView {
+        PlanView {
+            placements: st
+                .placements()
+                .map(|p| ((p.instance.clone(), p.replica), p.clone()))
+                .collect(),
+            host_names: st
+                .hosts()
+                .map(|h| (h.meta.id.clone(), (h.name.clone(), h.failed)))
+                .collect(),
+            instances: st
+                .instances()
+                .map(|i| {
+                    let enabled = st.segment(&i.segment).is_some_and(|s| s.enabled);
+                    (i.meta.id.clone(), (i.name.clone(), enabled))
+                })
+                .collect(),
+        }
+    }
+    fn placement(&self, instance: &str, replica: u32) -> Option<&Placement> {
+        self.placements.get(&(instance.to_string(), replica))
+    }
+    fn host_name<'a>(&'a self, id: &'a str) -> &'a str {
+        self.host_names.get(id).map_or(id, |(n, _)| n.as_str())
+    }
+    fn host_failed(&self, id: &str) -> bool {
+        self.host_names.get(id).is_some_and(|(_, f)| *f)
+    }
+    fn instance_name<'a>(&'a self, id: &'a str) -> &'a str {
+        self.instances.get(id).map_or(id, |(n, _)| n.as_str())
+    }
+    /// The instance id, when its segment takes automatic recovery.
+    fn segment_enabled_instance<'a>(&self, id: &'a str) -> Option<&'a str> {
+        self.instances
+            .get(id)
+            .is_some_and(|(_, enabled)| *enabled)
+            .then_some(id)
+    }
+}
