@@ -17,16 +17,17 @@ pub enum LeftHost<'a> {
     Down,
     /// Up; its latest report, if it sent one to this leader.
     Up(Option<&'a Report>),
-    /// No longer registered: it gets no assignments, so it stops what it ran; the leader
-    /// cannot tell when, and accepts the handoff.
+    /// No longer registered. The state refuses to delete a host a copy is leaving, so this
+    /// cannot happen; were it to, the leader could not tell when the copy stopped there, and
+    /// the copy waits (never twice, rule S1).
     Gone,
 }
 
 /// Whether the copy of `placement` that `handoff` left behind is confirmed stopped.
 pub fn confirmed(placement: &str, handoff: &Handoff, left: LeftHost<'_>) -> bool {
     match left {
-        LeftHost::Down | LeftHost::Gone => true,
-        LeftHost::Up(None) => false,
+        LeftHost::Down => true,
+        LeftHost::Gone | LeftHost::Up(None) => false,
         LeftHost::Up(Some(r)) => {
             r.applied.is_some_and(|a| a >= handoff.change) && !r.may_run(placement, handoff.epoch)
         }
@@ -88,8 +89,8 @@ mod tests {
     }
 
     #[test]
-    fn a_host_that_is_down_or_gone_confirms_at_once() {
+    fn a_host_that_is_down_confirms_at_once_and_one_no_longer_known_never() {
         assert!(confirmed("p1", &handoff(10), LeftHost::Down));
-        assert!(confirmed("p1", &handoff(10), LeftHost::Gone));
+        assert!(!confirmed("p1", &handoff(10), LeftHost::Gone));
     }
 }

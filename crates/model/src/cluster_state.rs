@@ -308,6 +308,24 @@ impl ClusterState {
                 if placed > 0 {
                     return Err(in_use(format!("{placed} placed instance(s)")));
                 }
+                // A copy that moved away may still be stopping there: deleting the host
+                // would let its new host start a second copy at once (rule S1).
+                if let Some(p) = self
+                    .placements
+                    .values()
+                    .find(|p| p.handoffs.iter().any(|h| h.host == id))
+                {
+                    let host = current.name().unwrap_or(id);
+                    let instance = self
+                        .instances
+                        .get(&p.instance)
+                        .map_or(p.instance.as_str(), |i| i.name.as_str());
+                    return Err(StateError::Conflict {
+                        message: format!(
+                            "host `{host}` may still be stopping its copy of `{instance}`, which moved away: it can be deleted once the host confirms the stop or its lease runs out (`buoy fence {host}` if it is gone for good)"
+                        ),
+                    });
+                }
             }
             Kind::Instance => self.placements.retain(|_, p| p.instance != id),
             Kind::Notification | Kind::Placement => {}

@@ -664,3 +664,44 @@ fn list_order_is_by_name_per_kind_and_resumes_after_a_marker() {
     delete(&mut s, 7, Kind::Segment, "s-2", None).unwrap();
     assert_eq!(order(&s, Some("s-3")), ["s-1"]);
 }
+
+/// Rule S1 (issue 15, hole 1): deleting the host a copy is moving away from would let the
+/// handoff count it as gone while it may still be stopping the copy, so the new host would
+/// start a second one. The delete is refused until the handoff is cleared.
+#[test]
+fn a_host_a_copy_is_still_leaving_cannot_be_deleted() {
+    let mut s = ClusterState::default();
+    put(&mut s, 1, segment("s1", "zone-a"), Expect::Absent).unwrap();
+    put(&mut s, 2, host("h1", "n1", "s1"), Expect::Absent).unwrap();
+    put(&mut s, 3, host("h2", "n2", "s1"), Expect::Absent).unwrap();
+    put(&mut s, 4, instance("i1", "web", "s1"), Expect::Absent).unwrap();
+    put(&mut s, 5, placement("p1", "i1", 0, "h1"), Expect::Absent).unwrap();
+    let moved = put(
+        &mut s,
+        6,
+        placement("p1", "i1", 0, "h2"),
+        Expect::Version(1),
+    )
+    .unwrap();
+
+    let refused = delete(&mut s, 7, Kind::Host, "h1", None).unwrap_err();
+    let message = refused.to_string();
+    assert!(
+        matches!(refused, StateError::Conflict { .. }),
+        "{refused:?}"
+    );
+    assert!(
+        message.contains("n1") && message.contains("web") && message.contains("buoy fence n1"),
+        "{message}"
+    );
+    assert!(s.host("h1").is_some());
+
+    // Once the leader cleared the confirmed handoff, the host can go.
+    let Object::Placement(mut cleared) = moved else {
+        unreachable!()
+    };
+    cleared.handoffs.clear();
+    put(&mut s, 8, Object::Placement(cleared), Expect::Version(2)).unwrap();
+    delete(&mut s, 9, Kind::Host, "h1", None).unwrap();
+    assert!(s.host("h1").is_none());
+}

@@ -43,3 +43,27 @@ pub struct Assignment {
     pub placement: Placement,
     pub instance: Instance,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_renewal_reads_back_what_it_wrote_and_refuses_unknown_fields() {
+        let r = RenewalRequest {
+            host: "h1".into(),
+            known: Some(12),
+            report: Some(Report::default()),
+        };
+        let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            text,
+            r#"{"host":"h1","known":12,"report":{"applied":null,"instances":[]}}"#
+        );
+        assert_eq!(serde_json::from_str::<RenewalRequest>(&text).unwrap(), r);
+        // An agent that only names itself (after a start) still renews.
+        let bare: RenewalRequest = serde_json::from_str(r#"{"host":"h1"}"#).unwrap();
+        assert_eq!((bare.known, bare.report), (None, None));
+        assert!(serde_json::from_str::<RenewalRequest>(r#"{"host":"h1","hots":1}"#).is_err());
+    }
+}

@@ -63,3 +63,52 @@ impl Report {
             .any(|o| o.phase.may_run() && o.placement == placement && o.epoch <= epoch)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(phase: Phase, epoch: u64) -> Report {
+        Report {
+            applied: Some(7),
+            instances: vec![Observed {
+                placement: "p1".into(),
+                instance: "i1".into(),
+                name: "web".into(),
+                epoch: Epoch(epoch),
+                phase,
+                since: Timestamp::now(),
+                pid: None,
+                reason: None,
+                exit_code: None,
+                restarts: 0,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_copy_may_run_until_it_is_stopped_or_failed() {
+        for phase in [
+            Phase::Starting,
+            Phase::Running,
+            Phase::Restarting,
+            Phase::Stopping,
+        ] {
+            assert!(report(phase, 4).may_run("p1", Epoch(4)), "{phase:?}");
+        }
+        for phase in [Phase::Stopped, Phase::Failed] {
+            assert!(!report(phase, 4).may_run("p1", Epoch(4)), "{phase:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_same_placement_at_the_same_or_an_older_epoch_counts() {
+        let r = report(Phase::Running, 4);
+        assert!(r.may_run("p1", Epoch(5)));
+        assert!(
+            !r.may_run("p1", Epoch(3)),
+            "a newer copy is not the old one"
+        );
+        assert!(!r.may_run("p2", Epoch(4)));
+    }
+}
