@@ -199,6 +199,20 @@ impl ClusterState {
                 format!("host `{}` does not exist", p.host),
             ));
         };
+        let arrives = self
+            .placements
+            .get(&p.meta.id)
+            .is_none_or(|old| old.host != p.host);
+        if host.failed && arrives {
+            // It may be alive and renewing while it waits to be enabled again: what ran there
+            // before it failed is gone, and nothing new goes there until an operator says so.
+            return Err(StateError::Conflict {
+                message: format!(
+                    "host `{0}` is marked failed: nothing can be placed on it until it is enabled again (`buoy host enable {0}`)",
+                    host.name
+                ),
+            });
+        }
         if host.segment != instance.segment {
             return Err(StateError::invalid(
                 "host",

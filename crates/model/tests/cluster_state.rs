@@ -705,3 +705,43 @@ fn a_host_a_copy_is_still_leaving_cannot_be_deleted() {
     delete(&mut s, 9, Kind::Host, "h1", None).unwrap();
     assert!(s.host("h1").is_none());
 }
+
+/// Rule S1 (issue 15, hole 3): a host marked failed may be alive and renewing (waiting for
+/// `buoy host enable`); a copy placed or moved onto it would run there, and a later move away
+/// would be confirmed by the flag alone. Nothing may be placed onto a failed host.
+#[test]
+fn nothing_is_placed_onto_a_failed_host() {
+    let mut s = ClusterState::default();
+    put(&mut s, 1, segment("s1", "zone-a"), Expect::Absent).unwrap();
+    put(&mut s, 2, host("h1", "n1", "s1"), Expect::Absent).unwrap();
+    put(&mut s, 3, host("h2", "n2", "s1"), Expect::Absent).unwrap();
+    put(&mut s, 4, instance("i1", "web", "s1"), Expect::Absent).unwrap();
+    put(&mut s, 5, placement("p1", "i1", 0, "h1"), Expect::Absent).unwrap();
+    let Some(Object::Host(mut h2)) = s.get(Kind::Host, "h2") else {
+        unreachable!()
+    };
+    h2.failed = true;
+    put(&mut s, 6, Object::Host(h2), Expect::Version(1)).unwrap();
+
+    let refused = put(
+        &mut s,
+        7,
+        placement("p1", "i1", 0, "h2"),
+        Expect::Version(1),
+    )
+    .unwrap_err();
+    assert!(
+        refused.to_string().contains("n2") && refused.to_string().contains("buoy host enable n2"),
+        "{refused}"
+    );
+    put(&mut s, 8, instance("i2", "db", "s1"), Expect::Absent).unwrap();
+    assert!(put(&mut s, 9, placement("p2", "i2", 0, "h2"), Expect::Absent).is_err());
+    // What already runs there may still be updated in place (the leader clears handoffs).
+    put(
+        &mut s,
+        10,
+        placement("p1", "i1", 0, "h1"),
+        Expect::Version(1),
+    )
+    .unwrap();
+}

@@ -179,7 +179,9 @@ impl LeaseGrants {
             // A copy waiting for its old host to confirm it stopped is held back, and the
             // grant says it reflects an older index: the host asks again until it comes.
             let mut withheld = false;
-            let assigned = st.host_by_name(host).map(|h| {
+            // A host marked failed takes no work until it is enabled again, even when it is
+            // back and renewing: it is assigned nothing, so it stops whatever it still runs.
+            let assigned = st.host_by_name(host).filter(|h| !h.failed).map(|h| {
                 st.placements()
                     .filter(|p| p.host == h.meta.id)
                     .filter(|p| {
@@ -218,7 +220,10 @@ impl LeaseGrants {
                 None => return handoff::confirmed(&p.meta.id, h, LeftHost::Gone),
                 Some(host) => host,
             };
-            if left.failed || self.lease_over(&left.name, now) {
+            // Down only when it provably runs nothing: its lease (and the drift margin) is
+            // over, or its fence device confirmed it off. A host merely marked failed may be
+            // alive and renewing, and must report the copy stopped like any other.
+            if left.fenced || self.lease_over(&left.name, now) {
                 return handoff::confirmed(&p.meta.id, h, LeftHost::Down);
             }
             let report = self
