@@ -29,7 +29,9 @@ pub fn confirmed(placement: &str, handoff: &Handoff, left: LeftHost<'_>) -> bool
         LeftHost::Down => true,
         LeftHost::Gone | LeftHost::Up(None) => false,
         LeftHost::Up(Some(r)) => {
-            r.applied.is_some_and(|a| a >= handoff.change) && !r.may_run(placement, handoff.epoch)
+            // The old copy runs under its own placement when that one was deleted.
+            let ran_as = handoff.placement.as_deref().unwrap_or(placement);
+            r.applied.is_some_and(|a| a >= handoff.change) && !r.may_run(ran_as, handoff.epoch)
         }
     }
 }
@@ -46,6 +48,7 @@ mod tests {
             host: "h1".into(),
             epoch: Epoch(4),
             change,
+            placement: None,
         }
     }
 
@@ -92,5 +95,18 @@ mod tests {
     fn a_host_that_is_down_confirms_at_once_and_one_no_longer_known_never() {
         assert!(confirmed("p1", &handoff(10), LeftHost::Down));
         assert!(!confirmed("p1", &handoff(10), LeftHost::Gone));
+    }
+
+    #[test]
+    fn a_copy_left_by_a_deleted_placement_is_looked_up_under_that_placement() {
+        let h = Handoff {
+            placement: Some("p-old".into()),
+            ..handoff(10)
+        };
+        // The host still runs the old copy under its old placement id.
+        let r = report(Some(11), &[("p-old", 4)]);
+        assert!(!confirmed("p-new", &h, LeftHost::Up(Some(&r))));
+        let r = report(Some(11), &[("p-new", 5)]);
+        assert!(confirmed("p-new", &h, LeftHost::Up(Some(&r))));
     }
 }

@@ -28,6 +28,11 @@ pub struct ClusterState {
     /// The highest epoch any placement ever had (epochs are never reused).
     #[serde(default)]
     last_epoch: u64,
+    /// Copies whose placement was deleted while their host may still run them, by
+    /// `instance-id/replica`: the next placement of that replica inherits them as handoffs, so
+    /// it starts only once they are confirmed stopped (rule S1).
+    #[serde(default)]
+    departed: BTreeMap<String, Vec<Handoff>>,
     /// The serial the next notification gets.
     next_serial: u64,
     /// Changes applied so far: the last change's index in the change feed.
@@ -267,10 +272,15 @@ impl ClusterState {
                         host: old.host.clone(),
                         epoch: old.epoch,
                         change: self.changes + 1,
+                        placement: None,
                     });
                     p.handoffs = handoffs;
                 } else {
-                    p.handoffs.clear();
+                    // A copy of this replica whose placement was deleted may still run.
+                    p.handoffs = self
+                        .departed
+                        .remove(&departed_key(&p.instance, p.replica))
+                        .unwrap_or_default();
                 }
                 self.last_epoch += 1;
                 p.epoch = Epoch(self.last_epoch);
@@ -324,25 +334,59 @@ impl ClusterState {
                 }
                 // A copy that moved away may still be stopping there: deleting the host
                 // would let its new host start a second copy at once (rule S1).
-                if let Some(p) = self
+                let leaving = self
                     .placements
                     .values()
-                    .find(|p| p.handoffs.iter().any(|h| h.host == id))
-                {
+                    .filter(|p| p.handoffs.iter().any(|h| h.host == id))
+                    .map(|p| p.instance.as_str())
+                    .chain(self.departed.iter().filter_map(|(key, left)| {
+                        let instance = key.rsplit_once('/').map_or(key.as_str(), |(i, _)| i);
+                        left.iter().any(|h| h.host == id).then_some(instance)
+                    }))
+                    .next();
+                if let Some(instance_id) = leaving {
                     let host = current.name().unwrap_or(id);
                     let instance = self
                         .instances
-                        .get(&p.instance)
-                        .map_or(p.instance.as_str(), |i| i.name.as_str());
+                        .get(instance_id)
+                        .map_or(instance_id, |i| i.name.as_str());
                     return Err(StateError::Conflict {
                         message: format!(
-                            "host `{host}` may still be stopping its copy of `{instance}`, which moved away: it can be deleted once the host confirms the stop or its lease runs out (`buoy fence {host}` if it is gone for good)"
+                            "host `{host}` may still be stopping its copy of `{instance}`, which moved away or was unplaced: it can be deleted once the host confirms the stop or its lease runs out (`buoy fence {host}` if it is gone for good)"
                         ),
                     });
                 }
             }
-            Kind::Instance => self.placements.retain(|_, p| p.instance != id),
-            Kind::Notification | Kind::Placement => {}
+            Kind::Instance => {
+                self.placements.retain(|_, p| p.instance != id);
+                let prefix = format!("{id}/");
+                self.departed.retain(|k, _| !k.starts_with(&prefix));
+            }
+            Kind::Placement => {
+                if let Some(p) = self.placements.get(id) {
+                    // Its host may still run the copy: whatever places this replica next waits
+                    // for it, like a move (and for what this placement was still waiting on).
+                    let mut left: Vec<Handoff> = p
+                        .handoffs
+                        .iter()
+                        .map(|h| Handoff {
+                            placement: Some(h.placement.clone().unwrap_or_else(|| id.to_string())),
+                            ..h.clone()
+                        })
+                        .collect();
+                    left.push(Handoff {
+                        host: p.host.clone(),
+                        epoch: p.epoch,
+                        change: self.changes + 1,
+                        placement: Some(id.to_string()),
+                    });
+                    self.departed
+                        .entry(departed_key(&p.instance, p.replica))
+                        .or_default()
+                        .extend(left);
+                }
+            }
+            Kind::Notification => {}
         }
         if let Some(name) = current.name().map(String::from) {
             self.names.remove(&(kind, name));
@@ -496,4 +540,9 @@ impl ClusterState {
         s.names = names;
         Ok(s)
     }
+}
+
+/// The key of [`ClusterState::departed`].
+fn departed_key(instance: &str, replica: u32) -> String {
+    format!("{instance}/{replica}")
 }

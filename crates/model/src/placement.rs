@@ -64,6 +64,10 @@ pub struct Handoff {
     /// The change-feed index of the move: a report from `host` counts only once it has
     /// applied assignments at least this new.
     pub change: u64,
+    /// The placement the old copy ran under, when it was another one (a placement deleted
+    /// and then made again): the host reports the copy under that id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<String>,
 }
 
 /// What a client sends to place an instance (or move it: `host` only). Instance and host may

@@ -745,3 +745,47 @@ fn nothing_is_placed_onto_a_failed_host() {
     )
     .unwrap();
 }
+
+/// Rule S1 (issue 15, hole 2): a placement deleted while its host may still run the copy, then
+/// placed again (the recovery loop re-places a started instance at once), must wait for the
+/// old copy like a move does: the new placement inherits a handoff naming the old host, epoch
+/// and placement.
+#[test]
+fn a_placement_made_after_a_delete_waits_for_the_old_copy() {
+    let mut s = ClusterState::default();
+    put(&mut s, 1, segment("s1", "zone-a"), Expect::Absent).unwrap();
+    put(&mut s, 2, host("h1", "n1", "s1"), Expect::Absent).unwrap();
+    put(&mut s, 3, host("h2", "n2", "s1"), Expect::Absent).unwrap();
+    put(&mut s, 4, instance("i1", "web", "s1"), Expect::Absent).unwrap();
+    let old = put(&mut s, 5, placement("p1", "i1", 0, "h1"), Expect::Absent).unwrap();
+    delete(&mut s, 6, Kind::Placement, "p1", None).unwrap();
+    let deleted_at = s.change_index();
+
+    let Object::Placement(new) =
+        put(&mut s, 7, placement("p2", "i1", 0, "h2"), Expect::Absent).unwrap()
+    else {
+        unreachable!()
+    };
+    assert!(new.epoch > epoch(&old));
+    let left: Vec<(&str, Epoch, Option<&str>, u64)> = new
+        .handoffs
+        .iter()
+        .map(|h| (h.host.as_str(), h.epoch, h.placement.as_deref(), h.change))
+        .collect();
+    assert_eq!(left, [("h1", epoch(&old), Some("p1"), deleted_at)]);
+    // The host it may still run on cannot be deleted meanwhile (hole 1).
+    assert!(delete(&mut s, 8, Kind::Host, "h1", None).is_err());
+
+    // Inherited once: another placement of another replica starts clean.
+    delete(&mut s, 9, Kind::Placement, "p2", None).unwrap();
+    delete(&mut s, 10, Kind::Instance, "i1", None).unwrap();
+    put(&mut s, 11, instance("i2", "db", "s1"), Expect::Absent).unwrap();
+    let Object::Placement(fresh) =
+        put(&mut s, 12, placement("p3", "i2", 0, "h2"), Expect::Absent).unwrap()
+    else {
+        unreachable!()
+    };
+    assert!(fresh.handoffs.is_empty());
+    // Deleting the instance dropped what its deleted placements left behind.
+    delete(&mut s, 13, Kind::Host, "h1", None).unwrap();
+}
