@@ -163,6 +163,12 @@ fn a_real_fence_agent_speaks_the_protocol_through_buoy_fence() {
         get(c.http(1), "/v1/hosts/rack-9").is_some_and(|(_, b)| json(&b)["failed"] == true)
     })
     .expect("a fenced host is marked failed");
+    // The host's failed mark and its record are two writes, and the recovery loop closes a
+    // record with nothing to move at its next tick: wait for that tick, not just the mark.
+    let _ = wait_until(Duration::from_secs(5), || {
+        get(c.http(1), "/v1/notifications")
+            .is_some_and(|(_, b)| json(&b)["notifications"][0]["status"] == "finished")
+    });
     let (_, body) = get(c.http(1), "/v1/notifications").unwrap();
     let v = json(&body);
     let n = &v["notifications"][0];
