@@ -297,3 +297,51 @@ fn a_host_cut_on_its_main_network_stays_alive_through_its_storage_address() {
         "probes went to the storage address: {alternates}"
     );
 }
+
+/// Issue 15, hole 8: whatever makes an agent exit, nothing it started outlives it. A second
+/// agent with the name of the running single server can make the server exit on the name
+/// conflict; if it does, its instance must be stopped first.
+#[test]
+fn an_agent_that_exits_on_a_name_conflict_stops_its_instances_first() {
+    let mut c = Cluster::new(71);
+    c.start_agent(1, None, &[]);
+    common::zone(&c, serde_json::json!({}), &["h1"]);
+    common::place_sleeper(&c, "sleeper", "h1");
+    let mut pid = None;
+    wait_until(Duration::from_secs(10), || {
+        pid = common::running_pid(&c, 1, "sleeper");
+        pid.is_some()
+    })
+    .expect("the sleeper runs on h1");
+    let pid = pid.unwrap();
+    let impostor = c
+        .command(2, "h1", &["--join".into(), c.gossip(1).to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    c.agents.push(("impostor".into(), impostor));
+    // Wait until one of the two has exited (or 10 s have passed).
+    let mut server_exited = false;
+    wait_until(Duration::from_secs(10), || {
+        let mut any = false;
+        for (name, child) in c.agents.iter_mut() {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                any = true;
+                server_exited |= name == "h1";
+            }
+        }
+        any
+    });
+    let left_running =
+        server_exited && wait_until(Duration::from_secs(5), || !common::alive(pid)).is_none();
+    // The test ends the sleeper itself whatever happened (an agent still up would too).
+    if common::alive(pid) {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    assert!(
+        !left_running,
+        "h1 exited on the name conflict and left its instance (pid {pid}) running: {}",
+        c.log(1)
+    );
+}

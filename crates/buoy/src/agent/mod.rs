@@ -303,6 +303,9 @@ async fn serve(s: Settings) -> Result<()> {
         _ = term.recv() => {}
         _ = fatal.changed() => {
             let msg = fatal.borrow().clone().unwrap_or_default();
+            // Whatever ends the agent, nothing it started outlives it (rule S1).
+            tracing::error!("{msg}: stopping this host's instances before exiting");
+            supervisor.shutdown().await;
             bail!("{msg}");
         }
     }
