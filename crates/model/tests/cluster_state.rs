@@ -665,17 +665,24 @@ fn list_order_is_by_name_per_kind_and_resumes_after_a_marker() {
     assert_eq!(order(&s, Some("s-3")), ["s-1"]);
 }
 
-/// Rule S1 (issue 15, hole 1): deleting the host a copy is moving away from would let the
-/// handoff count it as gone while it may still be stopping the copy, so the new host would
-/// start a second one. The delete is refused until the handoff is cleared.
-#[test]
-fn a_host_a_copy_is_still_leaving_cannot_be_deleted() {
+/// Segment `s1` with hosts `h1` (`n1`) and `h2` (`n2`), and instance `web` placed on `h1`
+/// (placement `p1`, returned); the next command index is 6.
+fn web_on_h1() -> (ClusterState, Object) {
     let mut s = ClusterState::default();
     put(&mut s, 1, segment("s1", "zone-a"), Expect::Absent).unwrap();
     put(&mut s, 2, host("h1", "n1", "s1"), Expect::Absent).unwrap();
     put(&mut s, 3, host("h2", "n2", "s1"), Expect::Absent).unwrap();
     put(&mut s, 4, instance("i1", "web", "s1"), Expect::Absent).unwrap();
-    put(&mut s, 5, placement("p1", "i1", 0, "h1"), Expect::Absent).unwrap();
+    let p = put(&mut s, 5, placement("p1", "i1", 0, "h1"), Expect::Absent).unwrap();
+    (s, p)
+}
+
+/// Rule S1 (issue 15, hole 1): deleting the host a copy is moving away from would let the
+/// handoff count it as gone while it may still be stopping the copy, so the new host would
+/// start a second one. The delete is refused until the handoff is cleared.
+#[test]
+fn a_host_a_copy_is_still_leaving_cannot_be_deleted() {
+    let (mut s, _) = web_on_h1();
     let moved = put(
         &mut s,
         6,
@@ -711,12 +718,7 @@ fn a_host_a_copy_is_still_leaving_cannot_be_deleted() {
 /// would be confirmed by the flag alone. Nothing may be placed onto a failed host.
 #[test]
 fn nothing_is_placed_onto_a_failed_host() {
-    let mut s = ClusterState::default();
-    put(&mut s, 1, segment("s1", "zone-a"), Expect::Absent).unwrap();
-    put(&mut s, 2, host("h1", "n1", "s1"), Expect::Absent).unwrap();
-    put(&mut s, 3, host("h2", "n2", "s1"), Expect::Absent).unwrap();
-    put(&mut s, 4, instance("i1", "web", "s1"), Expect::Absent).unwrap();
-    put(&mut s, 5, placement("p1", "i1", 0, "h1"), Expect::Absent).unwrap();
+    let (mut s, _) = web_on_h1();
     let Some(Object::Host(mut h2)) = s.get(Kind::Host, "h2") else {
         unreachable!()
     };
@@ -752,12 +754,7 @@ fn nothing_is_placed_onto_a_failed_host() {
 /// and placement.
 #[test]
 fn a_placement_made_after_a_delete_waits_for_the_old_copy() {
-    let mut s = ClusterState::default();
-    put(&mut s, 1, segment("s1", "zone-a"), Expect::Absent).unwrap();
-    put(&mut s, 2, host("h1", "n1", "s1"), Expect::Absent).unwrap();
-    put(&mut s, 3, host("h2", "n2", "s1"), Expect::Absent).unwrap();
-    put(&mut s, 4, instance("i1", "web", "s1"), Expect::Absent).unwrap();
-    let old = put(&mut s, 5, placement("p1", "i1", 0, "h1"), Expect::Absent).unwrap();
+    let (mut s, old) = web_on_h1();
     delete(&mut s, 6, Kind::Placement, "p1", None).unwrap();
     let deleted_at = s.change_index();
 

@@ -226,13 +226,10 @@ impl LeaseGrants {
             if left.fenced || self.lease_over(&left.name, now) {
                 return handoff::confirmed(&p.meta.id, h, LeftHost::Down);
             }
-            let report = self
-                .reports
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&left.name)
-                .map(|r| r.report.clone());
-            handoff::confirmed(&p.meta.id, h, LeftHost::Up(report.as_ref()))
+            // Read in place under the lock: this runs for every withheld copy at every grant.
+            let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+            let report = reports.get(&left.name).map(|r| &r.report);
+            handoff::confirmed(&p.meta.id, h, LeftHost::Up(report))
         })
     }
 
