@@ -298,11 +298,11 @@ fn a_host_cut_on_its_main_network_stays_alive_through_its_storage_address() {
     );
 }
 
-/// Issue 15, hole 8: whatever makes an agent exit, nothing it started outlives it. A second
-/// agent with the name of the running single server can make the server exit on the name
-/// conflict; if it does, its instance must be stopped first.
+/// Issue 15, hole 8: a running agent never exits on a name conflict; the newcomer is the one
+/// refused. A second agent started with the name of the running single server exits with a
+/// message naming the conflict, and the server keeps running, with its instance.
 #[test]
-fn an_agent_that_exits_on_a_name_conflict_stops_its_instances_first() {
+fn a_newcomer_with_a_taken_name_is_refused_and_the_running_agent_keeps_its_instances() {
     let mut c = Cluster::new(71);
     c.start_agent(1, None, &[]);
     common::zone(&c, serde_json::json!({}), &["h1"]);
@@ -314,34 +314,44 @@ fn an_agent_that_exits_on_a_name_conflict_stops_its_instances_first() {
     })
     .expect("the sleeper runs on h1");
     let pid = pid.unwrap();
+    let log = c.dir.join("impostor.log");
     let impostor = c
         .command(2, "h1", &["--join".into(), c.gossip(1).to_string()])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     c.agents.push(("impostor".into(), impostor));
-    // Wait until one of the two has exited (or 10 s have passed).
-    let mut server_exited = false;
-    wait_until(Duration::from_secs(10), || {
-        let mut any = false;
-        for (name, child) in c.agents.iter_mut() {
-            if matches!(child.try_wait(), Ok(Some(_))) {
-                any = true;
-                server_exited |= name == "h1";
-            }
-        }
-        any
+    let mut impostor_status = None;
+    wait_until(Duration::from_secs(15), || {
+        let (_, child) = c.agents.iter_mut().find(|(n, _)| n == "impostor").unwrap();
+        impostor_status = child.try_wait().ok().flatten();
+        impostor_status.is_some()
     });
-    let left_running =
-        server_exited && wait_until(Duration::from_secs(5), || !common::alive(pid)).is_none();
-    // The test ends the sleeper itself whatever happened (an agent still up would too).
-    if common::alive(pid) {
+    // Give a wrongly exiting server the time to do so.
+    std::thread::sleep(Duration::from_secs(2));
+    let (_, server) = c.agents.iter_mut().find(|(n, _)| n == "h1").unwrap();
+    let server_exited = matches!(server.try_wait(), Ok(Some(_)));
+    let sleeper_alive = common::alive(pid);
+    if server_exited && sleeper_alive {
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
     assert!(
-        !left_running,
-        "h1 exited on the name conflict and left its instance (pid {pid}) running: {}",
+        !server_exited,
+        "the running server exited on the newcomer's name claim: {}",
+        c.log(1)
+    );
+    assert!(sleeper_alive, "the server's instance was stopped");
+    let status = impostor_status.expect("the newcomer was refused and exited");
+    assert!(!status.success(), "the newcomer exits with an error");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("already used by a live member") && text.contains("--name"),
+        "the newcomer says why: {text}"
+    );
+    assert!(
+        c.log(1).contains("was here first"),
+        "the server logs the refused claim: {}",
         c.log(1)
     );
 }

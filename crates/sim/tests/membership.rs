@@ -209,10 +209,17 @@ fn a_second_host_claiming_a_live_members_name_is_rejected() {
                 e,
                 Event::NameConflict {
                     about_self: true,
+                    refused: true,
                     ..
                 }
             )),
         "the impostor is told its name is taken"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|(node, e)| *node != id && matches!(e, Event::NameConflict { refused: true, .. })),
+        "no member already in the cluster is told to give up its name"
     );
     assert!(
         events.iter().any(|(_, e)| matches!(

@@ -66,11 +66,14 @@ pub enum Event {
         accuser: Option<String>,
     },
     /// Two hosts claim one name. `about_self` means another host claims this member's name.
+    /// The member already in the cluster keeps the name: `refused` is set only on the newcomer
+    /// (a member still joining when it learns its name is taken), which must give up.
     NameConflict {
         name: String,
         known: SocketAddr,
         claimed: SocketAddr,
         about_self: bool,
+        refused: bool,
     },
     /// Joined the cluster (`via` the seed that answered; `None` when others joined us first).
     JoinSucceeded {

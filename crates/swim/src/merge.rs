@@ -45,6 +45,7 @@ impl Swim {
                     known: m.addr(),
                     claimed: a.addr,
                     about_self: false,
+                    refused: false,
                 };
                 self.emit(e);
                 return;
@@ -90,13 +91,21 @@ impl Swim {
         };
         if a.addr != my_addr {
             self.counters.name_conflicts += 1;
+            // Still joining: the live member we just heard of was here first, so we yield.
+            // Already in the cluster: the other one is the newcomer (or a forged claim), so we
+            // keep the name and refute.
+            let refused = self.join.is_some();
             let e = Event::NameConflict {
                 name: a.name.clone(),
                 known: my_addr,
                 claimed: a.addr,
                 about_self: true,
+                refused,
             };
             self.emit(e);
+            if refused {
+                return;
+            }
             if a.incarnation >= my_inc {
                 self.refute(a.incarnation, None);
             }

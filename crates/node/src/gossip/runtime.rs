@@ -252,6 +252,7 @@ impl Shared {
                 known,
                 claimed,
                 about_self: false,
+                ..
             } => {
                 error!(member = %name, live_at = %known, claimed_by = %claimed, "rejected a second host claiming the name of a live member")
             }
@@ -260,6 +261,18 @@ impl Shared {
                 known,
                 claimed,
                 about_self: true,
+                refused: false,
+            } => {
+                error!(
+                    "a host at {claimed} claims this host's name `{name}`; this agent ({known}) was here first, keeps the name and goes on running; give the other host a unique --name"
+                )
+            }
+            Event::NameConflict {
+                name,
+                known,
+                claimed,
+                about_self: true,
+                refused: true,
             } => {
                 let msg = format!(
                     "the name `{name}` is already used by a live member at {claimed} (this agent is {known}); give this host a unique --name"
