@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use common::{Cluster, Watchdog, wait_until};
 use serde_json::{Value, json};
 
-fn monotonic_ns() -> u64 {
+fn boot_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: a valid timespec to write into.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
@@ -84,14 +84,14 @@ fn the_watchdog_kills_what_it_tracks_at_the_deadline_unless_it_moves() {
     let mut group = sleeper();
     let mut single = sleeper();
     let mut c = Conn::open(&socket);
-    let t0 = monotonic_ns();
+    let t0 = boot_ns();
     c.send(
         json!({"sync": {"deadline_ns": t0 + 400_000_000, "tracked": {
         "group": {"process_group": group.id()}, "vm": {"process": single.id()}}}}),
     );
     std::thread::sleep(Duration::from_millis(250));
     // Moved before it passed: nothing dies at the first deadline.
-    let deadline = monotonic_ns() + 500_000_000;
+    let deadline = boot_ns() + 500_000_000;
     c.send(json!({"arm": {"deadline_ns": deadline}}));
     std::thread::sleep(Duration::from_millis(300));
     assert!(
@@ -107,7 +107,7 @@ fn the_watchdog_kills_what_it_tracks_at_the_deadline_unless_it_moves() {
         !running(&mut group) && !running(&mut single)
     })
     .expect("the watchdog must kill what it tracks");
-    let dead_at = monotonic_ns();
+    let dead_at = boot_ns();
     assert!(
         dead_at >= deadline,
         "killed {} ms early",
@@ -153,10 +153,7 @@ fn a_frozen_agent_stops_moving_the_deadline_and_its_instances_die_with_its_lease
     std::thread::sleep(Duration::from_millis(400));
     let later = conn.status()["deadline_ns"].as_u64().unwrap_or(0);
     assert!(later > first, "the deadline must move with the lease");
-    assert!(
-        later <= monotonic_ns() + 1_000_000_000,
-        "never past one TTL"
-    );
+    assert!(later <= boot_ns() + 1_000_000_000, "never past one TTL");
 
     // What the supervisor will track (an instance's process group), then the agent freezes.
     let mut instance = sleeper();
@@ -182,7 +179,7 @@ fn a_new_agent_connection_that_does_not_claim_an_instance_gets_it_killed() {
     let _wd = Watchdog::start(&socket);
     let mut kept = sleeper();
     let mut orphan = sleeper();
-    let far = monotonic_ns() + 60_000_000_000;
+    let far = boot_ns() + 60_000_000_000;
     let mut old_agent = Conn::open(&socket);
     old_agent.send(json!({"sync": {"deadline_ns": far, "tracked": {
         "kept": {"process_group": kept.id()}, "orphan": {"process_group": orphan.id()}}}}));

@@ -4,6 +4,7 @@
 //! agents), and arms a [`watchdog`] so that a hung agent still leaves nothing running past its
 //! lease (rule S1).
 //!
+//! - [`clock`]: CLOCK_BOOTTIME, the clock leases are counted on (suspended time counts).
 //! - [`servers`]: where the control-plane servers are, from gossip.
 //! - [`local_api`] and [`host_api`]: what a host answers about itself over HTTP.
 //! - [`http`]: the error body, tokens, the agent-to-agent client, TLS.
@@ -12,6 +13,7 @@
 //! `lease` -> `gossip`, `http`, `servers`. Nothing here knows the server side: a server
 //! plugs its own grants in through [`lease::channel::RenewalChannel`].
 
+pub mod clock;
 pub mod drivers;
 pub mod gossip;
 pub mod host_api;

@@ -30,7 +30,8 @@ pub struct DropCounters {
 /// Everything the agent's tasks share.
 pub struct Shared {
     swim: Mutex<Swim>,
-    origin: tokio::time::Instant,
+    /// The boot clock's reading at start: the timeline's zero.
+    origin: Duration,
     pub udp: Arc<UdpSocket>,
     pub keyring: RwLock<Option<Keyring>>,
     pub faults: Option<RwLock<FaultFilter>>,
@@ -57,7 +58,7 @@ impl Shared {
         let gossip_addr = swim.me().addr();
         Arc::new(Shared {
             swim: Mutex::new(swim),
-            origin: tokio::time::Instant::now(),
+            origin: crate::clock::boot_now(),
             udp,
             keyring: RwLock::new(keyring),
             faults: fault_injection.then(|| RwLock::new(FaultFilter::default())),
@@ -71,13 +72,17 @@ impl Shared {
         })
     }
 
-    /// The core's notion of now.
+    /// Now on this agent's timeline: the gossip core's and every lease's (host and leader
+    /// side). It runs on the boot clock ([`crate::clock`]), so time spent suspended counts.
     pub fn now(&self) -> swim::Instant {
-        swim::Instant::from_nanos(self.origin.elapsed().as_nanos() as u64)
+        let since = crate::clock::boot_now().saturating_sub(self.origin);
+        swim::Instant::from_nanos(since.as_nanos() as u64)
     }
 
+    /// The tokio instant at which `t` falls, as far as can be told now (tokio's timers stand
+    /// still during a suspend; whoever enforces a deadline also re-reads [`Shared::now`]).
     pub(crate) fn to_tokio(&self, t: swim::Instant) -> tokio::time::Instant {
-        self.origin + Duration::from_nanos(t.as_nanos())
+        tokio::time::Instant::now() + t.saturating_since(self.now())
     }
 
     /// Runs `f` on the core, then carries out everything it produced.

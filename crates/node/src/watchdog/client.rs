@@ -41,7 +41,7 @@ impl WatchdogClient {
         c
     }
 
-    /// Moves the deadline (CLOCK_MONOTONIC) to `deadline`.
+    /// Moves the deadline (CLOCK_BOOTTIME, see [`crate::clock`]) to `deadline`.
     pub fn arm(&self, deadline: Duration) {
         let mut d = self.desired.lock().unwrap_or_else(|p| p.into_inner());
         d.deadline_ns = Some(deadline.as_nanos() as u64);

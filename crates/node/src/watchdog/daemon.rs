@@ -10,16 +10,27 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Notify;
 
-use super::protocol::{Request, Status, Target, monotonic_now};
+use super::protocol::{Request, Status, Target};
+use crate::clock::{RECHECK, boot_now};
 
 /// The watchdog's state, shared by the connections and the timer.
 struct Watchdog {
     status: Mutex<Status>,
     /// Wakes the timer when the deadline moves.
     moved: Notify,
+    /// The clock deadlines are read on: the boot clock (a test moves it as a suspend would).
+    clock: Box<dyn Fn() -> Duration + Send + Sync>,
 }
 
 impl Watchdog {
+    fn new(clock: Box<dyn Fn() -> Duration + Send + Sync>) -> Self {
+        Watchdog {
+            status: Mutex::new(Status::default()),
+            moved: Notify::new(),
+            clock,
+        }
+    }
+
     /// Applies one request. `first_sync` is true for the first `Sync` of a connection: a new
     /// agent (after a crash or restart) does not know what the old one ran, so whatever the
     /// watchdog tracked and the new set lacks is an orphan, killed now.
@@ -65,8 +76,12 @@ impl Watchdog {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .deadline_ns;
+            // Never sleep past RECHECK: the sleep stands still during a suspend, the clock does
+            // not.
             let wait = match deadline {
-                Some(d) => Duration::from_nanos(d).saturating_sub(monotonic_now()),
+                Some(d) => Duration::from_nanos(d)
+                    .saturating_sub((self.clock)())
+                    .min(RECHECK),
                 None => Duration::from_secs(3600),
             };
             if deadline.is_some() && wait.is_zero() {
@@ -93,7 +108,7 @@ impl Watchdog {
         if targets.is_empty() {
             return;
         }
-        let late = monotonic_now().saturating_sub(Duration::from_nanos(deadline));
+        let late = (self.clock)().saturating_sub(Duration::from_nanos(deadline));
         tracing::warn!(
             late_ms = late.as_millis() as u64,
             count = targets.len(),
@@ -176,10 +191,7 @@ pub fn run(socket: &Path) -> Result<()> {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
         }
-        let wd = Arc::new(Watchdog {
-            status: Mutex::new(Status::default()),
-            moved: Notify::new(),
-        });
+        let wd = Arc::new(Watchdog::new(Box::new(boot_now)));
         tokio::spawn(wd.clone().run_timer());
         tracing::info!(socket = %socket.display(), "watchdog ready");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -197,4 +209,59 @@ pub fn run(socket: &Path) -> Result<()> {
         let _ = std::fs::remove_file(socket);
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Issue 15, hole 11: a suspend moves the boot clock past the deadline while tokio's timers
+    /// stand still. The watchdog must fire within RECHECK of waking, not when its sleep would
+    /// have ended. (Before the fix it slept the whole 60 s.)
+    #[tokio::test]
+    async fn a_deadline_passed_during_a_suspend_fires_at_once_on_waking() {
+        let jump = Arc::new(AtomicU64::new(0));
+        let j = jump.clone();
+        let wd = Arc::new(Watchdog::new(Box::new(move || {
+            boot_now() + Duration::from_nanos(j.load(Ordering::SeqCst))
+        })));
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = child.id() as i32;
+        let deadline = boot_now() + Duration::from_secs(60);
+        wd.apply(
+            Request::Sync {
+                deadline_ns: Some(deadline.as_nanos() as u64),
+                tracked: [("sleeper".to_string(), Target::ProcessGroup(pgid))].into(),
+            },
+            true,
+        );
+        tokio::spawn(wd.clone().run_timer());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The machine "sleeps" for 61 s.
+        jump.store(Duration::from_secs(61).as_nanos() as u64, Ordering::SeqCst);
+        let woke = std::time::Instant::now();
+        let mut fired = false;
+        while woke.elapsed() < Duration::from_secs(3) {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                fired = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(fired, "the watchdog did not fire within 3 s of waking");
+        assert!(
+            woke.elapsed() < RECHECK * 5,
+            "fired {:?} after waking",
+            woke.elapsed()
+        );
+        assert_eq!(wd.apply(Request::Status, false).unwrap().fired, 1);
+    }
 }

@@ -1,6 +1,5 @@
-//! What the agent tells its watchdog, one JSON object per line over a unix socket, and the
-//! clock they share: CLOCK_MONOTONIC, which both processes read the same and which no one can
-//! set (unlike the wall clock).
+//! What the agent tells its watchdog, one JSON object per line over a unix socket. Deadlines
+//! are on the clock both share, CLOCK_BOOTTIME ([`crate::clock`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,7 +26,7 @@ pub enum Target {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
-    /// Kill everything tracked at this CLOCK_MONOTONIC time (nanoseconds) unless moved
+    /// Kill everything tracked at this CLOCK_BOOTTIME time (nanoseconds) unless moved
     /// (sent at every lease renewal).
     Arm { deadline_ns: u64 },
     /// Replace the whole state: the deadline (none: nothing to enforce) and what runs here
@@ -49,17 +48,6 @@ pub struct Status {
     pub fired: u64,
 }
 
-/// CLOCK_MONOTONIC now.
-pub fn monotonic_now() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,7 +65,5 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), r);
         assert!(serde_json::from_str::<Request>(r#"{"arm":{"deadline":1}}"#).is_err());
-        let a = monotonic_now();
-        assert!(monotonic_now() >= a);
     }
 }
