@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Cluster, get, wait_until};
+use common::{Cluster, get, request, wait_until};
 use model::timestamp::Timestamp;
 use serde_json::Value;
 
@@ -103,4 +103,74 @@ fn a_host_cut_from_the_servers_loses_its_lease_before_the_leader_counts_it_gone(
     c.heal(&[1, 2]);
     wait_until(Duration::from_secs(5), || own_lease(&c, 2)["held"] == true)
         .expect("a healed host renews its lease");
+}
+
+/// Issue 15, hole 9: the lease timing is the cluster's, not each server's. Three servers run
+/// the local profile (1 s leases); the operator sets 6 s, then lowers it to 2 s. A new leader
+/// elected after the old one is killed must still count every lease as running 6 s past its
+/// election: a host may hold a 6 s lease granted before the change. (Before the fix each leader
+/// used its own --lease-ttl, and the floor was the election plus 1 s.)
+#[test]
+fn a_new_leader_waits_out_the_longest_lease_the_cluster_ever_granted() {
+    let mut c = Cluster::new(72);
+    for i in 1..=3u8 {
+        let data = c.dir.join(format!("data-h{i}")).display().to_string();
+        let args: Vec<String> = ["--server", "--bootstrap-expect", "3", "--data-dir", &data]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        c.start(i, &args);
+    }
+    let settings = |c: &Cluster| -> Value {
+        get(c.http(1), "/v1/settings")
+            .filter(|(s, _)| *s == 200)
+            .map(|(_, b)| json(&b))
+            .unwrap_or(Value::Null)
+    };
+    wait_until(Duration::from_secs(20), || !settings(&c)["lease"].is_null())
+        .expect("the first leader writes the cluster's lease timing");
+    assert_eq!(settings(&c)["lease"]["ttl_ms"], 1000, "{}", settings(&c));
+    for (ttl, ceiling) in [("6s", 6000), ("2s", 6000)] {
+        let (status, body) = request(
+            c.http(1),
+            "PUT",
+            "/v1/settings/lease",
+            &format!(r#"{{"ttl": "{ttl}"}}"#),
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(json(&body)["lease"]["ceiling_ms"], ceiling, "{body}");
+    }
+    let (status, body) =
+        request(c.http(1), "PUT", "/v1/settings/lease", r#"{"ttl": "50ms"}"#).unwrap();
+    assert!(
+        status == 400 && body.contains("ttl"),
+        "a TTL below the minimum is refused, naming the field: {status} {body}"
+    );
+    // Kill whoever leads.
+    let leader_of = |c: &Cluster, i: u8| -> Option<String> {
+        let (s, b) = get(c.http(i), "/v1/status")?;
+        (s == 200).then(|| json(&b)["leader"]["name"].as_str().map(String::from))?
+    };
+    let old = leader_of(&c, 1).expect("a leader");
+    let t_kill = Timestamp::now();
+    c.kill(&old);
+    let survivors: Vec<u8> = (1..=3).filter(|i| format!("h{i}") != old).collect();
+    let mut floor = None;
+    wait_until(Duration::from_secs(20), || {
+        floor = survivors.iter().find_map(|&i| {
+            let (s, b) = get(c.http(i), "/v1/leases")?;
+            let v = json(&b);
+            (s == 200 && !v["term"].is_null() && v["floor"].is_string())
+                .then(|| time(&v["floor"]))
+                .filter(|f| *f > t_kill)
+        });
+        floor.is_some()
+    })
+    .expect("a new leader starts its lease table");
+    let floor = floor.unwrap();
+    assert!(
+        floor >= t_kill.plus(Duration::from_secs(6)),
+        "the new leader's floor {floor} is less than 6 s after the old leader died ({t_kill})"
+    );
 }

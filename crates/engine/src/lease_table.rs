@@ -20,21 +20,40 @@ pub struct LeaseTable {
     /// Extra wait past a lease's end before the leader treats the host as fenced: covers the
     /// host's clock running slower than the leader's.
     drift_margin: Duration,
-    /// No lease ends before this: this leader's election plus one TTL.
+    /// No lease ends before this: this leader's election plus the longest TTL any leader may
+    /// have granted (the cluster's ceiling, at least this leader's own TTL).
     floor: Instant,
     /// The end of each host's lease, from the last renewal this leader received.
     ends: HashMap<String, Instant>,
 }
 
 impl LeaseTable {
-    /// The table of a leader elected at `elected_at`.
-    pub fn new(ttl: Duration, drift_margin: Duration, elected_at: Instant) -> Self {
+    /// The table of a leader elected at `elected_at`, granting `ttl`, after leaders that may
+    /// have granted up to `ceiling`.
+    pub fn new(
+        ttl: Duration,
+        drift_margin: Duration,
+        ceiling: Duration,
+        elected_at: Instant,
+    ) -> Self {
         LeaseTable {
             ttl,
             drift_margin,
-            floor: elected_at + ttl,
+            floor: elected_at + ttl.max(ceiling),
             ends: HashMap::new(),
         }
+    }
+
+    /// Follows a change of the cluster's lease timing: renewals from now on get `ttl`. Ends
+    /// already granted stay as they are.
+    pub fn set_timing(&mut self, ttl: Duration, drift_margin: Duration) {
+        self.ttl = ttl;
+        self.drift_margin = drift_margin;
+    }
+
+    /// No lease ends before this instant in this leader's view.
+    pub fn floor(&self) -> Instant {
+        self.floor
     }
 
     /// A renewal from `host` received at `received_at` (after the leader confirmed its
@@ -101,11 +120,40 @@ mod tests {
         Instant::from_nanos(ms * 1_000_000)
     }
 
+    /// Issue 15, hole 9: the old leader granted 8 s leases; the new one grants 2 s. Its floor
+    /// must cover the 8 s a host may still hold, not its own 2 s.
+    #[test]
+    fn a_leader_with_a_shorter_ttl_waits_out_the_longest_lease_granted_before_it() {
+        let (host_ttl, new_ttl) = (Duration::from_secs(8), Duration::from_secs(2));
+        let mut old = LeaseTable::new(host_ttl, Duration::ZERO, host_ttl, at(0));
+        // The host's last renewal reached the old leader just before the election at 1 s.
+        old.renew("h", at(999));
+        let mut host = HostLease::new(
+            LeaseTiming {
+                ttl: host_ttl,
+                renew_every: Duration::from_secs(1),
+            },
+            at(0),
+        );
+        let id = host.poll_renewal(at(998)).unwrap();
+        host.on_granted(id, host_ttl);
+        let new = LeaseTable::new(new_ttl, Duration::from_millis(100), host_ttl, at(1_000));
+        let first_expired = (1_000..20_000)
+            .find(|&ms| new.expired("h", at(ms)))
+            .unwrap();
+        assert!(
+            !host.is_held(at(first_expired)),
+            "the new leader counts h's lease over at {first_expired} ms while h holds it"
+        );
+        assert_eq!(new.floor(), at(9_000));
+    }
+
     #[test]
     fn a_new_leader_grants_everyone_a_full_lease_from_its_election() {
         let mut t = LeaseTable::new(
             Duration::from_secs(3),
             Duration::from_millis(100),
+            Duration::ZERO,
             at(10_000),
         );
         assert_eq!(t.ends_at("never-seen"), at(13_000));
@@ -162,7 +210,7 @@ mod tests {
         ) {
             let timing = LeaseTiming { ttl: Duration::from_millis(3000), renew_every: Duration::from_millis(1) };
             let mut host = HostLease::new(timing, at(0));
-            let mut leader = LeaseTable::new(timing.ttl, Duration::ZERO, at(0));
+            let mut leader = LeaseTable::new(timing.ttl, Duration::ZERO, Duration::ZERO, at(0));
             // (time, 0 = the leader receives, 1 = the host gets the grant, renewal id)
             let mut events: Vec<(u64, u8, u64)> = Vec::new();
             let mut now = 0;
@@ -183,7 +231,7 @@ mod tests {
                 if kind == 0 && !changed && id > change_after {
                     // Elected after the old leader's last reception, before this one.
                     let elected_at = (last_received + election_delay).min(t);
-                    leader = LeaseTable::new(timing.ttl, Duration::ZERO, at(elected_at));
+                    leader = LeaseTable::new(timing.ttl, Duration::ZERO, Duration::ZERO, at(elected_at));
                     changed = true;
                 }
                 if kind == 0 {

@@ -4,10 +4,13 @@
 //!
 //! - [`host_lease`]: a host's own view of its lease: when to renew, until when it may run
 //!   instances (rule S1).
+//! - [`assignment_floor`]: which grants a host takes assignments from (never from a state
+//!   older than one it acted on).
 //! - [`lease_table`]: the leader's soft-state view of every host's lease.
 //! - [`handoff`]: when a copy that moved between live hosts may start on the new one.
 //! - [`planner`]: where the instances of failed hosts (and failed instances) go.
 
+pub mod assignment_floor;
 pub mod handoff;
 pub mod host_lease;
 pub mod lease_table;

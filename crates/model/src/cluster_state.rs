@@ -3,6 +3,7 @@
 //! a random source or the disk.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +12,7 @@ use crate::error::StateError;
 use crate::host::Host;
 use crate::instance::Instance;
 use crate::instance::Mode;
+use crate::lease_settings::LeaseSettings;
 use crate::notification::Notification;
 use crate::object::Kind;
 use crate::placement::{Epoch, Handoff, Placement};
@@ -33,6 +35,9 @@ pub struct ClusterState {
     /// it starts only once they are confirmed stopped (rule S1).
     #[serde(default)]
     departed: BTreeMap<String, Vec<Handoff>>,
+    /// The cluster's lease timing (none until the first leader writes its own).
+    #[serde(default)]
+    lease: Option<LeaseSettings>,
     /// The serial the next notification gets.
     next_serial: u64,
     /// Changes applied so far: the last change's index in the change feed.
@@ -49,6 +54,20 @@ impl ClusterState {
     pub fn apply(&mut self, cmd: &Command) -> (Outcome, Option<Change>) {
         let result = match &cmd.op {
             Op::Noop => return (Ok(None), None),
+            Op::SetLease {
+                ttl_ms,
+                drift_margin_ms,
+            } => {
+                let (ttl, drift) = (
+                    Duration::from_millis(*ttl_ms),
+                    Duration::from_millis(*drift_margin_ms),
+                );
+                if let Err(e) = LeaseSettings::validate(ttl, drift) {
+                    return (Err(e), None);
+                }
+                self.lease = Some(LeaseSettings::set(self.lease, ttl, drift));
+                return (Ok(None), None);
+            }
             Op::Put { object, expect } => self.put(cmd, (**object).clone(), *expect),
             Op::Delete { kind, id, version } => self.delete(*kind, id, *version),
         };
@@ -512,6 +531,11 @@ impl ClusterState {
     /// How many changes have been applied (the change feed's latest index).
     pub fn change_index(&self) -> u64 {
         self.changes
+    }
+
+    /// The cluster's lease timing; none until a leader has written it.
+    pub fn lease(&self) -> Option<LeaseSettings> {
+        self.lease
     }
 
     /// Serialized form for snapshots.

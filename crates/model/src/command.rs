@@ -100,6 +100,8 @@ pub enum Op {
     },
     /// Changes nothing: a new leader commits one to learn its commit point.
     Noop,
+    /// Sets the cluster's lease timing ([`crate::LeaseSettings`]).
+    SetLease { ttl_ms: u64, drift_margin_ms: u64 },
 }
 
 /// A change with the proposer's time.

@@ -11,6 +11,7 @@ mod notification;
 mod output;
 mod segment;
 mod servers;
+mod settings;
 mod status;
 
 use std::process::ExitCode;
@@ -94,6 +95,13 @@ pub enum Command {
     Servers {
         #[command(subcommand)]
         op: servers::ServersCommand,
+        #[command(flatten)]
+        common: crud::Common,
+    },
+    /// Cluster-wide settings (the lease timing every leader grants).
+    Settings {
+        #[command(subcommand)]
+        op: settings::SettingsCommand,
         #[command(flatten)]
         common: crud::Common,
     },
@@ -191,6 +199,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Placement { op, common } => crud::crud(&common, "placements", op)?,
         Command::Notification { op, common } => notification::notification(&common, op)?,
         Command::Servers { op, common } => servers::servers(&common, op)?,
+        Command::Settings { op, common } => settings::settings(&common, op)?,
         Command::Status { common } => status::status(&common)?,
         Command::Events {
             since,

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use engine::Instant;
+use engine::assignment_floor::{AssignmentFloor, Verdict};
 use engine::host_lease::{HostLease, LeaseTiming, RenewalId};
 use proto::{Assignment, RenewalRequest, Report};
 use tracing::{info, warn};
@@ -36,9 +37,10 @@ pub struct LeaseKeeper {
     lease: Mutex<HostLease>,
     /// Wakes whoever watches the lease (the supervisor, the watchdog feeder) on every change.
     pub changed: tokio::sync::watch::Sender<Option<Instant>>,
-    /// The change index of the newest assignments received (reset when the lease is lost, so
-    /// the next grant carries fresh ones).
-    known: Mutex<Option<u64>>,
+    /// The change index of the assignments held, and the newest ever acted on.
+    known: Mutex<AssignmentFloor>,
+    /// Set once a grant's TTL differed from this agent's own (logged once).
+    ttl_noted: std::sync::atomic::AtomicBool,
     /// What is placed on this host, from the newest grant; none until a grant brings them
     /// (and again after the lease was lost).
     pub assignments: tokio::sync::watch::Sender<Option<Arc<Assigned>>>,
@@ -54,7 +56,8 @@ impl LeaseKeeper {
             me,
             lease: Mutex::new(HostLease::new(timing, now)),
             changed: tokio::sync::watch::channel(None).0,
-            known: Mutex::new(None),
+            known: Mutex::new(AssignmentFloor::default()),
+            ttl_noted: std::sync::atomic::AtomicBool::new(false),
             assignments: tokio::sync::watch::channel(None).0,
             reported: Mutex::new((0, None)),
             reporter: std::sync::OnceLock::new(),
@@ -105,7 +108,10 @@ impl LeaseKeeper {
                         info!("lease acquired");
                     } else {
                         warn!("lease lost: this host must run nothing until it renews");
-                        *self.known.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                        self.known
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .lease_lost();
                         self.assignments.send_replace(None);
                         self.changed.send_replace(l.until());
                     }
@@ -153,7 +159,7 @@ impl LeaseKeeper {
             .unwrap_or_else(|p| p.into_inner())
             .timing()
             .ttl;
-        let known = *self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner()).known();
         let report = self.report_due();
         let request = RenewalRequest {
             host: self.me.clone(),
@@ -178,18 +184,37 @@ impl LeaseKeeper {
             return;
         };
         let mut l = self.lease.lock().unwrap_or_else(|p| p.into_inner());
-        let extended = l.on_granted(id, Duration::from_millis(grant.ttl_ms));
-        // Assignments only from a grant that left the lease held, and never older ones.
+        let granted_ttl = Duration::from_millis(grant.ttl_ms);
+        if granted_ttl != ttl
+            && !self
+                .ttl_noted
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            info!(
+                granted_ms = grant.ttl_ms,
+                own_ms = ttl.as_millis() as u64,
+                "the cluster's lease TTL differs from this agent's --lease-ttl: this host holds the shorter of the two"
+            );
+        }
+        let extended = l.on_granted(id, granted_ttl);
+        // Assignments only from a grant that left the lease held, and never from a state older
+        // than one this host already acted on.
         if l.is_held(gossip.now())
             && let Some(assignments) = grant.assignments
         {
             let mut k = self.known.lock().unwrap_or_else(|p| p.into_inner());
-            if k.is_none_or(|k| grant.index >= k) {
-                *k = Some(grant.index);
-                self.assignments.send_replace(Some(Arc::new(Assigned {
-                    index: grant.index,
-                    list: assignments,
-                })));
+            match k.offer(grant.index) {
+                Verdict::Take => {
+                    self.assignments.send_replace(Some(Arc::new(Assigned {
+                        index: grant.index,
+                        list: assignments,
+                    })));
+                }
+                Verdict::Stale { newest_seen } => warn!(
+                    index = grant.index,
+                    newest_seen,
+                    "refused assignments from a cluster state older than one this host acted on"
+                ),
             }
         }
         if extended {

@@ -2,7 +2,6 @@
 //! are on the clock both share, CLOCK_BOOTTIME ([`crate::clock`]).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 

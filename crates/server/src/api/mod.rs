@@ -19,6 +19,7 @@ pub mod openapi;
 mod paging;
 mod resources;
 mod servers;
+mod settings;
 mod status;
 
 use std::sync::Arc;
@@ -114,6 +115,11 @@ pub fn router(api: StateApi) -> Router {
         .route("/v1/events", get(events))
         .route("/v1/servers", get(servers).post(add_server))
         .route("/v1/servers/{name}", axum::routing::delete(remove_server))
+        .route("/v1/settings", get(settings::show))
+        .route(
+            "/v1/settings/lease",
+            axum::routing::put(settings::set_lease),
+        )
         .route_layer(middleware::from_fn_with_state(
             api.cp.clone(),
             forward::to_leader,

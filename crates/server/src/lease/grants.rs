@@ -23,6 +23,8 @@ use tracing::info;
 pub struct LeaseGrants {
     replica: Arc<Replica>,
     gossip: Arc<Shared>,
+    /// This server's configured TTL: written as the cluster's lease timing by the first
+    /// leader, used until then.
     ttl: Duration,
     /// The table of the term this server leads (replaced when the term changes).
     pub(super) table: Mutex<Option<(u64, LeaseTable)>>,
@@ -154,9 +156,12 @@ impl LeaseGrants {
         let term = rx
             .await
             .map_err(|_| "the leadership check stopped".to_string())??;
+        let settings = self.settings();
         let ttl = {
             let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-            self.table_for(&mut table, term).renew(host, received_at)
+            let t = self.table_for(&mut table, term, settings);
+            t.set_timing(settings.ttl(), settings.drift_margin());
+            t.renew(host, received_at)
         };
         if let Some(report) = report {
             self.reports
@@ -233,13 +238,30 @@ impl LeaseGrants {
         })
     }
 
+    /// The cluster's lease timing from the replicated state (read after the leadership check,
+    /// so it holds every setting any earlier leader granted by); this server's own TTL until
+    /// the first leader has written it.
+    pub fn settings(&self) -> model::LeaseSettings {
+        self.replica
+            .shared()
+            .read(|st| st.lease())
+            .unwrap_or_else(|| self.own_settings())
+    }
+
+    /// This server's configured timing, as the first leader writes it.
+    pub fn own_settings(&self) -> model::LeaseSettings {
+        model::LeaseSettings::set(None, self.ttl, self.ttl / 10)
+    }
+
     /// The table of `term`, started now when this is the term's first use: a leader that
     /// starts its table later than its election only waits longer before declaring a lease
-    /// over (the safe side).
+    /// over (the safe side). Its floor is the cluster's ceiling: the longest TTL any leader
+    /// may have granted (rule S1 with mixed settings).
     fn table_for<'a>(
         &self,
         table: &'a mut Option<(u64, LeaseTable)>,
         term: u64,
+        settings: model::LeaseSettings,
     ) -> &'a mut LeaseTable {
         if table.as_ref().is_some_and(|(t, _)| *t != term) {
             *table = None;
@@ -252,11 +274,18 @@ impl LeaseGrants {
         let (_, t) = table.get_or_insert_with(|| {
             info!(
                 term,
-                "lease table started: every host has a full lease from now"
+                ttl_ms = settings.ttl_ms,
+                ceiling_ms = settings.ceiling_ms,
+                "lease table started: every host has a lease of the ceiling from now"
             );
             (
                 term,
-                LeaseTable::new(self.ttl, self.ttl / 10, self.gossip.now()),
+                LeaseTable::new(
+                    settings.ttl(),
+                    settings.drift_margin(),
+                    settings.ceiling(),
+                    self.gossip.now(),
+                ),
             )
         });
         t

@@ -89,8 +89,14 @@ pub async fn leases(State(api): State<LeaseApi>) -> Response {
             })
         })
         .collect();
-    Json(json!({"term": term, "ttl_ms": t.ttl().as_millis() as u64, "leases": leases}))
-        .into_response()
+    Json(json!({
+        "term": term,
+        "ttl_ms": t.ttl().as_millis() as u64,
+        "floor": wall(t.floor(), now),
+        "settings": grants.settings(),
+        "leases": leases,
+    }))
+    .into_response()
 }
 
 /// `GET /v1/observed[?instance=NAME]` (on the leader): what every host last reported about

@@ -112,6 +112,7 @@ impl Recovery {
     }
 
     async fn tick(&mut self) {
+        self.write_lease_settings().await;
         let states: BTreeMap<String, MemberState> = self.gossip.read(|sw| {
             sw.members()
                 .iter()
@@ -126,6 +127,27 @@ impl Recovery {
         self.replan().await;
         self.failback(&states).await;
         self.progress().await;
+    }
+
+    /// The first leader writes its own lease timing as the cluster's (rule S1: from then on
+    /// every leader grants the same TTL, and a new leader's floor covers the longest).
+    async fn write_lease_settings(&self) {
+        if self.replica.shared().read(|st| st.lease().is_some()) {
+            return;
+        }
+        let own = self.grants.own_settings();
+        let op = Op::SetLease {
+            ttl_ms: own.ttl_ms,
+            drift_margin_ms: own.drift_margin_ms,
+        };
+        match self.replica.write(op, Timestamp::now()).await {
+            Ok(Ok(_)) => tracing::info!(
+                ttl_ms = own.ttl_ms,
+                "the cluster's lease timing is set from this server's"
+            ),
+            Ok(Err(e)) => tracing::warn!(error = %e, "lease timing refused"),
+            Err(e) => tracing::warn!(error = %e, "lease timing not committed"),
+        }
     }
 
     /// Writes `ops` with up to [`PARALLEL_WRITES`] in flight.
