@@ -195,6 +195,7 @@ fn a_virtual_ip_follows_its_placement_across_network_namespaces() {
             format!("{addr}:7070"),
             "--profile".into(),
             "local".into(),
+            "--unsafe-no-watchdog".into(),
             "--data-dir".into(),
             data,
         ];

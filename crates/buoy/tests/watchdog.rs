@@ -234,3 +234,109 @@ fn a_watchdog_device_that_is_not_one_is_refused_at_start() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The phase and reason h`i` reports for `name`.
+fn phase(c: &Cluster, i: u8, name: &str) -> (String, String) {
+    let o = common::observed(c, i, name).unwrap_or(Value::Null);
+    (
+        o["phase"].as_str().unwrap_or("").to_string(),
+        o["reason"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+/// Issue 15, hole 7: rule S1 leans on the watchdog, so an agent runs instances only while its
+/// watchdog answers and is armed. Frozen (SIGSTOP) or killed, the agent stops its instances
+/// itself and starts none until the watchdog is back. (Before the fix the agent noticed
+/// nothing: the instance ran on with no watchdog behind it.)
+#[test]
+fn an_agent_whose_watchdog_hangs_or_dies_runs_nothing_until_it_is_back() {
+    let mut c = Cluster::new(73);
+    let socket = c.dir.join("wd-h1.sock");
+    let mut wd = Some(c.start_watched(1, &[]));
+    common::zone(&c, json!({}), &["h1"]);
+    common::place_sleeper(&c, "sleeper", "h1");
+    let mut pid = None;
+    wait_until(Duration::from_secs(10), || {
+        pid = common::running_pid(&c, 1, "sleeper");
+        pid.is_some()
+    })
+    .unwrap_or_else(|| panic!("the sleeper never ran:\n{}", c.log(1)));
+
+    // Frozen: it stops answering.
+    let wd_pid = wd.as_ref().unwrap().pid();
+    unsafe { libc::kill(wd_pid, libc::SIGSTOP) };
+    let first = pid.unwrap();
+    let stopped = wait_until(Duration::from_secs(5), || !common::alive(first));
+    unsafe { libc::kill(wd_pid, libc::SIGCONT) };
+    if common::alive(first) {
+        unsafe { libc::kill(first, libc::SIGKILL) };
+    }
+    let stopped = stopped.expect("the instance stops when its watchdog stops answering");
+    assert!(
+        stopped < Duration::from_secs(3),
+        "stopped after {stopped:?}"
+    );
+    // Back: it runs again.
+    wait_until(Duration::from_secs(10), || {
+        pid = common::running_pid(&c, 1, "sleeper");
+        pid.is_some_and(|p| p != first)
+    })
+    .unwrap_or_else(|| panic!("runs again once the watchdog answers:\n{}", c.log(1)));
+
+    // Killed: the same, and the reason says so.
+    let second = pid.unwrap();
+    drop(wd.take());
+    let stopped = wait_until(Duration::from_secs(5), || !common::alive(second));
+    if common::alive(second) {
+        unsafe { libc::kill(second, libc::SIGKILL) };
+    }
+    stopped.expect("the instance stops when its watchdog dies");
+    let (phase_now, reason) = phase(&c, 1, "sleeper");
+    assert!(
+        phase_now == "stopped" && reason.contains("watchdog"),
+        "{phase_now}: {reason}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        common::running_pid(&c, 1, "sleeper").is_none(),
+        "nothing starts while the watchdog is gone"
+    );
+    let _wd = Watchdog::start(&socket);
+    wait_until(Duration::from_secs(10), || {
+        common::running_pid(&c, 1, "sleeper").is_some_and(|p| p != second)
+    })
+    .unwrap_or_else(|| panic!("runs again once the watchdog is back:\n{}", c.log(1)));
+}
+
+/// Issue 15, hole 7: with no watchdog at all, an agent runs instances only when the operator
+/// says so (--unsafe-no-watchdog); otherwise it warns at start and reports the copies placed on
+/// it failed with the fix in the reason.
+#[test]
+fn an_agent_without_any_watchdog_runs_nothing_unless_told_to() {
+    let mut c = Cluster::new(74);
+    let data = c.dir.join("d1").display().to_string();
+    let log = std::fs::File::create(c.dir.join("h1.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_buoy"))
+        .args(["agent", "--name", "h1", "--bind", &c.gossip(1).to_string()])
+        .args(["--http", &c.http(1).to_string(), "--profile", "local"])
+        .args(["--server", "--data-dir", &data])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    c.agents.push(("h1".into(), child));
+    wait_until(Duration::from_secs(10), || {
+        common::get(c.http(1), "/v1/health").is_some_and(|(s, _)| s == 200)
+    })
+    .expect("the agent starts");
+    assert!(c.log(1).contains("--unsafe-no-watchdog"), "{}", c.log(1));
+    common::zone(&c, json!({}), &["h1"]);
+    common::place_sleeper(&c, "sleeper", "h1");
+    wait_until(Duration::from_secs(10), || {
+        let (p, r) = phase(&c, 1, "sleeper");
+        p == "failed" && r.contains("--unsafe-no-watchdog")
+    })
+    .unwrap_or_else(|| panic!("{:?}\n{}", phase(&c, 1, "sleeper"), c.log(1)));
+    assert!(common::running_pid(&c, 1, "sleeper").is_none());
+}

@@ -18,6 +18,11 @@ pub enum Phase {
     Stopped,
     /// Past its restart budget, or it cannot start: the recovery engine may move it.
     Failed,
+    /// Its stop failed or timed out: it may still run. The host fences itself (it stops
+    /// renewing its lease and leaves the cluster; its watchdog acts at the lease's end), so the
+    /// copy runs elsewhere only once that lease is over or a fence device confirmed the host
+    /// off (Pacemaker's rule for failed stops).
+    StopFailed,
 }
 
 impl Phase {
@@ -93,6 +98,7 @@ mod tests {
             Phase::Running,
             Phase::Restarting,
             Phase::Stopping,
+            Phase::StopFailed,
         ] {
             assert!(report(phase, 4).may_run("p1", Epoch(4)), "{phase:?}");
         }

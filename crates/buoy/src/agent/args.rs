@@ -82,6 +82,12 @@ pub struct AgentArgs {
     /// resets the machine when the agent hangs or dies (needs a lease of at least 2s).
     #[arg(long)]
     pub watchdog_device: Option<PathBuf>,
+    /// Run instances with neither --watchdog nor --watchdog-device. Unsafe: an agent that
+    /// hangs leaves its instances running past its lease while the leader starts them
+    /// elsewhere (two copies at once). Without a watchdog and without this flag, the agent runs
+    /// no instances and reports every copy placed on it failed, with the reason.
+    #[arg(long)]
+    pub unsafe_no_watchdog: bool,
     /// PEM certificate (chain) this agent serves its API with; turns on TLS (with --tls-key
     /// and --tls-ca). It must name the --http address (an IP address SAN).
     #[arg(long)]

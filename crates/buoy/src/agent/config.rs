@@ -38,6 +38,8 @@ pub struct FileConfig {
     pub watchdog: Option<PathBuf>,
     /// A hardware watchdog device (/dev/watchdog).
     pub watchdog_device: Option<PathBuf>,
+    /// Run instances without any watchdog (`--unsafe-no-watchdog`).
+    pub unsafe_no_watchdog: Option<bool>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_ca: Option<PathBuf>,

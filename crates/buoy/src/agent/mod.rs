@@ -31,7 +31,7 @@ use server::lease::renewals::LeaderFirst;
 use server::lease::routes::LeaseApi;
 use swim::Swim;
 use tokio::net::{TcpListener, UdpSocket};
-use tracing::info;
+use tracing::{error, info, warn};
 
 pub use args::AgentArgs;
 use settings::{Settings, settings};
@@ -236,11 +236,29 @@ async fn serve(s: Settings) -> Result<()> {
         ));
         wd
     });
+    match node::drivers::cgroup::init() {
+        Ok(root) => info!(cgroups = %root.display(), "each instance runs in a cgroup of its own"),
+        Err(why) => warn!(
+            "no cgroup v2 containment ({why}): instances are contained by process groups only, so a daemon that calls setsid escapes its instance's stop and kill"
+        ),
+    }
+    if watchdog.is_none() && s.watchdog_device.is_none() {
+        if s.unsafe_no_watchdog {
+            warn!(
+                "no watchdog (--unsafe-no-watchdog): if this agent hangs, its instances keep running past its lease while the leader starts them elsewhere"
+            );
+        } else {
+            error!(
+                "no watchdog: this host runs no instances (give --watchdog with the socket of a running `buoy watchdog`, or --watchdog-device, or accept the risk with --unsafe-no-watchdog)"
+            );
+        }
+    }
     let supervisor = Supervisor::new(
         s.name.clone(),
         s.advertise.ip().to_string(),
         s.data_dir.join("instances"),
         watchdog,
+        s.unsafe_no_watchdog || s.watchdog_device.is_some(),
     );
     keeper.report_for(supervisor.clone());
     {

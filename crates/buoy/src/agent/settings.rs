@@ -37,6 +37,8 @@ pub struct Settings {
     pub lease: engine::host_lease::LeaseTiming,
     pub watchdog: Option<PathBuf>,
     pub watchdog_device: Option<PathBuf>,
+    /// Run instances with no watchdog at all (`--unsafe-no-watchdog`).
+    pub unsafe_no_watchdog: bool,
     pub data_dir: PathBuf,
 }
 
@@ -186,6 +188,7 @@ pub fn settings(args: &AgentArgs) -> Result<Settings> {
             .watchdog_device
             .clone()
             .or(file.watchdog_device.clone()),
+        unsafe_no_watchdog: args.unsafe_no_watchdog || file.unsafe_no_watchdog.unwrap_or(false),
         data_dir,
         lease: lease_timing(
             args.lease_ttl.as_ref().or(file.lease_ttl.as_ref()),

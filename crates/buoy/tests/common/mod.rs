@@ -50,6 +50,10 @@ impl Cluster {
         .args(["--profile", "local", "--enable-fault-injection"])
         .args(extra)
         .stdin(Stdio::null());
+        // Agents without a watchdog of their own run instances only when told to.
+        if !extra.iter().any(|a| a == "--watchdog") {
+            c.arg("--unsafe-no-watchdog");
+        }
         c
     }
 
@@ -283,6 +287,10 @@ impl Watchdog {
         })
         .expect("the watchdog listens");
         Watchdog(child)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.0.id() as i32
     }
 }
 

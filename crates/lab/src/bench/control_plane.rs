@@ -82,6 +82,7 @@ impl Servers {
                 &format!("{ip}:7070"),
             ])
             .args(["--server", "--bootstrap-expect", &args.servers.to_string()])
+            .arg("--unsafe-no-watchdog")
             .arg("--data-dir")
             .arg(s.dir.join(format!("data-{i}")))
             .stdin(Stdio::null())

@@ -29,6 +29,21 @@ fn ended(p: &mut RunningProcess) -> Option<Ended> {
     })
 }
 
+/// How a stop went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StopOutcome {
+    /// It surely ended: false when an OCF `stop` failed or timed out.
+    pub done: bool,
+    /// In words, for the log and the report.
+    pub how: String,
+}
+
+impl std::fmt::Display for StopOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.how)
+    }
+}
+
 /// A started instance.
 pub enum Running {
     Process(RunningProcess),
@@ -103,8 +118,8 @@ impl Running {
     /// How the watchdog stops it if the agent cannot.
     pub fn watchdog_target(&self) -> Target {
         match self {
-            Running::Process(p) => Target::ProcessGroup(p.pid() as i32),
-            Running::Qemu(vm) => Target::ProcessGroup(vm.process.pid() as i32),
+            Running::Process(p) => p.watchdog_target(),
+            Running::Qemu(vm) => vm.process.watchdog_target(),
             Running::Ocf(r) => {
                 let (argv, env) = r.stop_command();
                 Target::Exec { argv, env }
@@ -112,13 +127,44 @@ impl Running {
         }
     }
 
-    /// Stops it gracefully (SIGTERM then SIGKILL after `timeout`; OCF `stop`); returns how
-    /// it went, in words.
-    pub async fn stop(self, timeout: Duration) -> String {
+    /// Stops it gracefully (SIGTERM then SIGKILL after `timeout`; OCF `stop`); says how it
+    /// went. A process or a VM always ends (SIGKILL); an OCF resource whose `stop` failed or
+    /// timed out may still run.
+    pub async fn stop(self, timeout: Duration) -> StopOutcome {
         match self {
-            Running::Process(mut p) => p.stop(timeout).await.to_string(),
-            Running::Qemu(vm) => vm.stop().await,
-            Running::Ocf(r) => OcfState::describe("stop", r.stop().await),
+            Running::Process(mut p) => {
+                let exit = p.stop(timeout).await;
+                // A member stuck in the kernel (D state) outlives SIGKILL: not stopped yet.
+                let done = p.all_gone(Duration::from_secs(5)).await;
+                StopOutcome {
+                    done,
+                    how: if done {
+                        exit.to_string()
+                    } else {
+                        format!("{exit}; processes of its cgroup outlived SIGKILL for 5 s")
+                    },
+                }
+            }
+            Running::Qemu(vm) => StopOutcome {
+                done: true,
+                how: vm.stop().await,
+            },
+            Running::Ocf(r) => {
+                let code = r.stop().await;
+                StopOutcome {
+                    done: code == Some(0),
+                    how: OcfState::describe("stop", code),
+                }
+            }
+        }
+    }
+
+    /// After its main process ended: kills whatever it left behind in its cgroup.
+    pub fn kill_leftovers(&self) {
+        match self {
+            Running::Process(p) => p.kill_leftovers(),
+            Running::Qemu(vm) => vm.process.kill_leftovers(),
+            Running::Ocf(_) => {}
         }
     }
 

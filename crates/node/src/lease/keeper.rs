@@ -29,6 +29,8 @@ pub trait Reporter: Send + Sync {
     fn report(&self) -> Report;
     /// Woken when the report changed in a way the leader acts on.
     fn changed(&self) -> &tokio::sync::Notify;
+    /// Set when this host must be fenced (a stop failed): it renews no more.
+    fn fence_reason(&self) -> Option<String>;
 }
 
 /// Host side: keeps this agent's lease renewed.
@@ -98,8 +100,40 @@ impl LeaseKeeper {
     /// Sends renewals when due, forever.
     pub async fn run(self: Arc<Self>, channel: Arc<dyn RenewalChannel>, gossip: Arc<Shared>) {
         let mut held = false;
+        // Self-fencing: after the last renewal (which carries the report saying why), renew
+        // no more and leave the cluster, so the leader counts this host failed once its lease
+        // is over and moves its copies.
+        let mut fenced = false;
         loop {
             let now = gossip.now();
+            if !fenced && self.reporter.get().and_then(|r| r.fence_reason()).is_some() {
+                let id = {
+                    let mut l = self.lease.lock().unwrap_or_else(|p| p.into_inner());
+                    l.expedite();
+                    l.poll_renewal(now)
+                };
+                // Until the last renewal is due, the loop below waits for it.
+                if let Some(id) = id {
+                    self.send(id, now, channel.as_ref(), &gossip).await;
+                    fenced = true;
+                    gossip.with_swim(|s, now| s.leave(now));
+                    warn!("fenced: this host renews its lease no more and left the cluster");
+                }
+            }
+            if fenced {
+                let until = self.with_lease(|l| l.until());
+                if until.is_some_and(|u| u > now) {
+                    tokio::time::sleep(crate::clock::RECHECK).await;
+                    continue;
+                }
+                if held {
+                    warn!("lease over (fenced): this host runs nothing");
+                    self.lost(until);
+                    held = false;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
             let (due, next) = {
                 let mut l = self.lease.lock().unwrap_or_else(|p| p.into_inner());
                 let now_held = l.is_held(now);
@@ -108,12 +142,7 @@ impl LeaseKeeper {
                         info!("lease acquired");
                     } else {
                         warn!("lease lost: this host must run nothing until it renews");
-                        self.known
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .lease_lost();
-                        self.assignments.send_replace(None);
-                        self.changed.send_replace(l.until());
+                        self.lost(l.until());
                     }
                     held = now_held;
                 }
@@ -143,6 +172,17 @@ impl LeaseKeeper {
                 }
             }
         }
+    }
+
+    /// The lease (which ended at `until`) is lost: the assignments go, and whoever watches
+    /// the lease hears of it.
+    fn lost(&self, until: Option<Instant>) {
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .lease_lost();
+        self.assignments.send_replace(None);
+        self.changed.send_replace(until);
     }
 
     /// Sends one renewal (sent at `sent`) and records the answer.

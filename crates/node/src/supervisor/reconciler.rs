@@ -14,14 +14,14 @@ use engine::Instant;
 use model::instance::DesiredState;
 use model::placement::Epoch;
 use model::timestamp::Timestamp;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use proto::{Assignment, Observed, Phase, Report};
 
 use super::health::HealthWatch;
 use super::restart::{AfterCrash, RestartBudget};
 use crate::drivers::process::ProcessSpec;
-use crate::drivers::running::{Ended, Running};
+use crate::drivers::running::{Ended, Running, StopOutcome};
 use crate::lease::keeper::{Assigned, LeaseKeeper, Reporter};
 use crate::watchdog::client::WatchdogClient;
 
@@ -37,6 +37,9 @@ struct Unit {
     budget: RestartBudget,
     restart_at: Option<Instant>,
     observed: Observed,
+    /// An OCF resource that failed is being stopped before anything else happens to it: what
+    /// ended it, and where the stop's outcome lands.
+    cleanup: Option<(Ended, Arc<Mutex<Option<StopOutcome>>>)>,
 }
 
 impl Unit {
@@ -59,6 +62,9 @@ pub struct Supervisor {
     host_ip: String,
     log_dir: PathBuf,
     watchdog: Option<Arc<WatchdogClient>>,
+    /// With no watchdog process: whether instances may run anyway (a hardware watchdog device
+    /// resets the machine instead, or the operator gave --unsafe-no-watchdog).
+    run_unwatched: bool,
     units: Mutex<BTreeMap<String, Unit>>,
     /// The change index of the assignments the last reconcile applied.
     applied: Mutex<Option<u64>>,
@@ -73,6 +79,40 @@ pub struct Supervisor {
     fingerprint: Mutex<Vec<(String, Epoch, Phase)>>,
     /// Set by `shutdown`: start nothing more.
     stopping: std::sync::atomic::AtomicBool,
+    /// Set when a stop failed or timed out: this host must be fenced (see [`Fence`]).
+    fence: Arc<Fence>,
+}
+
+/// Pacemaker's rule for a stop that fails or times out: the copy may still run, so the host
+/// is fenced before the copy runs anywhere else. Here the host fences itself: once set, the
+/// lease keeper sends one last renewal (carrying the report that says why), then renews no
+/// more and leaves the cluster; at the lease's end everything is killed (by the supervisor,
+/// else by the watchdog), and the leader moves the copies once the lease is over.
+#[derive(Default)]
+pub struct Fence {
+    reason: Mutex<Option<String>>,
+}
+
+impl Fence {
+    /// Asks for the host to be fenced (the first reason stays).
+    pub fn request(&self, reason: String) {
+        let mut r = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+        if r.is_none() {
+            error!(
+                %reason,
+                "fencing this host: it renews its lease no more, so its instances stop and move; restart the agent once the resource is cleaned up, then `buoy host enable`"
+            );
+            *r = Some(reason);
+        }
+    }
+
+    /// Why the host must be fenced, once asked.
+    pub fn reason(&self) -> Option<String> {
+        self.reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 impl Supervisor {
@@ -81,12 +121,14 @@ impl Supervisor {
         host_ip: String,
         log_dir: PathBuf,
         watchdog: Option<Arc<WatchdogClient>>,
+        run_unwatched: bool,
     ) -> Arc<Self> {
         Arc::new(Supervisor {
             host,
             host_ip,
             log_dir,
             watchdog,
+            run_unwatched,
             units: Mutex::new(BTreeMap::new()),
             applied: Mutex::new(None),
             changed: tokio::sync::Notify::new(),
@@ -94,6 +136,7 @@ impl Supervisor {
             draining: Arc::new(Mutex::new(BTreeMap::new())),
             highest_epoch: Mutex::new(BTreeMap::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            fence: Arc::new(Fence::default()),
         })
     }
 
@@ -191,18 +234,25 @@ impl Supervisor {
             return;
         }
         let mut units = self.units.lock().unwrap_or_else(|p| p.into_inner());
-        if !held {
+        let refusal = self.refusal();
+        if !held || refusal.is_some() {
             // Self-fencing: everything dies at once, nothing starts.
+            let reason = match &refusal {
+                Some((_, why)) if held => format!("{why}: killed"),
+                _ => "lease lost: killed".to_string(),
+            };
             for u in units.values_mut() {
                 u.health = None;
                 if let Some(p) = u.process.take() {
-                    p.kill();
+                    self.kill_now(p, &u.observed.name);
                     self.untrack(&u.observed.placement);
-                    u.set(Phase::Stopped, Some("lease lost: killed".into()));
+                    u.set(Phase::Stopped, Some(reason.clone()));
                 }
                 u.restart_at = None;
             }
-            return;
+            if !held {
+                return;
+            }
         }
         let Some(assigned) = assigned else {
             return; // Held, but no fresh assignments yet.
@@ -215,8 +265,10 @@ impl Supervisor {
             .collect();
 
         // Stop what is no longer placed here (or moved to a new epoch).
+        // A copy still being stopped after a failure stays until that stop is done.
         let gone: Vec<String> = units
             .iter()
+            .filter(|(_, u)| u.cleanup.is_none())
             .filter(|(id, u)| {
                 desired
                     .get(id.as_str())
@@ -241,16 +293,26 @@ impl Supervisor {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(key.clone(), u.observed.clone());
+                let fence = self.fence.clone();
                 tokio::spawn(async move {
                     let how = p.stop(timeout).await;
+                    let mut d = draining.lock().unwrap_or_else(|p| p.into_inner());
+                    if !how.done {
+                        // It may still run: the copy stays reported, and the host is fenced
+                        // before it runs anywhere else (the watchdog keeps tracking it).
+                        if let Some(o) = d.get_mut(&key) {
+                            o.phase = Phase::StopFailed;
+                            o.reason = Some(format!("stop failed: {how}"));
+                            o.since = Timestamp::now();
+                            fence.request(format!("{}: stop failed: {how}", o.name));
+                        }
+                        return;
+                    }
                     info!(%placement, %how, "stopped");
                     if let Some(w) = watchdog {
                         w.untrack(&placement);
                     }
-                    draining
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&key);
+                    d.remove(&key);
                 });
             }
         }
@@ -281,6 +343,7 @@ impl Supervisor {
                     exit_code: None,
                     restarts: 0,
                 },
+                cleanup: None,
             });
             // After a lease loss the unit is stopped with no restart time: start it again.
             if unit.process.is_none()
@@ -290,6 +353,11 @@ impl Supervisor {
                 unit.restart_at = Some(now);
             }
             if unit.process.is_none() && unit.restart_at.is_some_and(|t| t <= now) {
+                if let Some((phase, why)) = &refusal {
+                    // Starts once the watchdog answers (restart_at stays).
+                    unit.set(*phase, Some(why.clone()));
+                    continue;
+                }
                 unit.restart_at = None;
                 highest.insert(id.to_string(), epoch);
                 self.start(unit);
@@ -300,6 +368,25 @@ impl Supervisor {
 
         // Watch the running ones.
         for u in units.values_mut() {
+            let cleaned = u
+                .cleanup
+                .as_ref()
+                .and_then(|(_, slot)| slot.lock().unwrap_or_else(|p| p.into_inner()).take());
+            if let Some(how) = cleaned {
+                let (ended, _) = u.cleanup.take().expect("a cleanup");
+                if !how.done {
+                    u.set(
+                        Phase::StopFailed,
+                        Some(format!("{}; then the stop failed: {how}", ended.reason)),
+                    );
+                    self.fence
+                        .request(format!("{}: stop failed: {how}", u.observed.name));
+                    continue;
+                }
+                self.untrack(&u.observed.placement);
+                self.after_crash(u, now, ended);
+                continue;
+            }
             let Some(p) = u.process.as_mut() else {
                 continue;
             };
@@ -316,15 +403,43 @@ impl Supervisor {
             };
             u.health = None;
             if let Some(p) = u.process.take() {
+                if matches!(p, Running::Ocf(_)) {
+                    // OCF recovery is stop, then start; and until the stop is done the
+                    // resource may run: it stays `stopping` (the watchdog keeps tracking
+                    // it), and only a clean stop lets it restart or move.
+                    let slot = Arc::new(Mutex::new(None));
+                    let out = slot.clone();
+                    tokio::spawn(async move {
+                        let how = p.stop(Duration::ZERO).await;
+                        *out.lock().unwrap_or_else(|p| p.into_inner()) = Some(how);
+                    });
+                    u.set(
+                        Phase::Stopping,
+                        Some(format!(
+                            "{}; stopping it before anything else",
+                            ended.reason
+                        )),
+                    );
+                    u.cleanup = Some((ended, slot));
+                    continue;
+                }
                 if exited.is_none() {
                     // Alive but failing its health check: it goes before it restarts.
                     p.kill();
-                } else if matches!(p, Running::Ocf(_)) {
-                    // OCF recovery is stop, then start: clean up before the restart.
-                    tokio::spawn(p.stop(Duration::ZERO));
+                } else {
+                    // Ended: what it left behind (a daemon) goes too.
+                    p.kill_leftovers();
                 }
             }
             self.untrack(&u.observed.placement);
+            self.after_crash(u, now, ended);
+        }
+    }
+
+    /// What follows an instance's end: a restart after the backoff, or failed once its budget
+    /// is spent.
+    fn after_crash(&self, u: &mut Unit, now: Instant, ended: Ended) {
+        {
             u.observed.exit_code = ended.code;
             match u.budget.on_crash(now) {
                 AfterCrash::RestartAt(t) => {
@@ -348,6 +463,49 @@ impl Supervisor {
                     u.set(Phase::Failed, Some(reason));
                 }
             }
+        }
+    }
+
+    /// Kills `p` at once (lease loss, no watchdog): SIGKILL for processes and VMs; an OCF
+    /// resource's `stop`, which fences the host if it fails (its state is then unknown).
+    fn kill_now(&self, p: Running, name: &str) {
+        match p {
+            Running::Ocf(_) => {
+                let fence = self.fence.clone();
+                let name = name.to_string();
+                tokio::spawn(async move {
+                    let how = p.stop(Duration::ZERO).await;
+                    if !how.done {
+                        fence.request(format!("{name}: stop failed: {how}"));
+                    }
+                });
+            }
+            other => other.kill(),
+        }
+    }
+
+    /// The host's fence request (read by the lease keeper).
+    pub fn fence(&self) -> &Arc<Fence> {
+        &self.fence
+    }
+
+    /// Why nothing may run on this host now, with the phase to report the copies in; none
+    /// when instances may run. Rule S1 leans on the watchdog to kill what a hung agent runs, so
+    /// nothing runs while it does not answer, nor on a host that has none unless the operator
+    /// accepted that risk.
+    fn refusal(&self) -> Option<(Phase, String)> {
+        match &self.watchdog {
+            Some(w) if !w.ready() => Some((
+                Phase::Stopped,
+                "the watchdog does not answer or is not armed; nothing runs here until it does"
+                    .into(),
+            )),
+            Some(_) => None,
+            None if self.run_unwatched => None,
+            None => Some((
+                Phase::Failed,
+                "this host has no watchdog: give the agent --watchdog (the socket of a running `buoy watchdog`) or --watchdog-device, or accept the risk with --unsafe-no-watchdog".into(),
+            )),
         }
     }
 
@@ -398,6 +556,10 @@ impl Reporter for Supervisor {
         Supervisor::report(self)
     }
 
+    fn fence_reason(&self) -> Option<String> {
+        self.fence.reason()
+    }
+
     fn changed(&self) -> &tokio::sync::Notify {
         &self.changed
     }
@@ -445,7 +607,7 @@ mod tests {
     #[tokio::test]
     async fn a_stale_epoch_is_refused_and_lease_loss_kills_at_once() {
         let dir = std::env::temp_dir().join(format!("buoy-reconciler-{}", std::process::id()));
-        let s = Supervisor::new("h1".into(), "127.0.0.1".into(), dir.clone(), None);
+        let s = Supervisor::new("h1".into(), "127.0.0.1".into(), dir.clone(), None, true);
         let now = Instant::from_nanos(1);
         s.reconcile(now, true, Some(&assigned(2)));
         let running = s.observed();

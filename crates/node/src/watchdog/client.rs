@@ -7,11 +7,18 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::Notify;
 
-use super::protocol::{Request, Target};
+use super::protocol::{Request, Status, Target};
+
+/// How long the watchdog has to answer a status request before it counts as gone.
+const ANSWER: Duration = Duration::from_secs(1);
+/// How often the client asks for the status when nothing changed (a liveness check).
+const PING: Duration = Duration::from_millis(300);
+/// How old the last good answer may be for the watchdog to count as there.
+const STALE: Duration = Duration::from_millis(1500);
 
 /// What the watchdog should know.
 #[derive(Default)]
@@ -28,6 +35,8 @@ struct Desired {
 pub struct WatchdogClient {
     desired: Mutex<Desired>,
     wake: Notify,
+    /// When the watchdog last answered with a deadline armed (none: not since connecting).
+    armed_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl WatchdogClient {
@@ -36,9 +45,25 @@ impl WatchdogClient {
         let c = Arc::new(WatchdogClient {
             desired: Mutex::new(Desired::default()),
             wake: Notify::new(),
+            armed_at: Mutex::new(None),
         });
         tokio::spawn(c.clone().run(socket));
         c
+    }
+
+    /// Whether the watchdog is there and armed: it answered within the last [`STALE`] with a
+    /// deadline set. Instances may run only while it is (rule S1: a hung agent's instances
+    /// must still die at its lease's end).
+    pub fn ready(&self) -> bool {
+        self.armed_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed() < STALE)
+    }
+
+    fn set_armed(&self, armed: bool) {
+        *self.armed_at.lock().unwrap_or_else(|p| p.into_inner()) =
+            armed.then(std::time::Instant::now);
     }
 
     /// Moves the deadline (CLOCK_BOOTTIME, see [`crate::clock`]) to `deadline`.
@@ -91,37 +116,66 @@ impl WatchdogClient {
     async fn run(self: Arc<Self>, socket: PathBuf) {
         let mut warned = false;
         loop {
-            let mut stream = match UnixStream::connect(&socket).await {
+            let stream = match UnixStream::connect(&socket).await {
                 Ok(s) => {
                     tracing::info!(socket = %socket.display(), "connected to the watchdog");
                     warned = false;
                     s
                 }
                 Err(e) => {
+                    self.set_armed(false);
                     if !warned {
-                        tracing::error!(socket = %socket.display(), error = %e, "cannot reach the watchdog (is `buoy watchdog` running?); retrying");
+                        tracing::error!(socket = %socket.display(), error = %e, "cannot reach the watchdog (is `buoy watchdog` running?): this host runs no instances until it can; retrying");
                         warned = true;
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 }
             };
-            let mut everything = true;
-            loop {
-                if let Some(msg) = self.next_message(everything) {
-                    let Ok(mut line) = serde_json::to_string(&msg) else {
-                        break;
-                    };
-                    line.push('\n');
-                    if stream.write_all(line.as_bytes()).await.is_err() {
-                        // Send everything again on the next connection.
-                        break;
-                    }
-                }
-                everything = false;
-                self.wake.notified().await;
+            let why = self.exchange(stream).await;
+            self.set_armed(false);
+            tracing::error!(
+                reason = why,
+                "lost the watchdog: this host runs no instances until it is back; reconnecting"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Feeds one connection: sends what changed, then asks for the status, whose answer proves
+    /// the watchdog is alive and armed; again at every change and every [`PING`]. Returns why
+    /// the connection ended.
+    async fn exchange(&self, stream: UnixStream) -> &'static str {
+        let (read, mut write) = stream.into_split();
+        let mut answers = BufReader::new(read).lines();
+        // Send everything on a new connection.
+        let mut everything = true;
+        loop {
+            let mut out = String::new();
+            if let Some(msg) = self.next_message(everything) {
+                let Ok(line) = serde_json::to_string(&msg) else {
+                    return "cannot encode a request";
+                };
+                out.push_str(&line);
+                out.push('\n');
             }
-            tracing::warn!("lost the watchdog connection; reconnecting");
+            everything = false;
+            out.push_str("\"status\"\n");
+            if write.write_all(out.as_bytes()).await.is_err() {
+                return "the connection broke";
+            }
+            match tokio::time::timeout(ANSWER, answers.next_line()).await {
+                Ok(Ok(Some(line))) => match serde_json::from_str::<Status>(&line) {
+                    Ok(status) => self.set_armed(status.deadline_ns.is_some()),
+                    Err(_) => return "it answered something else than its status",
+                },
+                Ok(_) => return "the connection closed",
+                Err(_) => return "no answer within 1 s",
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(PING) => {}
+            }
         }
     }
 }

@@ -54,11 +54,7 @@ impl Watchdog {
                             count = orphans.len(),
                             "a new agent connection does not claim what the old one ran: killing it"
                         );
-                        tokio::spawn(async move {
-                            for (id, t) in orphans {
-                                kill(&id, &t).await;
-                            }
-                        });
+                        tokio::spawn(kill_all(orphans));
                     }
                 }
             }
@@ -114,10 +110,21 @@ impl Watchdog {
             count = targets.len(),
             "deadline passed: killing every tracked instance"
         );
-        for (id, target) in targets {
-            kill(&id, &target).await;
-        }
+        kill_all(targets.into_iter().collect()).await;
     }
+}
+
+/// Stops everything in `targets` at once: every signal is sent before any stop command runs,
+/// and the stop commands run side by side, each with its own deadline. A hung OCF `stop` never
+/// delays the SIGKILL of anything else.
+async fn kill_all(targets: Vec<(String, Target)>) {
+    let (commands, signals): (Vec<_>, Vec<_>) = targets
+        .into_iter()
+        .partition(|(_, t)| matches!(t, Target::Exec { .. }));
+    for (id, t) in &signals {
+        kill(id, t).await;
+    }
+    futures_util::future::join_all(commands.iter().map(|(id, t)| kill(id, t))).await;
 }
 
 /// Stops one tracked thing.
@@ -130,6 +137,11 @@ async fn kill(id: &str, target: &Target) {
         Target::Process(pid) => unsafe {
             libc::kill(*pid, libc::SIGKILL);
         },
+        Target::Cgroup { path, pgid } => {
+            crate::drivers::cgroup::Cgroup::at(path.clone()).kill();
+            // SAFETY: as above.
+            unsafe { libc::killpg(*pgid, libc::SIGKILL) };
+        }
         Target::Exec { argv, env } => {
             let Some((program, args)) = argv.split_first() else {
                 return;
@@ -213,6 +225,69 @@ pub fn run(socket: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    /// Issue 15, hole 5: a stop command that hangs must not delay the SIGKILL of a process
+    /// group tracked beside it. (Before the fix the watchdog killed in series, and `a-ocf`
+    /// sorts before `b-group`: the group lived 20 s more.)
+    #[tokio::test]
+    async fn a_hung_stop_command_does_not_delay_the_other_kills() {
+        let wd = Arc::new(Watchdog::new(Box::new(boot_now)));
+        let mut group = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let marker = std::env::temp_dir().join(format!("buoy-wd-stop-{}", std::process::id()));
+        let _ = std::fs::remove_file(&marker);
+        let tracked = [
+            (
+                "a-ocf".to_string(),
+                Target::Exec {
+                    argv: vec![
+                        "/bin/sh".into(),
+                        "-c".into(),
+                        format!("touch {}; exec sleep 30", marker.display()),
+                    ],
+                    env: Default::default(),
+                },
+            ),
+            (
+                "b-group".to_string(),
+                Target::ProcessGroup(group.id() as i32),
+            ),
+        ];
+        wd.apply(
+            Request::Sync {
+                deadline_ns: Some(boot_now().as_nanos() as u64),
+                tracked: tracked.into(),
+            },
+            true,
+        );
+        let fired = tokio::spawn(async move { wd.fire().await });
+        let t0 = std::time::Instant::now();
+        let mut dead = false;
+        while t0.elapsed() < Duration::from_secs(3) {
+            if matches!(group.try_wait(), Ok(Some(_))) {
+                dead = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = group.kill();
+        let _ = group.wait();
+        fired.abort();
+        assert!(
+            dead,
+            "the process group outlived a hung stop command by 3 s"
+        );
+        // The stop command did run (it is not skipped either).
+        let ran = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            marker.exists()
+        });
+        let _ = std::fs::remove_file(&marker);
+        assert!(ran, "the stop command ran");
+    }
+
     use super::*;
     use std::os::unix::process::CommandExt;
     use std::sync::atomic::{AtomicU64, Ordering};

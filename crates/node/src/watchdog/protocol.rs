@@ -9,8 +9,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Target {
-    /// SIGKILL to a process group (the process driver's instances).
+    /// SIGKILL to a process group (the process driver's instances, where there is no cgroup).
     ProcessGroup(i32),
+    /// `cgroup.kill` on an instance's cgroup (everything it started), and SIGKILL to its
+    /// process group.
+    Cgroup { path: std::path::PathBuf, pgid: i32 },
     /// SIGKILL to one process (a QEMU virtual machine).
     Process(i32),
     /// Run a command and wait for it (an OCF agent's `stop`).

@@ -70,14 +70,15 @@ impl LeaseGrants {
         }
     }
 
-    /// Whether `host`'s lease (and the drift margin) is over as this leader sees it; false
-    /// until this leader has started its lease table for the current term.
-    pub fn lease_over(&self, host: &str, now: Instant) -> bool {
+    /// Whether `host`'s lease, the drift margin and `stop_budget` (see [`stop_budget`]) are
+    /// over as this leader sees it; false until this leader has started its lease table for
+    /// the current term.
+    pub fn lease_over(&self, host: &str, now: Instant, stop_budget: Duration) -> bool {
         let term = self.replica.raft().metrics().borrow().current_term;
         let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         table
             .as_ref()
-            .is_some_and(|(t, lt)| *t == term && lt.expired(host, now))
+            .is_some_and(|(t, lt)| *t == term && lt.fenced_at(host) + stop_budget <= now)
     }
 
     /// Whether `host` renewed with this leader and its lease runs at `now`.
@@ -228,7 +229,7 @@ impl LeaseGrants {
             // Down only when it provably runs nothing: its lease (and the drift margin) is
             // over, or its fence device confirmed it off. A host merely marked failed may be
             // alive and renewing, and must report the copy stopped like any other.
-            if left.fenced || self.lease_over(&left.name, now) {
+            if left.fenced || self.lease_over(&left.name, now, stop_budget(st, &left.meta.id)) {
                 return handoff::confirmed(&p.meta.id, h, LeftHost::Down);
             }
             // Read in place under the lock: this runs for every withheld copy at every grant.
@@ -290,6 +291,30 @@ impl LeaseGrants {
         });
         t
     }
+}
+
+/// How long past its lease's end `host` (an id) may still be stopping what it ran. At the
+/// lease's end a host kills its processes and VMs at once (SIGKILL) but must run an OCF
+/// resource's `stop`, which may take up to that resource's `timeout`. So the bound the leader
+/// waits for before a copy of `host` may run elsewhere is: lease end + drift margin + the
+/// largest OCF `timeout` among the copies placed on `host` or still leaving it (zero when it
+/// has none). A stop that fails or overruns it fences the host, which then renews no more.
+pub fn stop_budget(st: &model::ClusterState, host: &str) -> Duration {
+    let ocf_timeout = |instance: &str| {
+        st.instance(instance)
+            .filter(|i| i.driver == model::instance::DriverKind::Ocf)
+            .map(|i| {
+                node::drivers::ocf::OcfSpec::from_params(&i.params)
+                    .map(|s| s.timeout)
+                    .unwrap_or(Duration::from_secs(20))
+            })
+            .unwrap_or_default()
+    };
+    st.placements()
+        .filter(|p| p.host == host || p.handoffs.iter().any(|h| h.host == host))
+        .map(|p| ocf_timeout(&p.instance))
+        .max()
+        .unwrap_or_default()
 }
 
 /// What one host last reported about its instances, and when.

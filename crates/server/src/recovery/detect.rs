@@ -42,11 +42,20 @@ impl Recovery {
             }
             let how = match fenced {
                 Some(at) => (FENCED, at, "the fence agent confirmed it off".to_string()),
-                None if self.grants.lease_over(&h.name, now) => (
+                None if self.grants.lease_over(
+                    &h.name,
+                    now,
+                    self.replica
+                        .shared()
+                        .read(|st| crate::lease::grants::stop_budget(st, &h.meta.id)),
+                ) =>
+                {
+                    (
                     LEASE_EXPIRED,
                     Timestamp::now(),
-                    "its lease and the drift margin are over: it has fenced itself".to_string(),
-                ),
+                        "its lease, the drift margin and its stop budget are over: it has fenced itself".to_string(),
+                    )
+                }
                 None => {
                     if states.get(&h.name) == Some(&MemberState::Dead)
                         && self.grants.renews(&h.name, now)

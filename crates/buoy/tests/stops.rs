@@ -1,0 +1,216 @@
+//! Stops that fail or hang (issue 15, hole 4). Pacemaker's rule: a copy whose stop failed may
+//! still run, so its host is fenced before the copy runs anywhere else. Here the host fences
+//! itself (it renews no more and leaves the cluster), and the leader waits for its lease, the
+//! drift margin and the host's stop budget (the longest OCF `timeout` among its copies).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{Cluster, get, json, request, wait_until};
+
+/// An OCF agent whose state file is per host (`$HANG_TEST_HOST`) and whose `stop` hangs while
+/// `<dir>/<host>.hang` exists.
+fn hang_agent(root: &Path) {
+    let dir = root.join("resource.d/test");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = r#"#!/bin/sh
+state="$OCF_RESKEY_dir/$HANG_TEST_HOST.state"
+case "$1" in
+  meta-data) echo '<?xml version="1.0"?><resource-agent name="Hang"><actions><action name="start"/><action name="stop"/><action name="monitor"/></actions></resource-agent>'; exit 0 ;;
+  validate-all) exit 0 ;;
+  start) touch "$state"; exit 0 ;;
+  monitor) [ -f "$state" ] && exit 0; exit 7 ;;
+  stop)
+    if [ -f "$OCF_RESKEY_dir/$HANG_TEST_HOST.hang" ]; then exec sleep 30; fi
+    rm -f "$state"; exit 0 ;;
+  *) exit 3 ;;
+esac
+"#;
+    let path = dir.join("Hang");
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn start_host(c: &mut Cluster, i: u8) {
+    let name = format!("h{i}");
+    let log = std::fs::File::create(c.dir.join(format!("h{i}.log"))).unwrap();
+    let data = c.dir.join(format!("d{i}")).display().to_string();
+    let child = c
+        .command(
+            i,
+            &name,
+            &[
+                "--join".into(),
+                c.gossip(1).to_string(),
+                "--data-dir".into(),
+                data,
+            ],
+        )
+        .env("HANG_TEST_HOST", &name)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    c.agents.push((name, child));
+    wait_until(Duration::from_secs(10), || {
+        get(c.http(i), "/v1/health").is_some_and(|(s, _)| s == 200)
+    })
+    .unwrap_or_else(|| panic!("h{i} did not start:\n{}", c.log(i)));
+}
+
+fn held(c: &Cluster, i: u8) -> Option<bool> {
+    let (s, b) = get(c.http(i), "/v1/lease")?;
+    (s == 200).then(|| json(&b)["held"].as_bool())?
+}
+
+/// A copy whose stop hangs on its old host starts on the new one only once the old host has
+/// fenced itself: its lease is over. (Before the fix the stop's timeout counted as a stop, and
+/// the new host started the copy 1 s after the move while the old one still held its lease
+/// and its resource.)
+#[test]
+fn a_copy_whose_stop_hangs_moves_only_once_its_old_host_is_fenced() {
+    let mut c = Cluster::new(75);
+    let root: PathBuf = c.dir.join("ocf");
+    hang_agent(&root);
+    let state_dir = c.dir.join("state");
+    std::fs::create_dir_all(&state_dir).unwrap();
+    c.start_agent(1, None, &[]);
+    start_host(&mut c, 2);
+    start_host(&mut c, 3);
+    common::zone(&c, serde_json::json!({}), &["h2", "h3"]);
+    let placement = common::create_placed(
+        &c,
+        serde_json::json!({"name": "vip", "segment": "zone", "driver": "ocf",
+            "params": {"agent": "test:Hang", "ocf_root": root.display().to_string(),
+                       "timeout": "1s", "monitor_interval": "200ms",
+                       "params": {"dir": state_dir.display().to_string()}}}),
+        "h2",
+    );
+    let on = |h: &str| state_dir.join(format!("{h}.state")).exists();
+    wait_until(Duration::from_secs(15), || on("h2"))
+        .unwrap_or_else(|| panic!("the resource never started on h2:\n{}", c.log(2)));
+
+    // From now on h2's stop hangs. Move the copy to h3.
+    std::fs::write(state_dir.join("h2.hang"), b"").unwrap();
+    let id = placement["id"].as_str().unwrap();
+    let moved = Instant::now();
+    let (status, body) = request(
+        c.http(1),
+        "PATCH",
+        &format!("/v1/placements/{id}"),
+        r#"{"host": "h3"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    // Watch h2's lease until h3 runs the copy.
+    let mut h2_held_when_h3_started = None;
+    let started = wait_until(Duration::from_secs(30), || {
+        let h2 = held(&c, 2);
+        if on("h3") {
+            h2_held_when_h3_started = Some(h2);
+            return true;
+        }
+        false
+    });
+    let _ = std::fs::remove_file(state_dir.join("h2.hang"));
+    let started = started.unwrap_or_else(|| {
+        panic!(
+            "the copy never started on h3 ({:?} after the move):\nh2:\n{}\nh1:\n{}",
+            moved.elapsed(),
+            c.log(2),
+            c.log(1)
+        )
+    });
+    assert_eq!(
+        h2_held_when_h3_started,
+        Some(Some(false)),
+        "h3 started the copy {started:?} after the move while h2 (whose stop hangs) still held its lease:\n{}",
+        c.log(2)
+    );
+    let log = c.log(2);
+    assert!(
+        log.contains("stop failed") && log.contains("fenced"),
+        "h2 says it fenced itself and why:\n{log}"
+    );
+}
+
+/// Whether `pid` is gone (or a zombie waiting to be reaped by its new parent).
+fn gone(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+fn daemon_pid(file: &Path) -> Option<i32> {
+    std::fs::read_to_string(file).ok()?.trim().parse().ok()
+}
+
+/// Issue 15, hole 6: an instance that daemonizes (a child calls setsid and so leaves the
+/// process group) is contained by its cgroup: a lease loss kills the daemon too, and so does
+/// stopping the instance. (Before, only the process group was signalled and the daemon ran
+/// on.)
+#[test]
+fn a_daemonizing_instance_is_killed_whole_on_lease_loss_and_on_stop() {
+    let mut c = Cluster::new(76);
+    c.start_agent(1, None, &[]);
+    start_host(&mut c, 2);
+    common::zone(&c, serde_json::json!({"auto_rejoin": true}), &["h2"]);
+    let pidfile = c.dir.join("daemon.pid");
+    let script = format!(
+        "setsid sh -c 'echo $$ > {}; exec sleep 600' & exec sleep 600",
+        pidfile.display()
+    );
+    common::create_placed(
+        &c,
+        serde_json::json!({"name": "forker", "segment": "zone", "driver": "process",
+            "params": {"command": "/bin/sh", "args": ["-c", script], "stop_timeout": "1s"}}),
+        "h2",
+    );
+    let mut first = None;
+    wait_until(Duration::from_secs(15), || {
+        first = daemon_pid(&pidfile);
+        first.is_some()
+    })
+    .unwrap_or_else(|| panic!("the daemon never started:\n{}", c.log(2)));
+    let first = first.unwrap();
+    assert!(c.log(2).contains("cgroup"), "{}", c.log(2));
+
+    // Lease loss: cut h2 from the server.
+    c.cut(2, 1);
+    let died = wait_until(Duration::from_secs(5), || gone(first));
+    if died.is_none() {
+        unsafe { libc::kill(first, libc::SIGKILL) };
+    }
+    died.expect("the daemon dies with its instance when the lease is lost");
+    c.heal(&[1, 2]);
+
+    // Back: it runs again, with a new daemon; stopping the instance stops that one too.
+    let _ = std::fs::remove_file(&pidfile);
+    let mut second = None;
+    wait_until(Duration::from_secs(20), || {
+        second = daemon_pid(&pidfile);
+        second.is_some()
+    })
+    .unwrap_or_else(|| panic!("it never ran again:\n{}", c.log(2)));
+    let second = second.unwrap();
+    let (status, body) = request(
+        c.http(1),
+        "PATCH",
+        "/v1/instances/forker",
+        r#"{"desired_state": "stopped"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let died = wait_until(Duration::from_secs(10), || gone(second));
+    if died.is_none() {
+        unsafe { libc::kill(second, libc::SIGKILL) };
+    }
+    died.expect("the daemon stops with its instance");
+}

@@ -1,0 +1,198 @@
+//! Containment: every process instance (and VM) runs in a cgroup v2 of its own, so that
+//! whatever it starts stays inside, even a daemon that calls `setsid` or forks twice and so
+//! leaves its process group. Stopping and killing go through the cgroup: `cgroup.kill` ends
+//! every member at once, and the watchdog uses the same file.
+//!
+//! The instance cgroups are children of the agent's own cgroup v2 (on systemd hosts give the
+//! agent's unit `Delegate=yes`). Where no cgroup v2 is mounted, or it cannot be written, the
+//! agent says so at start and falls back to process groups, which a daemon that calls
+//! `setsid` leaves.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Where this agent creates instance cgroups; none without cgroup v2.
+static ROOT: OnceLock<Option<PathBuf>> = OnceLock::new();
+/// Makes cgroup names unique within this agent.
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// Finds the cgroup v2 hierarchy and this process's place in it, checks that a child can be
+/// created and killed there, and records it for every later start. Returns where instance
+/// cgroups go, or why there are none (the caller logs it). Idempotent.
+pub fn init() -> Result<PathBuf, String> {
+    let found = ROOT.get_or_init(|| match probe() {
+        Ok(p) => Some(p),
+        Err(e) => {
+            FALLBACK_REASON.get_or_init(|| e);
+            None
+        }
+    });
+    match found {
+        Some(p) => Ok(p.clone()),
+        None => Err(FALLBACK_REASON.get().cloned().unwrap_or_default()),
+    }
+}
+
+static FALLBACK_REASON: OnceLock<String> = OnceLock::new();
+
+/// Where instance cgroups go, once [`init`] found cgroup v2.
+pub fn root() -> Option<&'static Path> {
+    ROOT.get().and_then(|r| r.as_deref())
+}
+
+fn probe() -> Result<PathBuf, String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
+    // Fields: ... mount-point ... - fstype source options
+    let mount = mountinfo
+        .lines()
+        .find_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            (right.split_whitespace().next()? == "cgroup2")
+                .then(|| left.split_whitespace().nth(4).map(PathBuf::from))?
+        })
+        .ok_or("no cgroup v2 hierarchy is mounted")?;
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+    let own = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .ok_or("this process has no cgroup v2 path")?;
+    let base = mount.join(own.trim_start_matches('/'));
+    if !base.join("cgroup.kill").exists() && own != "/" {
+        return Err(format!(
+            "{} has no cgroup.kill (Linux 5.14 or later is needed)",
+            base.display()
+        ));
+    }
+    let probe = base.join(format!("buoy-probe-{}", std::process::id()));
+    std::fs::create_dir(&probe)
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(|e| {
+            format!(
+                "cannot create a cgroup under {} ({e}); on systemd give the agent's unit Delegate=yes",
+                base.display()
+            )
+        })?;
+    let killable = probe.join("cgroup.kill").exists();
+    let _ = std::fs::remove_dir(&probe);
+    if !killable {
+        return Err(format!(
+            "cgroups under {} have no cgroup.kill (Linux 5.14 or later is needed)",
+            base.display()
+        ));
+    }
+    Ok(base)
+}
+
+/// One instance's cgroup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cgroup {
+    path: PathBuf,
+}
+
+impl Cgroup {
+    /// Creates a cgroup for instance `name` under the agent's (none without cgroup v2).
+    pub fn create(name: &str) -> std::io::Result<Option<Cgroup>> {
+        let Some(root) = root() else { return Ok(None) };
+        let safe: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let path = root.join(format!(
+            "buoy-{}-{safe}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir(&path)?;
+        Ok(Some(Cgroup { path }))
+    }
+
+    /// The cgroup at `path` (the watchdog's view of one).
+    pub fn at(path: PathBuf) -> Cgroup {
+        Cgroup { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The `cgroup.procs` file a child writes itself into before it runs its program.
+    pub fn procs_file(&self) -> PathBuf {
+        self.path.join("cgroup.procs")
+    }
+
+    /// The processes in it now.
+    pub fn pids(&self) -> Vec<i32> {
+        std::fs::read_to_string(self.procs_file())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// Whether any process is left in it.
+    pub fn populated(&self) -> bool {
+        std::fs::read_to_string(self.path.join("cgroup.events"))
+            .map(|e| e.lines().any(|l| l.trim() == "populated 1"))
+            .unwrap_or(false)
+    }
+
+    /// Sends `signal` to every process in it.
+    pub fn signal(&self, signal: i32) {
+        for pid in self.pids() {
+            // SAFETY: a plain signal send; a process already gone gives ESRCH.
+            unsafe { libc::kill(pid, signal) };
+        }
+    }
+
+    /// Kills every process in it at once (`cgroup.kill`; SIGKILL to each where that fails).
+    pub fn kill(&self) {
+        if std::fs::write(self.path.join("cgroup.kill"), b"1").is_err() {
+            self.signal(libc::SIGKILL);
+        }
+    }
+
+    /// Waits up to `timeout` for it to empty, then removes it. Returns whether it emptied.
+    pub async fn remove(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.populated() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = std::fs::remove_dir(&self.path);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_finds_cgroup_v2_or_says_why_not() {
+        match init() {
+            Ok(root) => assert!(root.is_dir(), "{}", root.display()),
+            Err(why) => {
+                assert!(!why.is_empty());
+                eprintln!("no cgroup v2 here: {why}");
+            }
+        }
+    }
+}
