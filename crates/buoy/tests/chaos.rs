@@ -96,3 +96,55 @@ fn a_chaos_run_with_hosts_in_network_namespaces_breaks_no_safety_rule() {
     let left = String::from_utf8_lossy(&list.stdout).to_string();
     assert!(!left.contains(&tag), "namespaces left behind: {left}");
 }
+
+/// Issue 15, the negative control end to end: with every host but the first keeping its
+/// instances after losing its lease (and its watchdog disarmed), a schedule of hangs must end
+/// in an S1 violation and a non-zero exit, naming the double run.
+#[test]
+fn chaos_catches_a_host_that_keeps_running_without_its_lease() {
+    let out = Command::new(env!("CARGO_BIN_EXE_buoy"))
+        .args([
+            "chaos",
+            "--hosts",
+            "3",
+            "--servers",
+            "1",
+            "--duration",
+            "15",
+        ])
+        .args([
+            "--seed",
+            "9",
+            "--net",
+            "80",
+            "--only",
+            "hang",
+            "--inject-double-run",
+            "--json",
+        ])
+        .output()
+        .expect("buoy runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    let violations = v["violations"].as_array().unwrap();
+    assert!(
+        violations
+            .iter()
+            .any(|x| x.as_str().is_some_and(|s| s.starts_with("S1:"))),
+        "{v}"
+    );
+}
+
+#[test]
+fn without_network_namespaces_chaos_offers_no_partitions() {
+    let out = Command::new(env!("CARGO_BIN_EXE_buoy"))
+        .args(["chaos", "--only", "partition", "--net", "81"])
+        .output()
+        .expect("buoy runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--netns"), "{stderr}");
+}

@@ -34,3 +34,66 @@ fn killed_hosts_instances_come_back_elsewhere_with_no_double_run_and_none_lost()
     assert!(v["detect_ms"].as_u64().unwrap() > 0, "{v}");
     assert!(v["fence_ms"].as_u64().is_some(), "{v}");
 }
+
+/// Runs `buoy bench failover ARGS --json`: (exit ok, report, stderr).
+fn bench(args: &[&str]) -> (bool, serde_json::Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_buoy"))
+        .args(["bench", "failover"])
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("buoy runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    (out.status.success(), v, stderr)
+}
+
+/// Issue 15: a frozen agent (SIGSTOP) leaves its instances to its watchdog; they run elsewhere
+/// only once they stopped. With the negative control (the host keeps its instances without a
+/// lease and disarms its watchdog) the same run must report the double run and exit non-zero:
+/// the checker can fail.
+#[test]
+fn a_hung_agent_causes_no_double_run_and_the_injected_fault_is_caught() {
+    let (ok, v, stderr) = bench(&[
+        "--hosts",
+        "3",
+        "--instances",
+        "4",
+        "--runs",
+        "1",
+        "--seed",
+        "3",
+        "--net",
+        "77",
+        "--fault",
+        "hang",
+    ]);
+    assert!(ok, "{v}\n{stderr}");
+    assert_eq!(v["double_runs"], 0, "{v}");
+    assert_eq!(v["lost_instances"], 0, "{v}");
+    assert_eq!(v["fault"], "hang", "{v}");
+
+    let (ok, v, stderr) = bench(&[
+        "--hosts",
+        "3",
+        "--instances",
+        "4",
+        "--runs",
+        "1",
+        "--seed",
+        "3",
+        "--net",
+        "77",
+        "--fault",
+        "hang",
+        "--inject-double-run",
+    ]);
+    assert!(
+        !ok,
+        "the injected double run must fail the run: {v}\n{stderr}"
+    );
+    assert!(v["double_runs"].as_u64().unwrap_or(0) > 0, "{v}");
+    assert!(stderr.contains("DOUBLE RUN"), "{stderr}");
+}

@@ -11,7 +11,10 @@
 //! - an instance not running at the end although capacity existed.
 //!
 //! With `--netns` every host lives in its own network namespace and the cuts are made with
-//! `ip` (a link down, blackhole routes for one-way and gossip-only cuts).
+//! `ip` (a link down, blackhole routes for one-way and gossip-only cuts). Without it there are
+//! no partitions: the agents' fault filters cut gossip and lease renewals but not Raft RPCs,
+//! relays or forwarded API calls, so a "partition" would not be one. `--inject-double-run` is
+//! the checker's negative control.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -59,6 +62,81 @@ pub struct ChaosArgs {
     /// blackhole routes) instead of the agents' fault filters.
     #[arg(long)]
     pub netns: bool,
+    /// Only these faults (comma-separated: kill, hang, partition, one-way, isolate, restart,
+    /// kill-leader). Partitions need --netns.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Negative control: every host but the first keeps its instances after losing its lease
+    /// and disarms its watchdog (rule S1 broken on purpose); the checker must report it.
+    #[arg(long)]
+    pub inject_double_run: bool,
+}
+
+/// Every segment's name, page after page (the S2 check must see all of them).
+fn all_segment_names(api: SocketAddr) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let path = match &marker {
+            Some(m) => format!("/v1/segments?limit=500&marker={m}"),
+            None => "/v1/segments?limit=500".to_string(),
+        };
+        let Some(page) = get(api, &path) else { break };
+        names.extend(
+            page["segments"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s["name"].as_str().map(String::from)),
+        );
+        match page["next_marker"].as_str() {
+            Some(m) if !m.is_empty() => marker = Some(m.to_string()),
+            _ => break,
+        }
+    }
+    names
+}
+
+/// The faults the schedule draws from: `--only`, else all of them; partitions only with
+/// `--netns` (the fault filters cannot cut every path between two agents).
+fn schedule_faults(args: &ChaosArgs) -> Result<Vec<Fault>> {
+    let mut all = vec![Fault::Kill, Fault::Hang, Fault::Isolate, Fault::Restart];
+    if args.netns {
+        all.extend([Fault::Partition, Fault::OneWay]);
+    }
+    if args.servers == 3 {
+        all.push(Fault::KillLeader);
+    }
+    if args.only.is_empty() {
+        return Ok(all);
+    }
+    let mut picked = Vec::new();
+    for name in &args.only {
+        let f = match name.as_str() {
+            "kill" => Fault::Kill,
+            "hang" => Fault::Hang,
+            "partition" => Fault::Partition,
+            "one-way" => Fault::OneWay,
+            "isolate" => Fault::Isolate,
+            "restart" => Fault::Restart,
+            "kill-leader" => Fault::KillLeader,
+            other => bail!(
+                "--only: unknown fault `{other}` (kill, hang, partition, one-way, isolate, restart, kill-leader)"
+            ),
+        };
+        if !all.contains(&f) {
+            bail!(
+                "--only: `{name}` is not available here ({})",
+                if matches!(f, Fault::KillLeader) {
+                    "it needs --servers 3"
+                } else {
+                    "partitions need --netns: without it the fault filters cannot cut Raft RPCs, relays or forwarded API calls"
+                }
+            );
+        }
+        picked.push(f);
+    }
+    Ok(picked)
 }
 
 /// The faults of the schedule.
@@ -156,6 +234,7 @@ pub fn chaos(args: ChaosArgs) -> Result<()> {
         .seed
         .unwrap_or_else(|| model::Timestamp::now().unix_millis());
     let mut rng = swim::Rng::new(seed);
+    let faults = schedule_faults(&args)?;
     let instances = args.instances.unwrap_or(2 * args.hosts);
     let say = |m: String| {
         if !args.json {
@@ -242,16 +321,24 @@ pub fn chaos(args: ChaosArgs) -> Result<()> {
     let started = Instant::now();
     let mut log: Vec<Injected> = Vec::new();
     let mut s3: Vec<String> = Vec::new();
-    let mut faults = vec![
-        Fault::Kill,
-        Fault::Hang,
-        Fault::Partition,
-        Fault::OneWay,
-        Fault::Isolate,
-        Fault::Restart,
-    ];
-    if args.servers == 3 {
-        faults.push(Fault::KillLeader);
+    if !args.netns {
+        say(
+            "no --netns: partitions are left out (the agents' fault filters cut gossip and leases, not Raft RPCs, relays or forwarded API calls)"
+                .into(),
+        );
+    }
+    if args.inject_double_run {
+        for i in 1..c.hosts.len() {
+            client::call_json(
+                c.http(i),
+                "POST",
+                "/v1/debug/double-run",
+                Some(&json!({"keep_instances_without_lease": true})),
+            )?;
+        }
+        say(
+            "negative control: every host but the first keeps its instances without a lease".into(),
+        );
     }
     while started.elapsed() < Duration::from_secs(args.duration) {
         let fault = faults[rng.below(faults.len())];
@@ -356,15 +443,7 @@ pub fn chaos(args: ChaosArgs) -> Result<()> {
             instances - up.min(instances)
         ));
     }
-    let segments: BTreeSet<String> = get(api, "/v1/segments?limit=10000")
-        .and_then(|v| {
-            v["segments"].as_array().map(|a| {
-                a.iter()
-                    .filter_map(|s| s["name"].as_str().map(String::from))
-                    .collect()
-            })
-        })
-        .unwrap_or_default();
+    let segments = all_segment_names(api);
     let acked = acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
     for name in acked.iter().filter(|n| !segments.contains(*n)) {
         violations.push(format!("S2: acknowledged write `{name}` is missing"));

@@ -18,8 +18,8 @@ pub struct DemoAppArgs {
     /// Append a heartbeat line to this file every `--interval`.
     #[arg(long)]
     pub heartbeats: Option<PathBuf>,
-    /// Time between heartbeats.
-    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    /// Time between heartbeats (the resolution of the double-run check).
+    #[arg(long, default_value = "10ms", value_parser = parse_duration)]
     pub interval: Duration,
     /// Serve HTTP on this address: every request gets `instance epoch host time`.
     #[arg(long)]

@@ -4,15 +4,18 @@
 //! agents), and arms a [`watchdog`] so that a hung agent still leaves nothing running past its
 //! lease (rule S1).
 //!
+//! - [`cgroup`]: each instance in a cgroup v2 of its own (stop and kill through it).
 //! - [`clock`]: CLOCK_BOOTTIME, the clock leases are counted on (suspended time counts).
 //! - [`servers`]: where the control-plane servers are, from gossip.
 //! - [`local_api`] and [`host_api`]: what a host answers about itself over HTTP.
 //! - [`http`]: the error body, tokens, the agent-to-agent client, TLS.
 //!
-//! Arrows inside: `supervisor` -> `lease`, `drivers`, `watchdog`; `watchdog` -> `lease`;
+//! Arrows inside: `supervisor` -> `lease`, `drivers`, `watchdog`; `watchdog` -> `lease`,
+//! `cgroup`; `drivers` -> `watchdog` (what to kill), `cgroup`; `local_api` -> `supervisor`;
 //! `lease` -> `gossip`, `http`, `servers`. Nothing here knows the server side: a server
 //! plugs its own grants in through [`lease::channel::RenewalChannel`].
 
+pub mod cgroup;
 pub mod clock;
 pub mod drivers;
 pub mod gossip;

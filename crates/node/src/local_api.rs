@@ -29,6 +29,7 @@ pub fn router(api: Api, auth: Auth) -> Router {
     let admin = Router::new()
         .route("/v1/keyring/reload", post(reload_keyring))
         .route("/v1/debug/faults", get(get_faults).post(set_faults))
+        .route("/v1/debug/double-run", axum::routing::post(set_double_run))
         .route_layer(axum::middleware::from_fn_with_state(auth, require_token))
         .with_state(api.clone());
     Router::new()
@@ -248,6 +249,27 @@ async fn set_faults(State(api): State<Api>, body: axum::body::Bytes) -> Response
     tracing::warn!(rules = ?filter.drop, "fault filter changed");
     *f.write().unwrap_or_else(|p| p.into_inner()) = filter.clone();
     Json(filter).into_response()
+}
+
+/// `POST /v1/debug/double-run` with `{"keep_instances_without_lease": true}`: the negative
+/// control of the S1 checkers (`crate::supervisor::injected`).
+async fn set_double_run(State(api): State<Api>, body: axum::body::Bytes) -> Response {
+    if api.shared.faults.is_none() {
+        return fault_injection_off();
+    }
+    let on = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["keep_instances_without_lease"].as_bool());
+    let Some(on) = on else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "expected {\"keep_instances_without_lease\": true|false}",
+            Some("keep_instances_without_lease"),
+        );
+    };
+    crate::supervisor::injected::set_keep_without_lease(on);
+    Json(serde_json::json!({"keep_instances_without_lease": on})).into_response()
 }
 
 fn fault_injection_off() -> Response {

@@ -1,6 +1,8 @@
 //! Rule S1 judged from the instances themselves: every copy appends `instance epoch host
-//! unix_millis` lines to a shared file while it runs (`buoy demo-app --heartbeats FILE`). Two
-//! epochs of one single instance whose heartbeat spans overlap in time ran at once.
+//! unix_millis` lines to a shared file while it runs (`buoy demo-app --heartbeats FILE`, every
+//! 10 ms by default, so a copy's span is known to 10 ms). A copy is one (instance, epoch, host):
+//! two copies of one single instance whose spans overlap in time ran at once, whether their
+//! epochs differ or two hosts ran the same epoch.
 
 use std::collections::BTreeMap;
 
@@ -25,9 +27,10 @@ pub struct Overlap {
     pub overlap_ms: u64,
 }
 
-/// Reads heartbeat lines (malformed ones are skipped) into one span per (instance, epoch).
+/// Reads heartbeat lines (malformed ones are skipped) into one span per (instance, epoch,
+/// host).
 pub fn spans(text: &str) -> Vec<Span> {
-    let mut by: BTreeMap<(String, u64), Span> = BTreeMap::new();
+    let mut by: BTreeMap<(String, u64, String), Span> = BTreeMap::new();
     for line in text.lines() {
         let mut f = line.split_whitespace();
         let (Some(instance), Some(epoch), Some(host), Some(at), None) =
@@ -39,7 +42,7 @@ pub fn spans(text: &str) -> Vec<Span> {
             continue;
         };
         let s = by
-            .entry((instance.to_string(), epoch))
+            .entry((instance.to_string(), epoch, host.to_string()))
             .or_insert_with(|| Span {
                 instance: instance.to_string(),
                 epoch,
@@ -102,5 +105,34 @@ mod tests {
         assert_eq!(o[0].instance, "db");
         assert_eq!(o[0].overlap_ms, 500);
         assert_eq!((o[0].first.0, o[0].second.0), (3, 4));
+    }
+
+    #[test]
+    fn two_hosts_running_the_same_epoch_count_as_two_copies() {
+        let text = "web 5 h1 1000\nweb 5 h1 1050\nweb 5 h2 1020\nweb 5 h2 1040\n";
+        let s = spans(text);
+        assert_eq!(s.len(), 2, "{s:?}");
+        let o = overlaps(&s);
+        assert_eq!(o.len(), 1, "{o:?}");
+        assert_eq!(
+            (o[0].first.1.as_str(), o[0].second.1.as_str()),
+            ("h1", "h2")
+        );
+        assert_eq!(o[0].overlap_ms, 20);
+    }
+
+    #[test]
+    fn an_overlap_of_ten_milliseconds_is_seen() {
+        // Epoch 1 beats every 10 ms until 1100; epoch 2 starts at 1090.
+        let mut text = String::new();
+        for t in (1000..=1100).step_by(10) {
+            text.push_str(&format!("db 1 h1 {t}\n"));
+        }
+        for t in (1090..=1200).step_by(10) {
+            text.push_str(&format!("db 2 h2 {t}\n"));
+        }
+        let o = overlaps(&spans(&text));
+        assert_eq!(o.len(), 1, "{o:?}");
+        assert_eq!(o[0].overlap_ms, 10);
     }
 }

@@ -236,7 +236,7 @@ async fn serve(s: Settings) -> Result<()> {
         ));
         wd
     });
-    match node::drivers::cgroup::init() {
+    match node::cgroup::init() {
         Ok(root) => info!(cgroups = %root.display(), "each instance runs in a cgroup of its own"),
         Err(why) => warn!(
             "no cgroup v2 containment ({why}): instances are contained by process groups only, so a daemon that calls setsid escapes its instance's stop and kill"

@@ -1,10 +1,21 @@
 //! `buoy bench failover`: real agents on loopback (one server), each host with its watchdog,
-//! `--instances` demo apps (process driver) writing heartbeats. Each run kills -9 a random
-//! non-server host that runs instances: its agent and its instances (its watchdog stays, as
-//! hardware would), and measures the time until every instance it ran runs elsewhere. The
-//! breakdown comes from the recovery's own record (its step times); `double_runs` from the
-//! instances' heartbeats (`sim::heartbeats`). The killed host is restarted and enabled
-//! between runs.
+//! `--instances` demo apps (process driver) writing heartbeats every 10 ms. Each run strikes a
+//! random non-server host that runs instances with `--fault`:
+//!
+//! - `crash`: kill -9 of its agent and its instances (power loss; its watchdog stays, as
+//!   hardware would);
+//! - `agent-kill`: kill -9 of the agent only: its instances run on until its watchdog kills
+//!   them at the lease's end;
+//! - `hang`: SIGSTOP of the agent (SIGCONT once the copies run elsewhere);
+//! - `isolate`: the host's link goes down (every host in its own network namespace; root),
+//!   cutting gossip, leases, Raft and API traffic alike.
+//!
+//! It measures the time until every instance the host ran runs elsewhere. The breakdown comes
+//! from the recovery's own record (its step times); `double_runs` from the instances'
+//! heartbeats (`sim::heartbeats`: two copies of an instance seen running at once, to 10 ms).
+//! `--inject-double-run` is the negative control: the struck host keeps its instances after
+//! losing its lease and disarms its watchdog, so the checker must report double runs. The host
+//! is brought back and enabled between runs. Exits non-zero on any double run.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,6 +29,19 @@ use serde_json::{Value, json};
 use sim::stats::Percentiles;
 
 use crate::local_cluster::{self, LocalCluster};
+
+/// What strikes the host in each run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fault {
+    /// Agent and instances killed (power loss).
+    Crash,
+    /// Only the agent killed: the watchdog must stop the instances.
+    AgentKill,
+    /// The agent frozen (SIGSTOP).
+    Hang,
+    /// The host cut from every other host (network namespaces; root).
+    Isolate,
+}
 
 /// Flags of `buoy bench failover`.
 #[derive(Args, Debug)]
@@ -46,6 +70,13 @@ pub struct FailoverBenchArgs {
     /// Keep the cluster's directory (logs, heartbeats) and print where it is.
     #[arg(long)]
     pub keep: bool,
+    /// What strikes the host in each run.
+    #[arg(long, value_enum, default_value = "crash")]
+    pub fault: Fault,
+    /// Negative control: the struck host keeps its instances after losing its lease and
+    /// disarms its watchdog (rule S1 broken on purpose); the run must report double runs.
+    #[arg(long)]
+    pub inject_double_run: bool,
 }
 
 /// One run's figures, in milliseconds.
@@ -92,7 +123,15 @@ pub fn failover(args: FailoverBenchArgs) -> Result<()> {
     }
     let seed = args.seed.unwrap_or_else(|| Timestamp::now().unix_millis());
     let mut rng = swim::Rng::new(seed);
-    let mut c = LocalCluster::new(args.net, args.hosts, 1, &args.profile)?;
+    let mut c = if args.fault == Fault::Isolate {
+        LocalCluster::new_in_netns(args.hosts, 1, &args.profile).map_err(|e| {
+            anyhow::anyhow!(
+                "--fault isolate puts every host in its own network namespace, which needs root and the `ip` tool: {e:#}"
+            )
+        })?
+    } else {
+        LocalCluster::new(args.net, args.hosts, 1, &args.profile)?
+    };
     if args.keep {
         c.keep_files();
     }
@@ -128,7 +167,7 @@ pub fn failover(args: FailoverBenchArgs) -> Result<()> {
             json!({"name": format!("app-{k}"), "segment": "bench", "driver": "process",
                    "cpu": 0.1, "memory_mb": 64,
                    "params": {"command": exe, "args": ["demo-app", "--heartbeats",
-                              heartbeats.display().to_string(), "--interval", "100ms"],
+                              heartbeats.display().to_string(), "--interval", "10ms"],
                               "stop_timeout": "2s"}}),
         )?;
     }
@@ -138,6 +177,7 @@ pub fn failover(args: FailoverBenchArgs) -> Result<()> {
     say("all instances run; starting the runs");
 
     let mut runs: Vec<RunFigures> = Vec::new();
+    let mut kept: Vec<i32> = Vec::new();
     for run in 0..args.runs {
         let placed = placements(api)?;
         let mut by_host: BTreeMap<usize, Vec<String>> = BTreeMap::new();
@@ -155,20 +195,35 @@ pub fn failover(args: FailoverBenchArgs) -> Result<()> {
         let victim = candidates[rng.below(candidates.len())];
         let victims = by_host[&victim].clone();
         let name = c.hosts[victim].name.clone();
-        // The instances' PIDs (their process groups), from the victim's own supervisor.
-        let sup = get(c.http(victim), "/v1/supervisor")?;
-        let pids: Vec<i32> = sup["instances"]
-            .as_array()
-            .map_or(&[][..], |a| a)
-            .iter()
-            .filter_map(|o| o["pid"].as_i64().map(|p| p as i32))
-            .collect();
+        if args.inject_double_run {
+            // The instances it keeps: ended by the benchmark itself at the end (no watchdog
+            // will).
+            if let Ok(sup) = get(c.http(victim), "/v1/supervisor") {
+                kept.extend(
+                    sup["instances"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|o| o["pid"].as_i64().map(|p| p as i32)),
+                );
+            }
+            post(
+                c.http(victim),
+                "/v1/debug/double-run",
+                json!({"keep_instances_without_lease": true}),
+            )?;
+            // The agent disarms its watchdog at its next reconcile.
+            std::thread::sleep(Duration::from_millis(500));
+        }
         let t0 = Timestamp::now();
         let started = Instant::now();
-        c.signal_agent(victim, libc::SIGKILL);
-        for pid in &pids {
-            // SAFETY: kill(2) on the process groups of instances this cluster started.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        match args.fault {
+            Fault::Crash => {
+                c.crash(victim);
+            }
+            Fault::AgentKill => c.signal_agent(victim, libc::SIGKILL),
+            Fault::Hang => c.signal_agent(victim, libc::SIGSTOP),
+            Fault::Isolate => c.partition(victim)?,
         }
         let mut figures = RunFigures {
             moved: victims.len(),
@@ -256,7 +311,11 @@ pub fn failover(args: FailoverBenchArgs) -> Result<()> {
         ));
         runs.push(figures);
         // Bring the host back for the next run.
-        c.start_agent(victim)?;
+        match args.fault {
+            Fault::Crash | Fault::AgentKill => c.start_agent(victim)?,
+            Fault::Hang => c.signal_agent(victim, libc::SIGCONT),
+            Fault::Isolate => c.heal(),
+        }
         wait(
             "the restarted host to be enabled",
             Duration::from_secs(60),
@@ -270,6 +329,10 @@ pub fn failover(args: FailoverBenchArgs) -> Result<()> {
     let text = std::fs::read_to_string(&heartbeats).unwrap_or_default();
     let spans = sim::heartbeats::spans(&text);
     let double = sim::heartbeats::overlaps(&spans);
+    for pid in kept {
+        // SAFETY: kill(2) on the process groups of instances this cluster started.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
 
     let ms = |v: u64| Duration::from_millis(v);
     let rec = Percentiles::of(&runs.iter().map(|r| ms(r.recovery)).collect::<Vec<_>>());
@@ -277,6 +340,9 @@ pub fn failover(args: FailoverBenchArgs) -> Result<()> {
         Percentiles::of(&runs.iter().filter_map(f).map(ms).collect::<Vec<_>>()).p50 as u64
     };
     let report = json!({
+        "fault": clap::ValueEnum::to_possible_value(&args.fault)
+            .map(|v| v.get_name().to_string()),
+        "inject_double_run": args.inject_double_run,
         "hosts": args.hosts,
         "instances": args.instances,
         "runs": args.runs,
@@ -309,6 +375,16 @@ pub fn failover(args: FailoverBenchArgs) -> Result<()> {
     }
     if args.keep {
         eprintln!("files kept in {}", c.path().display());
+    }
+    if !double.is_empty() {
+        for o in &double {
+            eprintln!(
+                "DOUBLE RUN: {} ran as epoch {} on {} and epoch {} on {} at once for {} ms",
+                o.instance, o.first.0, o.first.1, o.second.0, o.second.1, o.overlap_ms
+            );
+        }
+        drop(c);
+        std::process::exit(1);
     }
     Ok(())
 }

@@ -244,7 +244,7 @@ fn setup(c: &LocalCluster, args: &SandboxArgs) -> Result<Vec<String>> {
             json!({"name": format!("app-{}", k + 1), "segment": names[k % names.len()],
                    "driver": "process", "cpu": 0.5, "memory_mb": 256,
                    "priority": 1000 - (k as u32 % 5) * 200,
-                   "params": {"command": exe, "args": ["demo-app", "--heartbeats", heartbeats],
+                   "params": {"command": exe, "args": ["demo-app", "--heartbeats", heartbeats, "--interval", "100ms"],
                               "stop_timeout": "2s"}}),
         )?;
     }

@@ -1,8 +1,7 @@
 //! How each kind of instance is started, watched and stopped: `process`, `ocf` (resource
 //! agents), `qemu` (with its `qmp` client), behind one [`running::Running`] handle; their
-//! parameters (`params`), capped log files (`log_file`) and containment (`cgroup`).
+//! parameters (`params`) and capped log files (`log_file`). Containment is `crate::cgroup`.
 
-pub mod cgroup;
 pub mod log_file;
 pub mod ocf;
 pub mod params;

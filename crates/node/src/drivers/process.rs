@@ -18,10 +18,10 @@ use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 
-use super::cgroup::Cgroup;
 use super::log_file::{DEFAULT_CAP, LogFile};
 pub use super::params::DriverError;
 use super::params::{Params, param_err};
+use crate::cgroup::Cgroup;
 
 /// What to run, read from the instance's params.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -430,7 +430,7 @@ mod tests {
     /// the daemon ran on.)
     #[tokio::test]
     async fn a_daemon_that_leaves_the_process_group_is_stopped_with_its_instance() {
-        if let Err(why) = crate::drivers::cgroup::init() {
+        if let Err(why) = crate::cgroup::init() {
             if std::env::var_os("CI").is_some() {
                 panic!("no cgroup v2 in CI: {why}");
             }

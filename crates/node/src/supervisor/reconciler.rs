@@ -234,7 +234,18 @@ impl Supervisor {
             return;
         }
         let mut units = self.units.lock().unwrap_or_else(|p| p.into_inner());
-        let refusal = self.refusal();
+        if super::injected::keep_without_lease() {
+            // Negative control: rule S1 broken on purpose (see `injected`).
+            if let Some(w) = &self.watchdog {
+                w.disarm();
+            }
+            if !held {
+                return;
+            }
+        }
+        let refusal = self
+            .refusal()
+            .filter(|_| !super::injected::keep_without_lease());
         if !held || refusal.is_some() {
             // Self-fencing: everything dies at once, nothing starts.
             let reason = match &refusal {

@@ -37,6 +37,8 @@ pub struct WatchdogClient {
     wake: Notify,
     /// When the watchdog last answered with a deadline armed (none: not since connecting).
     armed_at: Mutex<Option<std::time::Instant>>,
+    /// Set by the negative-control fault only: the watchdog is told nothing more.
+    disarmed: std::sync::atomic::AtomicBool,
 }
 
 impl WatchdogClient {
@@ -46,6 +48,7 @@ impl WatchdogClient {
             desired: Mutex::new(Desired::default()),
             wake: Notify::new(),
             armed_at: Mutex::new(None),
+            disarmed: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(c.clone().run(socket));
         c
@@ -66,8 +69,32 @@ impl WatchdogClient {
             armed.then(std::time::Instant::now);
     }
 
+    /// Negative control only (`supervisor::injected`): disarms the watchdog and tells it
+    /// nothing more, so it kills nothing.
+    pub fn disarm(&self) {
+        if self
+            .disarmed
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        let mut d = self.desired.lock().unwrap_or_else(|p| p.into_inner());
+        d.deadline_ns = None;
+        d.tracked.clear();
+        d.tracked_changed = true;
+        drop(d);
+        self.wake.notify_one();
+    }
+
+    fn is_disarmed(&self) -> bool {
+        self.disarmed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Moves the deadline (CLOCK_BOOTTIME, see [`crate::clock`]) to `deadline`.
     pub fn arm(&self, deadline: Duration) {
+        if self.is_disarmed() {
+            return;
+        }
         let mut d = self.desired.lock().unwrap_or_else(|p| p.into_inner());
         d.deadline_ns = Some(deadline.as_nanos() as u64);
         d.deadline_changed = true;
@@ -77,6 +104,9 @@ impl WatchdogClient {
 
     /// Tracks `target` under `id` (an instance that started here).
     pub fn track(&self, id: &str, target: Target) {
+        if self.is_disarmed() {
+            return;
+        }
         let mut d = self.desired.lock().unwrap_or_else(|p| p.into_inner());
         d.tracked.insert(id.to_string(), target);
         d.tracked_changed = true;

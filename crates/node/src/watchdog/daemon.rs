@@ -138,7 +138,7 @@ async fn kill(id: &str, target: &Target) {
             libc::kill(*pid, libc::SIGKILL);
         },
         Target::Cgroup { path, pgid } => {
-            crate::drivers::cgroup::Cgroup::at(path.clone()).kill();
+            crate::cgroup::Cgroup::at(path.clone()).kill();
             // SAFETY: as above.
             unsafe { libc::killpg(*pgid, libc::SIGKILL) };
         }
