@@ -56,40 +56,20 @@ fn bench(args: &[&str]) -> (bool, serde_json::Value, String) {
 /// the checker can fail.
 #[test]
 fn a_hung_agent_causes_no_double_run_and_the_injected_fault_is_caught() {
-    let (ok, v, stderr) = bench(&[
-        "--hosts",
-        "3",
-        "--instances",
-        "4",
-        "--runs",
-        "1",
-        "--seed",
-        "3",
-        "--net",
-        "77",
-        "--fault",
-        "hang",
-    ]);
+    let args = "--hosts 3 --instances 4 --runs 1 --seed 3 --net 77 --fault hang";
+    let args: Vec<&str> = args.split(' ').collect();
+    let (ok, v, stderr) = bench(&args);
     assert!(ok, "{v}\n{stderr}");
     assert_eq!(v["double_runs"], 0, "{v}");
     assert_eq!(v["lost_instances"], 0, "{v}");
     assert_eq!(v["fault"], "hang", "{v}");
 
-    let (ok, v, stderr) = bench(&[
-        "--hosts",
-        "3",
-        "--instances",
-        "4",
-        "--runs",
-        "1",
-        "--seed",
-        "3",
-        "--net",
-        "77",
-        "--fault",
-        "hang",
-        "--inject-double-run",
-    ]);
+    let injected: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(["--inject-double-run"])
+        .collect();
+    let (ok, v, stderr) = bench(&injected);
     assert!(
         !ok,
         "the injected double run must fail the run: {v}\n{stderr}"

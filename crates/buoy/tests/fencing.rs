@@ -154,6 +154,14 @@ fn a_real_fence_agent_speaks_the_protocol_through_buoy_fence() {
         "{out}{err}"
     );
 
+    // Issue 15, hole 3: a reboot proves nothing about what runs there now (the host may be up
+    // again): only a confirmed `off` marks a host fenced. (Before, a reboot did.)
+    let (ok, out, err) = buoy(c.http(1), &["fence", "rack-9", "--action", "reboot"]);
+    assert!(ok && out.contains("lease is over"), "{out}{err}");
+    std::thread::sleep(Duration::from_millis(700));
+    let (_, body) = get(c.http(1), "/v1/hosts/rack-9").unwrap();
+    assert_eq!(json(&body)["failed"], false, "{body}");
+
     let (ok, out, err) = buoy(c.http(1), &["fence", "rack-9"]);
     assert!(ok && out.contains("fenced"), "{out}{err}");
     assert_eq!(std::fs::read_to_string(&power).unwrap(), "off");

@@ -252,7 +252,7 @@ pub fn chaos(args: ChaosArgs) -> Result<()> {
     c.start_all()?;
     c.wait_for_leader(0, Duration::from_secs(30))?;
     let api = c.http(0);
-    let post = |path: &str, body: Value| client::call_json(api, "POST", path, Some(&body));
+    let post = |path: &str, body: Value| local_cluster::post_setup(api, path, &body);
     post(
         "/v1/segments",
         json!({"name": "chaos", "auto_rejoin": true}),

@@ -347,6 +347,21 @@ pub struct Placed {
     pub epoch: u64,
 }
 
+/// A POST during a cluster's setup: retried while the control plane answers 503 (a leader
+/// election right after start, or under load), for up to 30 s.
+pub fn post_setup(addr: SocketAddr, path: &str, body: &Value) -> Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match client::call_json(addr, "POST", path, Some(body)) {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() < deadline && format!("{e:#}").contains("HTTP 503") => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// A GET as JSON, with a short timeout (a hung agent must not stall a benchmark or the
 /// chaos schedule).
 pub fn get_json(addr: SocketAddr, path: &str) -> Result<Value> {

@@ -42,6 +42,10 @@ pub fn fence(args: FenceArgs) -> Result<()> {
             "host {} fenced ({}): its instances move now",
             args.host, args.action
         ),
+        (_, Some(0)) if args.action == "reboot" => println!(
+            "fence agent: reboot succeeded; host {} may be up again, so it counts as down only once its lease is over",
+            args.host
+        ),
         (_, Some(0)) => println!("fence agent: {} succeeded", args.action),
         (_, Some(2)) if args.action == "status" => println!("host {} is off", args.host),
         (_, code) => bail!("fence agent: {} ended with exit code {code:?}", args.action),

@@ -95,7 +95,7 @@ fn get(addr: SocketAddr, path: &str) -> Result<Value> {
 }
 
 fn post(addr: SocketAddr, path: &str, body: Value) -> Result<Value> {
-    client::call_json(addr, "POST", path, Some(&body))
+    local_cluster::post_setup(addr, path, &body)
 }
 
 /// Instance id -> (host id, placement id, epoch) (the benchmark's instances are single).

@@ -3,8 +3,9 @@
 //! - `POST /v1/hosts/{id}/enable`: a failed host that is back (alive in gossip, renewing its
 //!   lease) takes work again.
 //! - `POST /v1/hosts/{id}/fence` `{"action": "off"}`: runs the host's fence device (STONITH)
-//!   with that action; a confirmed `off` or `reboot` marks the host fenced, and the recovery
-//!   loop moves its instances at once.
+//!   with that action; only a confirmed `off` marks the host fenced (the recovery loop then
+//!   moves its instances at once). After a `reboot` the host may be up again, so it counts as
+//!   down only once its lease is over, like any host (rule S1).
 
 use std::sync::Arc;
 
@@ -161,7 +162,8 @@ async fn fence_host(State(a): State<HostActions>, Path(id): Path<String>, body: 
         let run = fence::run(device, &action, fence::TIMEOUT)
             .await
             .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "fence_failed", e, None))?;
-        let fenced = run.succeeded() && matches!(action.as_str(), "off" | "reboot");
+        // Only a confirmed `off` proves the host runs nothing; a rebooted host may be up.
+        let fenced = run.succeeded() && action == "off";
         if fenced {
             a.fencer.record_off(&h.name);
         }
