@@ -77,3 +77,45 @@ fn a_hung_agent_causes_no_double_run_and_the_injected_fault_is_caught() {
     assert!(v["double_runs"].as_u64().unwrap_or(0) > 0, "{v}");
     assert!(stderr.contains("DOUBLE RUN"), "{stderr}");
 }
+
+/// Issue 15: the same with `--fault isolate` (every host in its own network namespace; the
+/// struck host's link goes down): no double run, and the injected fault is named and fails the
+/// run.
+#[test]
+fn an_isolated_host_causes_no_double_run_and_the_injected_fault_is_caught() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let netns = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !root || !netns {
+        if std::env::var_os("CI").is_some() {
+            panic!("CI runs as root with iproute2: network namespaces must be available");
+        }
+        eprintln!("SKIPPED: --fault isolate needs root and `ip netns` (iproute2)");
+        return;
+    }
+    let args = "--hosts 3 --instances 4 --runs 1 --seed 4 --fault isolate";
+    let args: Vec<&str> = args.split(' ').collect();
+    let (ok, v, stderr) = bench(&args);
+    assert!(ok, "{v}\n{stderr}");
+    assert_eq!(
+        (v["double_runs"].as_u64(), v["lost_instances"].as_u64()),
+        (Some(0), Some(0)),
+        "{v}"
+    );
+
+    let injected: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(["--inject-double-run"])
+        .collect();
+    let (ok, v, stderr) = bench(&injected);
+    assert!(
+        !ok,
+        "the injected double run must fail the run: {v}\n{stderr}"
+    );
+    assert!(v["double_runs"].as_u64().unwrap_or(0) > 0, "{v}");
+    assert!(stderr.contains("DOUBLE RUN"), "{stderr}");
+}

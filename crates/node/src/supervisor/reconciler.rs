@@ -450,29 +450,27 @@ impl Supervisor {
     /// What follows an instance's end: a restart after the backoff, or failed once its budget
     /// is spent.
     fn after_crash(&self, u: &mut Unit, now: Instant, ended: Ended) {
-        {
-            u.observed.exit_code = ended.code;
-            match u.budget.on_crash(now) {
-                AfterCrash::RestartAt(t) => {
-                    u.restart_at = Some(t);
-                    u.set(
-                        Phase::Restarting,
-                        Some(format!(
-                            "{}; restart in {} ms",
-                            ended.reason,
-                            t.saturating_since(now).as_millis()
-                        )),
-                    );
-                }
-                AfterCrash::GiveUp => {
-                    let reason = format!(
-                        "{}; {} restarts within {} used up",
+        u.observed.exit_code = ended.code;
+        match u.budget.on_crash(now) {
+            AfterCrash::RestartAt(t) => {
+                u.restart_at = Some(t);
+                u.set(
+                    Phase::Restarting,
+                    Some(format!(
+                        "{}; restart in {} ms",
                         ended.reason,
-                        u.assignment.instance.max_restarts,
-                        model::duration_text::format(u.assignment.instance.restart_window)
-                    );
-                    u.set(Phase::Failed, Some(reason));
-                }
+                        t.saturating_since(now).as_millis()
+                    )),
+                );
+            }
+            AfterCrash::GiveUp => {
+                let reason = format!(
+                    "{}; {} restarts within {} used up",
+                    ended.reason,
+                    u.assignment.instance.max_restarts,
+                    model::duration_text::format(u.assignment.instance.restart_window)
+                );
+                u.set(Phase::Failed, Some(reason));
             }
         }
     }
