@@ -61,6 +61,18 @@ fn start_host(c: &mut Cluster, i: u8) {
     .unwrap_or_else(|| panic!("h{i} did not start:\n{}", c.log(i)));
 }
 
+/// When host `i`'s lease ends (or ended), as it counts it, in Unix milliseconds.
+fn lease_until_ms(c: &Cluster, i: u8) -> Option<u64> {
+    let (s, b) = get(c.http(i), "/v1/lease")?;
+    if s != 200 {
+        return None;
+    }
+    let until = json(&b)["until"].as_str()?.to_string();
+    model::timestamp::Timestamp::parse(&until)
+        .ok()
+        .map(|t| t.unix_millis())
+}
+
 fn held(c: &Cluster, i: u8) -> Option<bool> {
     let (s, b) = get(c.http(i), "/v1/lease")?;
     (s == 200).then(|| json(&b)["held"].as_bool())?
@@ -106,16 +118,10 @@ fn a_copy_whose_stop_hangs_moves_only_once_its_old_host_is_fenced() {
     .unwrap();
     assert_eq!(status, 200, "{body}");
 
-    // Watch h2's lease until h3 runs the copy.
-    let mut h2_held_when_h3_started = None;
-    let started = wait_until(Duration::from_secs(30), || {
-        let h2 = held(&c, 2);
-        if on("h3") {
-            h2_held_when_h3_started = Some(h2);
-            return true;
-        }
-        false
-    });
+    // Wait until h3 runs the copy (its state file appears), then compare when it started with
+    // when h2's lease ended as h2 itself counts it (a fenced host renews no more, so its
+    // lease's end stays put).
+    let started = wait_until(Duration::from_secs(30), || on("h3"));
     let _ = std::fs::remove_file(state_dir.join("h2.hang"));
     let started = started.unwrap_or_else(|| {
         panic!(
@@ -125,10 +131,26 @@ fn a_copy_whose_stop_hangs_moves_only_once_its_old_host_is_fenced() {
             c.log(1)
         )
     });
-    assert_eq!(
-        h2_held_when_h3_started,
-        Some(Some(false)),
-        "h3 started the copy {started:?} after the move while h2 (whose stop hangs) still held its lease:\n{}",
+    let h3_started_ms = std::fs::metadata(state_dir.join("h3.state"))
+        .and_then(|m| m.modified())
+        .map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64)
+        .unwrap();
+    let mut h2_until = None;
+    wait_until(Duration::from_secs(10), || {
+        h2_until = lease_until_ms(&c, 2);
+        h2_until.is_some() && held(&c, 2) == Some(false)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "h3 started the copy {started:?} after the move while h2 (whose stop hangs) still holds its lease 10 s later:\n{}",
+            c.log(2)
+        )
+    });
+    let h2_until = h2_until.unwrap();
+    assert!(
+        h3_started_ms >= h2_until,
+        "h3 started the copy {started:?} after the move, {} ms before the lease of h2 (whose stop hangs) ended:\n{}",
+        h2_until - h3_started_ms,
         c.log(2)
     );
     let log = c.log(2);
