@@ -11,6 +11,7 @@
 //! - `scenario`: the membership scenario behind `buoy sim membership` and its report;
 //! - `stats`: percentiles;
 //! - `heartbeats`: rule S1 judged from heartbeat files the demo app writes;
+//! - `run_log`: rule S1 checked exactly from the start and end of every simulated process;
 //! - `raft_network` and `control_plane`: the control-plane scenario (real openraft + redb
 //!   replicas on an in-memory faulty network under a paused tokio clock).
 
@@ -21,6 +22,7 @@ pub mod heartbeats;
 pub mod network;
 pub mod protocol;
 pub mod raft_network;
+pub mod run_log;
 pub mod scenario;
 pub mod simulation;
 pub mod stats;
