@@ -4,6 +4,8 @@
 //! writing. The checker must find no violation of S1 (one copy at a time), S2 (no
 //! acknowledged write lost), S3 (an isolated host keeps its work) or availability.
 
+mod common;
+
 use std::process::{Command, Stdio};
 
 /// Runs `buoy chaos ARGS --json`; returns its report (with no violation and exit 0 asserted)
@@ -67,13 +69,7 @@ fn the_checker_reports_a_planted_double_run() {
 
 #[test]
 fn a_chaos_run_with_hosts_in_network_namespaces_breaks_no_safety_rule() {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let netns = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !root || !netns {
+    if !common::netns_available() {
         eprintln!("SKIPPED: needs root and `ip netns` (iproute2)");
         return;
     }

@@ -3,6 +3,8 @@
 //! must come back elsewhere, never two copies at once (judged from the heartbeats), nothing
 //! lost. The benchmark itself is the harness: this test runs a short version of it.
 
+mod common;
+
 use std::process::Command;
 
 #[test]
@@ -50,25 +52,21 @@ fn bench(args: &[&str]) -> (bool, serde_json::Value, String) {
     (out.status.success(), v, stderr)
 }
 
-/// Issue 15: a frozen agent (SIGSTOP) leaves its instances to its watchdog; they run elsewhere
-/// only once they stopped. With the negative control (the host keeps its instances without a
-/// lease and disarms its watchdog) the same run must report the double run and exit non-zero:
-/// the checker can fail.
-#[test]
-fn a_hung_agent_causes_no_double_run_and_the_injected_fault_is_caught() {
-    let args = "--hosts 3 --instances 4 --runs 1 --seed 3 --net 77 --fault hang";
+/// Runs the benchmark with `args`, then again with `--inject-double-run`: the first run must
+/// be clean, the second must fail naming the double run. Returns the clean run's report.
+fn clean_then_caught(args: &str) -> serde_json::Value {
     let args: Vec<&str> = args.split(' ').collect();
-    let (ok, v, stderr) = bench(&args);
-    assert!(ok, "{v}\n{stderr}");
-    assert_eq!(v["double_runs"], 0, "{v}");
-    assert_eq!(v["lost_instances"], 0, "{v}");
-    assert_eq!(v["fault"], "hang", "{v}");
-
-    let injected: Vec<&str> = args
-        .iter()
-        .copied()
-        .chain(["--inject-double-run"])
-        .collect();
+    let (ok, clean, stderr) = bench(&args);
+    assert!(ok, "{clean}\n{stderr}");
+    assert_eq!(
+        (
+            clean["double_runs"].as_u64(),
+            clean["lost_instances"].as_u64()
+        ),
+        (Some(0), Some(0)),
+        "{clean}"
+    );
+    let injected: Vec<&str> = args.into_iter().chain(["--inject-double-run"]).collect();
     let (ok, v, stderr) = bench(&injected);
     assert!(
         !ok,
@@ -76,6 +74,17 @@ fn a_hung_agent_causes_no_double_run_and_the_injected_fault_is_caught() {
     );
     assert!(v["double_runs"].as_u64().unwrap_or(0) > 0, "{v}");
     assert!(stderr.contains("DOUBLE RUN"), "{stderr}");
+    clean
+}
+
+/// Issue 15: a frozen agent (SIGSTOP) leaves its instances to its watchdog; they run elsewhere
+/// only once they stopped. With the negative control (the host keeps its instances without a
+/// lease and disarms its watchdog) the same run must report the double run and exit non-zero:
+/// the checker can fail.
+#[test]
+fn a_hung_agent_causes_no_double_run_and_the_injected_fault_is_caught() {
+    let v = clean_then_caught("--hosts 3 --instances 4 --runs 1 --seed 3 --net 77 --fault hang");
+    assert_eq!(v["fault"], "hang", "{v}");
 }
 
 /// Issue 15: the same with `--fault isolate` (every host in its own network namespace; the
@@ -83,39 +92,12 @@ fn a_hung_agent_causes_no_double_run_and_the_injected_fault_is_caught() {
 /// run.
 #[test]
 fn an_isolated_host_causes_no_double_run_and_the_injected_fault_is_caught() {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let netns = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !root || !netns {
+    if !common::netns_available() {
         if std::env::var_os("CI").is_some() {
             panic!("CI runs as root with iproute2: network namespaces must be available");
         }
         eprintln!("SKIPPED: --fault isolate needs root and `ip netns` (iproute2)");
         return;
     }
-    let args = "--hosts 3 --instances 4 --runs 1 --seed 4 --fault isolate";
-    let args: Vec<&str> = args.split(' ').collect();
-    let (ok, v, stderr) = bench(&args);
-    assert!(ok, "{v}\n{stderr}");
-    assert_eq!(
-        (v["double_runs"].as_u64(), v["lost_instances"].as_u64()),
-        (Some(0), Some(0)),
-        "{v}"
-    );
-
-    let injected: Vec<&str> = args
-        .iter()
-        .copied()
-        .chain(["--inject-double-run"])
-        .collect();
-    let (ok, v, stderr) = bench(&injected);
-    assert!(
-        !ok,
-        "the injected double run must fail the run: {v}\n{stderr}"
-    );
-    assert!(v["double_runs"].as_u64().unwrap_or(0) > 0, "{v}");
-    assert!(stderr.contains("DOUBLE RUN"), "{stderr}");
+    clean_then_caught("--hosts 3 --instances 4 --runs 1 --seed 4 --fault isolate");
 }

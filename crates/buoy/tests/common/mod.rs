@@ -418,3 +418,13 @@ pub fn place_sleeper(c: &Cluster, name: &str, host: &str) {
         host,
     );
 }
+
+/// Whether this process can make network namespaces (root, and iproute2's `ip netns`).
+pub fn netns_available() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    root && Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
