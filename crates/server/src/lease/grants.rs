@@ -73,12 +73,23 @@ impl LeaseGrants {
     /// Whether `host`'s lease, the drift margin and `stop_budget` (see [`stop_budget`]) are
     /// over as this leader sees it; false until this leader has started its lease table for
     /// the current term.
-    pub fn lease_over(&self, host: &str, now: Instant, stop_budget: Duration) -> bool {
+    /// The budget is asked for only once the lease and drift margin are over (it walks the
+    /// placements, and this runs for every withheld copy at every grant).
+    pub fn lease_over(
+        &self,
+        host: &str,
+        now: Instant,
+        stop_budget: impl FnOnce() -> Duration,
+    ) -> bool {
         let term = self.replica.raft().metrics().borrow().current_term;
-        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        table
-            .as_ref()
-            .is_some_and(|(t, lt)| *t == term && lt.fenced_at(host) + stop_budget <= now)
+        let fenced_at = {
+            let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            match table.as_ref() {
+                Some((t, lt)) if *t == term => lt.fenced_at(host),
+                _ => return false,
+            }
+        };
+        fenced_at <= now && fenced_at + stop_budget() <= now
     }
 
     /// Whether `host` renewed with this leader and its lease runs at `now`.
@@ -229,7 +240,7 @@ impl LeaseGrants {
             // Down only when it provably runs nothing: its lease (and the drift margin) is
             // over, or its fence device confirmed it off. A host merely marked failed may be
             // alive and renewing, and must report the copy stopped like any other.
-            if left.fenced || self.lease_over(&left.name, now, stop_budget(st, &left.meta.id)) {
+            if left.fenced || self.lease_over(&left.name, now, || stop_budget(st, &left.meta.id)) {
                 return handoff::confirmed(&p.meta.id, h, LeftHost::Down);
             }
             // Read in place under the lock: this runs for every withheld copy at every grant.

@@ -42,13 +42,11 @@ impl Recovery {
             }
             let how = match fenced {
                 Some(at) => (FENCED, at, "the fence agent confirmed it off".to_string()),
-                None if self.grants.lease_over(
-                    &h.name,
-                    now,
+                None if self.grants.lease_over(&h.name, now, || {
                     self.replica
                         .shared()
-                        .read(|st| crate::lease::grants::stop_budget(st, &h.meta.id)),
-                ) =>
+                        .read(|st| crate::lease::grants::stop_budget(st, &h.meta.id))
+                }) =>
                 {
                     (
                     LEASE_EXPIRED,
