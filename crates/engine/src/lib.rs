@@ -8,12 +8,16 @@
 //!   older than one it acted on).
 //! - [`lease_table`]: the leader's soft-state view of every host's lease.
 //! - [`handoff`]: when a copy that moved between live hosts may start on the new one.
+//! - [`grant`]: what a lease grant assigns to a host.
+//! - [`plan_input`]: the planner's view of the replicated state.
 //! - [`planner`]: where the instances of failed hosts (and failed instances) go.
 
 pub mod assignment_floor;
+pub mod grant;
 pub mod handoff;
 pub mod host_lease;
 pub mod lease_table;
+pub mod plan_input;
 pub mod planner;
 
 pub use swim::Instant;

@@ -12,6 +12,7 @@
 //! - [`sim`]: `buoy sim membership|control-plane`, the front end of the `sim` crate. With the
 //!   `huge-pages` feature the process allocator serves the simulator's large tables from
 //!   huge pages (`huge_arena`); the agent is built without it.
+//! - [`sim_cluster`]: `buoy sim cluster`, the whole system under faults on the virtual clock.
 
 pub mod bench;
 pub mod chaos;
@@ -22,6 +23,7 @@ pub mod local_cluster;
 pub mod netns;
 pub mod sandbox;
 pub mod sim;
+pub mod sim_cluster;
 
 /// The process allocator, with the huge-page arena that only `buoy sim` switches on.
 #[cfg(feature = "huge-pages")]

@@ -33,6 +33,8 @@ pub struct RunLog {
     running: BTreeMap<String, Vec<(Copy, Instant)>>,
     violations: Vec<Violation>,
     starts: u64,
+    /// When each copy last ended, for those ended through [`RunLog::end`].
+    ends: BTreeMap<Copy, Instant>,
 }
 
 impl RunLog {
@@ -59,6 +61,23 @@ impl RunLog {
                 self.running.remove(&copy.instance);
             }
         }
+    }
+
+    /// `copy`'s process ended at `at` (remembered for [`RunLog::ended_at`]).
+    pub fn end(&mut self, at: Instant, copy: &Copy) {
+        if self
+            .running
+            .get(&copy.instance)
+            .is_some_and(|l| l.iter().any(|(c, _)| c == copy))
+        {
+            self.ends.insert(copy.clone(), at);
+        }
+        self.ended(copy);
+    }
+
+    /// When `copy` last ended, if it ended through [`RunLog::end`].
+    pub fn ended_at(&self, copy: &Copy) -> Option<Instant> {
+        self.ends.get(copy).copied()
     }
 
     /// How many copies of `instance` run now.

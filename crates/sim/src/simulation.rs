@@ -2,7 +2,6 @@
 //! nodes, each a sans-IO `Swim` core. Crashed nodes drop what reaches them; stalled nodes queue
 //! it and process the backlog when they wake, as a process starved of CPU would.
 
-use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
@@ -71,30 +70,8 @@ enum Delivery {
     },
 }
 
-/// A heap entry: small, so sifting is cheap; the delivery itself waits in a slab.
-struct Scheduled {
-    at: Instant,
-    seq: u64,
-    slot: u32,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Scheduled {
-    // Reversed: BinaryHeap is a max-heap, the earliest (then first scheduled) must pop first.
-    fn cmp(&self, o: &Self) -> Ordering {
-        (o.at, o.seq).cmp(&(self.at, self.seq))
-    }
-}
+/// A heap entry: small (a slab index), so sifting is cheap; the delivery waits in the slab.
+type Scheduled = crate::due::Due<u32>;
 
 /// One simulated host.
 struct Node<P> {
@@ -299,8 +276,8 @@ impl<P: Protocol> Simulation<P> {
                 continue;
             }
             let Some(s) = self.queue.pop() else { break };
-            let what = self.slab[s.slot as usize].take();
-            self.free.push(s.slot);
+            let what = self.slab[s.item as usize].take();
+            self.free.push(s.item);
             if let Some(what) = what {
                 self.dispatch(what);
             }
@@ -323,7 +300,7 @@ impl<P: Protocol> Simulation<P> {
         self.queue.push(Scheduled {
             at,
             seq: self.seq,
-            slot,
+            item: slot,
         });
     }
 

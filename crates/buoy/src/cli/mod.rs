@@ -160,6 +160,8 @@ pub enum SimCommand {
     Membership(MembershipArgs),
     /// The replicated control plane under crashes, restarts and partitions: lost writes, split brain.
     ControlPlane(lab::sim::ControlPlaneSimArgs),
+    /// The whole system under faults (hosts, leases, control plane, recovery): rules S1, S3, L1.
+    Cluster(lab::sim_cluster::ClusterSimArgs),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -183,6 +185,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sim {
             what: SimCommand::ControlPlane(args),
         } => lab::sim::control_plane(args)?,
+        Command::Sim {
+            what: SimCommand::Cluster(args),
+        } => lab::sim_cluster::cluster(args)?,
         Command::Bench {
             what: BenchCommand::ControlPlane(args),
         } => lab::bench::control_plane::control_plane(args)?,

@@ -255,8 +255,11 @@ impl Supervisor {
             for u in units.values_mut() {
                 u.health = None;
                 if let Some(p) = u.process.take() {
-                    self.kill_now(p, &u.observed.name);
-                    self.untrack(&u.observed.placement);
+                    self.kill_now(p, &u.observed);
+                    u.set(Phase::Stopped, Some(reason.clone()));
+                } else if u.observed.phase == Phase::Restarting {
+                    // Its restart is off too: it starts again with the next lease, like a
+                    // killed one (left `restarting` with no restart time, it never would).
                     u.set(Phase::Stopped, Some(reason.clone()));
                 }
                 u.restart_at = None;
@@ -292,39 +295,10 @@ impl Supervisor {
                 && let Some(p) = u.process.take()
             {
                 let timeout = stop_timeout(&u.assignment);
-                let watchdog = self.watchdog.clone();
-                let placement = id.clone();
                 info!(instance = %u.observed.name, "stopping: no longer placed here");
                 u.health = None;
                 u.set(Phase::Stopping, Some("no longer placed here".into()));
-                // Keyed by placement and epoch: the same placement may come back meanwhile.
-                let key = format!("{id}@{}", u.observed.epoch);
-                let draining = self.draining.clone();
-                draining
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(key.clone(), u.observed.clone());
-                let fence = self.fence.clone();
-                tokio::spawn(async move {
-                    let how = p.stop(timeout).await;
-                    let mut d = draining.lock().unwrap_or_else(|p| p.into_inner());
-                    if !how.done {
-                        // It may still run: the copy stays reported, and the host is fenced
-                        // before it runs anywhere else (the watchdog keeps tracking it).
-                        if let Some(o) = d.get_mut(&key) {
-                            o.phase = Phase::StopFailed;
-                            o.reason = Some(format!("stop failed: {how}"));
-                            o.since = Timestamp::now();
-                            fence.request(format!("{}: stop failed: {how}", o.name));
-                        }
-                        return;
-                    }
-                    info!(%placement, %how, "stopped");
-                    if let Some(w) = watchdog {
-                        w.untrack(&placement);
-                    }
-                    d.remove(&key);
-                });
+                self.drain(p, u.observed.clone(), timeout);
             }
         }
 
@@ -364,6 +338,10 @@ impl Supervisor {
                 unit.restart_at = Some(now);
             }
             if unit.process.is_none() && unit.restart_at.is_some_and(|t| t <= now) {
+                if self.draining(id) {
+                    // Its earlier copy is still being stopped here: it starts once that is done.
+                    continue;
+                }
                 if let Some((phase, why)) = &refusal {
                     // Starts once the watchdog answers (restart_at stays).
                     unit.set(*phase, Some(why.clone()));
@@ -477,20 +455,61 @@ impl Supervisor {
 
     /// Kills `p` at once (lease loss, no watchdog): SIGKILL for processes and VMs; an OCF
     /// resource's `stop`, which fences the host if it fails (its state is then unknown).
-    fn kill_now(&self, p: Running, name: &str) {
+    fn kill_now(&self, p: Running, observed: &Observed) {
         match p {
-            Running::Ocf(_) => {
-                let fence = self.fence.clone();
-                let name = name.to_string();
-                tokio::spawn(async move {
-                    let how = p.stop(Duration::ZERO).await;
-                    if !how.done {
-                        fence.request(format!("{name}: stop failed: {how}"));
-                    }
-                });
+            // Reported `stopping` until its stop is done: the leader must not count it
+            // stopped, nor may it start here again, while the stop runs.
+            Running::Ocf(_) => self.drain(p, observed.clone(), Duration::ZERO),
+            other => {
+                other.kill();
+                self.untrack(&observed.placement);
             }
-            other => other.kill(),
         }
+    }
+
+    /// Stops `p` in the background. Until the stop is done the copy stays reported `stopping`
+    /// (keyed by placement and epoch: the same placement may come back meanwhile), and nothing
+    /// starts under its placement here; a stop that fails leaves it `stop_failed` and fences
+    /// the host before the copy runs anywhere else (the watchdog keeps tracking it).
+    fn drain(&self, p: Running, mut observed: Observed, timeout: Duration) {
+        let placement = observed.placement.clone();
+        let key = format!("{placement}@{}", observed.epoch);
+        observed.phase = Phase::Stopping;
+        observed.since = Timestamp::now();
+        let draining = self.draining.clone();
+        draining
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone(), observed);
+        let (fence, watchdog) = (self.fence.clone(), self.watchdog.clone());
+        tokio::spawn(async move {
+            let how = p.stop(timeout).await;
+            let mut d = draining.lock().unwrap_or_else(|p| p.into_inner());
+            if !how.done {
+                if let Some(o) = d.get_mut(&key) {
+                    o.phase = Phase::StopFailed;
+                    o.reason = Some(format!("stop failed: {how}"));
+                    o.since = Timestamp::now();
+                    fence.request(format!("{}: stop failed: {how}", o.name));
+                }
+                return;
+            }
+            info!(%placement, %how, "stopped");
+            if let Some(w) = watchdog {
+                w.untrack(&placement);
+            }
+            d.remove(&key);
+        });
+    }
+
+    /// True while a copy of `placement` (any epoch) is being stopped here.
+    fn draining(&self, placement: &str) -> bool {
+        let prefix = format!("{placement}@");
+        self.draining
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .any(|k| k.starts_with(&prefix))
     }
 
     /// The host's fence request (read by the lease keeper).
@@ -506,7 +525,7 @@ impl Supervisor {
         match &self.watchdog {
             Some(w) if !w.ready() => Some((
                 Phase::Stopped,
-                "the watchdog does not answer or is not armed; nothing runs here until it does"
+                "the watchdog does not answer, is not armed, or is still killing what ran before; nothing runs here until it is ready"
                     .into(),
             )),
             Some(_) => None,
@@ -662,6 +681,40 @@ mod tests {
         // Held again, but without fresh assignments: nothing starts.
         s.reconcile(now, true, None);
         assert_eq!(s.observed()[0].phase, Phase::Stopped);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Found by `buoy sim cluster`: a copy between a crash and its restart when the lease ended
+    /// stayed `restarting` with no restart time, and never ran again on that host.
+    #[tokio::test]
+    async fn a_copy_waiting_for_its_restart_starts_again_after_a_lease_loss() {
+        let dir = std::env::temp_dir().join(format!("buoy-reconciler-r-{}", std::process::id()));
+        let s = Supervisor::new("h1".into(), "127.0.0.1".into(), dir.clone(), None, true);
+        let mut a = assigned(2);
+        let params = &mut a.list[0].instance.params;
+        params.insert("command".into(), serde_json::json!("/bin/false"));
+        params.remove("args");
+        let now = Instant::from_nanos(1);
+        s.reconcile(now, true, Some(&a));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while s.observed()[0].phase != Phase::Restarting {
+            assert!(std::time::Instant::now() < deadline, "{:?}", s.observed());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            s.reconcile(now, true, Some(&a));
+        }
+        s.reconcile(now, false, Some(&a));
+        assert_eq!(s.observed()[0].phase, Phase::Stopped, "{:?}", s.observed());
+        // The next lease, long after any backoff: it starts again.
+        let later = Instant::from_nanos(3_600_000_000_000);
+        s.reconcile(later, true, Some(&a));
+        let o = s.observed();
+        assert!(
+            matches!(
+                o[0].phase,
+                Phase::Starting | Phase::Running | Phase::Restarting
+            ),
+            "{o:?}"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -196,7 +196,11 @@ impl WatchdogClient {
             }
             match tokio::time::timeout(ANSWER, answers.next_line()).await {
                 Ok(Ok(Some(line))) => match serde_json::from_str::<Status>(&line) {
-                    Ok(status) => self.set_armed(status.deadline_ns.is_some()),
+                    // Ready only when armed and done killing what an earlier lease (or an
+                    // earlier agent) ran: until then it may still run.
+                    Ok(status) => {
+                        self.set_armed(status.deadline_ns.is_some() && status.killing == 0)
+                    }
                     Err(_) => return "it answered something else than its status",
                 },
                 Ok(_) => return "the connection closed",

@@ -20,6 +20,8 @@ struct Watchdog {
     moved: Notify,
     /// The clock deadlines are read on: the boot clock (a test moves it as a suspend would).
     clock: Box<dyn Fn() -> Duration + Send + Sync>,
+    /// Itself, for the tasks that report a kill done.
+    me: std::sync::OnceLock<std::sync::Weak<Watchdog>>,
 }
 
 impl Watchdog {
@@ -28,7 +30,20 @@ impl Watchdog {
             status: Mutex::new(Status::default()),
             moved: Notify::new(),
             clock,
+            me: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Shared, with the handle its kill tasks report through.
+    fn shared(self) -> Arc<Self> {
+        let wd = Arc::new(self);
+        let _ = wd.me.set(Arc::downgrade(&wd));
+        wd
+    }
+
+    fn done_killing(&self) {
+        let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        s.killing = s.killing.saturating_sub(1);
     }
 
     /// Applies one request. `first_sync` is true for the first `Sync` of a connection: a new
@@ -54,7 +69,17 @@ impl Watchdog {
                             count = orphans.len(),
                             "a new agent connection does not claim what the old one ran: killing it"
                         );
-                        tokio::spawn(kill_all(orphans));
+                        s.killing += 1;
+                        drop(s);
+                        let wd = self.me.get().and_then(std::sync::Weak::upgrade);
+                        tokio::spawn(async move {
+                            kill_all(orphans).await;
+                            if let Some(wd) = wd {
+                                wd.done_killing();
+                            }
+                        });
+                        self.moved.notify_one();
+                        return None;
                     }
                 }
             }
@@ -98,6 +123,7 @@ impl Watchdog {
             let deadline = s.deadline_ns.take().unwrap_or(0);
             if !s.tracked.is_empty() {
                 s.fired += 1;
+                s.killing += 1;
             }
             (std::mem::take(&mut s.tracked), deadline)
         };
@@ -111,6 +137,7 @@ impl Watchdog {
             "deadline passed: killing every tracked instance"
         );
         kill_all(targets.into_iter().collect()).await;
+        self.done_killing();
     }
 }
 
@@ -203,7 +230,7 @@ pub fn run(socket: &Path) -> Result<()> {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
         }
-        let wd = Arc::new(Watchdog::new(Box::new(boot_now)));
+        let wd = Watchdog::new(Box::new(boot_now)).shared();
         tokio::spawn(wd.clone().run_timer());
         tracing::info!(socket = %socket.display(), "watchdog ready");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -230,7 +257,7 @@ mod tests {
     /// sorts before `b-group`: the group lived 20 s more.)
     #[tokio::test]
     async fn a_hung_stop_command_does_not_delay_the_other_kills() {
-        let wd = Arc::new(Watchdog::new(Box::new(boot_now)));
+        let wd = Watchdog::new(Box::new(boot_now)).shared();
         let mut group = std::process::Command::new("sleep")
             .arg("30")
             .process_group(0)
@@ -299,9 +326,10 @@ mod tests {
     async fn a_deadline_passed_during_a_suspend_fires_at_once_on_waking() {
         let jump = Arc::new(AtomicU64::new(0));
         let j = jump.clone();
-        let wd = Arc::new(Watchdog::new(Box::new(move || {
+        let wd = Watchdog::new(Box::new(move || {
             boot_now() + Duration::from_nanos(j.load(Ordering::SeqCst))
-        })));
+        }))
+        .shared();
         let mut child = std::process::Command::new("sleep")
             .arg("30")
             .process_group(0)
@@ -338,5 +366,39 @@ mod tests {
             woke.elapsed()
         );
         assert_eq!(wd.apply(Request::Status, false).unwrap().fired, 1);
+    }
+
+    /// Found by `buoy sim cluster`: a new agent started an OCF resource again while the
+    /// watchdog was still running the `stop` of the old agent's copy. Kills under way are now
+    /// counted in the status, and the agent waits for none to be left.
+    #[tokio::test]
+    async fn orphans_count_as_being_killed_until_their_stops_are_done() {
+        let wd = Watchdog::new(Box::new(boot_now)).shared();
+        let slow_stop = Target::Exec {
+            argv: vec!["/bin/sleep".into(), "0.5".into()],
+            env: Default::default(),
+        };
+        wd.apply(
+            Request::Sync {
+                deadline_ns: None,
+                tracked: [("db".to_string(), slow_stop)].into(),
+            },
+            true,
+        );
+        // A new agent's first sync claims nothing: the resource is an orphan.
+        wd.apply(
+            Request::Sync {
+                deadline_ns: Some((boot_now() + Duration::from_secs(60)).as_nanos() as u64),
+                tracked: Default::default(),
+            },
+            true,
+        );
+        let status = || wd.apply(Request::Status, false).expect("a status");
+        assert_eq!(status().killing, 1, "{:?}", status());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while status().killing > 0 {
+            assert!(std::time::Instant::now() < deadline, "{:?}", status());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }

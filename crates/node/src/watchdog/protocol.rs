@@ -48,6 +48,10 @@ pub struct Status {
     pub tracked: BTreeMap<String, Target>,
     /// How many times the deadline passed and the watchdog killed what it tracked.
     pub fired: u64,
+    /// Kills under way (an OCF `stop` may run for its whole timeout): until they are done,
+    /// what they stop may still run, so the agent starts nothing (rule S1).
+    #[serde(default)]
+    pub killing: u32,
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use engine::lease_table::LeaseTable;
 use model::Timestamp;
 use model::placement::Placement;
 use node::gossip::runtime::Shared;
-use proto::{Assignment, Grant, Phase, Report};
+use proto::{Grant, Phase, Report};
 use state::replica::Replica;
 use tokio::sync::{Notify, oneshot};
 use tracing::info;
@@ -195,27 +195,9 @@ impl LeaseGrants {
             }
             // A copy waiting for its old host to confirm it stopped is held back, and the
             // grant says it reflects an older index: the host asks again until it comes.
-            let mut withheld = false;
-            // A host marked failed takes no work until it is enabled again, even when it is
-            // back and renewing: it is assigned nothing, so it stops whatever it still runs.
-            let assigned = st.host_by_name(host).filter(|h| !h.failed).map(|h| {
-                st.placements()
-                    .filter(|p| p.host == h.meta.id)
-                    .filter(|p| {
-                        let ok = self.handoffs_confirmed(st, p, now);
-                        withheld |= !ok;
-                        ok
-                    })
-                    .filter_map(|p| {
-                        st.instance(&p.instance).map(|i| Assignment {
-                            placement: p.clone(),
-                            instance: i.clone(),
-                        })
-                    })
-                    .collect()
-            });
-            let index = if withheld { index - 1 } else { index };
-            (index, Some(assigned.unwrap_or_default()))
+            let (index, list) =
+                engine::grant::assignments(st, host, |p| self.handoffs_confirmed(st, p, now));
+            (index, Some(list))
         });
         Ok(Grant {
             ttl_ms: ttl.as_millis() as u64,

@@ -16,14 +16,13 @@
 //!   it takes work again.
 //!
 //! Files: `detect` (failed and returning hosts), `external` (outside notifications), `fence`
-//! (STONITH), `input` (the planner's view), `placing` (moves and new placements), `failback`,
+//! (STONITH), `engine::plan_input` (the planner's view), `placing` (moves and new placements), `failback`,
 //! `progress` (records moving forward), `records` (writing notifications).
 
 mod detect;
 mod external;
 mod failback;
 pub mod fence;
-pub mod input;
 mod placing;
 mod progress;
 mod records;

@@ -10,9 +10,10 @@ use model::placement::{Epoch, Placement};
 use model::{Expect, Object, Op, Timestamp};
 use tracing::{info, warn};
 
+use super::RETRY_PLAN;
 use super::Recovery;
 use super::records::{self, DETECTED, PLANNED};
-use super::{RETRY_PLAN, input};
+use engine::plan_input as input;
 
 impl Recovery {
     /// Empties the handoff lists the old hosts have confirmed.

@@ -5,8 +5,8 @@ use model::notification::{Notification, NotificationStatus, NotificationType, VM
 use tracing::info;
 
 use super::Recovery;
-use super::input;
 use super::records::{self, HEALTHY, PLANNED, STARTED};
+use engine::plan_input as input;
 use proto::Phase;
 
 impl Recovery {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use engine::planner::{HostView, InstanceView, PlanInput, Resources, Slot};
+use crate::planner::{HostView, InstanceView, PlanInput, Resources, Slot};
 use model::ClusterState;
 use model::instance::{DesiredState, Mode};
 use model::placement::Epoch;

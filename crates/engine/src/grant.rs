@@ -1,0 +1,42 @@
+//! What a lease grant assigns to a host (rule S1): the copies placed on it, except those still
+//! waiting for their old host to confirm the stop (`handoff`), and nothing at all while the
+//! host is marked failed. The leader's grants and the simulator both build assignments here.
+
+use model::ClusterState;
+use model::placement::Placement;
+use proto::Assignment;
+
+/// The assignments of host `host` (by name) in `st`, and the change index they reflect: one
+/// less than the state's when a copy was held back, so the host asks again until it comes.
+/// `confirmed` says whether a placement's handoffs are all confirmed.
+pub fn assignments(
+    st: &ClusterState,
+    host: &str,
+    mut confirmed: impl FnMut(&Placement) -> bool,
+) -> (u64, Vec<Assignment>) {
+    let index = st.change_index();
+    let mut withheld = false;
+    // A host marked failed takes no work until it is enabled again, even when it is back and
+    // renewing: it is assigned nothing, so it stops whatever it still runs.
+    let list = st
+        .host_by_name(host)
+        .filter(|h| !h.failed)
+        .map(|h| {
+            st.placements()
+                .filter(|p| p.host == h.meta.id)
+                .filter(|p| {
+                    let ok = confirmed(p);
+                    withheld |= !ok;
+                    ok
+                })
+                .filter_map(|p| {
+                    st.instance(&p.instance).map(|i| Assignment {
+                        placement: p.clone(),
+                        instance: i.clone(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (if withheld { index - 1 } else { index }, list)
+}
