@@ -48,6 +48,9 @@ pub struct ClusterSimArgs {
     /// `skip-handoffs` (the leader starts moved copies before the old host stopped them).
     #[arg(long)]
     pub inject: Option<String>,
+    /// Print where this instance (by name) stands while it runs nowhere, every 5 s (stderr).
+    #[arg(long)]
+    pub trace: Option<String>,
     /// Print JSON (one object per run; with --seeds, one summary object).
     #[arg(long)]
     pub json: bool,
@@ -99,6 +102,7 @@ fn scenario(args: &ClusterSimArgs, seed: u64) -> Result<ClusterScenario> {
         }
         Some(other) => bail!("--inject {other}: expected keep-without-lease or skip-handoffs"),
     }
+    sc.trace = args.trace.clone();
     sc.validate().map_err(anyhow::Error::msg)?;
     Ok(sc)
 }

@@ -283,8 +283,9 @@ impl Control {
         if !changed && !retry {
             return;
         }
-        let needs = plan_input::needs_plan(&self.st);
-        if !(changed && (!failed.is_empty() || needs) || retry && needs) {
+        let worth = changed && (!failed.is_empty() || plan_input::needs_plan(&self.st))
+            || retry && plan_input::needs_plan(&self.st);
+        if !worth {
             if let Some(l) = self.leader.as_mut() {
                 l.planned = Some((index, failed));
             }

@@ -92,7 +92,7 @@ struct Agent {
     lease: HostLease,
     held: bool,
     floor: AssignmentFloor,
-    assigned: Option<(u64, Vec<Assignment>)>,
+    assigned: Option<(u64, std::sync::Arc<Vec<Assignment>>)>,
     units: BTreeMap<String, Unit>,
     draining: BTreeMap<(String, Epoch), Drain>,
     highest: BTreeMap<String, Epoch>,
@@ -345,6 +345,30 @@ impl Host {
         self.reap(t, log);
     }
 
+    /// Its state in one line, for `--trace`.
+    pub fn describe(&self, t: Instant) -> String {
+        let agent = self.agent.as_ref().map(|a| {
+            format!(
+                "held {} assigned {:?} units {:?} draining {:?} fence {:?} asleep {:?}",
+                a.lease.is_held(self.clock.local(t)),
+                a.assigned.as_ref().map(|x| x.0),
+                a.units
+                    .iter()
+                    .map(|(k, u)| (k.as_str(), u.phase, u.epoch.0))
+                    .collect::<Vec<_>>(),
+                a.draining.keys().collect::<Vec<_>>(),
+                a.fence_reason,
+                a.asleep_until,
+            )
+        });
+        format!(
+            "down until {:?}, suspended {:?}, agent {agent:?}, processes {:?}",
+            self.down_until,
+            self.suspended,
+            self.procs.keys().collect::<Vec<_>>()
+        )
+    }
+
     /// Ends the processes whose end is due.
     fn reap(&mut self, t: Instant, log: &mut RunLog) {
         let ended: Vec<(String, Epoch)> = self
@@ -485,7 +509,7 @@ impl Host {
             && let Some(list) = grant.assignments
             && a.floor.offer(grant.index) == Verdict::Take
         {
-            a.assigned = Some((grant.index, list));
+            a.assigned = Some((grant.index, std::sync::Arc::new(list)));
         }
     }
 
@@ -694,10 +718,10 @@ impl Host {
         let Some((index, list)) = a.assigned.clone() else {
             return;
         };
-        let desired: BTreeMap<String, Assignment> = list
-            .into_iter()
+        let desired: BTreeMap<&str, &Assignment> = list
+            .iter()
             .filter(|x| x.instance.desired_state == model::instance::DesiredState::Started)
-            .map(|x| (x.placement.meta.id.clone(), x))
+            .map(|x| (x.placement.meta.id.as_str(), x))
             .collect();
         // Stop what is no longer placed here (or moved to a new epoch).
         let gone: Vec<String> = a
@@ -738,7 +762,7 @@ impl Host {
         }
         // Start what is placed here and not running.
         let watchdog_busy = self.watchdog_busy(t);
-        for (id, x) in &desired {
+        for (&id, x) in &desired {
             let epoch = x.placement.epoch;
             let Some(a) = self.agent.as_mut() else {
                 return;
@@ -746,7 +770,7 @@ impl Host {
             if a.highest.get(id).is_some_and(|h| epoch < *h) {
                 continue;
             }
-            let unit = a.units.entry(id.clone()).or_insert_with(|| Unit {
+            let unit = a.units.entry(id.to_string()).or_insert_with(|| Unit {
                 instance: x.instance.meta.id.clone(),
                 name: x.instance.name.clone(),
                 epoch,
@@ -773,7 +797,7 @@ impl Host {
                     .rng
                     .duration_between(Duration::from_millis(50), Duration::from_millis(2_000));
                 unit.ready_at = Some(t + ready);
-                a.highest.insert(id.clone(), epoch);
+                a.highest.insert(id.to_string(), epoch);
                 let copy = Copy {
                     instance: x.instance.meta.id.clone(),
                     host: host.clone(),
@@ -786,7 +810,7 @@ impl Host {
                         .duration_between(Duration::from_secs(1), Duration::from_secs(120))
                 });
                 self.procs.insert(
-                    (id.clone(), epoch),
+                    (id.to_string(), epoch),
                     Proc {
                         copy,
                         dies_at: None,

@@ -53,6 +53,8 @@ pub struct ClusterScenario {
     /// Negative controls: S1 broken on purpose.
     pub broken_host: Broken,
     pub broken_leader: LeaderBroken,
+    /// An instance name whose outages are printed to stderr as the run goes.
+    pub trace: Option<String>,
 }
 
 impl ClusterScenario {
@@ -69,6 +71,7 @@ impl ClusterScenario {
             recovery_bound: Duration::from_secs(60),
             broken_host: Broken::default(),
             broken_leader: LeaderBroken::default(),
+            trace: None,
         }
     }
 
@@ -102,6 +105,12 @@ impl ClusterScenario {
     pub fn run(&self) -> ClusterReport {
         let wall = std::time::Instant::now();
         let mut w = world::World::new(self);
+        w.trace = self.trace.as_ref().and_then(|name| {
+            w.state()
+                .instances()
+                .find(|i| &i.name == name)
+                .map(|i| i.meta.id.clone())
+        });
         w.run(Instant::from_nanos(self.duration.as_nanos() as u64));
         let (s1, suspend) = classify(&w);
         let mut periods: Vec<u64> = w.down_periods.iter().map(|(ms, _)| *ms).collect();

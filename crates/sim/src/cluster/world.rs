@@ -41,6 +41,8 @@ enum Ev {
     ServerUp(usize),
     ServerRejoins(usize),
     Election,
+    /// An operator restarts a fenced host's agent (after cleaning up what failed to stop).
+    RestartFenced(usize),
 }
 
 type Scheduled = crate::due::Due<Ev>;
@@ -81,6 +83,10 @@ pub struct World {
     /// Finished periods with no copy running, in ms, with the instance.
     pub down_periods: Vec<(u64, String)>,
     election_pending: bool,
+    /// Every instance's id (instances are never added or removed during a run).
+    instance_ids: Vec<String>,
+    /// The instance (id) `--trace` follows.
+    pub trace: Option<String>,
 }
 
 impl World {
@@ -143,6 +149,8 @@ impl World {
             down_since: BTreeMap::new(),
             down_periods: Vec::new(),
             election_pending: false,
+            trace: None,
+            instance_ids: Vec::new(),
         };
         let first = w.rng.below(sc.servers);
         w.control.elect(first, Instant::ZERO);
@@ -257,6 +265,13 @@ impl World {
                 self.election_pending = false;
                 self.elect(t);
             }
+            Ev::RestartFenced(h) => {
+                if self.hosts[h].fenced {
+                    self.hosts[h].kill_agent(t);
+                    *self.faults.entry("operator_restart").or_default() += 1;
+                    self.step_host(h);
+                }
+            }
         }
     }
 
@@ -266,6 +281,10 @@ impl World {
         self.hosts[h].step(t, &self.drivers, &mut self.log, &mut out);
         if out.left_gossip {
             self.detector.left(h, t);
+            let delay = self
+                .rng
+                .duration_between(Duration::from_secs(20), Duration::from_secs(60));
+            self.schedule(t + delay, Ev::RestartFenced(h));
         }
         let generation = self.hosts[h].agent_gen;
         for renewal in out.renewals {
@@ -413,22 +432,31 @@ impl World {
     }
 
     fn sample_running(&mut self, t: Instant) {
-        let ids: Vec<String> = self
-            .control
-            .st
-            .instances()
-            .map(|i| i.meta.id.clone())
-            .collect();
-        for id in ids {
-            let running = self.log.running(&id) > 0;
-            match (running, self.down_since.get(&id).copied()) {
+        if self.instance_ids.is_empty() {
+            self.instance_ids = self
+                .control
+                .st
+                .instances()
+                .map(|i| i.meta.id.clone())
+                .collect();
+        }
+        for k in 0..self.instance_ids.len() {
+            let id = &self.instance_ids[k];
+            let running = self.log.running(id) > 0;
+            match (running, self.down_since.get(id).copied()) {
                 (true, Some(since)) => {
-                    self.down_since.remove(&id);
+                    self.down_since.remove(id);
                     self.down_periods
-                        .push((t.saturating_since(since).as_millis() as u64, id));
+                        .push((t.saturating_since(since).as_millis() as u64, id.clone()));
                 }
                 (false, None) => {
-                    self.down_since.insert(id, t);
+                    self.down_since.insert(id.clone(), t);
+                }
+                (false, Some(since))
+                    if self.trace.as_deref() == Some(id.as_str())
+                        && t.saturating_since(since).as_millis().is_multiple_of(5_000) =>
+                {
+                    eprintln!("{}", self.describe(t, id));
                 }
                 _ => {}
             }
@@ -441,6 +469,22 @@ impl World {
             self.down_periods
                 .push((t.saturating_since(since).as_millis() as u64, id));
         }
+    }
+
+    /// Where instance `id` stands, for `--trace`.
+    fn describe(&self, t: Instant, id: &str) -> String {
+        let st = &self.control.st;
+        let p = st.placements().find(|p| p.instance == id);
+        let host = p.and_then(|p| st.host(&p.host));
+        let h = host.and_then(|x| self.hosts.iter().find(|h| h.name == x.name));
+        format!(
+            "{} ms: {id} runs nowhere; placement {:?} on {:?} (failed {:?}); host: {}",
+            t.as_nanos() / 1_000_000,
+            p.map(|p| (&p.meta.id, p.epoch, &p.handoffs)),
+            host.map(|h| &h.name),
+            host.map(|h| h.failed),
+            h.map(|h| h.describe(t)).unwrap_or_default()
+        )
     }
 
     /// Instances with no copy running now.
