@@ -257,9 +257,12 @@ impl Supervisor {
                 if let Some(p) = u.process.take() {
                     self.kill_now(p, &u.observed);
                     u.set(Phase::Stopped, Some(reason.clone()));
-                } else if u.observed.phase == Phase::Restarting {
-                    // Its restart is off too: it starts again with the next lease, like a
-                    // killed one (left `restarting` with no restart time, it never would).
+                } else if u.cleanup.is_none()
+                    && matches!(u.observed.phase, Phase::Restarting | Phase::Starting)
+                {
+                    // A copy waiting for its (re)start is off too: it starts again with the
+                    // next lease, like a killed one (left waiting with no restart time, it
+                    // never would).
                     u.set(Phase::Stopped, Some(reason.clone()));
                 }
                 u.restart_at = None;

@@ -699,7 +699,8 @@ impl Host {
                 for u in a.units.values_mut() {
                     // A copy waiting for its restart is off too: it starts again with the next
                     // lease, like a killed one.
-                    if u.has_proc || u.phase == Phase::Restarting {
+                    let waiting = matches!(u.phase, Phase::Restarting | Phase::Starting);
+                    if u.has_proc || waiting && u.cleanup_at.is_none() {
                         u.has_proc = false;
                         u.phase = Phase::Stopped;
                     }
