@@ -2,7 +2,6 @@
 //! many side by side; prints each broken rule with the command that replays its seed, and
 //! exits non-zero when any rule broke.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -209,43 +208,29 @@ pub fn cluster(args: ClusterSimArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let next = AtomicU64::new(args.seed);
-    let end = args.seed + args.seeds;
-    let results: Mutex<Vec<ClusterReport>> = Mutex::new(Vec::new());
     let done = AtomicU64::new(0);
     let wall = std::time::Instant::now();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                loop {
-                    let seed = next.fetch_add(1, Ordering::Relaxed);
-                    if seed >= end {
-                        return;
-                    }
-                    let Ok(sc) = scenario(&args, seed) else {
-                        return;
-                    };
-                    let r = sc.run();
-                    if !r.ok() {
-                        eprintln!(
-                            "seed {seed}: {} violation(s), first: {}\n  replay: {}",
-                            r.violations().len(),
-                            r.violations()[0],
-                            replay(&args, seed)
-                        );
-                    }
-                    let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    if !args.json && (n.is_multiple_of(100) || n == args.seeds) {
-                        eprintln!("{n}/{} seeds", args.seeds);
-                    }
-                    results.lock().unwrap_or_else(|p| p.into_inner()).push(r);
-                }
-            });
+    let base = scenario(&args, args.seed)?;
+    let make = |seed| ClusterScenario {
+        seed,
+        ..base.clone()
+    };
+    let results = sim::cluster::run_many(args.seed..args.seed + args.seeds, make, |r| {
+        if !r.ok() {
+            eprintln!(
+                "seed {}: {} violation(s), first: {}\n  replay: {}",
+                r.seed,
+                r.violations().len(),
+                r.violations()[0],
+                replay(&args, r.seed)
+            );
+        }
+        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+        if !args.json && (n.is_multiple_of(100) || n == args.seeds) {
+            eprintln!("{n}/{} seeds", args.seeds);
         }
     });
-    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
-    results.sort_by_key(|r| r.seed);
     let failed: Vec<u64> = results.iter().filter(|r| !r.ok()).map(|r| r.seed).collect();
     let mut walls: Vec<u64> = results.iter().map(|r| r.wall_ms).collect();
     walls.sort_unstable();

@@ -1,8 +1,6 @@
 //! `buoy sim cluster` as a test: the whole system under faults keeps rules S1, S3 and L1 over
 //! many seeds, and the checker is shown to catch S1 broken on purpose (negative controls).
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sim::cluster::{Broken, ClusterReport, ClusterScenario, LeaderBroken};
@@ -14,24 +12,7 @@ fn scenario(seed: u64) -> ClusterScenario {
 
 /// Runs `seeds` on every core.
 fn run_all(seeds: std::ops::Range<u64>) -> Vec<ClusterReport> {
-    let next = AtomicU64::new(seeds.start);
-    let out = Mutex::new(Vec::new());
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                loop {
-                    let seed = next.fetch_add(1, Ordering::Relaxed);
-                    if seed >= seeds.end {
-                        return;
-                    }
-                    let r = scenario(seed).run();
-                    out.lock().unwrap().push(r);
-                }
-            });
-        }
-    });
-    out.into_inner().unwrap()
+    sim::cluster::run_many(seeds, scenario, |_| {})
 }
 
 #[test]

@@ -162,6 +162,36 @@ impl ClusterScenario {
     }
 }
 
+/// Runs the scenarios `scenario(seed)` for every seed of `seeds` on every core, calling `each`
+/// as each run ends; the reports come back in seed order.
+pub fn run_many(
+    seeds: std::ops::Range<u64>,
+    scenario: impl Fn(u64) -> ClusterScenario + Sync,
+    each: impl Fn(&ClusterReport) + Sync,
+) -> Vec<ClusterReport> {
+    let next = std::sync::atomic::AtomicU64::new(seeds.start);
+    let out = std::sync::Mutex::new(Vec::new());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if seed >= seeds.end {
+                        return;
+                    }
+                    let r = scenario(seed).run();
+                    each(&r);
+                    out.lock().unwrap_or_else(|p| p.into_inner()).push(r);
+                }
+            });
+        }
+    });
+    let mut out = out.into_inner().unwrap_or_else(|p| p.into_inner());
+    out.sort_by_key(|r| r.seed);
+    out
+}
+
 /// Splits the run log's violations into S1 violations and the overlaps a suspended host
 /// causes when it resumes (its processes run until the agent or the watchdog, both asleep on
 /// the monotonic clock, notice the lease is over): those are reported apart, with their
