@@ -720,4 +720,88 @@ mod tests {
         );
         let _ = std::fs::remove_dir_all(dir);
     }
+
+    /// Found by `buoy sim cluster`: an OCF resource killed on lease loss was reported
+    /// `stopped` while its `stop` still ran, so the leader could count it stopped (and start
+    /// the copy elsewhere) and this host could start it again meanwhile.
+    #[tokio::test]
+    async fn an_ocf_resource_stopped_on_lease_loss_may_run_until_its_stop_is_done() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("buoy-reconciler-ocf-{}", std::process::id()));
+        let agents = dir.join("ocf/resource.d/test");
+        std::fs::create_dir_all(&agents).unwrap();
+        let state = dir.join("state");
+        // A resource whose stop takes a second.
+        let script = r#"#!/bin/sh
+case "$1" in
+  meta-data) echo '<?xml version="1.0"?><resource-agent name="Slow"/>'; exit 0 ;;
+  validate-all) exit 0 ;;
+  start) touch "$OCF_RESKEY_state"; exit 0 ;;
+  monitor) [ -f "$OCF_RESKEY_state" ] && exit 0; exit 7 ;;
+  stop) sleep 1; rm -f "$OCF_RESKEY_state"; exit 0 ;;
+  *) exit 3 ;;
+esac
+"#;
+        std::fs::write(agents.join("Slow"), script).unwrap();
+        std::fs::set_permissions(agents.join("Slow"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        let mut a = assigned(2);
+        let i = &mut a.list[0].instance;
+        i.driver = model::instance::DriverKind::Ocf;
+        i.params = serde_json::json!({
+            "agent": "test:Slow",
+            "ocf_root": dir.join("ocf").display().to_string(),
+            "monitor_interval": "100ms",
+            "params": {"state": state.display().to_string()},
+        })
+        .as_object()
+        .unwrap()
+        .clone();
+        let s = Supervisor::new("h1".into(), "127.0.0.1".into(), dir.clone(), None, true);
+        let now = Instant::from_nanos(1);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !state.exists() {
+            assert!(std::time::Instant::now() < deadline, "{:?}", s.observed());
+            s.reconcile(now, true, Some(&a));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The lease ends: the stop begins, and takes a second.
+        s.reconcile(now, false, Some(&a));
+        let r = s.report();
+        assert!(
+            r.may_run("p1", Epoch(2)),
+            "reported stopped while its stop runs: {r:?}"
+        );
+        // A new lease at once: nothing starts while the old copy is being stopped.
+        s.reconcile(now, true, Some(&a));
+        assert!(s.report().may_run("p1", Epoch(2)));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while s
+            .report()
+            .instances
+            .iter()
+            .any(|o| o.phase == Phase::Stopping)
+        {
+            assert!(std::time::Instant::now() < deadline, "{:?}", s.report());
+            assert!(
+                s.observed()
+                    .iter()
+                    .all(|o| matches!(o.phase, Phase::Stopped | Phase::Stopping)),
+                "started again during the stop: {:?}",
+                s.observed()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            s.reconcile(now, true, Some(&a));
+        }
+        assert!(!state.exists(), "the stop ran to its end");
+        // Once it is done, it starts again.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !state.exists() {
+            assert!(std::time::Instant::now() < deadline, "{:?}", s.observed());
+            s.reconcile(now, true, Some(&a));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        s.reconcile(now, false, Some(&a));
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
