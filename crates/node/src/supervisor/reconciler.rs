@@ -721,6 +721,16 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    /// Reconciles with the lease held until the resource's state file exists.
+    async fn started(s: &Supervisor, a: &Assigned, state: &std::path::Path) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !state.exists() {
+            assert!(std::time::Instant::now() < deadline, "{:?}", s.observed());
+            s.reconcile(Instant::from_nanos(1), true, Some(a));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Found by `buoy sim cluster`: an OCF resource killed on lease loss was reported
     /// `stopped` while its `stop` still ran, so the leader could count it stopped (and start
     /// the copy elsewhere) and this host could start it again meanwhile.
@@ -759,12 +769,7 @@ esac
         .clone();
         let s = Supervisor::new("h1".into(), "127.0.0.1".into(), dir.clone(), None, true);
         let now = Instant::from_nanos(1);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !state.exists() {
-            assert!(std::time::Instant::now() < deadline, "{:?}", s.observed());
-            s.reconcile(now, true, Some(&a));
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        started(&s, &a, &state).await;
         // The lease ends: the stop begins, and takes a second.
         s.reconcile(now, false, Some(&a));
         let r = s.report();
@@ -795,12 +800,7 @@ esac
         }
         assert!(!state.exists(), "the stop ran to its end");
         // Once it is done, it starts again.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !state.exists() {
-            assert!(std::time::Instant::now() < deadline, "{:?}", s.observed());
-            s.reconcile(now, true, Some(&a));
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        started(&s, &a, &state).await;
         s.reconcile(now, false, Some(&a));
         let _ = std::fs::remove_dir_all(dir);
     }
