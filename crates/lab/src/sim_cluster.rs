@@ -47,7 +47,8 @@ pub struct ClusterSimArgs {
     /// `skip-handoffs` (the leader starts moved copies before the old host stopped them).
     #[arg(long)]
     pub inject: Option<String>,
-    /// Print where this instance (by name) stands while it runs nowhere, every 5 s (stderr).
+    /// Print every fault, and where this instance (by name) stands while it runs nowhere,
+    /// every 5 s (stderr).
     #[arg(long)]
     pub trace: Option<String>,
     /// Print JSON (one object per run; with --seeds, one summary object).

@@ -356,7 +356,13 @@ impl Supervisor {
             }
         }
         drop(highest);
-        *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = Some(assigned.index);
+        // Not ready (the watchdog may still be killing an earlier agent's copies, which this
+        // agent does not list): this host cannot vouch that a copy missing from its report is
+        // stopped, so it does not claim these assignments applied, and no handoff away from it
+        // is confirmed meanwhile. Found by `buoy sim cluster` (seeds 394, 780, 937).
+        if refusal.is_none() {
+            *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = Some(assigned.index);
+        }
 
         // Watch the running ones.
         for u in units.values_mut() {
@@ -802,6 +808,19 @@ esac
         // Once it is done, it starts again.
         started(&s, &a, &state).await;
         s.reconcile(now, false, Some(&a));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Found by `buoy sim cluster`: a new agent whose watchdog was still stopping the old
+    /// agent's copies claimed its assignments applied; its report lacked those copies, so the
+    /// leader confirmed a handoff away from the host while one still ran.
+    #[test]
+    fn a_host_that_may_not_run_anything_does_not_claim_its_assignments_applied() {
+        let dir = std::env::temp_dir().join(format!("buoy-reconciler-a-{}", std::process::id()));
+        let refused = Supervisor::new("h1".into(), "127.0.0.1".into(), dir.clone(), None, false);
+        let now = Instant::from_nanos(1);
+        refused.reconcile(now, true, Some(&assigned(2)));
+        assert_eq!(refused.report().applied, None, "{:?}", refused.report());
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -823,7 +823,11 @@ impl Host {
         let Some(a) = self.agent.as_mut() else {
             return;
         };
-        a.applied = Some(index);
+        // While the watchdog is still killing what ran before (orphans of an earlier agent),
+        // this host cannot vouch that a copy it no longer lists is stopped.
+        if !watchdog_busy {
+            a.applied = Some(index);
+        }
         // Watch the running ones.
         for u in a.units.values_mut() {
             if let Some(c) = u.cleanup_at.filter(|c| *c <= t) {

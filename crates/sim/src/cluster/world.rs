@@ -499,6 +499,10 @@ impl World {
 
     fn fault(&mut self, t: Instant, f: Fault) {
         let kind = f.kind();
+        if self.trace.is_some() {
+            // The faults give the outages of the traced instance their context.
+            eprintln!("{} ms: fault {f:?}", t.as_nanos() / 1_000_000);
+        }
         let applied = match f {
             Fault::Crash { host, down } => {
                 self.hosts[host].crash(t, t + down, &mut self.log);
