@@ -83,6 +83,8 @@ pub struct World {
     /// Finished periods with no copy running, in ms, with the instance.
     pub down_periods: Vec<(u64, String)>,
     election_pending: bool,
+    /// At the end: instances running nowhere, and for how long.
+    stuck: Vec<(Duration, String)>,
     /// Every instance's id (instances are never added or removed during a run).
     instance_ids: Vec<String>,
     /// The instance (id) `--trace` follows.
@@ -151,6 +153,7 @@ impl World {
             election_pending: false,
             trace: None,
             instance_ids: Vec::new(),
+            stuck: Vec::new(),
         };
         let first = w.rng.below(sc.servers);
         w.control.elect(first, Instant::ZERO);
@@ -465,6 +468,12 @@ impl World {
 
     fn finish_periods(&mut self) {
         let t = self.now;
+        for (id, since) in &self.down_since {
+            if let Some(i) = self.control.st.instance(id) {
+                self.stuck
+                    .push((t.saturating_since(*since), i.name.clone()));
+            }
+        }
         for (id, since) in std::mem::take(&mut self.down_since) {
             self.down_periods
                 .push((t.saturating_since(since).as_millis() as u64, id));
@@ -487,13 +496,13 @@ impl World {
         )
     }
 
-    /// Instances with no copy running now.
-    pub fn not_running(&self) -> Vec<String> {
-        self.control
-            .st
-            .instances()
-            .filter(|i| self.log.running(&i.meta.id) == 0)
-            .map(|i| i.name.clone())
+    /// Instances running nowhere at the end for more than `grace` (a copy that crashed by
+    /// itself a moment ago is restarting, not lost).
+    pub fn stuck_at_end(&self, grace: Duration) -> Vec<String> {
+        self.stuck
+            .iter()
+            .filter(|(d, _)| *d > grace)
+            .map(|(_, n)| n.clone())
             .collect()
     }
 
