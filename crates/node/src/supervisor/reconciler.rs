@@ -356,11 +356,12 @@ impl Supervisor {
             }
         }
         drop(highest);
-        // Not ready (the watchdog may still be killing an earlier agent's copies, which this
-        // agent does not list): this host cannot vouch that a copy missing from its report is
-        // stopped, so it does not claim these assignments applied, and no handoff away from it
-        // is confirmed meanwhile. Found by `buoy sim cluster` (seeds 394, 780, 937).
-        if refusal.is_none() {
+        // While its watchdog is not ready (it may still be killing an earlier agent's copies,
+        // which this agent does not list), this host cannot vouch that a copy missing from its
+        // report is stopped: it does not claim these assignments applied, and no handoff away
+        // from it is confirmed meanwhile. Found by `buoy sim cluster` (seeds 394, 780, 937).
+        // (A host with no watchdog at all never ran anything, and still vouches.)
+        if self.watchdog.as_ref().is_none_or(|w| w.ready()) {
             *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = Some(assigned.index);
         }
 
@@ -814,13 +815,25 @@ esac
     /// Found by `buoy sim cluster`: a new agent whose watchdog was still stopping the old
     /// agent's copies claimed its assignments applied; its report lacked those copies, so the
     /// leader confirmed a handoff away from the host while one still ran.
-    #[test]
-    fn a_host_that_may_not_run_anything_does_not_claim_its_assignments_applied() {
+    #[tokio::test]
+    async fn a_host_whose_watchdog_is_not_ready_does_not_claim_its_assignments_applied() {
         let dir = std::env::temp_dir().join(format!("buoy-reconciler-a-{}", std::process::id()));
-        let refused = Supervisor::new("h1".into(), "127.0.0.1".into(), dir.clone(), None, false);
         let now = Instant::from_nanos(1);
-        refused.reconcile(now, true, Some(&assigned(2)));
-        assert_eq!(refused.report().applied, None, "{:?}", refused.report());
+        // A watchdog that never answers.
+        let silent = WatchdogClient::start(dir.join("no-such-socket"));
+        let waiting = Supervisor::new(
+            "h1".into(),
+            "127.0.0.1".into(),
+            dir.clone(),
+            Some(silent),
+            false,
+        );
+        waiting.reconcile(now, true, Some(&assigned(2)));
+        assert_eq!(waiting.report().applied, None, "{:?}", waiting.report());
+        // With no watchdog (it refuses to run anything, and never ran anything): it vouches.
+        let bare = Supervisor::new("h2".into(), "127.0.0.1".into(), dir.clone(), None, false);
+        bare.reconcile(now, true, Some(&assigned(2)));
+        assert_eq!(bare.report().applied, Some(20));
         let _ = std::fs::remove_dir_all(dir);
     }
 }
