@@ -222,7 +222,6 @@ impl Host {
         self.suspended = None;
         self.down_until = Some(until);
         self.agent_restart_at = None;
-        let _ = t;
     }
 
     /// Only the agent dies; a new one starts at `until`.
@@ -489,12 +488,11 @@ impl Host {
     }
 
     /// A grant came back.
-    pub fn on_grant(&mut self, t: Instant, generation: u64, id: RenewalId, grant: Grant) {
+    pub fn on_grant(&mut self, generation: u64, id: RenewalId, grant: Grant) {
         if generation != self.agent_gen || self.down_until.is_some() {
             return;
         }
         self.inbox.push((generation, id, grant));
-        let _ = t;
     }
 
     fn take_grant(&mut self, t: Instant, id: RenewalId, grant: Grant) {
@@ -830,8 +828,7 @@ impl Host {
         }
         // Watch the running ones.
         for u in a.units.values_mut() {
-            if let Some(c) = u.cleanup_at.filter(|c| *c <= t) {
-                let _ = c;
+            if u.cleanup_at.is_some_and(|c| c <= t) {
                 u.cleanup_at = None;
                 after_crash(u, t);
                 continue;

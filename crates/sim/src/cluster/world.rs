@@ -244,7 +244,7 @@ impl World {
                 id,
                 grant,
             } => {
-                self.hosts[host].on_grant(t, generation, id, grant);
+                self.hosts[host].on_grant(generation, id, grant);
                 self.step_host(host);
             }
             Ev::Tick => {
