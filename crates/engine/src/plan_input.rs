@@ -88,16 +88,24 @@ pub fn needs_plan(st: &ClusterState) -> bool {
         .filter(|h| h.failed)
         .map(|h| h.meta.id.as_str())
         .collect();
-    let mut placed: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut placed: Vec<&str> = Vec::with_capacity(st.placements().size_hint().0);
     for p in st.placements() {
-        if failed.contains(p.host.as_str()) && started(st, &p.instance) {
+        if !failed.is_empty() && failed.contains(p.host.as_str()) && started(st, &p.instance) {
             return true;
         }
-        *placed.entry(p.instance.as_str()).or_default() += 1;
+        placed.push(p.instance.as_str());
     }
+    // Instances come in id order: count each one's copies off the sorted placements in one
+    // walk (this runs at every change the leader sees).
+    placed.sort_unstable();
+    let mut rest = placed.as_slice();
     st.instances().any(|i| {
-        i.desired_state == DesiredState::Started
-            && placed.get(i.meta.id.as_str()).copied().unwrap_or(0) < copies(i)
+        let id = i.meta.id.as_str();
+        let skip = rest.partition_point(|x| *x < id);
+        rest = &rest[skip..];
+        let n = rest.partition_point(|x| *x == id);
+        rest = &rest[n..];
+        i.desired_state == DesiredState::Started && (n as u32) < copies(i)
     })
 }
 
@@ -116,4 +124,138 @@ pub fn surplus(st: &ClusterState) -> Vec<(String, u64)> {
         })
         .map(|p| (p.meta.id.clone(), p.meta.version))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::host::{Host, HostSpec};
+    use model::instance::{Instance, InstanceSpec};
+    use model::placement::{Placement, PlacementSpec};
+    use model::segment::{Segment, SegmentSpec};
+    use model::{Command, Expect, Object, ObjectMeta, Op, Timestamp};
+    use proptest::prelude::*;
+
+    /// The plain statement of `needs_plan`: a copy on a failed host of a started instance, or
+    /// a started instance with fewer placements than copies.
+    fn needs_plan_reference(st: &ClusterState) -> bool {
+        let on_failed = st
+            .placements()
+            .any(|p| st.host(&p.host).is_some_and(|h| h.failed) && started(st, &p.instance));
+        let short = st.instances().any(|i| {
+            let n = st.placements().filter(|p| p.instance == i.meta.id).count() as u32;
+            i.desired_state == DesiredState::Started && n < copies(i)
+        });
+        on_failed || short
+    }
+
+    fn meta(id: String) -> ObjectMeta {
+        ObjectMeta {
+            id,
+            ..Default::default()
+        }
+    }
+
+    fn put(st: &mut ClusterState, object: Object, expect: Expect) {
+        let cmd = Command {
+            at: Timestamp::from_unix_millis(1_800_000_000_000),
+            op: Op::Put {
+                object: Box::new(object),
+                expect,
+            },
+        };
+        // Refused writes (two copies of a clone on one host...) are simply not made.
+        let _ = st.apply(&cmd);
+    }
+
+    /// A state from the drawn hosts, instances (clone replicas, 0 for single; started or not),
+    /// placements (instance, replica, host) and failed hosts.
+    fn state(
+        hosts: usize,
+        instances: &[(u32, bool)],
+        placements: &[(usize, u32, usize)],
+        failed: &[usize],
+    ) -> ClusterState {
+        let mut st = ClusterState::default();
+        let spec = SegmentSpec {
+            name: Some("seg".into()),
+            ..Default::default()
+        };
+        let segment = Segment::create(meta("seg".into()), &spec).expect("a segment");
+        put(&mut st, Object::Segment(segment), Expect::Absent);
+        for h in 0..hosts {
+            let spec: HostSpec = serde_json::from_value(serde_json::json!({
+                "name": format!("host-{h}"),
+                "capacity": {"cpu": 64, "memory_mb": 65536},
+            }))
+            .expect("a host spec");
+            let host = Host::create(meta(format!("h{h}")), &spec, "seg".into()).expect("a host");
+            put(&mut st, Object::Host(host), Expect::Absent);
+        }
+        for (k, &(replicas, started)) in instances.iter().enumerate() {
+            let mut spec = serde_json::json!({
+                "name": format!("inst-{k}"),
+                "driver": "process",
+                "params": {"command": "/bin/true"},
+                "desired_state": if started { "started" } else { "stopped" },
+            });
+            if replicas > 0 {
+                spec["mode"] = "clone".into();
+                spec["replicas"] = replicas.into();
+            }
+            let spec: InstanceSpec = serde_json::from_value(spec).expect("an instance spec");
+            let i = Instance::create(meta(format!("i{k}")), &spec, "seg".into()).expect("ok");
+            put(&mut st, Object::Instance(i), Expect::Absent);
+        }
+        for (n, &(k, replica, h)) in placements.iter().enumerate() {
+            let spec = PlacementSpec {
+                instance: Some(format!("i{k}")),
+                replica: Some(replica),
+                host: Some(format!("h{h}")),
+            };
+            if let Ok(p) = Placement::create(
+                meta(format!("p{n}")),
+                &spec,
+                format!("i{k}"),
+                format!("h{h}"),
+            ) {
+                put(&mut st, Object::Placement(p), Expect::Absent);
+            }
+        }
+        for &h in failed {
+            if let Some(host) = st.host(&format!("h{h}")).cloned() {
+                let version = host.meta.version;
+                let mut marked = host;
+                marked.failed = true;
+                put(&mut st, Object::Host(marked), Expect::Version(version));
+            }
+        }
+        st
+    }
+
+    proptest! {
+        #[test]
+        fn needs_plan_says_what_its_plain_statement_says(
+            hosts in 1usize..5,
+            instances in proptest::collection::vec((0u32..4, any::<bool>()), 0..12),
+            placements in proptest::collection::vec((0usize..12, 0u32..4, 0usize..5), 0..24),
+            failed in proptest::collection::vec(0usize..5, 0..3),
+        ) {
+            let st = state(hosts, &instances, &placements, &failed);
+            prop_assert_eq!(needs_plan(&st), needs_plan_reference(&st));
+        }
+    }
+
+    #[test]
+    fn a_state_with_every_copy_placed_needs_no_plan_until_a_host_fails() {
+        let placements = [(0, 0, 0), (1, 0, 0), (1, 1, 1)];
+        let st = state(2, &[(0, true), (2, true)], &placements, &[]);
+        assert!(!needs_plan(&st));
+        let st = state(2, &[(0, true), (2, true)], &placements[..2], &[]);
+        assert!(needs_plan(&st), "a clone copy is missing");
+        let st = state(2, &[(0, true), (2, true)], &placements, &[1]);
+        assert!(needs_plan(&st), "a copy sits on a failed host");
+        let st = state(2, &[(0, false), (2, true)], &placements[1..], &[]);
+        assert!(!needs_plan(&st), "a stopped instance wants nothing");
+    }
 }

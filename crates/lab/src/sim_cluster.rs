@@ -135,6 +135,7 @@ fn report_json(r: &ClusterReport, args: &ClusterSimArgs) -> serde_json::Value {
         "hosts_failed": r.hosts_failed,
         "leader_changes": r.leader_changes,
         "events": r.events,
+        "gossip_events": r.gossip_events,
         "s1_violations": r.s1.len(),
         "s3_violations": r.s3.len(),
         "l1_violations": r.over_bound.len() + r.not_running_at_end.len(),
@@ -158,8 +159,8 @@ fn print_report(r: &ClusterReport, args: &ClusterSimArgs) {
     row(
         "activity",
         format!(
-            "{} process starts, {} moves, {} hosts failed, {} leader changes, {} events",
-            r.starts, r.moves, r.hosts_failed, r.leader_changes, r.events
+            "{} process starts, {} moves, {} hosts failed, {} leader changes, {} events, {} gossip events",
+            r.starts, r.moves, r.hosts_failed, r.leader_changes, r.events, r.gossip_events
         ),
     );
     row("S1 (never twice)", format!("{} violations", r.s1.len()));

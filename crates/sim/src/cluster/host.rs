@@ -190,13 +190,9 @@ impl Host {
         self.down_until.is_none() && self.suspended.is_none()
     }
 
-    /// True while an agent runs and is not frozen (it answers gossip and renews).
-    pub fn agent_alive(&self, t: Instant) -> bool {
-        self.awake()
-            && self
-                .agent
-                .as_ref()
-                .is_some_and(|a| a.asleep_until.is_none_or(|u| u <= t))
+    /// The generation of the agent that runs (frozen or not), if one does.
+    pub fn agent_running(&self) -> Option<u64> {
+        (self.down_until.is_none() && self.agent.is_some()).then_some(self.agent_gen)
     }
 
     /// True when the host holds its lease by its own clock.

@@ -1,4 +1,5 @@
-//! `buoy sim cluster`: the whole system on the virtual clock. Hosts run the real lease
+//! `buoy sim cluster`: the whole system on the virtual clock. Every server and host runs the
+//! real SWIM core, and the leader reads failures from its own. Hosts run the real lease
 //! (`engine::host_lease`) and assignment rules (`engine::assignment_floor`) with models of the
 //! supervisor and the watchdog; the control plane runs the real state machine, lease table,
 //! grant and handoff rules and planner, with leader changes; faults come from the seed: host
@@ -13,13 +14,13 @@
 //!   (after 90 s without faults) no instance has been running nowhere for over 30 s.
 //!
 //! Files: `clock` (drifting boot clocks), `host` (agent, supervisor, watchdog, processes),
-//! `control` (state machine, leader, grants, recovery), `detector` (what gossip says),
+//! `control` (state machine, leader, grants, recovery), `gossip` (the real SWIM cores),
 //! `faults` (the fault plan), `setup` (the starting cluster), `world` (the event loop).
 
 mod clock;
 mod control;
-mod detector;
 pub mod faults;
+mod gossip;
 mod host;
 mod setup;
 mod world;
@@ -144,6 +145,7 @@ impl ClusterScenario {
             hosts_failed: w.control.failed_hosts,
             leader_changes: w.leader_changes,
             events: w.events,
+            gossip_events: w.gossip.processed(),
             s1,
             suspend_overlaps: suspend.len() as u64,
             suspend_overlap_max_ms: suspend.iter().copied().max().unwrap_or(0),
@@ -255,6 +257,8 @@ pub struct ClusterReport {
     pub hosts_failed: u64,
     pub leader_changes: u64,
     pub events: u64,
+    /// Deliveries and timer wake-ups of the SWIM cores.
+    pub gossip_events: u64,
     /// Rule S1 broken: two copies of an instance running at once.
     pub s1: Vec<String>,
     /// Overlaps right after a resume from suspend, and the longest (ms).

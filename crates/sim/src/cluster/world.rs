@@ -12,8 +12,8 @@ use swim::{Instant, Rng};
 use super::ClusterScenario;
 use super::clock::Clock;
 use super::control::{Control, Server, TICK};
-use super::detector::Detector;
 use super::faults::{self, Fault};
+use super::gossip::Gossip;
 use super::host::{Driver, Host, HostOut, Renewal};
 use super::setup;
 use crate::run_log::RunLog;
@@ -72,7 +72,8 @@ pub struct World {
     next_cut: u64,
     /// Servers cut off from everything.
     pub isolated_servers: BTreeSet<usize>,
-    pub detector: Detector,
+    /// The real SWIM cores of servers and hosts.
+    pub gossip: Gossip,
     pub faults: BTreeMap<&'static str, u64>,
     pub leader_changes: u64,
     pub events: u64,
@@ -129,7 +130,8 @@ impl World {
         let (st, drivers) = setup::cluster_state(sc, &mut rng);
         let mut control = Control::new(servers, st, sc.ttl);
         control.broken = sc.broken_leader;
-        let detector = Detector::new(sc.hosts);
+        let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+        let gossip = Gossip::new(sc.servers, &names, sc.seed);
         let mut w = World {
             now: Instant::ZERO,
             queue: BinaryHeap::new(),
@@ -143,7 +145,7 @@ impl World {
             cuts: Vec::new(),
             next_cut: 0,
             isolated_servers: BTreeSet::new(),
-            detector,
+            gossip,
             faults: BTreeMap::new(),
             leader_changes: 0,
             events: 0,
@@ -201,6 +203,7 @@ impl World {
     }
 
     fn handle(&mut self, t: Instant, ev: Ev) {
+        self.gossip.advance(t);
         match ev {
             Ev::HostWake(h) => {
                 if self.host_wake[h] != Some(t) {
@@ -254,14 +257,17 @@ impl World {
             Ev::Fault(f) => self.fault(t, f),
             Ev::HealPartition(id) => {
                 self.cuts.retain(|c| c.id != id);
+                self.gossip.set_cuts(&self.cuts, &self.isolated_servers);
                 self.check_leader(t);
             }
             Ev::ServerUp(s) => {
                 self.control.servers[s].up = true;
+                self.gossip.server(s, true);
                 self.check_leader(t);
             }
             Ev::ServerRejoins(s) => {
                 self.isolated_servers.remove(&s);
+                self.gossip.set_cuts(&self.cuts, &self.isolated_servers);
                 self.check_leader(t);
             }
             Ev::Election => {
@@ -282,8 +288,9 @@ impl World {
         let t = self.now;
         let mut out = HostOut::default();
         self.hosts[h].step(t, &self.drivers, &mut self.log, &mut out);
+        self.gossip.follow_agent(h, self.hosts[h].agent_running());
         if out.left_gossip {
-            self.detector.left(h, t);
+            self.gossip.leave(h);
             let delay = self
                 .rng
                 .duration_between(Duration::from_secs(20), Duration::from_secs(60));
@@ -395,22 +402,12 @@ impl World {
 
     fn tick(&mut self, t: Instant) {
         self.check_leader(t);
-        // What gossip says about each host.
-        let reachable: Vec<bool> = (0..self.hosts.len())
-            .map(|h| self.gossip_reachable(h, t))
-            .collect();
-        self.detector.observe(t, &reachable, &mut self.rng);
-        let mut down = BTreeSet::new();
-        let mut alive = BTreeSet::new();
-        for (h, host) in self.hosts.iter().enumerate() {
-            if self.detector.is_down(h) {
-                down.insert(host.name.clone());
-            } else {
-                alive.insert(host.name.clone());
-            }
-        }
-        if self.leader_can_grant() {
-            let out = self.control.tick(t, &down, &alive, &self.drivers);
+        if self.leader_can_grant()
+            && let Some(server) = self.control.leader.as_ref().map(|l| l.server)
+        {
+            // What gossip says about each host, as the leader's own core sees it.
+            let view = self.gossip.view(server);
+            let out = self.control.tick(t, &view.down, &view.alive, &self.drivers);
             for name in out.marked_failed {
                 if let Some(h) = self.hosts.iter().find(|h| h.name == name)
                     && h.holds_lease(t)
@@ -423,15 +420,6 @@ impl World {
             }
         }
         self.sample_running(t);
-    }
-
-    /// Whether gossip can hear from host `h`: its agent runs and no partition cuts it from the
-    /// servers' side of the cluster.
-    fn gossip_reachable(&self, h: usize, t: Instant) -> bool {
-        if !self.hosts[h].agent_alive(t) || self.hosts[h].fenced {
-            return false;
-        }
-        !self.cuts.iter().any(|c| c.hosts.contains(&h))
     }
 
     fn sample_running(&mut self, t: Instant) {
@@ -524,11 +512,17 @@ impl World {
                 true
             }
             Fault::Hang { host, length } => {
+                if self.hosts[host].agent_running().is_some() {
+                    self.gossip.stall_host(host, length);
+                }
                 self.hosts[host].hang_agent(t + length);
                 self.step_host(host);
                 true
             }
             Fault::Suspend { host, length } => {
+                if self.hosts[host].awake() {
+                    self.gossip.stall_host(host, length);
+                }
                 self.hosts[host].suspend(t, t + length, &mut self.log);
                 self.step_host(host);
                 true
@@ -547,6 +541,7 @@ impl World {
                     one_way,
                     gossip_only,
                 });
+                self.gossip.set_cuts(&self.cuts, &self.isolated_servers);
                 self.schedule(t + length, Ev::HealPartition(id));
                 true
             }
@@ -561,6 +556,7 @@ impl World {
                 // One server fault at a time: the control plane keeps its quorum.
                 if !others_down && self.control.servers[server].up {
                     self.control.servers[server].up = false;
+                    self.gossip.server(server, false);
                     self.schedule(t + down, Ev::ServerUp(server));
                     self.check_leader(t);
                     true
@@ -573,6 +569,7 @@ impl World {
                     self.control.servers.iter().any(|s| !s.up) || !self.isolated_servers.is_empty();
                 if !others {
                     self.isolated_servers.insert(server);
+                    self.gossip.set_cuts(&self.cuts, &self.isolated_servers);
                     self.schedule(t + length, Ev::ServerRejoins(server));
                     self.check_leader(t);
                     true
