@@ -319,6 +319,7 @@ pub fn chaos(args: ChaosArgs) -> Result<()> {
     };
 
     let started = Instant::now();
+    let started_unix_ms = model::Timestamp::now().unix_millis();
     let mut log: Vec<Injected> = Vec::new();
     let mut s3: Vec<String> = Vec::new();
     if !args.netns {
@@ -452,8 +453,14 @@ pub fn chaos(args: ChaosArgs) -> Result<()> {
     let spans = sim::heartbeats::spans(&text);
     for o in sim::heartbeats::overlaps(&spans) {
         violations.push(format!(
-            "S1: {} ran as epoch {} on {} and epoch {} on {} at once for {} ms",
-            o.instance, o.first.0, o.first.1, o.second.0, o.second.1, o.overlap_ms
+            "S1: {} ran as epoch {} on {} and epoch {} on {} at once for {} ms from {:.1} s",
+            o.instance,
+            o.first.0,
+            o.first.1,
+            o.second.0,
+            o.second.1,
+            o.overlap_ms,
+            o.since_ms.saturating_sub(started_unix_ms) as f64 / 1000.0
         ));
     }
     let rec: Vec<u64> = log
@@ -486,7 +493,7 @@ pub fn chaos(args: ChaosArgs) -> Result<()> {
         "acknowledged_writes": acked.len(),
         "heartbeat_copies": spans.len(),
         "violations": violations,
-        "replay": format!("buoy chaos --hosts {} --servers {} --duration {} --seed {seed}", args.hosts, args.servers, args.duration),
+        "replay": replay(&args, seed),
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -517,4 +524,26 @@ pub fn chaos(args: ChaosArgs) -> Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// The command that runs the same schedule again (timing on a real machine differs, so a
+/// violation may need a few tries; `--keep` keeps the logs).
+fn replay(args: &ChaosArgs, seed: u64) -> String {
+    let mut cmd = format!(
+        "buoy chaos --hosts {} --servers {} --duration {} --seed {seed} --keep",
+        args.hosts, args.servers, args.duration
+    );
+    if let Some(n) = args.instances {
+        cmd.push_str(&format!(" --instances {n}"));
+    }
+    if args.netns {
+        cmd.push_str(" --netns");
+    }
+    if !args.only.is_empty() {
+        cmd.push_str(&format!(" --only {}", args.only.join(",")));
+    }
+    if args.inject_double_run {
+        cmd.push_str(" --inject-double-run");
+    }
+    cmd
 }

@@ -23,7 +23,8 @@ pub struct Overlap {
     pub instance: String,
     pub first: (u64, String),
     pub second: (u64, String),
-    /// How long both ran.
+    /// When both started running (unix ms), and for how long both ran.
+    pub since_ms: u64,
     pub overlap_ms: u64,
 }
 
@@ -76,6 +77,7 @@ pub fn overlaps(spans: &[Span]) -> Vec<Overlap> {
                         instance: instance.to_string(),
                         first: (a.epoch, a.host.clone()),
                         second: (b.epoch, b.host.clone()),
+                        since_ms: start,
                         overlap_ms: end - start,
                     });
                 }
