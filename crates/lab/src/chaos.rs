@@ -341,7 +341,20 @@ pub fn chaos(args: ChaosArgs) -> Result<()> {
             "negative control: every host but the first keeps its instances without a lease".into(),
         );
     }
+    let interrupted = crate::interrupt::flag();
     while started.elapsed() < Duration::from_secs(args.duration) {
+        if interrupted.load(Ordering::Relaxed) {
+            stop.store(true, Ordering::Relaxed);
+            let _ = writer.join();
+            if args.netns {
+                c.heal();
+            }
+            drop(c);
+            bail!(
+                "interrupted after {:.0} s: every agent, watchdog and instance it started is stopped and its files are removed",
+                started.elapsed().as_secs_f64()
+            );
+        }
         let fault = faults[rng.below(faults.len())];
         let held = Duration::from_millis(1500 + rng.below(2500) as u64);
         let target = match fault {
@@ -380,7 +393,7 @@ pub fn chaos(args: ChaosArgs) -> Result<()> {
         // come back?
         let mut dipped = false;
         let mut restored: Option<Duration> = None;
-        while t0.elapsed() < held {
+        while t0.elapsed() < held && !interrupted.load(Ordering::Relaxed) {
             let full = running(&c, any_api(&c, args.servers)) == Some(instances);
             if !full {
                 dipped = true;

@@ -12,7 +12,6 @@ mod lb;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -93,8 +92,7 @@ pub fn run(args: SandboxArgs) -> Result<()> {
     if args.segments == 0 || args.segments > args.hosts {
         bail!("--segments {}: expected 1 to --hosts", args.segments);
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    watch_ctrl_c(stop.clone());
+    let stop = crate::interrupt::flag();
     let started = Instant::now();
     let say = |m: String| println!("[{:>6.2}s] {m}", started.elapsed().as_secs_f64());
 
@@ -193,20 +191,6 @@ pub fn run(args: SandboxArgs) -> Result<()> {
     stop.store(true, Ordering::Relaxed);
     drop(c);
     Ok(())
-}
-
-fn watch_ctrl_c(stop: Arc<AtomicBool>) {
-    std::thread::spawn(move || {
-        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            rt.block_on(async {
-                let _ = tokio::signal::ctrl_c().await;
-            });
-            stop.store(true, Ordering::Relaxed);
-        }
-    });
 }
 
 /// Copies of the clock app: up to 3, leaving one host of its segment free to take a copy
