@@ -7,6 +7,7 @@
 //! - [`assignment_floor`]: which grants a host takes assignments from (never from a state
 //!   older than one it acted on).
 //! - [`lease_table`]: the leader's soft-state view of every host's lease.
+//! - [`member_down`]: when gossip counts a registered host down.
 //! - [`handoff`]: when a copy that moved between live hosts may start on the new one.
 //! - [`grant`]: what a lease grant assigns to a host.
 //! - [`plan_input`]: the planner's view of the replicated state.
@@ -17,6 +18,7 @@ pub mod grant;
 pub mod handoff;
 pub mod host_lease;
 pub mod lease_table;
+pub mod member_down;
 pub mod plan_input;
 pub mod planner;
 

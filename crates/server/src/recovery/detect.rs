@@ -1,8 +1,9 @@
-//! Finding failed hosts (dead in gossip with their lease over, or fenced), marking them
+//! Finding failed hosts (down in gossip, `engine::member_down`, with their lease over, or fenced), marking them
 //! failed with their recovery record, and returning hosts that came back.
 
 use std::collections::BTreeMap;
 
+use engine::member_down;
 use model::host::Host;
 use model::notification::{NotificationStatus, NotificationType};
 use model::{Expect, Object, Op, Timestamp};
@@ -17,15 +18,14 @@ impl Recovery {
     /// that a fence agent confirmed off.
     pub(super) async fn detect(&mut self, states: &BTreeMap<String, MemberState>) {
         let now = self.gossip.now();
-        let hosts: Vec<Host> = self
-            .replica
-            .shared()
-            .read(|st| st.hosts().filter(|h| !h.failed).cloned().collect());
-        for h in hosts {
-            let down = matches!(
-                states.get(&h.name),
-                Some(MemberState::Dead | MemberState::Left)
-            );
+        let hosts: Vec<(Host, bool)> = self.replica.shared().read(|st| {
+            st.hosts()
+                .filter(|h| !h.failed)
+                .map(|h| (h.clone(), member_down::has_work(st, &h.meta.id)))
+                .collect()
+        });
+        for (h, has_work) in hosts {
+            let down = member_down::counts_down(states.get(&h.name).copied(), has_work);
             let fenced = self.fencer.confirmed_off(&h.name);
             if !down && fenced.is_none() {
                 self.first_dead.remove(&h.name);

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use engine::member_down;
 use swim::{Capacity, Config, Identity, Instant, MemberState, Metadata, Rng, Role, Swim};
 
 use super::world::Cut;
@@ -166,8 +167,9 @@ impl Gossip {
         }
     }
 
-    /// What server `leader`'s core says about the hosts.
-    pub fn view(&self, leader: usize) -> View {
+    /// What server `leader`'s core says about the hosts; `has_work(name)` says whether copies
+    /// are placed on a host or leaving it (`engine::member_down`).
+    pub fn view(&self, leader: usize, has_work: impl Fn(&str) -> bool) -> View {
         let mut v = View {
             down: BTreeSet::new(),
             alive: BTreeSet::new(),
@@ -176,17 +178,20 @@ impl Gossip {
             return v;
         };
         for id in &self.identities[self.servers..] {
-            match core.member(&id.name).map(|m| m.state) {
-                Some(MemberState::Dead | MemberState::Left) => {
-                    v.down.insert(id.name.to_string());
-                }
-                Some(MemberState::Alive) => {
-                    v.alive.insert(id.name.to_string());
-                }
-                _ => {}
+            let state = core.member(&id.name).map(|m| m.state);
+            if state == Some(MemberState::Alive) {
+                v.alive.insert(id.name.to_string());
+            }
+            if member_down::counts_down(state, has_work(&id.name)) {
+                v.down.insert(id.name.to_string());
             }
         }
         v
+    }
+
+    /// Host `name`'s state in server `leader`'s core (for `--trace`).
+    pub fn state_of(&self, leader: usize, name: &str) -> Option<MemberState> {
+        self.sim.node(leader)?.member(name).map(|m| m.state)
     }
 
     /// Deliveries and timer wake-ups the cores took so far.
@@ -206,7 +211,7 @@ mod tests {
     /// Runs until `t` s and returns server 0's view.
     fn at(g: &mut Gossip, secs: u64) -> View {
         g.advance(Instant::from_nanos(secs * 1_000_000_000));
-        g.view(0)
+        g.view(0, |_| true)
     }
 
     #[test]
@@ -256,5 +261,24 @@ mod tests {
         g.stall_host(5, Duration::from_millis(500));
         let v = at(&mut g, 6);
         assert!(!v.down.contains("host-005"), "a 0.5 s stall is not a death");
+    }
+
+    #[test]
+    fn a_server_that_restarts_after_a_host_left_never_lists_it_so_absence_with_work_is_down() {
+        let mut g = Gossip::new(3, &names(10), 10);
+        at(&mut g, 2);
+        g.server(0, false);
+        g.leave(3);
+        at(&mut g, 4);
+        g.server(0, true);
+        at(&mut g, 15);
+        assert_eq!(
+            g.state_of(0, "host-003"),
+            None,
+            "a joiner learns only live members"
+        );
+        assert!(g.view(0, |_| true).down.contains("host-003"));
+        assert!(!g.view(0, |_| false).down.contains("host-003"));
+        assert_eq!(g.view(0, |_| true).alive.len(), 9);
     }
 }

@@ -406,7 +406,11 @@ impl World {
             && let Some(server) = self.control.leader.as_ref().map(|l| l.server)
         {
             // What gossip says about each host, as the leader's own core sees it.
-            let view = self.gossip.view(server);
+            let st = &self.control.st;
+            let view = self.gossip.view(server, |name| {
+                st.host_by_name(name)
+                    .is_some_and(|h| engine::member_down::has_work(st, &h.meta.id))
+            });
             let out = self.control.tick(t, &view.down, &view.alive, &self.drivers);
             for name in out.marked_failed {
                 if let Some(h) = self.hosts.iter().find(|h| h.name == name)
@@ -474,8 +478,12 @@ impl World {
         let p = st.placements().find(|p| p.instance == id);
         let host = p.and_then(|p| st.host(&p.host));
         let h = host.and_then(|x| self.hosts.iter().find(|h| h.name == x.name));
+        let leader = self.control.leader.as_ref().map(|l| l.server);
+        let gossip = leader
+            .zip(host)
+            .and_then(|(l, h)| self.gossip.state_of(l, &h.name));
         format!(
-            "{} ms: {id} runs nowhere; placement {:?} on {:?} (failed {:?}); host: {}",
+            "{} ms: {id} runs nowhere; placement {:?} on {:?} (failed {:?}, leader {leader:?} sees {gossip:?}); host: {}",
             t.as_nanos() / 1_000_000,
             p.map(|p| (&p.meta.id, p.epoch, &p.handoffs)),
             host.map(|h| &h.name),
