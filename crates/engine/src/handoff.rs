@@ -7,7 +7,9 @@
 //! A host's report confirms only once it has applied assignments at least as new as the move
 //! (before that it may not even know the copy moved, or may be about to start it).
 
-use model::placement::Handoff;
+use model::ClusterState;
+use model::host::Host;
+use model::placement::{Handoff, Placement};
 use proto::Report;
 
 /// What the leader knows about the host a copy left.
@@ -34,6 +36,27 @@ pub fn confirmed(placement: &str, handoff: &Handoff, left: LeftHost<'_>) -> bool
             r.applied.is_some_and(|a| a >= handoff.change) && !r.may_run(ran_as, handoff.epoch)
         }
     }
+}
+
+/// Whether every host `p` moved away from confirmed its old copy stopped. `down(host)` says
+/// whether a host provably runs nothing (fenced by its device, or its lease, drift margin and
+/// stop budget are over; a host merely marked failed may be alive and must report like any
+/// other); `report(name)` gives a host's latest report to this leader.
+pub fn all_confirmed<'r>(
+    st: &ClusterState,
+    p: &Placement,
+    down: impl Fn(&Host) -> bool,
+    report: impl Fn(&str) -> Option<&'r Report>,
+) -> bool {
+    p.handoffs.iter().all(|h| {
+        let Some(left) = st.host(&h.host) else {
+            return confirmed(&p.meta.id, h, LeftHost::Gone);
+        };
+        if down(left) {
+            return confirmed(&p.meta.id, h, LeftHost::Down);
+        }
+        confirmed(&p.meta.id, h, LeftHost::Up(report(&left.name)))
+    })
 }
 
 #[cfg(test)]

@@ -89,6 +89,20 @@ impl LeaseTable {
         self.ends_at(host) + self.drift_margin
     }
 
+    /// Whether `host` has surely stopped everything it ran at `now`: its lease, the drift
+    /// margin and `stop_budget` (the longest an OCF `stop` of its copies may take after the
+    /// lease's end, [`crate::stop_budget`]) are over. The budget is asked for only once the
+    /// lease and drift margin are over (it walks the placements).
+    pub fn lease_over(
+        &self,
+        host: &str,
+        now: Instant,
+        stop_budget: impl FnOnce() -> Duration,
+    ) -> bool {
+        let fenced_at = self.fenced_at(host);
+        fenced_at <= now && fenced_at + stop_budget() <= now
+    }
+
     /// Whether `host` renewed with this leader at all.
     pub fn renewed(&self, host: &str) -> bool {
         self.ends.contains_key(host)

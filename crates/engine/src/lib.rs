@@ -8,6 +8,7 @@
 //!   older than one it acted on).
 //! - [`lease_table`]: the leader's soft-state view of every host's lease.
 //! - [`member_down`]: when gossip counts a registered host down.
+//! - [`stop_budget`]: how long past its lease a host may still be stopping copies.
 //! - [`handoff`]: when a copy that moved between live hosts may start on the new one.
 //! - [`grant`]: what a lease grant assigns to a host.
 //! - [`plan_input`]: the planner's view of the replicated state.
@@ -21,5 +22,6 @@ pub mod lease_table;
 pub mod member_down;
 pub mod plan_input;
 pub mod planner;
+pub mod stop_budget;
 
 pub use swim::Instant;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use engine::Instant;
-use engine::handoff::{self, LeftHost};
+use engine::handoff;
 use engine::lease_table::LeaseTable;
 use model::Timestamp;
 use model::placement::Placement;
@@ -82,14 +82,11 @@ impl LeaseGrants {
         stop_budget: impl FnOnce() -> Duration,
     ) -> bool {
         let term = self.replica.raft().metrics().borrow().current_term;
-        let fenced_at = {
-            let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-            match table.as_ref() {
-                Some((t, lt)) if *t == term => lt.fenced_at(host),
-                _ => return false,
-            }
-        };
-        fenced_at <= now && fenced_at + stop_budget() <= now
+        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        match table.as_ref() {
+            Some((t, lt)) if *t == term => lt.lease_over(host, now, stop_budget),
+            _ => false,
+        }
     }
 
     /// Whether `host` renewed with this leader and its lease runs at `now`.
@@ -214,22 +211,26 @@ impl LeaseGrants {
         p: &Placement,
         now: Instant,
     ) -> bool {
-        p.handoffs.iter().all(|h| {
-            let left = match st.host(&h.host) {
-                None => return handoff::confirmed(&p.meta.id, h, LeftHost::Gone),
-                Some(host) => host,
-            };
-            // Down only when it provably runs nothing: its lease (and the drift margin) is
-            // over, or its fence device confirmed it off. A host merely marked failed may be
-            // alive and renewing, and must report the copy stopped like any other.
-            if left.fenced || self.lease_over(&left.name, now, || stop_budget(st, &left.meta.id)) {
-                return handoff::confirmed(&p.meta.id, h, LeftHost::Down);
-            }
-            // Read in place under the lock: this runs for every withheld copy at every grant.
-            let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
-            let report = reports.get(&left.name).map(|r| &r.report);
-            handoff::confirmed(&p.meta.id, h, LeftHost::Up(report))
-        })
+        // Down only when it provably runs nothing: fenced by its device, or its lease (drift
+        // margin, stop budget) is over. Decided before the reports' lock is taken (the lease
+        // table's lock is never taken under it).
+        let down: Vec<&str> = p
+            .handoffs
+            .iter()
+            .filter_map(|h| st.host(&h.host))
+            .filter(|left| {
+                left.fenced || self.lease_over(&left.name, now, || stop_budget(st, &left.meta.id))
+            })
+            .map(|left| left.meta.id.as_str())
+            .collect();
+        // Read in place under the lock: this runs for every withheld copy at every grant.
+        let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        handoff::all_confirmed(
+            st,
+            p,
+            |left| down.contains(&left.meta.id.as_str()),
+            |name| reports.get(name).map(|r| &r.report),
+        )
     }
 
     /// The cluster's lease timing from the replicated state (read after the leadership check,
@@ -293,7 +294,7 @@ impl LeaseGrants {
 /// largest OCF `timeout` among the copies placed on `host` or still leaving it (zero when it
 /// has none). A stop that fails or overruns it fences the host, which then renews no more.
 pub fn stop_budget(st: &model::ClusterState, host: &str) -> Duration {
-    let ocf_timeout = |instance: &str| {
+    engine::stop_budget::stop_budget(st, host, |instance| {
         st.instance(instance)
             .filter(|i| i.driver == model::instance::DriverKind::Ocf)
             .map(|i| {
@@ -302,12 +303,7 @@ pub fn stop_budget(st: &model::ClusterState, host: &str) -> Duration {
                     .unwrap_or(Duration::from_secs(20))
             })
             .unwrap_or_default()
-    };
-    st.placements()
-        .filter(|p| p.host == host || p.handoffs.iter().any(|h| h.host == host))
-        .map(|p| ocf_timeout(&p.instance))
-        .max()
-        .unwrap_or_default()
+    })
 }
 
 /// What one host last reported about its instances, and when.

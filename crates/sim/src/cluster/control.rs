@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use engine::handoff::{self, LeftHost};
+use engine::handoff;
 use engine::lease_table::LeaseTable;
 use engine::plan_input;
 use engine::planner::plan;
@@ -352,16 +352,12 @@ impl Control {
     }
 }
 
-/// The largest stop budget of the copies on or leaving `host_id` (`server::lease::grants`).
+/// The stop budget of `host_id` (`engine::stop_budget`, as `server::lease::grants` asks it).
 fn stop_budget(st: &ClusterState, host_id: &str, drivers: &BTreeMap<String, Driver>) -> Duration {
-    st.placements()
-        .filter(|p| p.host == host_id || p.handoffs.iter().any(|h| h.host == host_id))
-        .filter_map(|p| match drivers.get(&p.instance) {
-            Some(Driver::Ocf { timeout }) => Some(*timeout),
-            _ => None,
-        })
-        .max()
-        .unwrap_or_default()
+    engine::stop_budget::stop_budget(st, host_id, |instance| match drivers.get(instance) {
+        Some(Driver::Ocf { timeout }) => *timeout,
+        _ => Duration::ZERO,
+    })
 }
 
 /// The host's lease, the drift margin and its stop budget are over (`LeaseGrants::lease_over`).
@@ -373,8 +369,8 @@ fn lease_over(
     now: Instant,
     drivers: &BTreeMap<String, Driver>,
 ) -> bool {
-    let fenced_at = l.table.fenced_at(name);
-    fenced_at <= now && fenced_at + stop_budget(st, id, drivers) <= now
+    l.table
+        .lease_over(name, now, || stop_budget(st, id, drivers))
 }
 
 /// Every handoff of `p` is confirmed (`LeaseGrants::handoffs_confirmed`).
@@ -385,13 +381,10 @@ fn handoffs_confirmed(
     now: Instant,
     drivers: &BTreeMap<String, Driver>,
 ) -> bool {
-    p.handoffs.iter().all(|h| {
-        let Some(left) = st.host(&h.host) else {
-            return handoff::confirmed(&p.meta.id, h, LeftHost::Gone);
-        };
-        if left.fenced || lease_over(l, st, &left.name, &left.meta.id, now, drivers) {
-            return handoff::confirmed(&p.meta.id, h, LeftHost::Down);
-        }
-        handoff::confirmed(&p.meta.id, h, LeftHost::Up(l.reports.get(&left.name)))
-    })
+    handoff::all_confirmed(
+        st,
+        p,
+        |left| left.fenced || lease_over(l, st, &left.name, &left.meta.id, now, drivers),
+        |name| l.reports.get(name),
+    )
 }
