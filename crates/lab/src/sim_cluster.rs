@@ -44,7 +44,9 @@ pub struct ClusterSimArgs {
     pub ttl_ms: u64,
     /// Negative control: break rule S1 on purpose to show the checker catches it.
     /// `keep-without-lease` (hosts run on after their lease ends, watchdog disarmed) or
-    /// `skip-handoffs` (the leader starts moved copies before the old host stopped them).
+    /// `skip-handoffs` (the leader starts moved copies before the old host stopped them) or
+    /// `stale-grants` (a new leader grants from a 20-60 s old state for 5 s, as without the
+    /// read barrier).
     #[arg(long)]
     pub inject: Option<String>,
     /// Print every fault, and where this instance (by name) stands while it runs nowhere,
@@ -98,9 +100,18 @@ fn scenario(args: &ClusterSimArgs, seed: u64) -> Result<ClusterScenario> {
         Some("skip-handoffs") => {
             sc.broken_leader = LeaderBroken {
                 skip_handoffs: true,
+                ..LeaderBroken::default()
             }
         }
-        Some(other) => bail!("--inject {other}: expected keep-without-lease or skip-handoffs"),
+        Some("stale-grants") => {
+            sc.broken_leader = LeaderBroken {
+                stale_grants: true,
+                ..LeaderBroken::default()
+            }
+        }
+        Some(other) => {
+            bail!("--inject {other}: expected keep-without-lease, skip-handoffs or stale-grants")
+        }
     }
     sc.trace = args.trace.clone();
     sc.validate().map_err(anyhow::Error::msg)?;

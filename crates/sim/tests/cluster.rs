@@ -73,6 +73,24 @@ fn a_leader_that_skips_handoffs_is_caught() {
     let mut sc = scenario(1);
     sc.broken_leader = LeaderBroken {
         skip_handoffs: true,
+        ..LeaderBroken::default()
+    };
+    let r = sc.run();
+    assert!(
+        !r.s1.is_empty(),
+        "the S1 checker missed the injected fault: {r:?}"
+    );
+}
+
+/// Hole 10's negative control: a new leader that grants from an old state (a server restored
+/// from its last snapshot, without the read barrier) starts old copies on hosts that no
+/// longer hold them, as `buoy chaos` saw once (an epoch 18 moves old came back).
+#[test]
+fn a_leader_that_grants_from_a_stale_state_is_caught() {
+    let mut sc = scenario(3);
+    sc.broken_leader = LeaderBroken {
+        stale_grants: true,
+        ..LeaderBroken::default()
     };
     let r = sc.run();
     assert!(

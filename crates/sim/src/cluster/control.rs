@@ -40,6 +40,8 @@ pub struct Leader {
     reports: BTreeMap<String, Report>,
     planned: Option<(u64, BTreeSet<(String, Epoch)>)>,
     last_plan: Option<Instant>,
+    /// Negative control only: an old state it grants from until then (true time).
+    stale: Option<(ClusterState, Instant)>,
 }
 
 /// Negative-control knobs on the leader's side.
@@ -47,7 +49,14 @@ pub struct Leader {
 pub struct LeaderBroken {
     /// Grants ignore handoffs: a moved copy starts before its old host confirmed the stop.
     pub skip_handoffs: bool,
+    /// A new leader grants from a state 20-60 s old for its first 5 s, as a server restored
+    /// from its last snapshot would if grants did not wait for the read barrier (hole 10).
+    pub stale_grants: bool,
 }
+
+/// Copies of the state kept for `stale_grants`: one every 10 s, the last six.
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(10);
+const SNAPSHOTS: usize = 6;
 
 /// The control plane.
 pub struct Control {
@@ -62,6 +71,8 @@ pub struct Control {
     pub moves: u64,
     pub failed_hosts: u64,
     next_id: u64,
+    /// Only with `stale_grants`: past states, oldest first, with when each was taken.
+    snapshots: std::collections::VecDeque<(Instant, ClusterState)>,
 }
 
 /// What the recovery loop wants the world to check: hosts it just marked failed.
@@ -82,6 +93,7 @@ impl Control {
             moves: 0,
             failed_hosts: 0,
             next_id: 0,
+            snapshots: std::collections::VecDeque::new(),
         }
     }
 
@@ -91,7 +103,19 @@ impl Control {
             at: Timestamp::from_unix_millis(1_800_000_000_000 + t.as_nanos() / 1_000_000),
             op,
         };
-        self.st.apply(&cmd).0.is_ok()
+        let ok = self.st.apply(&cmd).0.is_ok();
+        if self.broken.stale_grants
+            && self
+                .snapshots
+                .back()
+                .is_none_or(|(at, _)| t.saturating_since(*at) >= SNAPSHOT_EVERY)
+        {
+            self.snapshots.push_back((t, self.st.clone()));
+            if self.snapshots.len() > SNAPSHOTS {
+                self.snapshots.pop_front();
+            }
+        }
+        ok
     }
 
     pub fn new_id(&mut self, prefix: &str) -> String {
@@ -105,6 +129,12 @@ impl Control {
         self.term += 1;
         let settings = self.settings();
         let now = self.servers[server].clock.local(t);
+        let stale = self
+            .snapshots
+            .iter()
+            .find(|(at, _)| t.saturating_since(*at) >= Duration::from_secs(20))
+            .filter(|_| self.broken.stale_grants)
+            .map(|(_, st)| (st.clone(), t + Duration::from_secs(5)));
         self.leader = Some(Leader {
             server,
             term: self.term,
@@ -117,6 +147,7 @@ impl Control {
             reports: BTreeMap::new(),
             planned: None,
             last_plan: None,
+            stale,
         });
     }
 
@@ -143,16 +174,19 @@ impl Control {
         let now = self.leader_now(t)?;
         let settings = self.settings();
         let broken = self.broken;
-        let st = &self.st;
         let l = self.leader.as_mut()?;
         l.table.set_timing(settings.ttl(), settings.drift_margin());
         let ttl = l.table.renew(host, now);
         l.reports.insert(host.to_string(), report);
+        let l = &*l;
+        let st = match &l.stale {
+            Some((old, until)) if t < *until => old,
+            _ => &self.st,
+        };
         let index = st.change_index();
         let (index, assignments) = if known == Some(index) {
             (index, None)
         } else {
-            let l = &*l;
             let (index, list) = engine::grant::assignments(st, host, |p| {
                 broken.skip_handoffs || handoffs_confirmed(l, st, p, now, drivers)
             });
