@@ -33,8 +33,9 @@ pub struct RunLog {
     running: BTreeMap<String, Vec<(Copy, Instant)>>,
     violations: Vec<Violation>,
     starts: u64,
-    /// When each copy last ended, for those ended through [`RunLog::end`].
-    ends: BTreeMap<Copy, Instant>,
+    /// When each copy ended, in order, for those ended through [`RunLog::end`] (a copy on a
+    /// host that sleeps twice runs, stops and runs again).
+    ends: BTreeMap<Copy, Vec<Instant>>,
 }
 
 impl RunLog {
@@ -63,21 +64,21 @@ impl RunLog {
         }
     }
 
-    /// `copy`'s process ended at `at` (remembered for [`RunLog::ended_at`]).
+    /// `copy`'s process ended at `at` (remembered for [`RunLog::ended_after`]).
     pub fn end(&mut self, at: Instant, copy: &Copy) {
         if self
             .running
             .get(&copy.instance)
             .is_some_and(|l| l.iter().any(|(c, _)| c == copy))
         {
-            self.ends.insert(copy.clone(), at);
+            self.ends.entry(copy.clone()).or_default().push(at);
         }
         self.ended(copy);
     }
 
-    /// When `copy` last ended, if it ended through [`RunLog::end`].
-    pub fn ended_at(&self, copy: &Copy) -> Option<Instant> {
-        self.ends.get(copy).copied()
+    /// When `copy` first ended at or after `since`, if it ended through [`RunLog::end`].
+    pub fn ended_after(&self, copy: &Copy, since: Instant) -> Option<Instant> {
+        self.ends.get(copy)?.iter().copied().find(|e| *e >= since)
     }
 
     /// How many copies of `instance` run now.
@@ -142,5 +143,20 @@ mod tests {
         log.ended(&copy("h2", 2));
         log.ended(&copy("h3", 2));
         assert_eq!(log.all_running().count(), 0);
+    }
+
+    /// Seed 226 of `buoy sim cluster` reported an 11.2 s overlap after a suspend that was two
+    /// of 0.2 s: the host slept again 181 ms after resuming, and the overlap was measured to
+    /// the copy's last end instead of the end of that run.
+    #[test]
+    fn a_copy_that_runs_twice_ends_each_run_at_its_own_end() {
+        let mut log = RunLog::default();
+        log.started(at(0), copy("h1", 1));
+        log.end(at(10), &copy("h1", 1));
+        log.started(at(20), copy("h1", 1));
+        log.end(at(30), &copy("h1", 1));
+        assert_eq!(log.ended_after(&copy("h1", 1), at(0)), Some(at(10)));
+        assert_eq!(log.ended_after(&copy("h1", 1), at(20)), Some(at(30)));
+        assert_eq!(log.ended_after(&copy("h1", 1), at(31)), None);
     }
 }

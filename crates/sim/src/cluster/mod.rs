@@ -206,13 +206,13 @@ fn classify(w: &world::World) -> (Vec<String>, Vec<u64>) {
                 // Two copies at once because a resumed one ran on: found when it resumed,
                 // or when another started while it still ran.
                 if v.at == *at && v.started == *copy || v.since == *at && v.running == *copy {
-                    let end = w.log.ended_at(copy).unwrap_or(w.now);
+                    let end = w.log.ended_after(copy, v.at).unwrap_or(w.now);
                     let other = if v.started == *copy {
                         &v.running
                     } else {
                         &v.started
                     };
-                    let other_end = w.log.ended_at(other).unwrap_or(w.now);
+                    let other_end = w.log.ended_after(other, v.at).unwrap_or(w.now);
                     let ms = end.min(other_end).saturating_since(v.at).as_millis() as u64;
                     resumed.insert(i, (ms, copy));
                 }
