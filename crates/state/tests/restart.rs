@@ -43,10 +43,20 @@ fn segment(i: usize) -> Op {
     }
 }
 
+/// Removes the test's directory however the test ends.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_restart_leadership_is_confirmed_only_from_a_fully_applied_state() {
     let root = std::env::temp_dir().join(format!("buoy-restart-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
+    let _cleanup = RemoveOnDrop(root.clone());
     let me = model::server::ServerNode {
         name: "server-1".into(),
         http: "127.0.0.1:1".into(),
@@ -65,15 +75,33 @@ async fn after_a_restart_leadership_is_confirmed_only_from_a_fully_applied_state
         r.bootstrap(std::slice::from_ref(&me))
             .await
             .expect("bootstrap");
+        let elected = std::time::Instant::now();
+        while !r.is_leader() {
+            assert!(
+                elected.elapsed() < Duration::from_secs(20),
+                "a single server never became leader"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         for i in 0..writes {
             let _ = r.write(segment(i), Timestamp::now()).await.expect("write");
         }
         r.shutdown().await;
     }
     let dir = DataDir::open(&root).expect("data dir");
-    let r = Replica::open(&dir, me.clone(), Nobody, &config)
-        .await
-        .expect("reopen");
+    // The first life's log writer thread lets go of the database a moment after shutdown (a
+    // restarted server is a new process and never waits for this).
+    let opened = std::time::Instant::now();
+    let r = loop {
+        match Replica::open(&dir, me.clone(), Nobody, &config).await {
+            Ok(r) => break r,
+            Err(e) if opened.elapsed() < Duration::from_secs(20) => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("reopen: {e}"),
+        }
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let term = loop {
         match r.confirm_leadership().await {
@@ -87,7 +115,6 @@ async fn after_a_restart_leadership_is_confirmed_only_from_a_fully_applied_state
     };
     let segments = r.shared().read(|st| st.segments().count());
     r.shutdown().await;
-    let _ = std::fs::remove_dir_all(&root);
     assert_eq!(
         segments, writes,
         "leadership (term {term}) was confirmed from a state with {segments} of {writes} writes applied"
