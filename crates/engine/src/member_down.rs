@@ -9,14 +9,16 @@ use model::ClusterState;
 use swim::MemberState;
 
 /// Whether a host whose member state is `state` (none: absent from the member list) counts as
-/// down; `has_work` says whether copies are placed on it or leaving it ([`has_work`]).
-pub fn counts_down(state: Option<MemberState>, has_work: bool) -> bool {
+/// down; `has_work` says whether copies are placed on it or leaving it ([`has_work`]), asked
+/// only for an absent host (it walks the placements, and this runs for every host at every
+/// recovery tick).
+pub fn counts_down(state: Option<MemberState>, has_work: impl FnOnce() -> bool) -> bool {
     match state {
         Some(MemberState::Dead | MemberState::Left) => true,
         Some(MemberState::Alive | MemberState::Suspect) => false,
         // Never heard of: only worth failing when something must move off it (a host
         // registered before its agent ever ran has nothing to recover).
-        None => has_work,
+        None => has_work(),
     }
 }
 
@@ -33,12 +35,12 @@ mod tests {
     #[test]
     fn dead_or_left_is_down_alive_or_suspect_is_not_and_absent_is_down_only_with_work() {
         for work in [false, true] {
-            assert!(counts_down(Some(MemberState::Dead), work));
-            assert!(counts_down(Some(MemberState::Left), work));
-            assert!(!counts_down(Some(MemberState::Alive), work));
-            assert!(!counts_down(Some(MemberState::Suspect), work));
+            assert!(counts_down(Some(MemberState::Dead), || work));
+            assert!(counts_down(Some(MemberState::Left), || work));
+            assert!(!counts_down(Some(MemberState::Alive), || work));
+            assert!(!counts_down(Some(MemberState::Suspect), || work));
         }
-        assert!(counts_down(None, true));
-        assert!(!counts_down(None, false));
+        assert!(counts_down(None, || true));
+        assert!(!counts_down(None, || false));
     }
 }

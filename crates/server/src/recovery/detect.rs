@@ -18,14 +18,16 @@ impl Recovery {
     /// that a fence agent confirmed off.
     pub(super) async fn detect(&mut self, states: &BTreeMap<String, MemberState>) {
         let now = self.gossip.now();
-        let hosts: Vec<(Host, bool)> = self.replica.shared().read(|st| {
-            st.hosts()
-                .filter(|h| !h.failed)
-                .map(|h| (h.clone(), member_down::has_work(st, &h.meta.id)))
-                .collect()
-        });
-        for (h, has_work) in hosts {
-            let down = member_down::counts_down(states.get(&h.name).copied(), has_work);
+        let hosts: Vec<Host> = self
+            .replica
+            .shared()
+            .read(|st| st.hosts().filter(|h| !h.failed).cloned().collect());
+        for h in hosts {
+            let down = member_down::counts_down(states.get(&h.name).copied(), || {
+                self.replica
+                    .shared()
+                    .read(|st| member_down::has_work(st, &h.meta.id))
+            });
             let fenced = self.fencer.confirmed_off(&h.name);
             if !down && fenced.is_none() {
                 self.first_dead.remove(&h.name);

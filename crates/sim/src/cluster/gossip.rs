@@ -182,7 +182,7 @@ impl Gossip {
             if state == Some(MemberState::Alive) {
                 v.alive.insert(id.name.to_string());
             }
-            if member_down::counts_down(state, has_work(&id.name)) {
+            if member_down::counts_down(state, || has_work(&id.name)) {
                 v.down.insert(id.name.to_string());
             }
         }
