@@ -255,12 +255,7 @@ fn an_agent_whose_watchdog_hangs_or_dies_runs_nothing_until_it_is_back() {
     let mut wd = Some(c.start_watched(1, &[]));
     common::zone(&c, json!({}), &["h1"]);
     common::place_sleeper(&c, "sleeper", "h1");
-    let mut pid = None;
-    wait_until(Duration::from_secs(10), || {
-        pid = common::running_pid(&c, 1, "sleeper");
-        pid.is_some()
-    })
-    .unwrap_or_else(|| panic!("the sleeper never ran:\n{}", c.log(1)));
+    let mut pid = Some(common::wait_running(&c, 1, "sleeper"));
 
     // Frozen: it stops answering.
     let wd_pid = wd.as_ref().unwrap().pid();

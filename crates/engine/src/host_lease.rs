@@ -59,6 +59,9 @@ pub struct HostLease {
     last_sent: Instant,
     /// The end of the lease; `None` before the first grant.
     until: Option<Instant>,
+    /// Since when the lease has been held without a break (the sending time of the request
+    /// whose grant ended the last gap).
+    since: Option<Instant>,
 }
 
 impl HostLease {
@@ -71,6 +74,7 @@ impl HostLease {
             next_renewal: now,
             last_sent: now,
             until: None,
+            since: None,
         }
     }
 
@@ -119,6 +123,10 @@ impl HostLease {
         if self.until.is_some_and(|u| u >= end) {
             return false;
         }
+        // The lease runs on unbroken only if the one before still held when this request left.
+        if self.until.is_none_or(|u| u <= sent) {
+            self.since = Some(sent);
+        }
         self.until = Some(end);
         true
     }
@@ -132,6 +140,14 @@ impl HostLease {
     /// Whether the host may run instances at `now`.
     pub fn is_held(&self, now: Instant) -> bool {
         self.until.is_some_and(|u| now < u)
+    }
+
+    /// Since when the lease has been held without a break, if it is held at `now`. A host
+    /// that froze its instances for a suspend thaws them only under a lease held since before
+    /// the freeze (`node::sleep`): a lease that lapsed and came back may have let the leader
+    /// move them.
+    pub fn held_since(&self, now: Instant) -> Option<Instant> {
+        self.since.filter(|_| self.is_held(now))
     }
 
     /// When the lease ends (the watchdog's deadline), if one was ever granted.
@@ -218,6 +234,23 @@ mod tests {
         let _ = l.poll_renewal(at(3000)).unwrap();
         assert!(!l.on_granted(old, TIMING.ttl), "its grant would end now");
         assert!(!l.is_held(at(3000)));
+    }
+
+    #[test]
+    fn held_since_marks_the_start_of_an_unbroken_run_of_leases() {
+        let mut l = HostLease::new(TIMING, at(0));
+        assert_eq!(l.held_since(at(0)), None);
+        let a = l.poll_renewal(at(100)).unwrap();
+        assert!(l.on_granted(a, TIMING.ttl));
+        // Renewed while held, even if the answer came after the end: unbroken.
+        let b = l.poll_renewal(at(3000)).unwrap();
+        assert!(l.on_granted(b, TIMING.ttl));
+        assert_eq!(l.held_since(at(3200)), Some(at(100)));
+        // Lapsed (at 6000) and granted again: a new run, from the request that ended the gap.
+        assert_eq!(l.held_since(at(6000)), None);
+        let c = l.poll_renewal(at(7000)).unwrap();
+        assert!(l.on_granted(c, TIMING.ttl));
+        assert_eq!(l.held_since(at(7100)), Some(at(7000)));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`cgroup`]: each instance in a cgroup v2 of its own (stop and kill through it).
 //! - [`clock`]: CLOCK_BOOTTIME, the clock leases are counted on (suspended time counts).
 //! - [`servers`]: where the control-plane servers are, from gossip.
+//! - [`sleep`]: instances frozen across a suspend, thawed only with the lease held.
 //! - [`local_api`] and [`host_api`]: what a host answers about itself over HTTP.
 //! - [`http`]: the error body, tokens, the agent-to-agent client, TLS.
 //!
@@ -24,5 +25,6 @@ pub mod http;
 pub mod lease;
 pub mod local_api;
 pub mod servers;
+pub mod sleep;
 pub mod supervisor;
 pub mod watchdog;

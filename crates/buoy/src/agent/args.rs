@@ -88,6 +88,10 @@ pub struct AgentArgs {
     /// no instances and reports every copy placed on it failed, with the reason.
     #[arg(long)]
     pub unsafe_no_watchdog: bool,
+    /// Where this agent registers its instances for `buoy sleep-hook`, which freezes them
+    /// before the machine sleeps [default: /run/buoy].
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
     /// PEM certificate (chain) this agent serves its API with; turns on TLS (with --tls-key
     /// and --tls-ca). It must name the --http address (an IP address SAN).
     #[arg(long)]

@@ -27,6 +27,7 @@ pub struct FileConfig {
     pub server: Option<bool>,
     pub bootstrap_expect: Option<usize>,
     pub data_dir: Option<PathBuf>,
+    pub run_dir: Option<PathBuf>,
     pub snapshot_every: Option<u64>,
     pub masakari_http: Option<SocketAddr>,
     pub tokens: Option<PathBuf>,

@@ -237,9 +237,21 @@ async fn serve(s: Settings) -> Result<()> {
         wd
     });
     match node::cgroup::init() {
-        Ok(root) => info!(cgroups = %root.display(), "each instance runs in a cgroup of its own"),
+        Ok(root) => {
+            info!(cgroups = %root.display(), "each instance runs in a cgroup of its own");
+            match node::sleep::Freezer::register(&s.run_dir, &root) {
+                Ok(freezer) => {
+                    let (keeper, clock) = (keeper.clone(), shared.clone());
+                    tokio::spawn(freezer.run(keeper, move || clock.now()));
+                }
+                Err(e) => warn!(
+                    run_dir = %s.run_dir.display(),
+                    "cannot register for the sleep hook ({e}): after a suspend this host's instances may run until the agent wakes; give --run-dir a writable directory"
+                ),
+            }
+        }
         Err(why) => warn!(
-            "no cgroup v2 containment ({why}): instances are contained by process groups only, so a daemon that calls setsid escapes its instance's stop and kill"
+            "no cgroup v2 containment ({why}): instances are contained by process groups only, so a daemon that calls setsid escapes its instance's stop and kill, and they cannot be frozen across a suspend"
         ),
     }
     if watchdog.is_none() && s.watchdog_device.is_none() {

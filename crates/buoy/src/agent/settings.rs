@@ -40,6 +40,8 @@ pub struct Settings {
     /// Run instances with no watchdog at all (`--unsafe-no-watchdog`).
     pub unsafe_no_watchdog: bool,
     pub data_dir: PathBuf,
+    /// Where `buoy sleep-hook` finds this agent's instances (`node::sleep`).
+    pub run_dir: PathBuf,
 }
 
 pub fn settings(args: &AgentArgs) -> Result<Settings> {
@@ -190,6 +192,11 @@ pub fn settings(args: &AgentArgs) -> Result<Settings> {
             .or(file.watchdog_device.clone()),
         unsafe_no_watchdog: args.unsafe_no_watchdog || file.unsafe_no_watchdog.unwrap_or(false),
         data_dir,
+        run_dir: args
+            .run_dir
+            .clone()
+            .or(file.run_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(node::sleep::DEFAULT_RUN_DIR)),
         lease: lease_timing(
             args.lease_ttl.as_ref().or(file.lease_ttl.as_ref()),
             args.lease_renew.as_ref().or(file.lease_renew.as_ref()),

@@ -45,6 +45,10 @@ pub enum Command {
     /// Stand-in for a hardware watchdog: kills this host's instances when the agent stops
     /// moving its deadline (run one beside each agent; give the agent `--watchdog SOCKET`).
     Watchdog(WatchdogArgs),
+    /// The systemd-sleep hook: `pre` freezes every agent's instances before the machine
+    /// sleeps; after the resume each agent thaws its own only while it still holds its lease.
+    /// Install as /usr/lib/systemd/system-sleep/buoy (see docs/OPERATIONS.md).
+    SleepHook(SleepHookArgs),
     /// Print a new random encryption key (hex) for a keyring file.
     Keygen,
     /// The demo instance: says who and where it is over HTTP, and appends heartbeats
@@ -144,6 +148,18 @@ pub struct WatchdogArgs {
     pub socket: std::path::PathBuf,
 }
 
+/// Flags of `buoy sleep-hook`.
+#[derive(Args, Debug)]
+pub struct SleepHookArgs {
+    /// `pre` (before the sleep) or `post` (after the resume), as systemd-sleep passes it.
+    pub phase: String,
+    /// What sleep it is (suspend, hibernate...), as systemd-sleep passes it; not used.
+    pub kind: Option<String>,
+    /// The agents' run directory (their --run-dir).
+    #[arg(long, default_value = node::sleep::DEFAULT_RUN_DIR)]
+    pub run_dir: std::path::PathBuf,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
     /// Write throughput, latency and leader failover of the replicated control plane.
@@ -175,6 +191,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Agent(args) => crate::agent::run(*args)?,
         Command::Members(args) => members::members(args)?,
         Command::Keygen => members::keygen()?,
+        Command::SleepHook(args) => sleep_hook(args)?,
         Command::Chaos(args) => lab::chaos::chaos(args)?,
         Command::DemoApp(args) => lab::demo_app::run(args)?,
         Command::Watchdog(args) => node::watchdog::daemon::run(&args.socket)?,
@@ -213,4 +230,29 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => status::events(&common, since, watch)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `buoy sleep-hook pre|post`: never fails a sleep; says what it froze and what went wrong.
+fn sleep_hook(args: SleepHookArgs) -> anyhow::Result<()> {
+    use node::sleep::{Phase, hook};
+    let phase = match args.phase.as_str() {
+        "pre" => Phase::Pre,
+        "post" => Phase::Post,
+        other => {
+            anyhow::bail!("sleep-hook {other}: expected pre or post (as systemd-sleep calls it)")
+        }
+    };
+    match hook(&args.run_dir, phase, std::time::Duration::from_secs(5)) {
+        Ok(lines) => {
+            for l in lines {
+                println!("buoy sleep-hook {}: {l}", args.phase);
+            }
+        }
+        Err(e) => eprintln!(
+            "buoy sleep-hook {}: {}: {e} (instances are not frozen; a suspend may let them run twice)",
+            args.phase,
+            args.run_dir.display()
+        ),
+    }
+    Ok(())
 }

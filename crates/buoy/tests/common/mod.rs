@@ -327,6 +327,17 @@ pub fn observed(c: &Cluster, i: u8, name: &str) -> Option<serde_json::Value> {
         .cloned()
 }
 
+/// Waits up to 10 s until `name` runs on agent `i`: its PID.
+pub fn wait_running(c: &Cluster, i: u8, name: &str) -> i32 {
+    let mut pid = None;
+    wait_until(Duration::from_secs(10), || {
+        pid = running_pid(c, i, name);
+        pid.is_some()
+    })
+    .unwrap_or_else(|| panic!("{name} never ran on h{i}:\n{}", c.log(i)));
+    pid.unwrap_or_default()
+}
+
 pub fn running_pid(c: &Cluster, i: u8, name: &str) -> Option<i32> {
     let o = observed(c, i, name)?;
     (o["phase"] == "running")

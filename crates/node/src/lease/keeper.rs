@@ -97,6 +97,11 @@ impl LeaseKeeper {
             .is_held(now)
     }
 
+    /// How long the lease has been held without a break at `now`, if it is held.
+    pub fn held_for(&self, now: Instant) -> Option<std::time::Duration> {
+        self.with_lease(|l| l.held_since(now).map(|s| now.saturating_since(s)))
+    }
+
     /// Sends renewals when due, forever.
     pub async fn run(self: Arc<Self>, channel: Arc<dyn RenewalChannel>, gossip: Arc<Shared>) {
         let mut held = false;

@@ -59,6 +59,8 @@ struct Proc {
     dies_at: Option<Instant>,
     /// When it would crash by itself.
     crash_at: Option<Instant>,
+    /// Frozen by a suspend (its cgroup, by the sleep hook): it does not run until thawed.
+    frozen: bool,
 }
 
 /// The supervisor's record of one placement (as `reconciler::Unit`).
@@ -118,6 +120,11 @@ pub struct Host {
     timing: LeaseTiming,
     rng: Rng,
     broken: Broken,
+    /// The systemd-sleep hook is installed: instances are frozen before a suspend and thawed
+    /// only by the agent, once it holds its lease after the resume (`node::sleep`).
+    sleep_hook: bool,
+    /// When (host clock) the hook froze the instances, until the agent thaws or kills them.
+    frozen_at: Option<Instant>,
     /// Powered off until (crash).
     down_until: Option<Instant>,
     agent: Option<Agent>,
@@ -142,13 +149,22 @@ pub struct Host {
 }
 
 impl Host {
-    pub fn new(name: String, clock: Clock, timing: LeaseTiming, seed: u64, broken: Broken) -> Self {
+    pub fn new(
+        name: String,
+        clock: Clock,
+        timing: LeaseTiming,
+        seed: u64,
+        broken: Broken,
+        sleep_hook: bool,
+    ) -> Self {
         let mut h = Host {
             name,
             clock,
             timing,
             rng: Rng::new(seed),
             broken,
+            sleep_hook,
+            frozen_at: None,
             down_until: None,
             agent: None,
             agent_restart_at: None,
@@ -206,9 +222,8 @@ impl Host {
 
     /// Power loss: everything dies now; it boots again at `until`.
     pub fn crash(&mut self, t: Instant, until: Instant, log: &mut RunLog) {
-        let frozen = self.suspended.is_some();
         for (_, p) in std::mem::take(&mut self.procs) {
-            if !frozen {
+            if !p.frozen {
                 log.end(t, &p.copy);
             }
         }
@@ -216,6 +231,7 @@ impl Host {
         self.watchdog = None;
         self.watchdog_killing = None;
         self.suspended = None;
+        self.frozen_at = None;
         self.down_until = Some(until);
         self.agent_restart_at = None;
     }
@@ -236,15 +252,46 @@ impl Host {
         }
     }
 
-    /// The machine sleeps from `t` until `until`: its processes stop running meanwhile.
+    /// The machine sleeps from `t` until `until`: its processes stop running meanwhile (with
+    /// the sleep hook, their cgroups are frozen first and stay frozen after the resume).
     pub fn suspend(&mut self, t: Instant, until: Instant, log: &mut RunLog) {
         if !self.awake() {
             return;
         }
-        for p in self.procs.values() {
-            log.end(t, &p.copy);
+        for p in self.procs.values_mut() {
+            if !p.frozen {
+                log.end(t, &p.copy);
+            }
+            p.frozen = true;
+        }
+        if self.sleep_hook {
+            let at = self.clock.local(t);
+            self.frozen_at = Some(self.frozen_at.map_or(at, |f| f.min(at)));
         }
         self.suspended = Some((t, until));
+    }
+
+    /// Once resumed, the agent thaws its frozen instances under a lease held without a break
+    /// since before the freeze, and kills them otherwise (as `node::sleep::thaw_if_held`).
+    fn thaw(&mut self, t: Instant, log: &mut RunLog) {
+        let Some(frozen_at) = self.frozen_at else {
+            return;
+        };
+        let now = self.clock.local(t);
+        let Some(a) = self.agent.as_ref() else {
+            return;
+        };
+        let keep = self.broken.keep_without_lease
+            || a.lease.held_since(now).is_some_and(|s| s <= frozen_at);
+        self.frozen_at = None;
+        if keep {
+            for p in self.procs.values_mut().filter(|p| p.frozen) {
+                p.frozen = false;
+                log.started(t, p.copy.clone());
+            }
+        } else {
+            self.procs.retain(|_, p| !p.frozen);
+        }
     }
 
     fn resume(&mut self, t: Instant, log: &mut RunLog) {
@@ -260,7 +307,11 @@ impl Host {
         for p in self.procs.values_mut() {
             shift(&mut p.dies_at);
             shift(&mut p.crash_at);
+            if self.sleep_hook {
+                continue; // frozen until the agent thaws it
+            }
             // Its process runs again: any copy elsewhere is now a second one.
+            p.frozen = false;
             let before = log.violations().len();
             log.started(t, p.copy.clone());
             self.resumed.push((p.copy.clone(), t, before));
@@ -375,7 +426,9 @@ impl Host {
             .map(|(k, _)| k.clone())
             .collect();
         for k in ended {
-            if let Some(p) = self.procs.remove(&k) {
+            if let Some(p) = self.procs.remove(&k)
+                && !p.frozen
+            {
                 log.end(t, &p.copy);
             }
         }
@@ -554,6 +607,7 @@ impl Host {
             a.assigned = None;
         }
         a.held = held;
+        self.thaw(t, log);
         self.reconcile(t, held, drivers, log);
         let Some(a) = self.agent.as_mut() else {
             return;
@@ -659,7 +713,9 @@ impl Host {
             for k in keys {
                 match self.driver_of(&k, drivers) {
                     Driver::Process => {
-                        if let Some(p) = self.procs.remove(&k) {
+                        if let Some(p) = self.procs.remove(&k)
+                            && !p.frozen
+                        {
                             log.end(t, &p.copy);
                         }
                     }
@@ -810,6 +866,7 @@ impl Host {
                         copy,
                         dies_at: None,
                         crash_at,
+                        frozen: false,
                     },
                 );
             }

@@ -54,6 +54,11 @@ pub struct ClusterScenario {
     /// Negative controls: S1 broken on purpose.
     pub broken_host: Broken,
     pub broken_leader: LeaderBroken,
+    /// Hosts have the systemd-sleep hook (`buoy sleep-hook`): instances are frozen before a
+    /// suspend and thawed by the agent only while it holds its lease. Without it, a resumed
+    /// host's instances run until its agent or watchdog wakes (reported apart, as
+    /// `suspend_overlaps`).
+    pub sleep_hook: bool,
     /// An instance name whose outages are printed to stderr as the run goes.
     pub trace: Option<String>,
 }
@@ -72,6 +77,7 @@ impl ClusterScenario {
             recovery_bound: Duration::from_secs(60),
             broken_host: Broken::default(),
             broken_leader: LeaderBroken::default(),
+            sleep_hook: true,
             trace: None,
         }
     }

@@ -118,6 +118,7 @@ impl World {
                     timing,
                     rng.next_u64(),
                     sc.broken_host,
+                    sc.sleep_hook,
                 )
             })
             .collect();
