@@ -26,7 +26,11 @@ pub fn assignments(
                 .filter(|p| p.host == h.meta.id)
                 .filter(|p| {
                     let ok = confirmed(p);
-                    withheld |= !ok;
+                    // A copy restarting in place (`engine::failures::reset`) waits for this
+                    // very host: the list without it, at the full index, is what lets the host
+                    // confirm its old epoch stopped (the leader's clearing write then moves
+                    // the index again, and the copy comes with the next grant).
+                    withheld |= !ok && p.handoffs.iter().any(|o| o.host != h.meta.id);
                     ok
                 })
                 .filter_map(|p| {

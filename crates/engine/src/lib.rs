@@ -9,12 +9,14 @@
 //! - [`lease_table`]: the leader's soft-state view of every host's lease.
 //! - [`member_down`]: when gossip counts a registered host down.
 //! - [`stop_budget`]: how long past its lease a host may still be stopping copies.
+//! - [`failures`]: where a copy failed, so that recovery avoids those hosts and never loops.
 //! - [`handoff`]: when a copy that moved between live hosts may start on the new one.
 //! - [`grant`]: what a lease grant assigns to a host.
 //! - [`plan_input`]: the planner's view of the replicated state.
 //! - [`planner`]: where the instances of failed hosts (and failed instances) go.
 
 pub mod assignment_floor;
+pub mod failures;
 pub mod grant;
 pub mod handoff;
 pub mod host_lease;

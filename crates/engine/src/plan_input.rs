@@ -19,6 +19,7 @@ pub fn plan_input(
     st: &ClusterState,
     failed_copies: &BTreeSet<(String, Epoch)>,
     starting: &BTreeMap<String, u32>,
+    now: model::Timestamp,
 ) -> PlanInput {
     let mut input = PlanInput {
         max_starts_per_host: MAX_STARTS_PER_HOST,
@@ -61,6 +62,15 @@ pub fn plan_input(
         // Only a failure of the current epoch: after a move the old host's report is stale.
         if failed_copies.contains(&(p.meta.id.clone(), p.epoch)) {
             input.failed_slots.insert(slot.clone());
+        }
+        if !p.failures.is_empty() {
+            let timeout = st
+                .instance(&p.instance)
+                .map_or(std::time::Duration::ZERO, |i| i.failure_timeout);
+            let avoid = crate::failures::avoided(p, timeout, now);
+            if !avoid.is_empty() {
+                input.failed_on.insert(slot.clone(), avoid);
+            }
         }
         placements.insert(slot, p.host.clone());
     }
@@ -243,6 +253,95 @@ mod tests {
         ) {
             let st = state(hosts, &instances, &placements, &failed);
             prop_assert_eq!(needs_plan(&st), needs_plan_reference(&st));
+        }
+    }
+
+    /// Runs the recovery loop the way the leader does (plan, write the moves with the failure
+    /// counted, the copy fails again on its new host) for an instance that can never start.
+    /// Returns the moves made and the reasons of the last plan's unplaced copies.
+    fn never_starts(st: &mut ClusterState, rounds: usize) -> (usize, Vec<String>, usize) {
+        let now = Timestamp::from_unix_millis(1_800_000_000_000);
+        let mut failed: BTreeSet<(String, Epoch)> = BTreeSet::new();
+        let mut moves = 0;
+        let mut last = Vec::new();
+        let mut quiet = 0;
+        for n in 0..rounds {
+            let p = crate::planner::plan(&plan_input(st, &failed, &BTreeMap::new(), now));
+            last = p.unplaced.iter().map(|u| u.reason.clone()).collect();
+            quiet = if p.moves.is_empty() { quiet + 1 } else { 0 };
+            for m in &p.moves {
+                moves += 1;
+                let current = st
+                    .placements()
+                    .find(|x| x.instance == m.slot.instance && x.replica == m.slot.replica)
+                    .cloned();
+                let (object, expect) = match current {
+                    Some(c) => {
+                        let mut next = crate::failures::record(&c, "no such program", now);
+                        next.host = m.to.clone();
+                        (next, Expect::Version(c.meta.version))
+                    }
+                    None => {
+                        let spec = PlacementSpec {
+                            replica: Some(m.slot.replica),
+                            ..Default::default()
+                        };
+                        let id = format!("p{n}-{}", m.slot.replica);
+                        let p = Placement::create(
+                            meta(id),
+                            &spec,
+                            m.slot.instance.clone(),
+                            m.to.clone(),
+                        )
+                        .expect("a placement");
+                        (p, Expect::Absent)
+                    }
+                };
+                put(st, Object::Placement(object), expect);
+            }
+            // Blocked copies get their last failure counted, once (as the leader does).
+            for c in st.placements().cloned().collect::<Vec<_>>() {
+                let is_failed = failed.contains(&(c.meta.id.clone(), c.epoch));
+                if is_failed
+                    && !crate::failures::counted(&c)
+                    && p.moves.iter().all(|m| m.slot.replica != c.replica)
+                {
+                    let next = crate::failures::record(&c, "no such program", now);
+                    put(st, Object::Placement(next), Expect::Version(c.meta.version));
+                }
+            }
+            // Wherever a copy now sits, it fails to start.
+            for c in st.placements() {
+                failed.insert((c.meta.id.clone(), c.epoch));
+            }
+        }
+        (moves, last, quiet)
+    }
+
+    proptest! {
+        /// Issue 16: an instance that can never start moves at most once per usable host and
+        /// copy, then is blocked where it last failed, and the loop goes quiet. (Without the
+        /// failure accounting it moves at every round, forever.)
+        #[test]
+        fn an_instance_that_never_starts_moves_at_most_once_per_usable_host_then_stops(
+            hosts in 1usize..7,
+            failed_hosts in proptest::collection::vec(0usize..7, 0..3),
+            replicas in 0u32..3,
+        ) {
+            let mut st = state(hosts, &[(replicas, true)], &[], &failed_hosts);
+            let usable = st.hosts().filter(|h| !h.failed).count();
+            let copies = replicas.max(1) as usize;
+            let rounds = 3 * hosts + 6;
+            let (moves, unplaced, quiet) = never_starts(&mut st, rounds);
+            prop_assert!(moves <= copies * usable, "{moves} moves, {usable} usable hosts, {copies} copies");
+            prop_assert!(quiet >= 3, "the loop must go quiet: {quiet} quiet rounds at the end");
+            if usable > 0 {
+                // Every copy failed wherever it could go, and says why it stays put.
+                prop_assert_eq!(unplaced.len(), copies);
+                if copies == 1 {
+                    prop_assert!(unplaced[0].starts_with(crate::planner::BLOCKED), "{}", unplaced[0]);
+                }
+            }
         }
     }
 

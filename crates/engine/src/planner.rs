@@ -88,6 +88,10 @@ pub struct PlanInput {
     pub placements: BTreeMap<Slot, String>,
     /// Copies that failed where they run (restart budget spent): move them off that host.
     pub failed_slots: BTreeSet<Slot>,
+    /// Hosts where each copy failed before (Pacemaker's migration threshold of 1): it is not
+    /// placed there again until the failure expires or an operator resets it. A copy that
+    /// failed on every usable host is left where it is, unplaced: blocked, never looping.
+    pub failed_on: BTreeMap<Slot, BTreeSet<String>>,
     pub recovery: HashMap<String, RecoveryMethod>,
     /// Copies starting at once per destination host, counting those already starting
     /// (0: no limit).
@@ -117,6 +121,9 @@ pub struct Plan {
     /// Reserved hosts this plan puts to work (they stop being reserved).
     pub reserved_taken: BTreeSet<String>,
 }
+
+/// How an unplaced copy's reason starts when it failed on every usable host.
+pub const BLOCKED: &str = "blocked";
 
 /// Per-host bookkeeping while planning.
 struct HostState<'a> {
@@ -166,6 +173,12 @@ pub fn plan(input: &PlanInput) -> Plan {
                 }
             }
             staying.insert(slot);
+        } else if usable && input.failed_slots.contains(slot) {
+            // A failed copy holds its host until it moves: no other copy of the same clone
+            // goes there meanwhile (the state would refuse the swap, and the plan would loop).
+            if let Some(h) = hosts.get_mut(host.as_str()) {
+                h.instances.insert(&inst.id);
+            }
         }
     }
     for inst in input.instances.iter().filter(|i| i.wanted) {
@@ -190,8 +203,15 @@ pub fn plan(input: &PlanInput) -> Plan {
             .get(&inst.segment)
             .copied()
             .unwrap_or_default();
-        let avoid = input.failed_slots.contains(&slot).then_some(from).flatten();
-        match choose(&hosts, inst, avoid, method, input.max_starts_per_host) {
+        let mut avoid: BTreeSet<&str> = input
+            .failed_on
+            .get(&slot)
+            .map(|hs| hs.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        if let Some(f) = from.filter(|_| input.failed_slots.contains(&slot)) {
+            avoid.insert(f);
+        }
+        match choose(&hosts, inst, &avoid, method, input.max_starts_per_host) {
             Ok(to) => {
                 if let Some(h) = hosts.get_mut(to) {
                     h.free = h.free.minus(inst.needs);
@@ -220,11 +240,13 @@ pub fn plan(input: &PlanInput) -> Plan {
 fn choose<'a>(
     hosts: &BTreeMap<&'a str, HostState<'a>>,
     inst: &InstanceView,
-    avoid: Option<&str>,
+    avoid: &BTreeSet<&str>,
     method: RecoveryMethod,
     max_starts: u32,
 ) -> Result<&'a str, String> {
     let mut in_segment = 0;
+    let mut usable = 0;
+    let mut failed_there = 0;
     let mut blocked_by_rules = 0;
     let mut at_start_limit = 0;
     let mut best: Option<(Preference, &'a str)> = None;
@@ -234,7 +256,12 @@ fn choose<'a>(
             continue;
         }
         in_segment += 1;
-        if v.failed || v.on_maintenance || Some(*id) == avoid {
+        if v.failed || v.on_maintenance {
+            continue;
+        }
+        usable += 1;
+        if avoid.contains(id) {
+            failed_there += 1;
             continue;
         }
         // Which pass may use this host under the recovery method (0 preferred, 1 fallback).
@@ -270,6 +297,11 @@ fn choose<'a>(
     }
     Err(if in_segment == 0 {
         format!("segment `{}` has no hosts", inst.segment)
+    } else if failed_there > 0 && failed_there == usable {
+        format!(
+            "{BLOCKED}: it failed on every usable host of segment `{}` ({usable})",
+            inst.segment
+        )
     } else if at_start_limit > 0 {
         format!(
             "waiting: {at_start_limit} host(s) with room already start {max_starts} instance(s) in this round"

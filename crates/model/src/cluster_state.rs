@@ -282,7 +282,7 @@ impl ClusterState {
             }
         }
         match self.placements.get(&p.meta.id) {
-            Some(old) if old.host == p.host => p.epoch = old.epoch,
+            Some(old) if old.host == p.host && old.attempt == p.attempt => p.epoch = old.epoch,
             old => {
                 if let Some(old) = old {
                     // The copy on the old host must be confirmed stopped first.

@@ -78,6 +78,11 @@ pub struct Instance {
     #[schemars(with = "String")]
     pub restart_window: Duration,
     pub health_checks: Vec<HealthCheck>,
+    /// How long a host where a copy failed is avoided for it (0s: until `buoy instance
+    /// reset`). A copy that failed on every usable host is blocked that long.
+    #[serde(default, with = "crate::duration_text")]
+    #[schemars(with = "String")]
+    pub failure_timeout: Duration,
 }
 
 /// The fields a client may set on an instance (create: `name`, `segment`, `driver` required).
@@ -127,6 +132,13 @@ pub struct InstanceSpec {
     pub restart_window: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_checks: Option<Vec<HealthCheck>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::duration_text::option"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub failure_timeout: Option<Duration>,
 }
 
 impl Instance {
@@ -162,6 +174,7 @@ impl Instance {
             max_restarts: 3,
             restart_window: Duration::from_secs(300),
             health_checks: Vec::new(),
+            failure_timeout: Duration::ZERO,
         };
         i.update(spec, None)?;
         Ok(i)
@@ -189,6 +202,7 @@ impl Instance {
         set(&mut next.max_restarts, &spec.max_restarts);
         set(&mut next.restart_window, &spec.restart_window);
         set(&mut next.health_checks, &spec.health_checks);
+        set(&mut next.failure_timeout, &spec.failure_timeout);
         if next.mode == Mode::Single && spec.replicas.is_none() {
             next.replicas = 1;
         }

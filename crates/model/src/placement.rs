@@ -52,6 +52,35 @@ pub struct Placement {
     /// The host a recovery moved this copy away from: where failback returns it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub home: Option<String>,
+    /// Where this copy failed (restart budget spent, or it could not start), one entry per
+    /// host: it is not placed on those hosts again until the failure expires (the instance's
+    /// `failure_timeout`) or an operator resets it (`buoy instance reset`). Written by the
+    /// leader when it moves a failed copy (`engine::failures`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<HostFailure>,
+    /// Raised to start the copy again in place (a reset of a blocked copy): like a move, it
+    /// gives the copy a new epoch, and the old one must be confirmed stopped first.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempt: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A copy's failures on one host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct HostFailure {
+    /// Host id.
+    pub host: String,
+    /// How many times it failed there.
+    pub count: u32,
+    /// The epoch of the last failure counted (each failed epoch counts once).
+    pub epoch: Epoch,
+    /// Why, the last time (from the host's report).
+    pub reason: String,
+    /// When the leader recorded the last one.
+    pub at: crate::timestamp::Timestamp,
 }
 
 /// A host a copy moved away from, and the epoch it ran there: that copy must be confirmed
@@ -97,6 +126,8 @@ impl Placement {
             epoch: Epoch(0),
             handoffs: Vec::new(),
             home: None,
+            failures: Vec::new(),
+            attempt: 0,
         })
     }
 

@@ -23,6 +23,9 @@ pub enum InstanceCommand {
         #[arg(long, default_value_t = 0)]
         replica: u32,
     },
+    /// Forget where it failed (like Pacemaker's cleanup) and try again: a copy blocked
+    /// because it failed on every usable host starts again where it is.
+    Reset { name: String },
 }
 
 pub fn instance(common: &Common, op: InstanceCommand) -> Result<()> {
@@ -42,6 +45,19 @@ pub fn instance(common: &Common, op: InstanceCommand) -> Result<()> {
                 println!("{line}");
                 true
             })
+        }
+        InstanceCommand::Reset { name } => {
+            let path = format!("/v1/instances/{}/reset", encode(&name));
+            let v = client::call_json(common.http, "POST", &path, Some(&serde_json::json!({})))?;
+            if common.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "instance {name}: {} failure record(s) cleared, {} blocked cop(ies) started again",
+                    v["failures_cleared"], v["copies_restarted"]
+                );
+            }
+            Ok(())
         }
     }
 }

@@ -630,6 +630,8 @@ mod tests {
                 epoch: Epoch(epoch),
                 handoffs: Vec::new(),
                 home: None,
+                failures: Vec::new(),
+                attempt: 0,
             },
             instance: Instance::create(meta("i1"), &spec, "s1".into()).unwrap(),
         }

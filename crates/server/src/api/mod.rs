@@ -5,7 +5,7 @@
 //!
 //! - [`StateApi`] (here): reads, writes, and how an object is shown.
 //! - `crud` over the kinds in `resources`; `paging`; `decode` (bodies); `error`.
-//! - `notifications`, `instance_logs`, `events` (SSE), `servers`, `status`, `host_actions`.
+//! - `notifications`, `instance_logs`, `events` (SSE), `servers`, `status`, `host_actions`, `instance_actions`.
 //! - `openapi`: the OpenAPI document of all of it.
 
 mod crud;
@@ -13,6 +13,7 @@ mod decode;
 mod error;
 mod events;
 pub mod host_actions;
+pub mod instance_actions;
 mod instance_logs;
 mod notifications;
 pub mod openapi;
@@ -115,6 +116,10 @@ pub fn router(api: StateApi) -> Router {
         .route("/v1/events", get(events))
         .route("/v1/servers", get(servers).post(add_server))
         .route("/v1/servers/{name}", axum::routing::delete(remove_server))
+        .route(
+            "/v1/instances/{id}/reset",
+            axum::routing::post(instance_actions::reset),
+        )
         .route("/v1/settings", get(settings::show))
         .route(
             "/v1/settings/lease",

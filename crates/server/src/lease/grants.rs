@@ -147,6 +147,17 @@ impl LeaseGrants {
         failed_from_reports(reports.values().flat_map(|r| r.report.instances.iter()))
     }
 
+    /// Why the copy of `placement` at `epoch` failed, as its host last reported it.
+    pub fn failure_reason(&self, placement: &str, epoch: model::placement::Epoch) -> String {
+        let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        reports
+            .values()
+            .flat_map(|r| r.report.instances.iter())
+            .find(|o| o.placement == placement && o.epoch == epoch && o.phase == Phase::Failed)
+            .and_then(|o| o.reason.clone())
+            .unwrap_or_else(|| "reported failed (no reason given)".to_string())
+    }
+
     /// Grants `host` a renewal received at `received_at`, with its assignments when the state
     /// moved past `known` (the change index of the host's last answer).
     pub async fn grant(

@@ -62,7 +62,7 @@ pub async fn process(r: &mut Recovery, states: &BTreeMap<String, MemberState>) {
             }
             Decision::FailCopy { key, detail } => {
                 r.external_failed.insert(key.clone());
-                r.copy_records.insert(key, n.meta.id.clone());
+                r.copy_records.insert(key.0.clone(), n.meta.id.clone());
                 (NotificationStatus::Running, detail)
             }
             Decision::Maintenance { host, detail } => {

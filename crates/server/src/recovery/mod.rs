@@ -66,8 +66,9 @@ pub struct Recovery {
     last_plan: Option<tokio::time::Instant>,
     /// Copies named failed by VM notifications (placement id, epoch).
     external_failed: BTreeSet<(String, Epoch)>,
-    /// The notification recording each failed copy's move.
-    copy_records: BTreeMap<(String, Epoch), String>,
+    /// The open notification recording each failed copy's recovery, by placement id: one per
+    /// streak of failures, however many hosts it tries.
+    copy_records: BTreeMap<String, String>,
 }
 
 /// Runs on every server; acts only while this server leads.
@@ -123,6 +124,7 @@ impl Recovery {
         external::process(self, &states).await;
         self.clear_handoffs().await;
         self.prune().await;
+        self.expire_failures().await;
         self.replan().await;
         self.failback(&states).await;
         self.progress().await;

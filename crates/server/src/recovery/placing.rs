@@ -38,6 +38,31 @@ impl Recovery {
         self.write_all(writes.collect()).await;
     }
 
+    /// Resets blocked copies whose failures all expired (the instance's `failure_timeout`):
+    /// they are tried again, as after `buoy instance reset`.
+    pub(super) async fn expire_failures(&self) {
+        let now = Timestamp::now();
+        let ops: Vec<Op> = self.replica.shared().read(|st| {
+            st.placements()
+                .filter(|p| !p.failures.is_empty())
+                .filter(|p| {
+                    st.instance(&p.instance).is_some_and(|i| {
+                        engine::failures::expired(p, i.failure_timeout, now)
+                    })
+                })
+                .filter_map(|p| {
+                    let next = engine::failures::reset(p)?;
+                    info!(placement = %p.meta.id, "failures expired (failure_timeout): trying again");
+                    Some(Op::Put {
+                        object: Box::new(Object::Placement(next)),
+                        expect: Expect::Version(p.meta.version),
+                    })
+                })
+                .collect()
+        });
+        self.write_all(ops).await;
+    }
+
     /// Deletes the placements of copies a clone no longer has (scaled down).
     pub(super) async fn prune(&self) {
         let surplus = self.replica.shared().read(input::surplus);
@@ -70,7 +95,10 @@ impl Recovery {
         let Some((plan_input, st_view)) = self.replica.shared().read(|st| {
             let worth = changed && (!failed.is_empty() || input::needs_plan(st))
                 || retry && input::needs_plan(st);
-            worth.then(|| (input::plan_input(st, &failed, &starting), PlanView::of(st)))
+            worth.then(|| {
+                let input = input::plan_input(st, &failed, &starting, Timestamp::now());
+                (input, PlanView::of(st))
+            })
         }) else {
             self.planned = Some((index, failed));
             return;
@@ -113,6 +141,8 @@ impl Recovery {
                     epoch: Epoch(0),
                     handoffs: Vec::new(),
                     home: None,
+                    failures: Vec::new(),
+                    attempt: 0,
                 };
                 ops.push(Op::Put {
                     object: Box::new(Object::Placement(placement)),
@@ -124,7 +154,14 @@ impl Recovery {
                 continue;
             }
             let from_failed = view.host_failed(&current.host);
-            let mut moved = current.clone();
+            let copy_failed = failed.contains(&(current.meta.id.clone(), current.epoch));
+            let mut moved = if copy_failed && !from_failed {
+                // Counted where it failed: that host is avoided for it from now on.
+                let reason = self.grants.failure_reason(&current.meta.id, current.epoch);
+                engine::failures::record(current, &reason, Timestamp::now())
+            } else {
+                current.clone()
+            };
             moved.host = m.to.clone();
             if from_failed && moved.home.is_none() {
                 moved.home = Some(current.host.clone());
@@ -150,9 +187,28 @@ impl Recovery {
                 copy_moves.push((current.clone(), m));
             }
         }
+        let mut blocked = Vec::new();
         for u in &p.unplaced {
+            let current = view.placement(&u.slot.instance, u.slot.replica);
+            let copy_failed =
+                current.is_some_and(|c| failed.contains(&(c.meta.id.clone(), c.epoch)));
+            if let Some(c) = current.filter(|_| copy_failed)
+                && !view.host_failed(&c.host)
+            {
+                // Failed where it sits and nowhere to go: blocked. Counted once; it stays.
+                if !engine::failures::counted(c) {
+                    let reason = self.grants.failure_reason(&c.meta.id, c.epoch);
+                    let counted = engine::failures::record(c, &reason, Timestamp::now());
+                    ops.push(Op::Put {
+                        object: Box::new(Object::Placement(counted.clone())),
+                        expect: Expect::Version(c.meta.version),
+                    });
+                    blocked.push((counted, u.reason.clone()));
+                }
+                continue;
+            }
             warn!(instance = %view.instance_name(&u.slot.instance), replica = u.slot.replica, reason = %u.reason, "cannot place");
-            if let Some(current) = view.placement(&u.slot.instance, u.slot.replica)
+            if let Some(current) = current
                 && view.host_failed(&current.host)
             {
                 host_moves
@@ -224,35 +280,84 @@ impl Recovery {
                 Some(view.host_name(&m.to)),
                 String::new(),
             );
-            let reason = "failed past its restart budget, or reported failed";
-            let id = match self.copy_records.get(&key) {
-                Some(id) => Some(id.clone()),
-                None => {
-                    let steps = vec![model::notification::RecoveryStep {
-                        name: DETECTED.into(),
-                        at: now,
-                        detail: format!("instance `{name}` {reason} on `{source}`"),
-                    }];
-                    records::open(
-                        &self.replica,
-                        NotificationType::Vm,
-                        &source,
-                        records::instance_payload(&current.instance, reason),
-                        steps,
-                    )
-                    .await
-                }
-            };
-            if let Some(id) = id {
+            let reason = self.grants.failure_reason(&current.meta.id, current.epoch);
+            if let Some(id) = self.copy_record(&current, &name, &source, &reason).await {
                 records::update(&self.replica, &id, |n| {
                     n.vmoves.push(v.clone());
                     records::add_step(n, PLANNED, now, "");
                     true
                 })
                 .await;
-                self.copy_records.insert(key.clone(), id);
+                self.copy_records.insert(key.0.clone(), id);
             }
             self.external_failed.remove(&key);
+        }
+        for (p, why) in blocked {
+            self.blocked(&p, &why, view).await;
+        }
+    }
+
+    /// The open recovery record of failed copy `p` (one per streak of failures of its
+    /// placement), or a new one saying it failed on `source` (a host name) and why.
+    async fn copy_record(
+        &self,
+        p: &Placement,
+        name: &str,
+        source: &str,
+        reason: &str,
+    ) -> Option<String> {
+        let open = self.copy_records.get(&p.meta.id).filter(|id| {
+            self.replica
+                .shared()
+                .read(|st| st.notification(id).is_some_and(records::is_open))
+        });
+        if let Some(id) = open {
+            return Some(id.clone());
+        }
+        let steps = vec![model::notification::RecoveryStep {
+            name: DETECTED.into(),
+            at: Timestamp::now(),
+            detail: format!("instance `{name}` failed on `{source}`: {reason}"),
+        }];
+        records::open(
+            &self.replica,
+            NotificationType::Vm,
+            source,
+            records::instance_payload(&p.instance, reason),
+            steps,
+        )
+        .await
+    }
+
+    /// A failed copy with nowhere to go: its recovery record ends `failed`, with the reason of
+    /// each host, and nothing moves until an operator resets it or its failures expire.
+    async fn blocked(&mut self, p: &Placement, why: &str, view: &PlanView) {
+        let name = view.instance_name(&p.instance).to_string();
+        let host = view.host_name(&p.host).to_string();
+        let failures = engine::failures::describe(p, |h| view.host_name(h).to_string());
+        let message = format!(
+            "instance `{name}` is blocked ({why}): {failures}. Fix the cause, then `buoy instance reset {name}`"
+        );
+        warn!(instance = %name, host = %host, "{message}");
+        let now = Timestamp::now();
+        let last = p.failures.iter().find(|f| f.host == p.host);
+        let reason = last.map_or(failures.as_str(), |f| f.reason.as_str());
+        let id = self.copy_record(p, &name, &host, reason).await;
+        self.copy_records.remove(&p.meta.id);
+        if let Some(id) = id {
+            records::update(&self.replica, &id, |n| {
+                records::add_step(n, records::BLOCKED, now, message.clone());
+                for v in n.vmoves.iter_mut() {
+                    if matches!(v.status, VMoveStatus::Ongoing | VMoveStatus::Pending) {
+                        v.status = VMoveStatus::Failed;
+                        v.end_time = Some(now);
+                        v.message = message.clone();
+                    }
+                }
+                n.status = model::notification::NotificationStatus::Failed;
+                true
+            })
+            .await;
         }
     }
 }

@@ -22,6 +22,8 @@ pub const FENCED: &str = "fenced";
 pub const PLANNED: &str = "planned";
 pub const STARTED: &str = "started";
 pub const HEALTHY: &str = "healthy";
+/// A failed copy with nowhere left to go: the record ends `failed`.
+pub const BLOCKED: &str = "blocked";
 
 /// Writes `op`; a refusal or a lost leadership is logged and reported as `None`.
 pub async fn write(replica: &Replica, op: Op) -> Option<Object> {

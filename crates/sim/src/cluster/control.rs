@@ -337,7 +337,9 @@ impl Control {
                 (h.clone(), n as u32)
             })
             .collect();
-        let input = plan_input::plan_input(&self.st, &failed, &starting);
+        // The model records no failures (`engine::failures`): no time is needed to expire them.
+        let input =
+            plan_input::plan_input(&self.st, &failed, &starting, model::Timestamp::default());
         let p = plan(&input);
         for m in &p.moves {
             let current = self
@@ -360,6 +362,8 @@ impl Control {
                             epoch: Epoch(0),
                             handoffs: Vec::new(),
                             home: None,
+                            failures: Vec::new(),
+                            attempt: 0,
                         })),
                         expect: Expect::Absent,
                     }
