@@ -207,6 +207,14 @@ impl Instance {
             next.replicas = 1;
         }
         next.validate()?;
+        // Checked where a client sets it, not in `validate`: the state machine validates every
+        // stored object, and a rule added later must not refuse entries already committed.
+        if next.driver == DriverKind::Process
+            && (spec.params.is_some() || spec.driver.is_some())
+            && let Some(command) = next.params.get("command").and_then(|v| v.as_str())
+        {
+            check_command(command)?;
+        }
         *self = next;
         Ok(())
     }
@@ -261,7 +269,8 @@ impl Instance {
         Ok(())
     }
 
-    /// The parameters each driver cannot start without.
+    /// The parameters each driver cannot start without (and what can be told wrong before
+    /// any host tries).
     fn check_params(&self) -> Result<(), StateError> {
         let text = |key: &str| self.params.get(key).and_then(|v| v.as_str());
         match self.driver {
@@ -305,6 +314,36 @@ impl Instance {
     }
 }
 
+/// A process command is one program: an absolute path, or a name looked up on the host's
+/// `PATH`. A command line with arguments never starts on any host, so it is refused here with
+/// the fix (issue 16: the README's own example looped forever on this).
+fn check_command(command: &str) -> Result<(), StateError> {
+    let fix = |why: String| {
+        let mut words = command.split_whitespace();
+        let program = words.next().unwrap_or_default();
+        let args: Vec<String> = words.map(|w| format!("{w:?}")).collect();
+        StateError::invalid(
+            "params.command",
+            format!(
+                "`{command}` {why}: give one program in `command` (an absolute path or a name on PATH) and its arguments in `args`, e.g. --set params.command={program} --set 'params.args=[{}]'",
+                args.join(",")
+            ),
+        )
+    };
+    if command.starts_with('/') {
+        return Ok(());
+    }
+    if command.chars().any(char::is_whitespace) {
+        return Err(fix("has spaces".into()));
+    }
+    if command.contains('/') {
+        return Err(fix(
+            "is a relative path, which depends on the agent's directory".into(),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,8 +358,8 @@ mod tests {
 
     #[test]
     fn a_process_instance_gets_sane_defaults() {
-        let i = create(r#"{"name":"web","driver":"process","params":{"command":"sleep 100"}}"#)
-            .unwrap();
+        let i =
+            create(r#"{"name":"web","driver":"process","params":{"command":"sleep"}}"#).unwrap();
         assert_eq!(i.mode, Mode::Single);
         assert_eq!(i.replicas, 1);
         assert_eq!(i.priority, 500);
@@ -344,6 +383,33 @@ mod tests {
         assert_eq!(e.field(), Some("params"));
         let e = create(r#"{"name":"a"}"#).unwrap_err();
         assert_eq!(e.field(), Some("driver"));
+    }
+
+    /// Issue 16: the README's `params.command="python3 -m http.server"` never started on any
+    /// host, and recovery moved it between hosts forever. It is refused with the fix.
+    #[test]
+    fn a_command_line_is_refused_with_the_fix() {
+        let e = create(
+            r#"{"name":"a","driver":"process","params":{"command":"python3 -m http.server"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.field(), Some("params.command"));
+        let text = e.to_string();
+        assert!(
+            text.contains("has spaces")
+                && text.contains(
+                    r#"--set params.command=python3 --set 'params.args=["-m","http.server"]'"#
+                ),
+            "{text}"
+        );
+        let e = create(r#"{"name":"a","driver":"process","params":{"command":"bin/app"}}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("relative path"), "{e}");
+        for ok in ["python3", "/usr/bin/python3", "/opt/my app/run"] {
+            let json =
+                format!(r#"{{"name":"a","driver":"process","params":{{"command":"{ok}"}}}}"#);
+            assert!(create(&json).is_ok(), "{ok}");
+        }
     }
 
     #[test]

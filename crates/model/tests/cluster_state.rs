@@ -41,7 +41,7 @@ fn host(id: &str, name: &str, seg: &str) -> Object {
 
 fn instance(id: &str, name: &str, seg: &str) -> Object {
     let spec: InstanceSpec = serde_json::from_value(serde_json::json!({
-        "name": name, "driver": "process", "params": {"command": "sleep 1000"}
+        "name": name, "driver": "process", "params": {"command": "sleep", "args": ["1000"]}
     }))
     .unwrap();
     Object::Instance(Instance::create(meta(id), &spec, seg.into()).unwrap())

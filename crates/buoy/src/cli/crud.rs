@@ -34,7 +34,8 @@ pub struct SpecArgs {
     #[arg(short = 'f', long = "file")]
     pub file: Option<PathBuf>,
     /// Set a field: `--set description="rack 3"`, `--set capacity.cpu=4`,
-    /// `--set params.command="sleep 100"`. Values that parse as JSON are taken as JSON.
+    /// `--set params.command=sleep --set 'params.args=["100"]'`. Values that parse as JSON
+    /// are taken as JSON.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
     /// The segment (name or id), for hosts and instances.

@@ -119,7 +119,7 @@ mod tests {
         fn a_decoded_spec_encodes_back_to_what_it_read(name in "[a-z][a-z0-9-]{0,20}", cpu in 0u32..64_000, mem in 0u64..1_000_000, prio in 0u16..=1000) {
             let body = json!({
                 "name": name, "segment": "zone-a", "driver": "process",
-                "params": {"command": "sleep 1"}, "cpu": f64::from(cpu) / 1000.0,
+                "params": {"command": "sleep", "args": ["1"]}, "cpu": f64::from(cpu) / 1000.0,
                 "memory_mb": mem, "priority": prio, "restart_window": "90s", "version": 4,
             });
             let (spec, version) = decode_spec::<InstanceSpec>(body.to_string().as_bytes()).unwrap();
