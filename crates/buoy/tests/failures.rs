@@ -61,6 +61,26 @@ fn an_instance_that_fails_everywhere_is_blocked_once_and_reset_tries_again() {
     }
     let first = wait_until_blocked_record(&c, 3);
 
+    // Where operators look: the instance says blocked, why, and where it failed.
+    let (_, body) = get(c.http(1), "/v1/instances/broken").unwrap();
+    let i = json(&body);
+    assert_eq!(i["status"], "blocked", "{i}");
+    assert!(i["reason"].as_str().is_some_and(|r| r.contains("failed on every usable host") && r.contains("exit code 1")), "{i}");
+    assert_eq!(
+        i["copies"][0]["failures"].as_array().map(Vec::len),
+        Some(3),
+        "{i}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_buoy"))
+        .args(["instance", "list", "--http", &c.http(1).to_string()])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("STATUS") && table.contains("blocked") && table.contains("failed on every"),
+        "{table}"
+    );
+
     // Quiet: nothing moves, no new record.
     std::thread::sleep(Duration::from_secs(3));
     let still = placement(&c).unwrap();

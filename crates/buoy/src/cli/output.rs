@@ -33,6 +33,7 @@ pub(super) fn print_table(plural: &str, items: &[Value], segments: &Map<String, 
             vec![
                 "NAME",
                 "SEGMENT",
+                "STATUS",
                 "MEMBERSHIP",
                 "RESERVED",
                 "MAINTENANCE",
@@ -46,6 +47,7 @@ pub(super) fn print_table(plural: &str, items: &[Value], segments: &Map<String, 
                     vec![
                         text(&h["name"]),
                         seg(&h["segment"]),
+                        text(&h["status"]),
                         text(&h["membership"]["state"]),
                         text(&h["reserved"]),
                         text(&h["on_maintenance"]),
@@ -58,29 +60,30 @@ pub(super) fn print_table(plural: &str, items: &[Value], segments: &Map<String, 
         ),
         "instances" => (
             vec![
-                "NAME",
-                "SEGMENT",
-                "DRIVER",
-                "MODE",
-                "REPLICAS",
-                "PRIORITY",
-                "DESIRED",
-                "CPU",
-                "MEMORY_MB",
+                "NAME", "SEGMENT", "DRIVER", "MODE", "PRIORITY", "HOSTS", "STATUS", "REASON",
             ],
             items
                 .iter()
                 .map(|i| {
+                    let hosts: Vec<String> = i["copies"]
+                        .as_array()
+                        .map_or(&[][..], |c| c)
+                        .iter()
+                        .map(|c| text(&c["host"]))
+                        .collect();
                     vec![
                         text(&i["name"]),
                         seg(&i["segment"]),
                         text(&i["driver"]),
                         text(&i["mode"]),
-                        text(&i["replicas"]),
                         text(&i["priority"]),
-                        text(&i["desired_state"]),
-                        text(&i["cpu"]),
-                        text(&i["memory_mb"]),
+                        if hosts.is_empty() {
+                            "-".into()
+                        } else {
+                            hosts.join(",")
+                        },
+                        text(&i["status"]),
+                        shorten(&i["reason"], 70),
                     ]
                 })
                 .collect(),
@@ -121,6 +124,16 @@ pub(super) fn print_table(plural: &str, items: &[Value], segments: &Map<String, 
     if rows.is_empty() {
         println!("(no {plural})");
     }
+}
+
+/// `v` as text, cut to `max` characters (with an ellipsis); `-` when absent.
+fn shorten(v: &Value, max: usize) -> String {
+    let t = text(v);
+    if t.chars().count() <= max {
+        return t;
+    }
+    let cut: String = t.chars().take(max.saturating_sub(1)).collect();
+    format!("{cut}…")
 }
 
 pub(super) fn print_rows(head: &[&str], rows: &[Vec<String>]) {

@@ -203,8 +203,18 @@ impl StateApi {
         }
     }
 
-    /// An object as the API shows it: hosts get their membership state from gossip.
+    /// An object as the API shows it: hosts get their membership state from gossip, instances
+    /// their copies (where, at which epoch, in which phase, and why not running).
     fn view(&self, o: &Object) -> Value {
+        match (o, self.replica()) {
+            (Object::Instance(_), Ok(r)) => r.shared().read(|st| self.view_in(Some(st), o)),
+            _ => self.view_in(None, o),
+        }
+    }
+
+    /// [`Self::view`] inside a read of the state (never read it again there: the lock is not
+    /// re-entrant).
+    fn view_in(&self, st: Option<&model::ClusterState>, o: &Object) -> Value {
         let mut v = match o {
             Object::Segment(x) => serde_json::to_value(x),
             Object::Host(x) => serde_json::to_value(x),
@@ -230,7 +240,96 @@ impl StateApi {
             );
             map.insert("status".into(), self.host_status(h, &gossip_state).into());
         }
+        if let (Object::Instance(i), Some(st), Some(map)) = (o, st, v.as_object_mut()) {
+            let (copies, status, reason) = self.copies(st, i);
+            map.insert("copies".into(), copies.into());
+            map.insert("status".into(), status.into());
+            map.insert("reason".into(), reason.map_or(Value::Null, Value::String));
+        }
         v
+    }
+
+    /// Instance `i`'s copies, and one status with its reason for the whole: `blocked` (failed
+    /// on every usable host), `pending` (not placed), the phase of a copy that does not run
+    /// (`starting`, `failed`...), or `running`. Phases come from the hosts' reports to the
+    /// leader (`unknown` on another server, or before a report).
+    fn copies(
+        &self,
+        st: &model::ClusterState,
+        i: &model::instance::Instance,
+    ) -> (Vec<Value>, String, Option<String>) {
+        let name = |id: &str| st.host(id).map_or(id.to_string(), |h| h.name.clone());
+        let mut placements: Vec<_> = st
+            .placements()
+            .filter(|p| p.instance == i.meta.id)
+            .collect();
+        placements.sort_by_key(|p| p.replica);
+        let mut worst: Option<(String, Option<String>)> = None;
+        let copies = placements
+            .iter()
+            .map(|p| {
+                let host = name(&p.host);
+                let observed = self
+                    .grants
+                    .as_ref()
+                    .and_then(|g| g.observed(&host, &p.meta.id, p.epoch));
+                let blocked = p.failures.iter().any(|f| f.host == p.host)
+                    && observed.as_ref().is_none_or(|o| o.phase == proto::Phase::Failed);
+                let (phase, reason) = match (&observed, blocked) {
+                    (_, true) => (
+                        "blocked".to_string(),
+                        Some(format!(
+                            "failed on every usable host: {}; `buoy instance reset {}` retries",
+                            engine::failures::describe(p, name),
+                            i.name
+                        )),
+                    ),
+                    (Some(o), _) => (
+                        serde_json::to_value(o.phase)
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_default(),
+                        o.reason.clone(),
+                    ),
+                    (None, _) if !p.handoffs.is_empty() => (
+                        "waiting".to_string(),
+                        Some("for the host it left to confirm its old copy stopped".into()),
+                    ),
+                    (None, _) => ("unknown".to_string(), None),
+                };
+                if phase != "running" && worst.as_ref().is_none_or(|(w, _)| w != "blocked") {
+                    worst = Some((phase.clone(), reason.clone()));
+                }
+                let failures: Vec<Value> = p
+                    .failures
+                    .iter()
+                    .map(|f| json!({"host": name(&f.host), "count": f.count, "reason": f.reason, "at": f.at}))
+                    .collect();
+                json!({"replica": p.replica, "host": host, "epoch": p.epoch, "phase": phase,
+                       "reason": reason, "failures": failures})
+            })
+            .collect();
+        let wanted = engine::plan_input::copies(i) as usize;
+        let started = i.desired_state == model::instance::DesiredState::Started;
+        let (status, reason) = match worst {
+            Some(w) if started => w,
+            _ if started && placements.len() < wanted => (
+                "pending".to_string(),
+                Some(format!(
+                    "{} of {wanted} copies placed: no usable host has room (see the leader's log)",
+                    placements.len()
+                )),
+            ),
+            _ if started => ("running".to_string(), None),
+            _ => (
+                serde_json::to_value(i.desired_state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
+                None,
+            ),
+        };
+        (copies, status, reason)
     }
 }
 

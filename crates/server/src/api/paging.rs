@@ -129,7 +129,7 @@ pub fn list_page(
         .filter(|_| matches!(kind, Kind::Host | Kind::Instance))
         .and_then(|seg| Some((seg, st.resolve(Kind::Segment, seg)?)));
     let views = ids.filter_map(|id| st.get(kind, id)).map(|o| {
-        let mut v = api.view(&o);
+        let mut v = api.view_in(Some(st), &o);
         if let Some((seg, id)) = &segment
             && v.get("segment").and_then(Value::as_str) == Some(id.as_str())
         {

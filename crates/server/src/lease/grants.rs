@@ -131,6 +131,16 @@ impl LeaseGrants {
         placement: &str,
         epoch: model::placement::Epoch,
     ) -> Option<Phase> {
+        self.observed(host, placement, epoch).map(|o| o.phase)
+    }
+
+    /// What `host` last reported about the copy of `placement` at `epoch`.
+    pub fn observed(
+        &self,
+        host: &str,
+        placement: &str,
+        epoch: model::placement::Epoch,
+    ) -> Option<proto::Observed> {
         let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
         reports
             .get(host)?
@@ -138,7 +148,7 @@ impl LeaseGrants {
             .instances
             .iter()
             .find(|o| o.placement == placement && o.epoch == epoch)
-            .map(|o| o.phase)
+            .cloned()
     }
 
     /// Placements (id, epoch) whose hosts report them failed past their restart budget.
