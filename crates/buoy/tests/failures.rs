@@ -80,6 +80,22 @@ fn an_instance_that_fails_everywhere_is_blocked_once_and_reset_tries_again() {
         table.contains("STATUS") && table.contains("blocked") && table.contains("failed on every"),
         "{table}"
     );
+    // `/bin/false` writes nothing: `instance logs` says so, and why, instead of nothing.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_buoy"))
+        .args([
+            "instance",
+            "logs",
+            "broken",
+            "--http",
+            &c.http(1).to_string(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.contains("has written nothing") && err.contains("blocked"),
+        "{out:?}"
+    );
 
     // Quiet: nothing moves, no new record.
     std::thread::sleep(Duration::from_secs(3));

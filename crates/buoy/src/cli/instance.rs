@@ -41,10 +41,28 @@ pub fn instance(common: &Common, op: InstanceCommand) -> Result<()> {
                 "/v1/instances/{}/logs?tail={tail}&replica={replica}&follow={follow}",
                 encode(&name)
             );
+            let mut printed = false;
             client::stream_lines(common.http, &path, |line| {
+                printed = true;
                 println!("{line}");
                 true
-            })
+            })?;
+            if !printed {
+                // Never silent: say that the log is empty, and how the instance stands.
+                let status = client::call_json(
+                    common.http,
+                    "GET",
+                    &format!("/v1/instances/{}", encode(&name)),
+                    None,
+                )
+                .ok();
+                let state = status.map_or(String::new(), |v| match v["reason"].as_str() {
+                    Some(r) => format!(" (status {}: {r})", super::output::text(&v["status"])),
+                    None => format!(" (status {})", super::output::text(&v["status"])),
+                });
+                eprintln!("instance {name} has written nothing to its log yet{state}");
+            }
+            Ok(())
         }
         InstanceCommand::Reset { name } => {
             let path = format!("/v1/instances/{}/reset", encode(&name));

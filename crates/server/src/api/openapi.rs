@@ -80,6 +80,7 @@ fn routes() -> Vec<Route> {
         Route { method: "get", path: "/v1/health", summary: "Liveness of this agent", tag: "cluster", body: None, ok: (200, Some(any_object)) },
         Route { method: "post", path: "/v1/hosts/{id}/enable", summary: "Return a failed host to service once it is back (alive in gossip, renewing its lease); 409 otherwise", tag: "hosts", body: None, ok: (200, Some(any_object)) },
         Route { method: "post", path: "/v1/hosts/{id}/fence", summary: "Run the host's fence device (fence-agents stdin protocol) with `{\"action\": \"off\"}` (default), on, reboot, status, monitor, metadata or list; a confirmed off or reboot marks the host fenced and its instances move", tag: "hosts", body: None, ok: (200, Some(any_object)) },
+        Route { method: "post", path: "/v1/instances/{id}/reset", summary: "Forget where the instance's copies failed (like Pacemaker's cleanup); a copy blocked where it failed starts again there under a new epoch. Answers failures_cleared and copies_restarted", tag: "instances", body: None, ok: (200, Some(any_object)) },
         Route { method: "get", path: "/v1/segments/{id}/capacity", summary: "Failover headroom (admission control): capacity, the reserve of the `tolerate_host_failures` largest hosts, what started instances use, and what is left", tag: "segments", body: None, ok: (200, Some(schema::<model::capacity::Headroom>)) },
         Route { method: "get", path: "/v1/openapi.json", summary: "This document", tag: "cluster", body: None, ok: (200, Some(any_object)) },
     ]);
