@@ -80,6 +80,24 @@ fn an_instance_that_fails_everywhere_is_blocked_once_and_reset_tries_again() {
         table.contains("STATUS") && table.contains("blocked") && table.contains("failed on every"),
         "{table}"
     );
+    // `notification show` reads as text: the steps with their times, and the copies moved.
+    let newest = records(&c)
+        .into_iter()
+        .max_by_key(|r| r["serial"].as_u64())
+        .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_buoy"))
+        .args(["notification", "show", newest["id"].as_str().unwrap()])
+        .args(["--http", &c.http(1).to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("failed")
+            && text.contains("steps")
+            && text.contains("blocked")
+            && text.contains(" s "),
+        "{text}"
+    );
     // `/bin/false` writes nothing: `instance logs` says so, and why, instead of nothing.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_buoy"))
         .args([

@@ -19,12 +19,38 @@ pub struct Common {
         long,
         env = "BUOY_HTTP_ADDR",
         default_value = "127.0.0.1:7070",
-        global = true
+        global = true,
+        value_parser = parse_http_addr
     )]
     pub http: SocketAddr,
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+/// An agent's HTTP address as operators write it: `10.0.0.5:7070`, `node-1:7070`, or a URL
+/// (`http://10.0.0.5:7070/`); for HTTPS give the URL or the address with `--tls-ca`.
+pub fn parse_http_addr(s: &str) -> Result<SocketAddr, String> {
+    let bare = s
+        .trim()
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .trim_end_matches('/');
+    if bare.contains('/') {
+        return Err(format!(
+            "`{s}`: expected an agent's address, HOST:PORT (e.g. 127.0.0.1:7070), not a path"
+        ));
+    }
+    use std::net::ToSocketAddrs;
+    match bare.to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("`{s}`: the name resolves to no address")),
+        Err(e) if !bare.contains(':') => Err(format!(
+            "`{s}`: expected HOST:PORT with the agent's --http port (e.g. {bare}:7070): {e}"
+        )),
+        Err(e) => Err(format!("`{s}`: not an address HOST:PORT: {e}")),
+    }
 }
 
 /// A spec from a file and flags.
@@ -238,4 +264,29 @@ pub(super) fn segment_names(addr: SocketAddr, plural: &str) -> Map<String, Value
             })
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_agent_address_may_be_written_as_a_url_and_a_bad_one_is_explained() {
+        let want: SocketAddr = "127.0.0.1:7070".parse().unwrap();
+        for ok in [
+            "127.0.0.1:7070",
+            "http://127.0.0.1:7070",
+            "http://127.0.0.1:7070/",
+            "https://127.0.0.1:7070",
+        ] {
+            assert_eq!(parse_http_addr(ok), Ok(want), "{ok}");
+        }
+        let e = parse_http_addr("127.0.0.1").unwrap_err();
+        assert!(
+            e.contains("HOST:PORT") && e.contains("127.0.0.1:7070"),
+            "{e}"
+        );
+        let e = parse_http_addr("http://127.0.0.1:7070/v1/status").unwrap_err();
+        assert!(e.contains("not a path"), "{e}");
+    }
 }

@@ -9,7 +9,12 @@ use clap::Args;
 #[derive(Args, Debug)]
 pub struct MembersArgs {
     /// HTTP address of any agent.
-    #[arg(long, env = "BUOY_HTTP_ADDR", default_value = "127.0.0.1:7070")]
+    #[arg(
+        long,
+        env = "BUOY_HTTP_ADDR",
+        default_value = "127.0.0.1:7070",
+        value_parser = super::crud::parse_http_addr
+    )]
     pub http: SocketAddr,
     /// Print JSON instead of a table.
     #[arg(long)]

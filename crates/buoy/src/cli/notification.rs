@@ -55,12 +55,20 @@ pub fn notification(common: &Common, cmd: NotificationCommand) -> Result<()> {
             }
             v
         }
-        NotificationCommand::Show { id } => client::call_json(
-            addr,
-            "GET",
-            &format!("/v1/notifications/{}", encode(&id)),
-            None,
-        )?,
+        NotificationCommand::Show { id } => {
+            let v = client::call_json(
+                addr,
+                "GET",
+                &format!("/v1/notifications/{}", encode(&id)),
+                None,
+            )?;
+            if common.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print_notification(&v);
+            }
+            return Ok(());
+        }
     };
     if common.json {
         println!("{}", serde_json::to_string_pretty(&v)?);

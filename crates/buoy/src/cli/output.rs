@@ -173,3 +173,60 @@ pub(super) fn print_object(v: &Value) {
         }
     }
 }
+
+/// A recovery record as text: what, where, its status, each step with its time from the
+/// first, and each copy moved.
+pub(super) fn print_notification(n: &Value) {
+    println!(
+        "notification {} (#{}): {} on {}, {}",
+        text(&n["id"]),
+        text(&n["serial"]),
+        text(&n["type"]),
+        text(&n["hostname"]),
+        text(&n["status"])
+    );
+    println!("generated    {}", text(&n["generated_time"]));
+    let millis = |v: &Value| {
+        v.as_str()
+            .and_then(|t| model::Timestamp::parse(t).ok())
+            .map(|t| t.unix_millis())
+    };
+    let steps = n["steps"].as_array().map_or(&[][..], |a| a);
+    let start = steps.first().and_then(|s| millis(&s["at"]));
+    if !steps.is_empty() {
+        println!("steps");
+    }
+    for s in steps {
+        let after = match (start, millis(&s["at"])) {
+            (Some(a), Some(b)) => format!("+{:.2} s", b.saturating_sub(a) as f64 / 1000.0),
+            _ => "-".into(),
+        };
+        let detail = s["detail"].as_str().filter(|d| !d.is_empty());
+        println!(
+            "  {:<14} {:>10}  {}{}",
+            text(&s["name"]),
+            after,
+            text(&s["at"]),
+            detail.map(|d| format!("  {d}")).unwrap_or_default()
+        );
+    }
+    let moves = n["vmoves"].as_array().map_or(&[][..], |a| a);
+    if !moves.is_empty() {
+        println!("copies moved");
+    }
+    for m in moves {
+        let took = match (millis(&m["start_time"]), millis(&m["end_time"])) {
+            (Some(a), Some(b)) => format!(" in {:.2} s", b.saturating_sub(a) as f64 / 1000.0),
+            _ => String::new(),
+        };
+        let message = m["message"].as_str().filter(|x| !x.is_empty());
+        println!(
+            "  {} {} -> {}: {}{took}{}",
+            text(&m["instance_name"]),
+            text(&m["source_host"]),
+            text(&m["dest_host"]),
+            text(&m["status"]),
+            message.map(|x| format!(" ({x})")).unwrap_or_default()
+        );
+    }
+}

@@ -34,11 +34,17 @@ pub fn status(common: &Common) -> Result<()> {
         .collect();
     println!("voters       {}", voters.join(", "));
     let m = &v["members"];
+    let by_state: Vec<String> = m["by_state"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, n)| format!("{} {k}", text(n)))
+        .collect();
     println!(
         "members      {} alive of {} ({})",
         text(&m["alive"]),
         text(&m["total"]),
-        m["by_state"]
+        by_state.join(", ")
     );
     Ok(())
 }
