@@ -80,6 +80,27 @@ fn an_instance_that_fails_everywhere_is_blocked_once_and_reset_tries_again() {
         table.contains("STATUS") && table.contains("blocked") && table.contains("failed on every"),
         "{table}"
     );
+    // `placement list` and `members` name things; members' columns line up.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_buoy"))
+            .args(args)
+            .args(["--http", &c.http(1).to_string()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let placements = cli(&["placement", "list"]);
+    assert!(
+        placements.contains("broken") && placements.contains(" h"),
+        "{placements}"
+    );
+    let members = cli(&["members"]);
+    let lines: Vec<&str> = members.lines().take(4).collect();
+    let at = |l: &str| l.find("STATE").or_else(|| l.find("alive"));
+    assert!(
+        lines.len() == 4 && lines.iter().all(|l| at(l) == at(lines[0])),
+        "{members}"
+    );
     // `notification show` reads as text: the steps with their times, and the copies moved.
     let newest = records(&c)
         .into_iter()

@@ -251,13 +251,24 @@ pub fn crud(common: &Common, plural: &str, op: Crud) -> Result<()> {
 
 /// Segment id -> name, to show names in host and instance tables.
 pub(super) fn segment_names(addr: SocketAddr, plural: &str) -> Map<String, Value> {
-    if plural == "segments" {
-        return Map::new();
+    match plural {
+        "segments" => Map::new(),
+        // Placements name an instance and a host: both maps, ids being unique.
+        "placements" => {
+            let mut m = names(addr, "instances");
+            m.extend(names(addr, "hosts"));
+            m
+        }
+        _ => names(addr, "segments"),
     }
-    client::call_json(addr, "GET", "/v1/segments?limit=10000", None)
+}
+
+/// Id -> name of every object of `plural`.
+fn names(addr: SocketAddr, plural: &str) -> Map<String, Value> {
+    client::call_json(addr, "GET", &format!("/v1/{plural}?limit=10000"), None)
         .ok()
         .and_then(|v| {
-            v["segments"].as_array().map(|a| {
+            v[plural].as_array().map(|a| {
                 a.iter()
                     .filter_map(|s| Some((s["id"].as_str()?.to_string(), s["name"].clone())))
                     .collect()

@@ -27,23 +27,39 @@ pub fn members(args: MembersArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!(
-        "{:<16} {:<22} {:<8} {:>11} {:<12} {:<7} {:>5} {:>9}",
-        "NAME", "ADDRESS", "STATE", "INCARNATION", "SEGMENT", "ROLE", "CPUS", "MEMORY_MB"
+    let rows: Vec<Vec<String>> = v["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            [
+                &m["name"],
+                &m["address"],
+                &m["state"],
+                &m["incarnation"],
+                &m["segment"],
+                &m["role"],
+                &m["capacity"]["cpus"],
+                &m["capacity"]["memory_mb"],
+            ]
+            .into_iter()
+            .map(super::output::text)
+            .collect()
+        })
+        .collect();
+    super::output::print_rows(
+        &[
+            "NAME",
+            "ADDRESS",
+            "STATE",
+            "INCARNATION",
+            "SEGMENT",
+            "ROLE",
+            "CPUS",
+            "MEMORY_MB",
+        ],
+        &rows,
     );
-    for m in v["members"].as_array().into_iter().flatten() {
-        println!(
-            "{:<16} {:<22} {:<8} {:>11} {:<12} {:<7} {:>5} {:>9}",
-            m["name"].as_str().unwrap_or("?"),
-            m["address"].as_str().unwrap_or("?"),
-            m["state"].as_str().unwrap_or("?"),
-            m["incarnation"],
-            m["segment"].as_str().unwrap_or(""),
-            m["role"].as_str().unwrap_or(""),
-            m["capacity"]["cpus"],
-            m["capacity"]["memory_mb"],
-        );
-    }
     println!(
         "(view of {}, local health {})",
         v["self"].as_str().unwrap_or("?"),

@@ -10,8 +10,10 @@ pub(super) fn text(v: &Value) -> String {
     }
 }
 
-pub(super) fn print_table(plural: &str, items: &[Value], segments: &Map<String, Value>) {
-    let seg = |v: &Value| text(segments.get(v.as_str().unwrap_or("")).unwrap_or(v));
+/// `names` maps ids to names: segments for hosts and instances, instances and hosts for
+/// placements.
+pub(super) fn print_table(plural: &str, items: &[Value], names: &Map<String, Value>) {
+    let seg = |v: &Value| text(names.get(v.as_str().unwrap_or("")).unwrap_or(v));
     let (head, rows): (Vec<&str>, Vec<Vec<String>>) = match plural {
         "segments" => (
             vec!["NAME", "RECOVERY", "ENABLED", "TOLERATE", "VERSION", "ID"],
@@ -95,9 +97,9 @@ pub(super) fn print_table(plural: &str, items: &[Value], segments: &Map<String, 
                 .map(|p| {
                     vec![
                         text(&p["id"]),
-                        text(&p["instance"]),
+                        seg(&p["instance"]),
                         text(&p["replica"]),
-                        text(&p["host"]),
+                        seg(&p["host"]),
                         text(&p["epoch"]),
                         text(&p["version"]),
                     ]
