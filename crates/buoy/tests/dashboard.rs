@@ -243,6 +243,31 @@ fn the_dashboard_shows_a_killed_host_fail_and_its_instances_come_back() {
         },
     );
 
+    // An instance that cannot start anywhere: the page says blocked, and why (issue 16).
+    let segment = buoy_json(api, "/v1/segments").unwrap()["segments"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_buoy"))
+        .args(["instance", "create", "broken", "--segment", &segment])
+        .args(["--driver", "process", "--set", "params.command=/bin/false"])
+        .args(["--set", "max_restarts=0", "--http", &api.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    wait_for(
+        "the blocked instance and its reason on the page",
+        Duration::from_secs(60),
+        || {
+            script(
+                &id,
+                "return [...document.querySelectorAll('li')].map(li => li.textContent).filter(t => t.startsWith('broken')).join('|')",
+            )
+            .as_str()
+            .is_some_and(|t| t.contains("blocked") && t.contains("failed on every usable host") && t.contains("exit code 1"))
+        },
+    );
+
     let shot = wd("GET", &format!("/session/{id}/screenshot"), None);
     let png = base64_decode(shot["value"].as_str().expect("a screenshot"));
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
