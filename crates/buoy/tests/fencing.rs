@@ -106,7 +106,12 @@ fn a_frozen_host_is_fenced_by_its_fence_agent_and_recovered_before_its_lease_end
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(&steps[..2], ["detected", "fenced"], "{record}");
+    // Timed from the fault's first evidence: the last renewal the leader received.
+    assert_eq!(
+        &steps[..3],
+        ["last_renewal", "detected", "fenced"],
+        "{record}"
+    );
     let (_, h2) = get(c.http(1), "/v1/hosts/h2").unwrap();
     let h2 = json(&h2);
     assert_eq!(

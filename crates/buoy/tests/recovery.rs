@@ -81,7 +81,14 @@ fn a_dead_hosts_instance_comes_back_elsewhere_after_its_lease() {
         .collect();
     assert_eq!(
         steps,
-        ["detected", "lease_expired", "planned", "started", "healthy"],
+        [
+            "last_renewal",
+            "detected",
+            "lease_expired",
+            "planned",
+            "started",
+            "healthy"
+        ],
         "{record}"
     );
     let vmoves = record["vmoves"].as_array().unwrap();

@@ -25,6 +25,9 @@ pub struct LeaseTable {
     floor: Instant,
     /// The end of each host's lease, from the last renewal this leader received.
     ends: HashMap<String, Instant>,
+    /// When this leader last received a renewal from each host: the first evidence of a
+    /// host's failure is that renewals stop (recovery steps are timed from it).
+    last: HashMap<String, Instant>,
 }
 
 impl LeaseTable {
@@ -41,6 +44,7 @@ impl LeaseTable {
             drift_margin,
             floor: elected_at + ttl.max(ceiling),
             ends: HashMap::new(),
+            last: HashMap::new(),
         }
     }
 
@@ -60,6 +64,8 @@ impl LeaseTable {
     /// leadership); returns the lease length granted.
     pub fn renew(&mut self, host: &str, received_at: Instant) -> Duration {
         let end = received_at + self.ttl;
+        let last = self.last.entry(host.to_string()).or_insert(received_at);
+        *last = (*last).max(received_at);
         match self.ends.get_mut(host) {
             Some(e) => *e = (*e).max(end),
             None => {
@@ -103,6 +109,11 @@ impl LeaseTable {
         fenced_at <= now && fenced_at + stop_budget() <= now
     }
 
+    /// When this leader last received a renewal from `host`, if it ever did.
+    pub fn last_renewal(&self, host: &str) -> Option<Instant> {
+        self.last.get(host).copied()
+    }
+
     /// Whether `host` renewed with this leader at all.
     pub fn renewed(&self, host: &str) -> bool {
         self.ends.contains_key(host)
@@ -116,6 +127,7 @@ impl LeaseTable {
     /// Forgets a host removed from the cluster.
     pub fn forget(&mut self, host: &str) {
         self.ends.remove(host);
+        self.last.remove(host);
     }
 
     pub fn ttl(&self) -> Duration {

@@ -89,6 +89,17 @@ impl LeaseGrants {
         }
     }
 
+    /// How long ago (at `now`) `host`'s last renewal reached this leader, if one did.
+    pub fn last_renewal_ago(&self, host: &str, now: Instant) -> Option<Duration> {
+        let term = self.replica.raft().metrics().borrow().current_term;
+        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let (t, lt) = table.as_ref()?;
+        (*t == term)
+            .then(|| lt.last_renewal(host))
+            .flatten()
+            .map(|at| now.saturating_since(at))
+    }
+
     /// Whether `host` renewed with this leader and its lease runs at `now`.
     pub fn holds_lease(&self, host: &str, now: Instant) -> bool {
         self.with_table(|t| t.renewed(host) && t.ends_at(host) > now)

@@ -11,7 +11,7 @@ use swim::MemberState;
 use tracing::{info, warn};
 
 use super::Recovery;
-use super::records::{self, DETECTED, FENCED, LEASE_EXPIRED};
+use super::records::{self, DETECTED, FENCED, LAST_RENEWAL, LEASE_EXPIRED};
 
 impl Recovery {
     /// Marks failed every host that is dead (or left) in gossip and whose lease is over, or
@@ -104,18 +104,37 @@ impl Recovery {
                 .next()
         });
         let detected_detail = "gossip: dead (or left)".to_string();
+        // The first evidence: the last renewal this leader received (the host stopped at most
+        // a renewal interval later). Wall-clock time, read off the leader's boot clock.
+        let last = self
+            .grants
+            .last_renewal_ago(&h.name, self.gossip.now())
+            .map(|ago| Timestamp::now().minus(ago));
+        let last_detail = "the last lease renewal this leader received from it";
         match open {
             Some(id) => {
                 records::update(&self.replica, &id, |n| {
                     n.status = NotificationStatus::Running;
+                    if let Some(t) = last {
+                        records::add_step(n, LAST_RENEWAL, t, last_detail);
+                    }
                     records::add_step(n, DETECTED, detected, detected_detail.clone());
                     records::add_step(n, step, at, detail.clone());
+                    n.steps.sort_by_key(|s| s.at);
                     true
                 })
                 .await;
             }
             None => {
-                let steps = vec![
+                let mut steps: Vec<model::notification::RecoveryStep> = last
+                    .map(|t| model::notification::RecoveryStep {
+                        name: LAST_RENEWAL.into(),
+                        at: t,
+                        detail: last_detail.into(),
+                    })
+                    .into_iter()
+                    .collect();
+                steps.extend([
                     model::notification::RecoveryStep {
                         name: DETECTED.into(),
                         at: detected,
@@ -126,7 +145,7 @@ impl Recovery {
                         at,
                         detail,
                     },
-                ];
+                ]);
                 records::open(
                     &self.replica,
                     NotificationType::ComputeHost,

@@ -15,7 +15,9 @@ use tracing::warn;
 
 use crate::ids::new_id;
 
-/// Step names, in the order a host recovery passes them.
+/// Step names, in the order a host recovery passes them. `last_renewal` is the fault's first
+/// evidence (the host stopped renewing its lease): the times of the later steps count from it.
+pub const LAST_RENEWAL: &str = "last_renewal";
 pub const DETECTED: &str = "detected";
 pub const LEASE_EXPIRED: &str = "lease_expired";
 pub const FENCED: &str = "fenced";
