@@ -20,7 +20,27 @@ if ((${#need[@]})); then
   fi
   echo "setup-test-deps: installing ${need[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+  # Never remove what the machine has: ask apt first. When it would (e.g. qemu-system-x86
+  # from the stable release replacing a newer qemu-utils from backports), take the packages
+  # from backports too, so that the versions coexist; refuse if even that would remove any.
+  removes() { apt-get -s install --no-install-recommends "$@" | awk '/^Remv/ {print $2}' | xargs; }
+  release=()
+  gone=$(removes "${need[@]}")
+  if [[ -n $gone ]]; then
+    codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+    if ! grep -rqs "$codename-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+      echo "deb http://deb.debian.org/debian $codename-backports main" >/etc/apt/sources.list.d/buoy-test-backports.list
+      apt-get update -qq
+    fi
+    release=(-t "$codename-backports")
+    gone=$(removes "${release[@]}" "${need[@]}")
+    if [[ -n $gone ]]; then
+      echo "setup-test-deps: installing ${need[*]} would remove $gone; install versions that coexist by hand" >&2
+      exit 1
+    fi
+    echo "setup-test-deps: taking ${need[*]} from $codename-backports (the stable versions would remove installed packages)"
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${release[@]}" "${need[@]}"
 fi
 # The real OpenStack client, for the Masakari-compatibility test (tests/masakari.rs).
 root="$(cd "$(dirname "$0")/.." && pwd)"

@@ -133,9 +133,13 @@ fn the_dashboard_shows_a_killed_host_fail_and_its_instances_come_back() {
             })
         })
     });
-    let _driver = Guard(
+    // Chromium's profile and sockets go here, removed at the end (not left in /tmp).
+    let tmp = std::env::temp_dir().join(format!("buoy-dashboard-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let driver = Guard(
         Command::new("/usr/bin/chromedriver")
             .arg(format!("--port={DRIVER_PORT}"))
+            .env("TMPDIR", &tmp)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -276,7 +280,9 @@ fn the_dashboard_shows_a_killed_host_fail_and_its_instances_come_back() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("dashboard.png"), &png).unwrap();
     wd("DELETE", &format!("/session/{id}"), None);
+    drop(driver);
     drop(sandbox);
+    let _ = std::fs::remove_dir_all(&tmp);
 }
 
 fn buoy_json(addr: SocketAddr, path: &str) -> Option<Value> {

@@ -297,6 +297,27 @@ mod tests {
         }
     }
 
+    /// Removes the test's run directory and cgroup root however the test ends.
+    struct Cleanup(Vec<PathBuf>);
+
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for p in &self.0 {
+                if let Ok(dir) = std::fs::read_dir(p)
+                    && p.starts_with("/sys")
+                {
+                    for e in dir.flatten().filter(|e| e.path().is_dir()) {
+                        let _ = std::fs::write(e.path().join("cgroup.kill"), b"1");
+                        let _ = std::fs::remove_dir(e.path());
+                    }
+                    let _ = std::fs::remove_dir(p);
+                } else {
+                    let _ = std::fs::remove_dir_all(p);
+                }
+            }
+        }
+    }
+
     fn alive(c: &mut Sleeper) -> bool {
         matches!(c.0.try_wait(), Ok(None))
     }
@@ -318,6 +339,7 @@ mod tests {
         let root = base.join(format!("buoy-sleeptest-{pid}"));
         let run = std::env::temp_dir().join(format!("buoy-sleeptest-{pid}"));
         let _ = std::fs::create_dir_all(&root);
+        let _cleanup = Cleanup(vec![run.clone(), root.clone()]);
         let freezer = Freezer::register(&run, &root).unwrap();
         let cg = Cgroup::at(root.join(format!("buoy-{pid}-app-0")));
         std::fs::create_dir_all(cg.path()).unwrap();
@@ -349,9 +371,6 @@ mod tests {
             !alive(&mut app)
         });
         assert!(died, "killed frozen");
-        let _ = std::fs::remove_dir(cg.path());
-        let _ = std::fs::remove_dir(&root);
         drop(freezer);
-        let _ = std::fs::remove_dir_all(&run);
     }
 }
