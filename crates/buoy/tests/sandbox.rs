@@ -15,7 +15,9 @@ fn the_sandbox_shows_a_recovery_takes_chaos_and_cleans_up() {
             "--instances",
             "6",
             "--duration",
-            "14",
+            "16",
+            "--demo-delay",
+            "1",
             "--net",
             "60",
         ])
@@ -46,8 +48,13 @@ fn the_sandbox_shows_a_recovery_takes_chaos_and_cleans_up() {
         "segments zone-a, zone-b with 5 hosts registered",
         "6 demo instances, the clock app (2 copies behind the load balancer",
         "dashboard:  http://127.0.60.1:7070/ui?sandbox=",
-        "instances run elsewhere",
+        "demo: a host crashes in 1 s; open the dashboard",
+        "ran elsewhere",
         "chaos: h2's agent hangs (SIGSTOP)",
+        // Every recovery gets its line, the chaos request's too, timed from the host's last
+        // lease renewal.
+        "recovery of COMPUTE_HOST h2: ran elsewhere",
+        "after its last lease renewal",
         "clock app seen by its customer:",
         "stopping every agent and removing the sandbox files",
     ] {
@@ -56,13 +63,15 @@ fn the_sandbox_shows_a_recovery_takes_chaos_and_cleans_up() {
     // The recovery's steps are shown in order.
     let line = text
         .lines()
-        .find(|l| l.contains("instances run elsewhere"))
+        .find(|l| l.contains("demo: recovery of"))
         .unwrap();
     let (d, h) = (
         line.find("detected").unwrap(),
         line.find("healthy").unwrap(),
     );
     assert!(d < h, "{line}");
+    // The live summary is printed when it changes (not a terminal), without escape codes.
+    assert!(!text.contains('\x1b'), "{text}");
     // Every agent it started is gone: nothing answers on the sandbox's addresses.
     for i in 1..=5 {
         let addr = std::net::SocketAddr::from(([127, 0, 60, i], 7070));

@@ -413,13 +413,27 @@ pub fn reported_running(api: SocketAddr) -> Result<BTreeSet<(String, u64)>> {
         .collect())
 }
 
-/// How many placements are reported running at their current epoch (a failed host's last,
-/// stale report does not count).
+/// How many placements are reported running at their current epoch by hosts that still run
+/// things: a failed host's last, stale report does not count, nor does a dead one's (it no
+/// longer renews its lease, so its copies are being killed).
 pub fn running_count(api: SocketAddr) -> Result<usize> {
     let up = reported_running(api)?;
+    let hosts = get_json(api, "/v1/hosts?limit=10000")?;
+    let live: BTreeSet<&str> = hosts["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|h| {
+            matches!(
+                h["status"].as_str(),
+                Some("alive" | "suspect" | "isolated" | "maintenance")
+            )
+        })
+        .filter_map(|h| h["id"].as_str())
+        .collect();
     Ok(placements(api)?
         .iter()
-        .filter(|p| up.contains(&(p.id.clone(), p.epoch)))
+        .filter(|p| live.contains(p.host.as_str()) && up.contains(&(p.id.clone(), p.epoch)))
         .count())
 }
 

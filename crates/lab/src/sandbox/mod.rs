@@ -10,6 +10,8 @@
 mod chaos;
 mod lb;
 
+use std::collections::BTreeSet;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,6 +46,9 @@ pub struct SandboxArgs {
     /// Skip the scripted crash-and-recovery demonstration.
     #[arg(long)]
     pub no_demo: bool,
+    /// Seconds to wait, announced, before the scripted crash: time to open the dashboard.
+    #[arg(long, default_value_t = 10)]
+    pub demo_delay: u64,
     /// Stop by itself after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     pub duration: Option<u64>,
@@ -94,7 +99,10 @@ pub fn run(args: SandboxArgs) -> Result<()> {
     }
     let stop = crate::interrupt::flag();
     let started = Instant::now();
-    let say = |m: String| println!("[{:>6.2}s] {m}", started.elapsed().as_secs_f64());
+    // On a terminal the live summary is redrawn on the last line; other lines go above it.
+    let tty = std::io::stdout().is_terminal();
+    let clear = if tty { "\r\x1b[K" } else { "" };
+    let say = |m: String| println!("{clear}[{:>6.2}s] {m}", started.elapsed().as_secs_f64());
 
     let mut c = LocalCluster::new(args.net, args.hosts, args.servers, "local")?;
     say(format!(
@@ -168,20 +176,80 @@ pub fn run(args: SandboxArgs) -> Result<()> {
     println!();
 
     let mut clock = ClockProbe::default();
+    // Recoveries already told (the demo tells its own).
+    let mut told: BTreeSet<String> = finished_records(api)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
     if !args.no_demo && !stop.load(Ordering::Relaxed) {
-        demo(&mut c, api, &say, &stop, &mut clock, args.net, args.servers)?;
+        if args.demo_delay > 0 {
+            say(format!(
+                "demo: a host crashes in {} s; open the dashboard to watch (--demo-delay 0 starts at once, --no-demo skips it)",
+                args.demo_delay
+            ));
+            let t = Instant::now();
+            while !stop.load(Ordering::Relaxed)
+                && t.elapsed() < Duration::from_secs(args.demo_delay)
+            {
+                clock.poll(args.net);
+                control.apply_pending(&mut c, &say);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        if !stop.load(Ordering::Relaxed) {
+            told.extend(demo(
+                &mut c,
+                api,
+                &say,
+                &stop,
+                &mut clock,
+                args.net,
+                args.servers,
+            )?);
+        }
     }
-    say("live summary every 2 s; Ctrl-C stops the sandbox".to_string());
+    say(format!(
+        "live summary {}; Ctrl-C stops the sandbox",
+        if tty {
+            "on the last line"
+        } else {
+            "when it changes"
+        }
+    ));
     let until = args.duration.map(|d| started + Duration::from_secs(d));
     let mut last_summary = Instant::now() - Duration::from_secs(10);
+    let mut shown = String::new();
+    let mut last_shown = Instant::now();
     while !stop.load(Ordering::Relaxed) && until.is_none_or(|u| Instant::now() < u) {
         clock.poll(args.net);
         control.apply_pending(&mut c, &say);
-        if last_summary.elapsed() >= Duration::from_secs(2) {
+        if last_summary.elapsed() >= Duration::from_secs(1) {
             last_summary = Instant::now();
-            say(summary(api, &clock, lb.healthy_count()));
+            // Every recovery, the chaos buttons' too, gets its line.
+            for (id, r) in finished_records(api) {
+                if told.insert(id) {
+                    say(recovery_line(&r, None));
+                }
+            }
+            let line = summary(api, &clock, lb.healthy_count());
+            if tty {
+                print!("\r\x1b[K{line}");
+                let _ = std::io::stdout().flush();
+            } else {
+                // Off a terminal: when the cluster's state changes (the clock app's counts
+                // alone do not count), and every 30 s.
+                let state = line.split(" | clock app").next().unwrap_or_default().to_string();
+                if state != shown || last_shown.elapsed() >= Duration::from_secs(30) {
+                    say(line);
+                    last_shown = Instant::now();
+                }
+                shown = state;
+            }
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+    if tty {
+        println!();
     }
     say(format!(
         "clock app seen by its customer: {} requests answered, {} failed",
@@ -364,7 +432,59 @@ fn summary(api: SocketAddr, clock: &ClockProbe, healthy: usize) -> String {
     )
 }
 
+/// The finished and failed recovery records: id and record.
+fn finished_records(api: SocketAddr) -> Vec<(String, serde_json::Value)> {
+    client::call_json(api, "GET", "/v1/notifications?limit=10000", None)
+        .ok()
+        .and_then(|v| v["notifications"].as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| matches!(n["status"].as_str(), Some("finished" | "failed")))
+        .filter_map(|n| Some((n["id"].as_str()?.to_string(), n)))
+        .collect()
+}
+
+/// One recovery in one line: what failed, how long until its copies ran elsewhere, and each
+/// step, timed from `t0` (the demo's crash) or else from the record's first step (the last
+/// renewal the leader received from the host: the fault's first evidence).
+fn recovery_line(r: &serde_json::Value, t0: Option<model::Timestamp>) -> String {
+    let at = |s: &serde_json::Value| model::Timestamp::parse(s["at"].as_str()?).ok();
+    let steps = r["steps"].as_array().map_or(&[][..], |a| a);
+    let origin = t0.or_else(|| steps.first().and_then(at));
+    let from = if t0.is_some() {
+        "the crash"
+    } else {
+        "its last lease renewal"
+    };
+    let text: Vec<String> = steps
+        .iter()
+        .filter_map(|s| {
+            let since = at(s)?.since(origin?).as_secs_f64();
+            Some(format!("{} +{since:.2}s", s["name"].as_str()?))
+        })
+        .collect();
+    let healthy = steps.iter().find(|s| s["name"] == "healthy").and_then(at);
+    let what = format!(
+        "{} {}",
+        r["type"].as_str().unwrap_or("?"),
+        r["hostname"].as_str().unwrap_or("?")
+    );
+    match (healthy, origin) {
+        (Some(h), Some(o)) => format!(
+            "recovery of {what}: ran elsewhere {} ms after {from}; steps {}",
+            h.since(o).as_millis(),
+            text.join(", ")
+        ),
+        _ => format!(
+            "recovery of {what}: {}; steps {}",
+            r["status"].as_str().unwrap_or("?"),
+            text.join(", ")
+        ),
+    }
+}
+
 /// The scripted demonstration: a host crashes; its instances come back elsewhere; it returns.
+/// Returns the id of the recovery record it told.
 fn demo(
     c: &mut LocalCluster,
     api: SocketAddr,
@@ -373,7 +493,7 @@ fn demo(
     clock: &mut ClockProbe,
     net: u8,
     servers: usize,
-) -> Result<()> {
+) -> Result<Option<String>> {
     // The busiest host that is not a server.
     let placements = client::call_json(api, "GET", "/v1/placements?limit=10000", None)?;
     let hosts = client::call_json(api, "GET", "/v1/hosts?limit=10000", None)?;
@@ -418,32 +538,16 @@ fn demo(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let told = record
+        .as_ref()
+        .and_then(|r| r["id"].as_str().map(String::from));
     match record {
-        Some(r) => {
-            let steps: Vec<String> = r["steps"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|s| {
-                    let at = model::Timestamp::parse(s["at"].as_str()?).ok()?;
-                    Some(format!(
-                        "{} +{:.2}s",
-                        s["name"].as_str()?,
-                        at.since(t0).as_secs_f64()
-                    ))
-                })
-                .collect();
-            say(format!(
-                "demo: {name}'s instances run elsewhere {} ms after the crash: {}",
-                crashed.elapsed().as_millis(),
-                steps.join(", ")
-            ));
-        }
+        Some(r) => say(format!("demo: {}", recovery_line(&r, Some(t0)))),
         None => say(format!("demo: {name} was not recovered within 60 s")),
     }
     say(format!(
         "demo: restarting {name}; it rejoins by itself (the segments have auto_rejoin)"
     ));
     c.start_agent(victim)?;
-    Ok(())
+    Ok(told)
 }
