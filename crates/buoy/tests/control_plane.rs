@@ -364,6 +364,19 @@ fn the_cli_manages_objects_from_flags_and_files_with_tables_and_json() {
         ],
     );
     assert!(ok, "{out}{err}");
+    // A bad value is refused with the field the API names (issue 16).
+    let (ok, _, err) = buoy(
+        http,
+        &["instance", "update", "web", "--set", "priority=high"],
+    );
+    assert!(
+        !ok && err.contains("HTTP 400: priority: invalid type"),
+        "{err}"
+    );
+    // An address written as a URL is taken.
+    let url = format!("http://{http}/");
+    let (ok, out, err) = buoy(http, &["segment", "list", "--http", &url]);
+    assert!(ok && out.contains("zone-a"), "{out}{err}");
     // A stale version is refused with the API's message.
     let (ok, _, err) = buoy(
         http,

@@ -177,7 +177,11 @@ fn json_or_error(r: Response) -> Result<serde_json::Value> {
         serde_json::from_str(&r.body).with_context(|| format!("answer is not JSON: {}", r.body))?;
     if !(200..300).contains(&r.status) {
         let msg = v["error"]["message"].as_str().unwrap_or(&r.body);
-        bail!("HTTP {}: {msg}", r.status);
+        // Keep the field the API names (`priority: invalid type...`), once.
+        match v["error"]["field"].as_str() {
+            Some(f) if !msg.starts_with(f) => bail!("HTTP {}: {f}: {msg}", r.status),
+            _ => bail!("HTTP {}: {msg}", r.status),
+        }
     }
     Ok(v)
 }

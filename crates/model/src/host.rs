@@ -132,6 +132,23 @@ impl Host {
         set(&mut next.control_attributes, &spec.control_attributes);
         set(&mut next.fence, &spec.fence);
         next.validate()?;
+        // Checked where a client sets it (a rule added to `validate` could refuse entries
+        // already committed): a capacity with one side at zero takes no instance that needs it.
+        if let Some(c) = &spec.capacity {
+            let (cpu, mem) = (c.cpu.millicores(), c.memory_mb);
+            if cpu > 0 && mem == 0 {
+                return Err(StateError::invalid(
+                    "capacity.memory_mb",
+                    "0 MB leaves no room for an instance that needs memory: give at least 1 (e.g. capacity.memory_mb=8192), or leave both at 0 for a host whose capacity is not counted",
+                ));
+            }
+            if mem > 0 && cpu == 0 {
+                return Err(StateError::invalid(
+                    "capacity.cpu",
+                    "0 CPUs leaves no room for an instance that needs CPU: give at least 0.001 (e.g. capacity.cpu=8), or leave both at 0 for a host whose capacity is not counted",
+                ));
+            }
+        }
         *self = next;
         Ok(())
     }
@@ -202,6 +219,24 @@ mod tests {
             name: Some(name.into()),
             ..Default::default()
         }
+    }
+
+    /// Issue 16: a capacity with one side at zero is refused with the minimum; one side given
+    /// alone no longer fails with `missing field`.
+    #[test]
+    fn a_capacity_with_one_side_at_zero_is_refused_with_the_minimum() {
+        let with = |json: &str| {
+            let mut s = spec("h");
+            s.capacity = Some(serde_json::from_str(json).unwrap());
+            Host::create(ObjectMeta::default(), &s, "seg".into())
+        };
+        let e = with(r#"{"cpu": 2, "memory_mb": 0}"#).unwrap_err();
+        assert_eq!(e.field(), Some("capacity.memory_mb"));
+        assert!(e.to_string().contains("at least 1"), "{e}");
+        let e = with(r#"{"memory_mb": 1024}"#).unwrap_err();
+        assert_eq!(e.field(), Some("capacity.cpu"));
+        assert!(with(r#"{"cpu": 2, "memory_mb": 1024}"#).is_ok());
+        assert!(with(r#"{}"#).is_ok(), "not counted");
     }
 
     #[test]

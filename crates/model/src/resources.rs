@@ -71,7 +71,9 @@ impl schemars::JsonSchema for Cpu {
 )]
 #[serde(deny_unknown_fields)]
 pub struct Capacity {
+    #[serde(default)]
     pub cpu: Cpu,
+    #[serde(default)]
     pub memory_mb: u64,
 }
 

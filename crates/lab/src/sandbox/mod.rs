@@ -238,7 +238,11 @@ pub fn run(args: SandboxArgs) -> Result<()> {
             } else {
                 // Off a terminal: when the cluster's state changes (the clock app's counts
                 // alone do not count), and every 30 s.
-                let state = line.split(" | clock app").next().unwrap_or_default().to_string();
+                let state = line
+                    .split(" | clock app")
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
                 if state != shown || last_shown.elapsed() >= Duration::from_secs(30) {
                     say(line);
                     last_shown = Instant::now();

@@ -316,7 +316,7 @@ impl StateApi {
             _ if started && placements.len() < wanted => (
                 "pending".to_string(),
                 Some(format!(
-                    "{} of {wanted} copies placed: no usable host has room (see the leader's log)",
+                    "{} of {wanted} copies placed: the leader places them within a second; if this lasts, its log says why (`cannot place`)",
                     placements.len()
                 )),
             ),
