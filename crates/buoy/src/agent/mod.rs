@@ -322,17 +322,19 @@ async fn serve(s: Settings) -> Result<()> {
         tokio::spawn(feed::feed_device(keeper.clone(), shared.clone(), d.clone()));
     }
 
+    // Watched before the join: a conflict found in the join's answer must not be missed.
+    let mut fatal = shared.fatal.subscribe();
     if !s.join.is_empty() {
         let seeds = s.join.clone();
         shared.with_swim(|sw, now| sw.join(now, &seeds));
     }
-    let mut fatal = shared.fatal.subscribe();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
-        _ = fatal.changed() => {
-            let msg = fatal.borrow().clone().unwrap_or_default();
+        // `wait_for` also sees a value set before this point (`changed` would not).
+        msg = async { fatal.wait_for(|f| f.is_some()).await.ok().and_then(|f| f.clone()) } => {
+            let msg = msg.unwrap_or_default();
             // Whatever ends the agent, nothing it started outlives it (rule S1).
             tracing::error!("{msg}: stopping this host's instances before exiting");
             supervisor.shutdown().await;
