@@ -155,6 +155,21 @@ fn an_instance_that_fails_everywhere_is_blocked_once_and_reset_tries_again() {
     let total = wait_until_blocked_record(&c, first + 3);
     assert!(total > first, "the retry is recorded");
     eprintln!("blocked again {:?} after the reset", started.elapsed());
+
+    // An instance no host has room for is pending with the planner's own reason.
+    common::create(
+        &c,
+        "/v1/instances",
+        json!({"name": "huge", "segment": "zone", "driver": "process",
+               "params": {"command": "/bin/true"}, "memory_mb": 4096}),
+    );
+    let mut i = Value::Null;
+    wait_until(Duration::from_secs(10), || {
+        i = get(c.http(1), "/v1/instances/huge").map_or(Value::Null, |(_, b)| json(&b));
+        i["reason"].as_str().is_some_and(|r| r.contains("MB free"))
+    })
+    .unwrap_or_else(|| panic!("no planner reason: {i}"));
+    assert_eq!(i["status"], "pending", "{i}");
 }
 
 /// Waits until every VM record has ended and the newest ended `failed`, blocked, with the

@@ -186,11 +186,13 @@ async fn serve(s: Settings) -> Result<()> {
         .replica
         .clone()
         .map(|r| LeaseGrants::start(r, shared.clone(), s.lease.ttl));
+    let unplaced = Arc::new(server::recovery::unplaced::Unplaced::default());
     let state_api = StateApi {
         cp: cp.clone(),
         gossip: shared.clone(),
         auth: s.auth.clone(),
         grants: grants.clone(),
+        unplaced: unplaced.clone(),
     };
     let masakari_router = server::masakari::router(state_api.clone());
     if let Some(addr) = s.masakari_http {
@@ -213,6 +215,7 @@ async fn serve(s: Settings) -> Result<()> {
             g.clone(),
             shared.clone(),
             fencer.clone(),
+            unplaced,
         ));
     }
     let renewals = LeaderFirst {

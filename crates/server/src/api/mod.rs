@@ -60,6 +60,8 @@ pub struct StateApi {
     pub auth: Auth,
     /// The leader's lease table (servers only): a host's status joins it in.
     pub grants: Option<Arc<LeaseGrants>>,
+    /// Why the leader's last plan left copies without a host.
+    pub unplaced: Arc<crate::recovery::unplaced::Unplaced>,
 }
 
 /// The control-plane routes: status on any agent, the rest relayed to the leader.
@@ -313,13 +315,20 @@ impl StateApi {
         let started = i.desired_state == model::instance::DesiredState::Started;
         let (status, reason) = match worst {
             Some(w) if started => w,
-            _ if started && placements.len() < wanted => (
-                "pending".to_string(),
-                Some(format!(
-                    "{} of {wanted} copies placed: the leader places them within a second; if this lasts, its log says why (`cannot place`)",
-                    placements.len()
-                )),
-            ),
+            _ if started && placements.len() < wanted => {
+                let placed: Vec<u32> = placements.iter().map(|p| p.replica).collect();
+                let why = (0..wanted as u32)
+                    .filter(|r| !placed.contains(r))
+                    .find_map(|r| self.unplaced.reason(&i.meta.id, r))
+                    .unwrap_or_else(|| "the leader places it within a second".into());
+                (
+                    "pending".to_string(),
+                    Some(format!(
+                        "{} of {wanted} copies placed: {why}",
+                        placements.len()
+                    )),
+                )
+            }
             _ if started => ("running".to_string(), None),
             _ => (
                 serde_json::to_value(i.desired_state)

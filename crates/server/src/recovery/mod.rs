@@ -26,6 +26,7 @@ pub mod fence;
 mod placing;
 mod progress;
 mod records;
+pub mod unplaced;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -52,6 +53,8 @@ const PARALLEL_WRITES: usize = 64;
 /// The leader's recovery engine and its soft state (rebuilt by the next leader).
 pub struct Recovery {
     replica: Arc<Replica>,
+    /// Why the last plan left copies without a host (read by the API).
+    unplaced: Arc<unplaced::Unplaced>,
     grants: Arc<LeaseGrants>,
     gossip: Arc<Shared>,
     fencer: Arc<Fencer>,
@@ -77,9 +80,11 @@ pub async fn run(
     grants: Arc<LeaseGrants>,
     gossip: Arc<Shared>,
     fencer: Arc<Fencer>,
+    unplaced: Arc<unplaced::Unplaced>,
 ) {
     let mut r = Recovery {
         replica,
+        unplaced,
         grants,
         gossip,
         fencer,
@@ -109,6 +114,7 @@ impl Recovery {
         self.planned = None;
         self.external_failed.clear();
         self.copy_records.clear();
+        self.unplaced.set(Default::default());
     }
 
     async fn tick(&mut self) {

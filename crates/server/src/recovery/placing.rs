@@ -187,6 +187,12 @@ impl Recovery {
                 copy_moves.push((current.clone(), m));
             }
         }
+        self.unplaced.set(
+            p.unplaced
+                .iter()
+                .map(|u| ((u.slot.instance.clone(), u.slot.replica), u.reason.clone()))
+                .collect(),
+        );
         let mut blocked = Vec::new();
         for u in &p.unplaced {
             let current = view.placement(&u.slot.instance, u.slot.replica);
