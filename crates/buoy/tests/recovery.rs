@@ -333,3 +333,70 @@ fn a_reserved_host_takes_the_work_of_a_failed_host_and_stops_being_reserved() {
     .expect("a reserved host taken into service stops being reserved");
     drop(watchdogs);
 }
+
+/// The COMPUTE_HOST recovery records of `host`, oldest first.
+fn host_records(c: &Cluster, host: &str) -> Vec<serde_json::Value> {
+    let mut v: Vec<serde_json::Value> = get(c.http(1), "/v1/notifications")
+        .and_then(|(_, b)| json(&b)["notifications"].as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n["type"] == "COMPUTE_HOST" && n["hostname"] == host)
+        .collect();
+    v.sort_by_key(|n| n["serial"].as_u64());
+    v
+}
+
+/// Issue 16: a recovery always ends. The dead host's copy finds no host with room: after 20
+/// lease TTLs its record ends `failed`, saying why; once there is room the copy is placed under
+/// a record of its own, which finishes. (Before, the record stayed `running` forever.)
+#[test]
+fn a_recovery_with_no_room_ends_failed_and_the_copy_is_placed_once_there_is_room() {
+    let mut c = Cluster::new(80);
+    c.start_agent(1, None, &[]);
+    let _watchdogs = [c.start_watched(2, &[]), c.start_watched(3, &[])];
+    create(&c, "/v1/segments", json!({"name": "zone"}));
+    for (h, mem) in [("h2", 2048), ("h3", 100)] {
+        create(
+            &c,
+            "/v1/hosts",
+            json!({"name": h, "segment": "zone", "capacity": {"cpu": 4, "memory_mb": mem}}),
+        );
+    }
+    common::create_placed(
+        &c,
+        json!({"name": "big", "segment": "zone", "driver": "process", "memory_mb": 1000,
+               "params": {"command": "/bin/sleep", "args": ["600"]}}),
+        "h2",
+    );
+    wait_until(Duration::from_secs(10), || running(&c, 2, "big").is_some())
+        .unwrap_or_else(|| panic!("big never ran on h2:\n{}", c.log(2)));
+    c.kill("h2");
+    // The local profile's lease is 1 s: the record gives up after about 20 s.
+    let mut records = Vec::new();
+    wait_until(Duration::from_secs(45), || {
+        records = host_records(&c, "h2");
+        records.first().is_some_and(|r| r["status"] == "failed")
+    })
+    .unwrap_or_else(|| panic!("the record never ended: {records:#?}\n{}", c.log(1)));
+    let text = records[0].to_string();
+    assert!(
+        text.contains("no host for 1 cop") && text.contains("MB free"),
+        "{text}"
+    );
+    // Room appears: the copy is placed and runs, under a new record that finishes.
+    let (status, body) = common::request(
+        c.http(1),
+        "PATCH",
+        "/v1/hosts/h3",
+        r#"{"capacity": {"cpu": 4, "memory_mb": 4096}}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    wait_until(Duration::from_secs(20), || running(&c, 3, "big").is_some())
+        .unwrap_or_else(|| panic!("big never ran on h3:\n{}", c.log(1)));
+    wait_until(Duration::from_secs(10), || {
+        records = host_records(&c, "h2");
+        records.len() == 2 && records[1]["status"] == "finished"
+    })
+    .unwrap_or_else(|| panic!("no finished record for the late placement: {records:#?}"));
+}

@@ -251,7 +251,30 @@ impl Recovery {
         let now = Timestamp::now();
         for (host, moves) in host_moves {
             let record = self.replica.shared().read(|st| host_record(st, &host));
-            let Some(id) = record else { continue };
+            let id = match record {
+                Some(id) => id,
+                // Its record ended `failed` with copies it could not place (`progress`):
+                // placing them now is a recovery of its own.
+                None if moves.iter().any(|v| v.dest_host.is_some()) => {
+                    let name = view.host_name(&host).to_string();
+                    let steps = vec![model::notification::RecoveryStep {
+                        name: DETECTED.into(),
+                        at: now,
+                        detail: format!("room for the copies failed host `{name}` left unplaced"),
+                    }];
+                    let opened = records::open(
+                        &self.replica,
+                        NotificationType::ComputeHost,
+                        &name,
+                        records::host_payload("capacity returned"),
+                        steps,
+                    )
+                    .await;
+                    let Some(id) = opened else { continue };
+                    id
+                }
+                None => continue,
+            };
             records::update(&self.replica, &id, |n| {
                 for v in &moves {
                     // A copy left pending by an earlier plan is now placed: update its vmove.

@@ -9,6 +9,10 @@ use super::records::{self, HEALTHY, PLANNED, STARTED};
 use engine::plan_input as input;
 use proto::Phase;
 
+/// How long copies of a failed host may find no host before its recovery ends `failed`, in
+/// lease TTLs (a minute at the default 3 s).
+const GIVE_UP_TTLS: u32 = 20;
+
 impl Recovery {
     /// Moves the open records forward from what the destination hosts report: a vmove
     /// succeeds when its copy runs at its new epoch; the record finishes when every vmove has.
@@ -35,6 +39,8 @@ impl Recovery {
                 })
                 .collect()
         });
+        let give_up =
+            std::time::Duration::from_millis(self.grants.settings().ttl_ms) * GIVE_UP_TTLS;
         for (n, left) in open {
             let phases: Vec<Option<Phase>> = self.replica.shared().read(|st| {
                 n.vmoves
@@ -64,6 +70,38 @@ impl Recovery {
                 .zip(&phases)
                 .any(|(v, ph)| v.status == VMoveStatus::Ongoing && *ph == Some(Phase::Running));
             let need_started = all_started && !n.steps.iter().any(|s| s.name == STARTED);
+            // A recovery always ends: copies that found no host for a while end it `failed`,
+            // saying why (they are placed later, under a record of their own).
+            let planned_at = n.steps.iter().find(|s| s.name == PLANNED).map(|s| s.at);
+            let stuck = left
+                && !n.vmoves.is_empty()
+                && n.vmoves
+                    .iter()
+                    .all(|v| matches!(v.status, VMoveStatus::Succeeded | VMoveStatus::Pending))
+                && n.vmoves.iter().any(|v| v.status == VMoveStatus::Pending)
+                && planned_at.is_some_and(|p| now.since(p) >= give_up);
+            if stuck {
+                let why: Vec<String> = n
+                    .vmoves
+                    .iter()
+                    .filter(|v| v.status == VMoveStatus::Pending)
+                    .map(|v| format!("{}: {}", v.instance_name, v.message))
+                    .collect();
+                let detail = format!(
+                    "no host for {} cop(ies) after {} s ({}); they are placed as soon as there is room",
+                    why.len(),
+                    give_up.as_secs(),
+                    why.join("; ")
+                );
+                records::update(&self.replica, &n.meta.id, |rec| {
+                    records::add_step(rec, records::BLOCKED, now, detail.clone());
+                    rec.status = NotificationStatus::Failed;
+                    true
+                })
+                .await;
+                info!(notification = %n.meta.id, host = %n.hostname, "recovery failed: {detail}");
+                continue;
+            }
             if !newly_done && !need_started && !all_done {
                 continue;
             }
