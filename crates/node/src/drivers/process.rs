@@ -443,7 +443,8 @@ mod tests {
             "setsid sh -c 'echo $$ > {}; exec sleep 300' & exec sleep 300",
             pidfile.display()
         );
-        let mut p = RunningProcess::start(&sh(&script), &temp_log("daemon")).unwrap();
+        let log = temp_log("daemon");
+        let mut p = RunningProcess::start(&sh(&script), &log).unwrap();
         let mut daemon = None;
         for _ in 0..200 {
             daemon = std::fs::read_to_string(&pidfile)
@@ -478,10 +479,37 @@ mod tests {
         assert!(p.all_gone(Duration::from_secs(1)).await);
     }
 
-    fn temp_log(name: &str) -> PathBuf {
-        std::env::temp_dir()
-            .join(format!("buoy-process-{}", std::process::id()))
-            .join(format!("{name}.log"))
+    /// A log file in a directory of its own, removed with everything in it when dropped.
+    struct TempLog {
+        dir: PathBuf,
+        file: PathBuf,
+    }
+
+    impl std::ops::Deref for TempLog {
+        type Target = std::path::Path;
+        fn deref(&self) -> &std::path::Path {
+            &self.file
+        }
+    }
+
+    impl AsRef<std::path::Path> for TempLog {
+        fn as_ref(&self) -> &std::path::Path {
+            &self.file
+        }
+    }
+
+    impl Drop for TempLog {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn temp_log(name: &str) -> TempLog {
+        let dir = std::env::temp_dir().join(format!("buoy-process-{}-{name}", std::process::id()));
+        TempLog {
+            file: dir.join(format!("{name}.log")),
+            dir,
+        }
     }
 
     fn sh(script: &str) -> ProcessSpec {
@@ -549,7 +577,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_graceful_process_stops_on_sigterm() {
-        let mut p = RunningProcess::start(&sh("exec sleep 30"), &temp_log("graceful")).unwrap();
+        let log = temp_log("graceful");
+        let mut p = RunningProcess::start(&sh("exec sleep 30"), &log).unwrap();
         let exit = p.stop(Duration::from_secs(5)).await;
         assert_eq!(exit, Exit::Signal(libc::SIGTERM));
     }
@@ -571,7 +600,8 @@ mod tests {
             ),
         ] {
             let spec = ProcessSpec::from_params(&params(p.clone())).unwrap();
-            let e = RunningProcess::start(&spec, &temp_log("missing"))
+            let log = temp_log("missing");
+            let e = RunningProcess::start(&spec, &log)
                 .err()
                 .map(|e| e.to_string())
                 .unwrap_or_default();
