@@ -1,7 +1,9 @@
 //! The README's operator examples work when pasted (issue 16). Every block the README marks
 //! `<!-- tested: crates/buoy/tests/readme.rs -->` runs here, in order, in `bash -e` against a
 //! fresh cluster, with `buoy` on the PATH and the README's `host.toml` in the directory; only
-//! the address is changed to this test's network.
+//! the address is changed to this test's network. Every other `buoy` line of the README is
+//! parsed by the real CLI parser (`cli::readme_commands`), and the agent's config file example
+//! by the agent's config loader.
 
 mod common;
 
@@ -77,4 +79,14 @@ fn the_readme_operator_examples_work_as_pasted() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // The key rotation block wrote a keyring an agent accepts.
+    let keyring = std::fs::read_to_string(c.dir.join("keyring.json")).expect("keyring.json");
+    let key = common::json(&keyring)["keys"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        key.len() >= 32 && key.chars().all(|ch| ch.is_ascii_hexdigit()),
+        "{keyring}"
+    );
 }

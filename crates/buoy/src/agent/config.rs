@@ -245,4 +245,22 @@ mod tests {
         ok.timing.apply(&mut c).unwrap();
         assert_eq!(c.probe_interval, Duration::from_millis(300));
     }
+
+    #[test]
+    fn the_readme_config_file_example_is_valid() {
+        let readme = include_str!("../../../../README.md");
+        let start = readme
+            .find("A config file holds the same settings")
+            .expect("the README's config section");
+        let block = readme[start..]
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("its toml block");
+        let c: FileConfig = toml::from_str(block).unwrap_or_else(|e| panic!("{e}\n{block}"));
+        assert_eq!(c.name.as_deref(), Some("host-1"));
+        let mut t = swim::Config::lan();
+        c.timing.apply(&mut t).unwrap();
+        assert_eq!(t.probe_interval, Duration::from_millis(100));
+    }
 }

@@ -9,6 +9,8 @@ mod instance;
 mod members;
 mod notification;
 mod output;
+#[cfg(test)]
+mod readme_commands;
 mod segment;
 mod servers;
 mod settings;
@@ -47,7 +49,7 @@ pub enum Command {
     Watchdog(WatchdogArgs),
     /// The systemd-sleep hook: `pre` freezes every agent's instances before the machine
     /// sleeps; after the resume each agent thaws its own only while it still holds its lease.
-    /// Install as /usr/lib/systemd/system-sleep/buoy (see docs/OPERATIONS.md).
+    /// Install as /usr/lib/systemd/system-sleep/buoy (see the README's `buoy agent`).
     SleepHook(SleepHookArgs),
     /// Print a new random encryption key (hex) for a keyring file.
     Keygen,
