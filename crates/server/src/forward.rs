@@ -16,17 +16,29 @@ use node::http::error::error;
 
 const HOPS: &str = "x-buoy-forwarded";
 
+/// How long a call waits for a leader to be known (an election, or a server that has not yet
+/// heard from the new leader) before it is refused: elections take a second or two.
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+
 /// Middleware: runs the handler on the leader, relays the request everywhere else.
 pub async fn to_leader(State(cp): State<Arc<ControlPlane>>, req: Request, next: Next) -> Response {
-    if cp.is_leader() {
-        return next.run(req).await;
-    }
     let hops = hops(&req);
-    let target = cp.forward_target();
-    let Some(target) = target.filter(|_| hops < 2) else {
-        return no_leader(&cp);
-    };
-    relay(&cp, &target, hops + 1, req).await
+    let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+    loop {
+        if cp.is_leader() {
+            return next.run(req).await;
+        }
+        if hops >= 2 {
+            return no_leader(&cp);
+        }
+        if let Some(target) = cp.forward_target() {
+            return relay(&cp, &target, hops + 1, req).await;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return no_leader(&cp);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// How many agents already relayed this request.
@@ -39,7 +51,7 @@ fn hops(req: &Request) -> u32 {
 
 fn no_leader(cp: &ControlPlane) -> Response {
     let why = if cp.replica.is_some() {
-        "this server knows no control-plane leader yet: the servers are electing one, or fewer than --bootstrap-expect servers have met"
+        "this server has known no control-plane leader for 3 s: the servers are electing one, or fewer than --bootstrap-expect servers have met"
     } else {
         "no control-plane server is reachable from this agent: start one with `buoy agent --server` and join it"
     };
