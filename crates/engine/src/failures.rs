@@ -42,6 +42,11 @@ pub fn counted(current: &Placement) -> bool {
         .any(|f| f.host == current.host && f.epoch == current.epoch)
 }
 
+/// Whether `p`'s copy sits on a host where it failed: a blocked copy, or one being reset.
+pub fn failed_here(p: &Placement) -> bool {
+    p.failures.iter().any(|f| f.host == p.host)
+}
+
 /// Whether a failure recorded at `at` still counts at `now`.
 pub fn fresh(at: Timestamp, timeout: Duration, now: Timestamp) -> bool {
     timeout.is_zero() || now < at.plus(timeout)
@@ -80,7 +85,7 @@ pub fn reset(p: &Placement) -> Option<Placement> {
         return None;
     }
     let mut next = p.clone();
-    if p.failures.iter().any(|f| f.host == p.host) {
+    if failed_here(p) {
         next.attempt += 1;
     }
     next.failures.clear();
@@ -90,9 +95,7 @@ pub fn reset(p: &Placement) -> Option<Placement> {
 /// Whether `p` is blocked where it sits and every failure of it has expired at `now`: the
 /// leader then resets it by itself.
 pub fn expired(p: &Placement, timeout: Duration, now: Timestamp) -> bool {
-    !timeout.is_zero()
-        && p.failures.iter().any(|f| f.host == p.host)
-        && p.failures.iter().all(|f| !fresh(f.at, timeout, now))
+    !timeout.is_zero() && failed_here(p) && p.failures.iter().all(|f| !fresh(f.at, timeout, now))
 }
 
 #[cfg(test)]

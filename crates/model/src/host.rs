@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::StateError;
 use crate::object::{ObjectMeta, check_dns_like_name, check_name};
-use crate::resources::Capacity;
+use crate::resources::{Capacity, CapacityPatch};
 use crate::segment::set;
 
 /// A STONITH device: a fence-agent command and the `key=value` parameters it reads on stdin.
@@ -70,7 +70,7 @@ pub struct HostSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_maintenance: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub capacity: Option<Capacity>,
+    pub capacity: Option<CapacityPatch>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -127,15 +127,17 @@ impl Host {
         set(&mut next.host_type, &spec.host_type);
         set(&mut next.reserved, &spec.reserved);
         set(&mut next.on_maintenance, &spec.on_maintenance);
-        set(&mut next.capacity, &spec.capacity);
+        if let Some(patch) = &spec.capacity {
+            next.capacity = patch.apply(next.capacity);
+        }
         set(&mut next.labels, &spec.labels);
         set(&mut next.control_attributes, &spec.control_attributes);
         set(&mut next.fence, &spec.fence);
         next.validate()?;
         // Checked where a client sets it (a rule added to `validate` could refuse entries
         // already committed): a capacity with one side at zero takes no instance that needs it.
-        if let Some(c) = &spec.capacity {
-            let (cpu, mem) = (c.cpu.millicores(), c.memory_mb);
+        if spec.capacity.is_some() {
+            let (cpu, mem) = (next.capacity.cpu.millicores(), next.capacity.memory_mb);
             if cpu > 0 && mem == 0 {
                 return Err(StateError::invalid(
                     "capacity.memory_mb",
@@ -237,6 +239,21 @@ mod tests {
         assert_eq!(e.field(), Some("capacity.cpu"));
         assert!(with(r#"{"cpu": 2, "memory_mb": 1024}"#).is_ok());
         assert!(with(r#"{}"#).is_ok(), "not counted");
+    }
+
+    /// Issue 16: changing one side of a host's capacity keeps the other.
+    #[test]
+    fn a_capacity_update_keeps_the_side_it_does_not_name() {
+        let mut s = spec("h");
+        s.capacity = Some(serde_json::from_str(r#"{"cpu": 8, "memory_mb": 16384}"#).unwrap());
+        let mut h = Host::create(ObjectMeta::default(), &s, "seg".into()).unwrap();
+        let patch: HostSpec = serde_json::from_str(r#"{"capacity": {"memory_mb": 2048}}"#).unwrap();
+        h.update(&patch, None).unwrap();
+        assert_eq!(h.capacity.cpu.millicores(), 8000);
+        assert_eq!(h.capacity.memory_mb, 2048);
+        let zero: HostSpec = serde_json::from_str(r#"{"capacity": {"cpu": 0}}"#).unwrap();
+        let e = h.update(&zero, None).unwrap_err();
+        assert_eq!(e.field(), Some("capacity.cpu"), "{e}");
     }
 
     #[test]

@@ -77,6 +77,29 @@ pub struct Capacity {
     pub memory_mb: u64,
 }
 
+/// A change to a host's capacity, as a client sends it: the fields given replace the host's,
+/// the others stay (`capacity.memory_mb=2048` alone keeps the host's CPUs).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
+pub struct CapacityPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Cpu>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+}
+
+impl CapacityPatch {
+    /// `current` with the fields this patch gives replaced.
+    pub fn apply(&self, current: Capacity) -> Capacity {
+        Capacity {
+            cpu: self.cpu.unwrap_or(current.cpu),
+            memory_mb: self.memory_mb.unwrap_or(current.memory_mb),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

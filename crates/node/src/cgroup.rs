@@ -147,8 +147,30 @@ impl Cgroup {
 
     /// Whether any process is left in it.
     pub fn populated(&self) -> bool {
+        self.event("populated 1")
+    }
+
+    /// Whether every process in it is frozen (`cgroup.events` says `frozen 1`).
+    pub fn frozen(&self) -> bool {
+        self.event("frozen 1")
+    }
+
+    /// Whether a freeze was asked (`cgroup.freeze` is 1), done or not yet.
+    pub fn freeze_asked(&self) -> bool {
+        std::fs::read_to_string(self.path.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
+    }
+
+    /// Freezes (`true`) or thaws (`false`) every process in it.
+    pub fn set_frozen(&self, frozen: bool) -> std::io::Result<()> {
+        std::fs::write(
+            self.path.join("cgroup.freeze"),
+            if frozen { b"1" } else { b"0" },
+        )
+    }
+
+    fn event(&self, line: &str) -> bool {
         std::fs::read_to_string(self.path.join("cgroup.events"))
-            .map(|e| e.lines().any(|l| l.trim() == "populated 1"))
+            .map(|e| e.lines().any(|l| l.trim() == line))
             .unwrap_or(false)
     }
 

@@ -94,7 +94,7 @@ pub fn hook(run_dir: &Path, phase: Phase, wait: Duration) -> std::io::Result<Vec
     let mut frozen = Vec::new();
     for (pid, root) in registered(run_dir) {
         for cg in instance_cgroups(&root, pid) {
-            match std::fs::write(cg.path().join("cgroup.freeze"), b"1") {
+            match cg.set_frozen(true) {
                 Ok(()) => frozen.push(cg),
                 Err(e) => said.push(format!("{}: cannot freeze: {e}", cg.path().display())),
             }
@@ -102,10 +102,10 @@ pub fn hook(run_dir: &Path, phase: Phase, wait: Duration) -> std::io::Result<Vec
     }
     let deadline = std::time::Instant::now() + wait;
     for cg in &frozen {
-        while !is_frozen(cg) && std::time::Instant::now() < deadline {
+        while !cg.frozen() && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
-        said.push(if is_frozen(cg) {
+        said.push(if cg.frozen() {
             format!("{}: frozen", cg.path().display())
         } else {
             format!("{}: not frozen after {wait:?}", cg.path().display())
@@ -169,16 +169,6 @@ fn instance_cgroups(root: &Path, pid: u32) -> Vec<Cgroup> {
     v
 }
 
-fn is_frozen(cg: &Cgroup) -> bool {
-    std::fs::read_to_string(cg.path().join("cgroup.events"))
-        .map(|e| e.lines().any(|l| l.trim() == "frozen 1"))
-        .unwrap_or(false)
-}
-
-fn freeze_asked(cg: &Cgroup) -> bool {
-    std::fs::read_to_string(cg.path().join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
-}
-
 /// What [`Freezer::thaw_if_held`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Thawed {
@@ -222,9 +212,13 @@ impl Freezer {
     /// has been held now (read by the caller on the boot clock), `None` if it is not held. A
     /// freeze that is not the hook's (no `sleep` file) is left alone.
     pub fn thaw_if_held(&self, held_for: Option<Duration>) -> Thawed {
+        // The cheap check first: without the hook's file nothing of ours was frozen by it.
+        if !self.run_dir.join("sleep").exists() {
+            return Thawed::Nothing;
+        }
         let frozen: Vec<Cgroup> = instance_cgroups(&self.root, self.pid)
             .into_iter()
-            .filter(freeze_asked)
+            .filter(Cgroup::freeze_asked)
             .collect();
         if frozen.is_empty() {
             return Thawed::Nothing;
@@ -248,7 +242,7 @@ impl Freezer {
             return Thawed::Killed(n);
         }
         for cg in frozen {
-            if let Err(e) = std::fs::write(cg.path().join("cgroup.freeze"), b"0") {
+            if let Err(e) = cg.set_frozen(false) {
                 warn!(cgroup = %cg.path().display(), "cannot thaw: {e}");
             }
         }
@@ -349,14 +343,14 @@ mod tests {
 
         let said = hook(&run, Phase::Pre, Duration::from_secs(2)).unwrap();
         assert!(said.iter().any(|l| l.ends_with(": frozen")), "{said:?}");
-        assert!(is_frozen(&cg));
+        assert!(cg.frozen());
         assert_eq!(freezer.thaw_if_held(long), Thawed::Nothing, "sleep pending");
-        assert!(is_frozen(&cg));
+        assert!(cg.frozen());
         hook(&run, Phase::Post, Duration::ZERO).unwrap();
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(freezer.thaw_if_held(long), Thawed::Thawed(1));
         std::thread::sleep(Duration::from_millis(50));
-        assert!(!is_frozen(&cg) && alive(&mut app), "thawed and running");
+        assert!(!cg.frozen() && alive(&mut app), "thawed and running");
 
         // Slept again; the lease held now began after the freeze: it lapsed meanwhile.
         hook(&run, Phase::Pre, Duration::from_secs(2)).unwrap();

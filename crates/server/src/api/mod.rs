@@ -275,7 +275,7 @@ impl StateApi {
                     .grants
                     .as_ref()
                     .and_then(|g| g.observed(&host, &p.meta.id, p.epoch));
-                let blocked = p.failures.iter().any(|f| f.host == p.host)
+                let blocked = engine::failures::failed_here(p)
                     && observed.as_ref().is_none_or(|o| o.phase == proto::Phase::Failed);
                 let (phase, reason) = match (&observed, blocked) {
                     (_, true) => (
