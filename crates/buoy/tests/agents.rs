@@ -87,6 +87,9 @@ fn a_partition_through_the_fault_filter_splits_the_cluster_and_heals() {
 fn write_keyring(path: &PathBuf, keys: &[&str]) {
     let quoted: Vec<String> = keys.iter().map(|k| format!("\"{k}\"")).collect();
     std::fs::write(path, format!("{{\"keys\": [{}]}}", quoted.join(","))).unwrap();
+    // Secret files others can read are refused.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 #[test]
@@ -245,6 +248,7 @@ fn the_fault_filter_is_off_unless_enabled() {
             "--http",
             &c.http(1).to_string(),
         ])
+        .args(c.identity_args("solo", &[]))
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()

@@ -432,6 +432,22 @@ fn with_tokens_the_api_needs_one_and_read_tokens_only_read() {
         r#"{"tokens": [{"token": "admin-0123456789abcdef", "role": "admin"}, {"token": "reader-0123456789abcdef", "role": "read"}]}"#,
     )
     .unwrap();
+    // Readable by others, the file is refused, naming the fix.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_buoy"))
+        .args([
+            "agent",
+            "--name",
+            "t",
+            "--unsafe-no-host-identity",
+            "--tokens",
+        ])
+        .arg(&tokens)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("chmod 600"), "{err}");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).unwrap();
     for i in 1..=3 {
         let mut args = server_args(&c, i, 3);
         args.extend(["--tokens".into(), tokens.display().to_string()]);

@@ -8,6 +8,7 @@
 //!   load balancer, a scripted crash and the dashboard; [`demo_app`] is its instance.
 //! - [`chaos`]: `buoy chaos`, seeded faults against a local cluster and the checker of rules
 //!   S1-S3.
+//! - [`identity_files`]: the cluster secret and host credentials of those clusters.
 //! - [`interrupt`]: Ctrl-C and SIGTERM end what those commands started.
 //! - [`bench`]: `buoy bench control-plane|planner|failover`.
 //! - [`sim`]: `buoy sim membership|control-plane`, the front end of the `sim` crate. With the
@@ -20,6 +21,7 @@ pub mod chaos;
 pub mod demo_app;
 #[cfg(feature = "huge-pages")]
 mod huge_arena;
+pub mod identity_files;
 #[cfg(unix)]
 pub mod interrupt;
 pub mod local_cluster;

@@ -159,6 +159,11 @@ impl LocalCluster {
         if i < self.servers {
             cmd.args(["--server", "--bootstrap-expect", &self.servers.to_string()]);
         }
+        cmd.args(crate::identity_files::agent_args(
+            &self.dir,
+            &h.name,
+            i < self.servers,
+        )?);
         let seeds: Vec<String> = (0..self.servers)
             .filter(|&s| s != i)
             .map(|s| format!("{}:7946", self.hosts[s].gossip_ip))

@@ -6,6 +6,8 @@
 //!
 //! - [`cgroup`]: each instance in a cgroup v2 of its own (stop and kill through it).
 //! - [`clock`]: CLOCK_BOOTTIME, the clock leases are counted on (suspended time counts).
+//! - [`identity`]: host credentials and the signatures of host <-> server calls.
+//! - [`secret_file`]: secret files, refused when other users can read them.
 //! - [`servers`]: where the control-plane servers are, from gossip.
 //! - [`sleep`]: instances frozen across a suspend, thawed only with the lease held.
 //! - [`local_api`] and [`host_api`]: what a host answers about itself over HTTP.
@@ -22,8 +24,10 @@ pub mod drivers;
 pub mod gossip;
 pub mod host_api;
 pub mod http;
+pub mod identity;
 pub mod lease;
 pub mod local_api;
+pub mod secret_file;
 pub mod servers;
 pub mod sleep;
 pub mod supervisor;

@@ -53,6 +53,11 @@ impl Key {
         Ok(Key(out))
     }
 
+    /// The key's 32 raw bytes.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// The key as 64 hex characters.
     pub fn to_hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()

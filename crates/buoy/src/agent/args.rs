@@ -63,6 +63,21 @@ pub struct AgentArgs {
     /// the control-plane API and Raft RPCs need a bearer token.
     #[arg(long)]
     pub tokens: Option<PathBuf>,
+    /// The cluster secret (servers only; `buoy credential secret FILE` creates one, and every
+    /// server gets the same file): servers check hosts' signed calls against it and sign their
+    /// answers with it. Must be readable by its owner only.
+    #[arg(long)]
+    pub cluster_secret: Option<PathBuf>,
+    /// This host's credential (`buoy credential issue NAME`): it signs the host's lease
+    /// renewals and reports, and proves the servers' answers genuine. Servers derive theirs
+    /// from --cluster-secret. Must be readable by its owner only.
+    #[arg(long)]
+    pub credential: Option<PathBuf>,
+    /// Run without host identity: servers take unsigned renewals (any host, or anyone reaching
+    /// the API, can renew any host's lease and report for it) and this host obeys unsigned
+    /// grants. For trying Buoy out only.
+    #[arg(long)]
+    pub unsafe_no_host_identity: bool,
     /// Also serve the Masakari-compatible API at the root of this address (Masakari's port is
     /// 15868). It is always served under /masakari/v1 of --http.
     #[arg(long)]

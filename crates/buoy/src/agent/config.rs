@@ -31,6 +31,9 @@ pub struct FileConfig {
     pub snapshot_every: Option<u64>,
     pub masakari_http: Option<SocketAddr>,
     pub tokens: Option<PathBuf>,
+    pub cluster_secret: Option<PathBuf>,
+    pub credential: Option<PathBuf>,
+    pub unsafe_no_host_identity: Option<bool>,
     /// TLS for the API and agent-to-agent calls (`--tls-cert`, `--tls-key`, `--tls-ca`).
     /// Lease timing (`--lease-ttl`, `--lease-renew`), as duration text.
     pub lease_ttl: Option<String>,

@@ -34,7 +34,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tracing::{error, info, warn};
 
 pub use args::AgentArgs;
-use settings::{Settings, settings};
+use settings::{Identity, Settings, settings};
 
 fn init_logging(format: &str) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -226,7 +226,16 @@ async fn serve(s: Settings) -> Result<()> {
             client: cp.client.clone(),
             servers: cp.servers.clone(),
             gossip: shared.clone(),
-            token: s.auth.admin_token(),
+            // Hosts prove themselves with their credential; the API token is only for
+            // clusters run without host identity.
+            token: match s.identity {
+                Identity::Off => s.auth.admin_token(),
+                _ => None,
+            },
+            credential: s.identity.credential(),
+            last_signed_ms: Default::default(),
+            preferred: Default::default(),
+            warned: Default::default(),
         },
     };
     tokio::spawn(keeper.clone().run(Arc::new(renewals), shared.clone()));
@@ -289,6 +298,7 @@ async fn serve(s: Settings) -> Result<()> {
         LeaseApi {
             grants,
             gossip: shared.clone(),
+            verifier: s.identity.verifier(),
         },
         cp.clone(),
         s.auth.clone(),

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -14,6 +15,7 @@ use super::args::AgentArgs;
 use super::config;
 use node::http::auth::Auth;
 use node::http::tls::TlsFiles;
+use node::identity::{ClusterSecret, HostKey, Verifier};
 use server::control_plane::ServerSettings;
 
 /// The agent's settings after merging the config file and flags.
@@ -33,6 +35,7 @@ pub struct Settings {
     pub server: Option<ServerSettings>,
     pub masakari_http: Option<SocketAddr>,
     pub auth: Auth,
+    pub identity: Identity,
     pub tls: Option<TlsFiles>,
     pub lease: engine::host_lease::LeaseTiming,
     pub watchdog: Option<PathBuf>,
@@ -42,6 +45,77 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Where `buoy sleep-hook` finds this agent's instances (`node::sleep`).
     pub run_dir: PathBuf,
+}
+
+/// How this agent proves who it is (`node::identity`).
+#[derive(Clone)]
+pub enum Identity {
+    /// A server: checks hosts' calls against the cluster secret; its own credential derives
+    /// from it.
+    Server(Arc<Verifier>, HostKey),
+    /// A host with its credential.
+    Host(HostKey),
+    /// `--unsafe-no-host-identity`.
+    Off,
+}
+
+impl Identity {
+    /// This agent's own credential, if any.
+    pub fn credential(&self) -> Option<HostKey> {
+        match self {
+            Identity::Server(_, k) | Identity::Host(k) => Some(k.clone()),
+            Identity::Off => None,
+        }
+    }
+
+    /// The verifier of hosts' calls, on servers.
+    pub fn verifier(&self) -> Option<Arc<Verifier>> {
+        match self {
+            Identity::Server(v, _) => Some(v.clone()),
+            _ => None,
+        }
+    }
+}
+
+fn identity(
+    args: &AgentArgs,
+    file: &config::FileConfig,
+    name: &str,
+    server: bool,
+) -> Result<Identity> {
+    let secret = args
+        .cluster_secret
+        .as_ref()
+        .or(file.cluster_secret.as_ref());
+    let credential = args.credential.as_ref().or(file.credential.as_ref());
+    let unsafe_off = args.unsafe_no_host_identity || file.unsafe_no_host_identity.unwrap_or(false);
+    match (server, secret, credential) {
+        (_, _, _) if unsafe_off => {
+            if secret.is_some() || credential.is_some() {
+                bail!(
+                    "--unsafe-no-host-identity turns host identity off: drop it, or drop --cluster-secret/--credential"
+                );
+            }
+            Ok(Identity::Off)
+        }
+        (true, Some(p), _) => {
+            let secret = ClusterSecret::load(p).context("--cluster-secret")?;
+            let own = secret.host_key(name);
+            Ok(Identity::Server(Arc::new(Verifier::new(secret)), own))
+        }
+        (true, None, _) => bail!(
+            "a server needs the cluster secret: --cluster-secret FILE (create it once with `buoy credential secret FILE` and give every server the same file; issue each host its credential with `buoy credential issue HOST --cluster-secret FILE --out HOST.cred`), or --unsafe-no-host-identity to try Buoy out without"
+        ),
+        (false, Some(_), _) => bail!(
+            "--cluster-secret is for servers only (add --server): a host holds its own credential, --credential FILE from `buoy credential issue {name}`"
+        ),
+        (false, None, Some(p)) => Ok(Identity::Host(
+            HostKey::load(p, name).context("--credential")?,
+        )),
+        (false, None, None) => bail!(
+            "this host needs its credential to hold a lease: --credential FILE, issued where the cluster secret is with `buoy credential issue {name} --cluster-secret FILE --out {name}.cred`; or --unsafe-no-host-identity to try Buoy out without"
+        ),
+    }
 }
 
 pub fn settings(args: &AgentArgs) -> Result<Settings> {
@@ -162,7 +236,14 @@ pub fn settings(args: &AgentArgs) -> Result<Settings> {
             .collect(),
         http: Some(http),
     };
+    let tls = tls_files(
+        args.tls_cert.clone().or(file.tls_cert.clone()),
+        args.tls_key.clone().or(file.tls_key.clone()),
+        args.tls_ca.clone().or(file.tls_ca.clone()),
+    )?;
+    let identity = identity(args, &file, &name, server.is_some())?;
     Ok(Settings {
+        identity,
         name,
         bind,
         advertise,
@@ -202,11 +283,7 @@ pub fn settings(args: &AgentArgs) -> Result<Settings> {
             args.lease_renew.as_ref().or(file.lease_renew.as_ref()),
             &profile,
         )?,
-        tls: tls_files(
-            args.tls_cert.clone().or(file.tls_cert.clone()),
-            args.tls_key.clone().or(file.tls_key.clone()),
-            args.tls_ca.clone().or(file.tls_ca.clone()),
-        )?,
+        tls,
     })
 }
 

@@ -2,6 +2,7 @@
 //! (`crud` and `output` serve them all). The lab's commands (sandbox, chaos, bench, sim,
 //! demo-app) are defined in the `lab` crate.
 
+mod credential;
 mod crud;
 mod fence;
 mod host;
@@ -53,6 +54,12 @@ pub enum Command {
     SleepHook(SleepHookArgs),
     /// Print a new random encryption key (hex) for a keyring file.
     Keygen,
+    /// Host identity: `buoy credential secret FILE` (the servers' cluster secret) and
+    /// `buoy credential issue HOST --cluster-secret FILE --out HOST.cred` (a host's credential).
+    Credential {
+        #[command(subcommand)]
+        op: credential::CredentialCommand,
+    },
     /// The demo instance: says who and where it is over HTTP, and appends heartbeats
     /// (`instance epoch host unix_millis`) to a file while it runs.
     DemoApp(lab::demo_app::DemoAppArgs),
@@ -193,6 +200,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Agent(args) => crate::agent::run(*args)?,
         Command::Members(args) => members::members(args)?,
         Command::Keygen => members::keygen()?,
+        Command::Credential { op } => credential::run(op)?,
         Command::SleepHook(args) => sleep_hook(args)?,
         Command::Chaos(args) => lab::chaos::chaos(args)?,
         Command::DemoApp(args) => lab::demo_app::run(args)?,

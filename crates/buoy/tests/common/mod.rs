@@ -36,6 +36,17 @@ impl Cluster {
         SocketAddr::from(([127, 0, self.net, i], 7070))
     }
 
+    /// The identity flags of agent `name` started with `extra`: the cluster secret for a
+    /// server, its own credential (issued here) for a host; none when `extra` sets them.
+    pub fn identity_args(&self, name: &str, extra: &[String]) -> Vec<String> {
+        let given = |f: &str| extra.iter().any(|a| a == f);
+        if given("--unsafe-no-host-identity") || given("--credential") || given("--cluster-secret")
+        {
+            return Vec::new();
+        }
+        lab::identity_files::agent_args(&self.dir, name, given("--server")).unwrap()
+    }
+
     pub fn command(&self, i: u8, name: &str, extra: &[String]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_buoy"));
         c.args([
@@ -49,6 +60,7 @@ impl Cluster {
         ])
         .args(["--profile", "local", "--enable-fault-injection"])
         .args(extra)
+        .args(self.identity_args(name, extra))
         .stdin(Stdio::null());
         // Agents without a watchdog of their own run instances only when told to.
         if !extra.iter().any(|a| a == "--watchdog") {

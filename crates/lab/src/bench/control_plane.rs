@@ -82,6 +82,11 @@ impl Servers {
                 &format!("{ip}:7070"),
             ])
             .args(["--server", "--bootstrap-expect", &args.servers.to_string()])
+            .args(crate::identity_files::agent_args(
+                &s.dir,
+                &format!("bench-{i}"),
+                true,
+            )?)
             .arg("--unsafe-no-watchdog")
             .arg("--data-dir")
             .arg(s.dir.join(format!("data-{i}")))

@@ -15,8 +15,7 @@ pub struct KeyringFile {
 
 /// Reads a keyring file (`{"keys": ["<64 hex chars>", ...]}`, first key primary).
 pub fn load_keyring(path: &Path, label: &str) -> Result<swim::keyring::Keyring> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read keyring file {}", path.display()))?;
+    let text = crate::secret_file::read(path, "keyring file")?;
     let file: KeyringFile = serde_json::from_str(&text).with_context(|| {
         format!(
             "keyring file {} is not valid JSON of the form {{\"keys\": [\"<64 hex chars>\"]}}",

@@ -40,10 +40,22 @@ struct TokenEntry {
     role: Role,
 }
 
-/// The configured tokens; `None` inside means the API is open.
+/// The configured tokens, kept as SHA-256 digests: a presented token is hashed and the digest
+/// looked up, so how long a lookup takes says nothing about the tokens themselves. `None`
+/// inside means the API is open.
 #[derive(Clone, Default)]
 pub struct Auth {
-    tokens: Option<Arc<HashMap<String, Role>>>,
+    tokens: Option<Arc<HashMap<Digest, Role>>>,
+    /// One admin token in clear, for this server's own Raft RPCs.
+    admin: Option<String>,
+}
+
+type Digest = [u8; 32];
+
+fn digest(token: &str) -> Digest {
+    let mut d = [0u8; 32];
+    d.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref());
+    d
 }
 
 impl Auth {
@@ -54,8 +66,7 @@ impl Auth {
 
     /// Reads a tokens file; tokens must be at least 16 characters.
     pub fn load(path: &Path) -> Result<Auth> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read tokens file {}", path.display()))?;
+        let text = crate::secret_file::read(path, "tokens file")?;
         let file: TokensFile = serde_json::from_str(&text).with_context(|| {
             format!(
                 "tokens file {} must be JSON like {{\"tokens\": [{{\"token\": \"...\", \"role\": \"admin\"}}]}} (roles: admin, read)",
@@ -63,6 +74,7 @@ impl Auth {
             )
         })?;
         let mut tokens = HashMap::new();
+        let mut admin = None;
         for (i, t) in file.tokens.into_iter().enumerate() {
             if t.token.len() < 16 || t.token.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 bail!(
@@ -71,23 +83,23 @@ impl Auth {
                     i + 1
                 );
             }
-            tokens.insert(t.token, t.role);
+            if t.role == Role::Admin && admin.is_none() {
+                admin = Some(t.token.clone());
+            }
+            tokens.insert(digest(&t.token), t.role);
         }
         if tokens.is_empty() {
             bail!("tokens file {} lists no token", path.display());
         }
         Ok(Auth {
             tokens: Some(Arc::new(tokens)),
+            admin,
         })
     }
 
     /// A token with the admin role, for this server's own Raft RPCs.
     pub fn admin_token(&self) -> Option<String> {
-        self.tokens
-            .as_ref()?
-            .iter()
-            .find(|(_, r)| **r == Role::Admin)
-            .map(|(t, _)| t.clone())
+        self.admin.clone()
     }
 
     /// Checks a request's token: `Authorization: Bearer T` or Masakari's `X-Auth-Token: T`.
@@ -108,7 +120,7 @@ impl Auth {
         let Some(presented) = presented else {
             return Err(Denied::NoToken);
         };
-        match tokens.get(presented.trim()) {
+        match tokens.get(&digest(presented.trim())) {
             None => Err(Denied::UnknownToken),
             Some(Role::Read) if !matches!(*req.method(), Method::GET | Method::HEAD) => {
                 Err(Denied::ReadOnly)
@@ -165,11 +177,12 @@ mod tests {
 
     fn auth() -> Auth {
         let tokens = [
-            ("admin-token-0123456789".to_string(), Role::Admin),
-            ("read-token-0123456789".to_string(), Role::Read),
+            (digest("admin-token-0123456789"), Role::Admin),
+            (digest("read-token-0123456789"), Role::Read),
         ];
         Auth {
             tokens: Some(Arc::new(tokens.into_iter().collect())),
+            admin: Some("admin-token-0123456789".into()),
         }
     }
 
@@ -238,6 +251,8 @@ mod tests {
             ("{\"tokens\": []}", "no token"),
         ] {
             std::fs::write(&p, text).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
             let e = format!("{:#}", Auth::load(&p).err().unwrap());
             assert!(e.contains(want), "{text}: {e}");
         }

@@ -123,15 +123,27 @@ impl HttpClient {
         timeout: Duration,
     ) -> Result<(StatusCode, Bytes), HttpError> {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            hyper::header::CONTENT_TYPE,
-            hyper::header::HeaderValue::from_static("application/json"),
-        );
         if let Some(t) = token
             && let Ok(v) = hyper::header::HeaderValue::from_str(&format!("Bearer {t}"))
         {
             headers.insert(hyper::header::AUTHORIZATION, v);
         }
+        let (status, _, bytes) = self.post_json(url, body, headers, timeout).await?;
+        Ok((status, bytes))
+    }
+
+    /// `POST url` with a JSON body and `headers`; returns status, headers and the whole answer.
+    pub async fn post_json(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        mut headers: HeaderMap,
+        timeout: Duration,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), HttpError> {
+        headers.insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/json"),
+        );
         let answer = self
             .send(Method::POST, url, &headers, Body::from(body), timeout)
             .await?;
@@ -140,6 +152,6 @@ impl HttpClient {
             .map_err(|_| HttpError::Timeout(url.to_string(), timeout))?
             .map_err(|e| HttpError::Other(format!("{url}: {e}")))?
             .to_bytes();
-        Ok((answer.status, bytes))
+        Ok((answer.status, answer.headers, bytes))
     }
 }

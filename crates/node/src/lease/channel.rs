@@ -10,8 +10,17 @@ use engine::Instant;
 use model::server::ServerNode;
 use proto::{Grant, RENEW_PATH, RenewalRequest};
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hyper::StatusCode;
+use hyper::header::{HeaderMap, HeaderValue};
+use tracing::warn;
+
 use crate::gossip::runtime::Shared;
 use crate::http::client::HttpClient;
+use crate::identity::{self, HostKey, MAC_HEADER};
 use crate::servers::ServerDirectory;
 
 /// A renewal's answer, as a boxed future (the channel is chosen at run time).
@@ -31,8 +40,20 @@ pub struct HttpRenewals {
     pub client: HttpClient,
     pub servers: ServerDirectory,
     pub gossip: std::sync::Arc<Shared>,
-    /// The token renewals carry when the servers require one.
+    /// The token renewals carry when the servers require one and the host has no credential
+    /// (`--unsafe-no-host-identity`).
     pub token: Option<String>,
+    /// This host's credential: renewals are signed with it, and a grant counts only with the
+    /// control plane's MAC on it.
+    pub credential: Option<HostKey>,
+    /// The time of the last signed renewal (wall ms): each is newer than the one before, even
+    /// when the wall clock steps back.
+    pub last_signed_ms: AtomicU64,
+    /// The server whose grant was last taken: asked first next time.
+    pub preferred: Mutex<Option<ServerNode>>,
+    /// When each server was last reported for an answer not signed by the control plane (a
+    /// warning a minute per server, not one per renewal).
+    pub warned: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl HttpRenewals {
@@ -45,7 +66,16 @@ impl HttpRenewals {
         timeout: Duration,
     ) -> Option<Grant> {
         let mut targets: Vec<ServerNode> = Vec::new();
-        for t in leader.into_iter().chain(self.servers.servers_to_try()) {
+        let preferred = self
+            .preferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for t in leader
+            .into_iter()
+            .chain(preferred)
+            .chain(self.servers.servers_to_try())
+        {
             if t.name != self.me && !targets.iter().any(|o| o.name == t.name) {
                 targets.push(t);
             }
@@ -61,18 +91,98 @@ impl HttpRenewals {
                 continue;
             }
             let url = self.client.url(&target.http, RENEW_PATH);
-            if let Ok((status, bytes)) = self
+            let (headers, nonce) = self.headers(&body);
+            let Ok((status, answer_headers, bytes)) = self
                 .client
-                .post_bytes(&url, body.clone(), self.token.as_deref(), left)
+                .post_json(&url, body.clone(), headers, left)
                 .await
-                && status.is_success()
+            else {
+                continue;
+            };
+            if let (Some(key), Some(nonce)) = (&self.credential, &nonce) {
+                let mac = answer_headers
+                    .get(MAC_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                if !key.answer_is_genuine(nonce, status.as_u16(), &bytes, mac) {
+                    if status == StatusCode::UNAUTHORIZED {
+                        if !self.first_warning_in_a_minute(&target.name) {
+                            continue;
+                        }
+                        warn!(
+                            server = %target.name, answer = %String::from_utf8_lossy(&bytes),
+                            "a server refused this host's credential"
+                        );
+                        continue;
+                    }
+                    if self.first_warning_in_a_minute(&target.name) {
+                        warn!(
+                            server = %target.name, http = %target.http, status = status.as_u16(),
+                            "an answer to this host's renewal is not signed by the control plane (a member claiming the server role, or a server with another cluster secret): ignored"
+                        );
+                    }
+                    continue;
+                }
+            }
+            if status.is_success()
                 && let Ok(grant) = serde_json::from_slice(&bytes)
             {
+                *self.preferred.lock().unwrap_or_else(|p| p.into_inner()) = Some(target);
                 return Some(grant);
+            }
+            if status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED {
+                warn!(server = %target.name, answer = %String::from_utf8_lossy(&bytes), "the control plane refused this host's renewal");
             }
         }
         None
     }
+
+    fn first_warning_in_a_minute(&self, server: &str) -> bool {
+        let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        match warned.get(server) {
+            Some(t) if now.duration_since(*t) < Duration::from_secs(60) => false,
+            _ => {
+                warned.insert(server.to_string(), now);
+                true
+            }
+        }
+    }
+
+    /// The headers of one renewal attempt, and the nonce its answer must be signed with.
+    fn headers(&self, body: &[u8]) -> (HeaderMap, Option<String>) {
+        let mut h = HeaderMap::new();
+        if let Some(key) = &self.credential {
+            let wall = wall_ms();
+            let prev = self
+                .last_signed_ms
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| {
+                    Some(wall.max(p + 1))
+                })
+                .unwrap_or(0);
+            let time_ms = wall.max(prev + 1);
+            let nonce = identity::nonce();
+            let sig = key.sign("POST", RENEW_PATH, time_ms, &nonce, body);
+            for (name, value) in sig.headers() {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    h.insert(name, v);
+                }
+            }
+            return (h, Some(nonce));
+        }
+        if let Some(t) = &self.token
+            && let Ok(v) = HeaderValue::from_str(&format!("Bearer {t}"))
+        {
+            h.insert(hyper::header::AUTHORIZATION, v);
+        }
+        (h, None)
+    }
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl RenewalChannel for HttpRenewals {

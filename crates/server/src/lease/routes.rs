@@ -10,13 +10,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use node::gossip::runtime::Shared;
 use node::http::error::error;
+use node::identity::{self, HostKey, Verifier};
 use node::lease::wall;
-use proto::{Observed, RenewalRequest};
+use proto::{Observed, RENEW_PATH, RenewalRequest};
 use serde_json::json;
 
 use super::grants::LeaseGrants;
@@ -29,6 +31,9 @@ pub struct LeaseApi {
     /// Present on servers.
     pub grants: Option<Arc<LeaseGrants>>,
     pub gossip: Arc<Shared>,
+    /// Checks hosts' signed renewals (servers with a cluster secret); `None` with
+    /// `--unsafe-no-host-identity`, where the API tokens guard the route instead.
+    pub verifier: Option<Arc<Verifier>>,
 }
 
 fn not_a_server() -> Response {
@@ -40,9 +45,80 @@ fn not_a_server() -> Response {
     )
 }
 
-/// `POST /internal/lease` (on the leader: relayed there by the middleware).
-pub async fn renew(State(api): State<LeaseApi>, Json(req): Json<RenewalRequest>) -> Response {
+/// `POST /internal/lease` (on the leader: relayed there by the middleware). With host
+/// identity, the renewal must be signed by the host it names (a host renews only its own
+/// lease and reports only its own instances), and the answer carries the control plane's MAC.
+pub async fn renew(State(api): State<LeaseApi>, headers: HeaderMap, body: Bytes) -> Response {
     let received_at = api.gossip.now();
+    let Some(verifier) = &api.verifier else {
+        return match serde_json::from_slice::<RenewalRequest>(&body) {
+            Ok(req) => grant(&api, req, received_at).await,
+            Err(e) => bad_renewal(&e),
+        };
+    };
+    let sig = identity::signature_from(|h| {
+        headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    });
+    let key = match verifier.verify(sig.as_ref(), "POST", RENEW_PATH, &body, wall_ms()) {
+        Ok(key) => key,
+        Err(refused) => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                &refused.to_string(),
+                None,
+            );
+        }
+    };
+    let answer = match serde_json::from_slice::<RenewalRequest>(&body) {
+        Err(e) => bad_renewal(&e),
+        Ok(req) if req.host != key.name() => error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            &format!(
+                "host `{}`'s credential cannot renew the lease of `{}` nor report for it: a host acts for itself only",
+                key.name(),
+                req.host
+            ),
+            None,
+        ),
+        Ok(req) => grant(&api, req, received_at).await,
+    };
+    sign(answer, &key, sig.map(|s| s.nonce).unwrap_or_default()).await
+}
+
+fn bad_renewal(e: &serde_json::Error) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "invalid",
+        &format!("not a renewal: {e}"),
+        None,
+    )
+}
+
+/// `answer` with the control plane's MAC for the request signed with `nonce`.
+async fn sign(answer: Response, key: &HostKey, nonce: String) -> Response {
+    let (mut parts, body) = answer.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let mac = key.sign_answer(&nonce, parts.status.as_u16(), &bytes);
+    if let Ok(v) = HeaderValue::from_str(&mac) {
+        parts.headers.insert(identity::MAC_HEADER, v);
+    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+async fn grant(api: &LeaseApi, req: RenewalRequest, received_at: swim::Instant) -> Response {
     if api.gossip.drops(&req.host, false) {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -132,8 +208,22 @@ pub async fn observed(
 
 /// The lease routes, relayed to the leader and behind the API tokens when configured.
 pub fn router(api: LeaseApi, cp: Arc<ControlPlane>, auth: Auth) -> axum::Router {
+    // With host identity the renewal proves its host; hosts hold no API token.
+    let renewals = axum::Router::new()
+        .route(RENEW_PATH, axum::routing::post(renew))
+        .route_layer(axum::middleware::from_fn_with_state(
+            cp.clone(),
+            crate::forward::to_leader,
+        ));
+    let renewals = match api.verifier {
+        Some(_) => renewals,
+        None => renewals.route_layer(axum::middleware::from_fn_with_state(
+            auth.clone(),
+            require_token,
+        )),
+    };
     axum::Router::new()
-        .route(proto::RENEW_PATH, axum::routing::post(renew))
+        .merge(renewals)
         .route("/v1/leases", axum::routing::get(leases))
         .route("/v1/observed", axum::routing::get(observed))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -1,0 +1,211 @@
+//! Host identity (issue 17), from an attacker's side: a host's credential renews its own lease
+//! only; unsigned, forged, replayed and foreign-secret renewals are refused; and a member that
+//! claims the server role without the cluster secret hands no host a lease.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use common::{Cluster, get, json, wait_until};
+use node::identity::{ClusterSecret, HostKey, MAC_HEADER, Signature};
+
+const NET: u8 = 82;
+/// `proto::RENEW_PATH`.
+const RENEW_PATH: &str = "/internal/lease";
+
+/// `POST /internal/lease` with `sig`'s headers: status, the answer's MAC header, body.
+fn renew(addr: SocketAddr, body: &str, sig: Option<&Signature>) -> (u16, Option<String>, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let headers: String = sig
+        .map(|sig| {
+            sig.headers()
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}\r\n"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let req = format!(
+        "POST {RENEW_PATH} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let mac = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(MAC_HEADER)
+            .then(|| v.trim().to_string())
+    });
+    (status, mac, body.to_string())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn signed(key: &HostKey, nonce: &str, body: &str) -> Signature {
+    key.sign("POST", RENEW_PATH, now_ms(), nonce, body.as_bytes())
+}
+
+#[test]
+fn a_host_renews_only_its_own_lease_and_obeys_only_the_control_plane() {
+    let mut c = Cluster::new(NET);
+    c.start_agent(1, None, &[]);
+    c.start_agent(2, None, &[]);
+    let leader = c.http(1);
+    wait_until(Duration::from_secs(20), || {
+        get(c.http(2), "/v1/lease").is_some_and(|(_, b)| json(&b)["held"] == true)
+    })
+    .unwrap_or_else(|| panic!("h2 never held its lease:\n{}", c.log(2)));
+
+    let secret = ClusterSecret::load(&c.dir.join("cluster.secret")).unwrap();
+    let h2 = secret.host_key("h2");
+    let for_h3 = r#"{"host":"h3"}"#;
+
+    // Its own credential: granted, with an answer only the control plane could have signed.
+    let body = r#"{"host":"h2"}"#;
+    let sig = signed(&h2, "n-own", body);
+    let (status, mac, answer) = renew(leader, body, Some(&sig));
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        h2.answer_is_genuine("n-own", 200, answer.as_bytes(), &mac.unwrap_or_default()),
+        "the grant carries the control plane's MAC"
+    );
+    // The same request again (a capture replayed): refused.
+    let (status, _, answer) = renew(leader, body, Some(&sig));
+    assert_eq!(status, 401, "{answer}");
+    assert!(answer.contains("replayed"), "{answer}");
+
+    // h2's credential renewing h3's lease (or reporting for it): 403, naming both.
+    let (status, _, answer) = renew(leader, for_h3, Some(&signed(&h2, "n-other", for_h3)));
+    assert_eq!(status, 403, "{answer}");
+    assert!(
+        answer.contains("`h2`") && answer.contains("`h3`") && answer.contains("itself only"),
+        "{answer}"
+    );
+    // No signature at all, a signature claiming to be h3 made with h2's key, another
+    // cluster's credential: 401, and none of them renews anything.
+    let (status, _, answer) = renew(leader, for_h3, None);
+    assert_eq!(status, 401, "{answer}");
+    assert!(answer.contains("--credential"), "{answer}");
+    let mut forged = signed(&h2, "n-forged", for_h3);
+    forged.host = "h3".into();
+    let (status, _, answer) = renew(leader, for_h3, Some(&forged));
+    assert_eq!(status, 401, "{answer}");
+    assert!(answer.contains("not valid"), "{answer}");
+    let foreign = ClusterSecret::generate().unwrap().host_key("h3");
+    let (status, _, answer) = renew(leader, for_h3, Some(&signed(&foreign, "n-foreign", for_h3)));
+    assert_eq!(status, 401, "{answer}");
+    let leases = json(&get(leader, "/v1/leases").unwrap().1);
+    assert!(
+        !leases["leases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["host"] == "h3"),
+        "no lease for h3 came of it: {leases}"
+    );
+    // The honest host itself is unaffected by all of this.
+    assert_eq!(json(&get(c.http(2), "/v1/lease").unwrap().1)["held"], true);
+
+    // A member that claims the server role without the cluster secret: a control plane of
+    // its own that grants every renewal it gets (no identity checks). Cut from the real
+    // server, h2 can only ask the impostor: its grants are not signed by this cluster, so h2
+    // takes none and its lease runs out (it would keep it if it obeyed unsigned grants).
+    // Named to sort first, so that it founds a control plane of its own.
+    let args = vec![
+        "--server".to_string(),
+        "--data-dir".into(),
+        c.dir.join("d9").display().to_string(),
+        "--join".into(),
+        c.gossip(1).to_string(),
+        "--unsafe-no-host-identity".into(),
+    ];
+    let log = std::fs::File::create(c.dir.join("h9.log")).unwrap();
+    let child = c
+        .command(9, "a0", &args)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    c.agents.push(("a0".into(), child));
+    wait_until(Duration::from_secs(20), || {
+        get(c.http(9), "/v1/leases").is_some_and(|(s, b)| s == 200 && json(&b)["term"].is_number())
+    })
+    .unwrap_or_else(|| panic!("the impostor leads nothing:\n{}", c.log(9)));
+    c.wait_all_see(&[2], "a0", "alive", Duration::from_secs(15));
+    let cut = r#"{"drop": [{"peer": "h1", "direction": "both", "scope": "all"}]}"#;
+    assert_eq!(
+        common::post(c.http(2), "/v1/debug/faults", cut).unwrap().0,
+        200
+    );
+    wait_until(Duration::from_secs(10), || {
+        get(c.http(2), "/v1/lease").is_some_and(|(_, b)| json(&b)["held"] == false)
+    })
+    .unwrap_or_else(|| panic!("h2 took the impostor's grant:\n{}", c.log(2)));
+    // And it said why.
+    wait_until(Duration::from_secs(5), || {
+        c.log(2).contains("not signed by the control plane")
+    })
+    .unwrap_or_else(|| panic!("h2 did not say why:\n{}", c.log(2)));
+    // Healed, the real server grants again.
+    assert_eq!(
+        common::post(c.http(2), "/v1/debug/faults", r#"{"drop": []}"#)
+            .unwrap()
+            .0,
+        200
+    );
+    wait_until(Duration::from_secs(10), || {
+        get(c.http(2), "/v1/lease").is_some_and(|(_, b)| json(&b)["held"] == true)
+    })
+    .unwrap_or_else(|| panic!("h2 never got its lease back:\n{}", c.log(2)));
+}
+
+#[test]
+fn agents_without_identity_refuse_to_start_and_say_how_to_get_one() {
+    let c = Cluster::new(NET + 1);
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_buoy"))
+            .args(["agent", "--name", "h1", "--bind", "127.0.83.1:7946"])
+            .args(["--http", "127.0.83.1:7070", "--profile", "local"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let data = c.dir.join("d").display().to_string();
+    let e = run(&["--server", "--data-dir", &data]);
+    assert!(
+        e.contains("--cluster-secret") && e.contains("buoy credential secret"),
+        "{e}"
+    );
+    let e = run(&["--data-dir", &data]);
+    assert!(
+        e.contains("--credential") && e.contains("buoy credential issue h1"),
+        "{e}"
+    );
+    // Another host's credential, and a secret file others can read.
+    let args = lab::identity_files::agent_args(&c.dir, "h2", false).unwrap();
+    let e = run(&["--data-dir", &data, &args[0], &args[1]]);
+    assert!(e.contains("host `h2`'s"), "{e}");
+    let secret = c.dir.join("cluster.secret");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = run(&[
+        "--server",
+        "--data-dir",
+        &data,
+        "--cluster-secret",
+        &secret.display().to_string(),
+    ]);
+    assert!(e.contains("chmod 600"), "{e}");
+}

@@ -1,0 +1,31 @@
+//! The identity files of a cluster the lab starts on this machine: one cluster secret for its
+//! servers and a credential per host, made in the cluster's directory (`node::identity`).
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use node::identity::ClusterSecret;
+use node::secret_file;
+
+/// The flags that give agent `name` its identity: the cluster secret for a server, its own
+/// credential for a host. Both files are made in `dir` when missing.
+pub fn agent_args(dir: &Path, name: &str, server: bool) -> Result<Vec<String>> {
+    let secret = dir.join("cluster.secret");
+    if !secret.exists() {
+        let s = ClusterSecret::generate().context("no OS randomness")?;
+        secret_file::write_new(&secret, &s.to_file_text(), "cluster secret file")?;
+    }
+    if server {
+        return Ok(vec!["--cluster-secret".into(), path(&secret)]);
+    }
+    let cred = dir.join(format!("{name}.cred"));
+    if !cred.exists() {
+        let key = ClusterSecret::load(&secret)?.host_key(name);
+        secret_file::write_new(&cred, &key.to_file_text(), "host credential file")?;
+    }
+    Ok(vec!["--credential".into(), path(&cred)])
+}
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
