@@ -56,7 +56,7 @@ impl Transport for HttpTransport {
 /// The largest Raft request a server accepts: a snapshot chunk
 /// ([`SNAPSHOT_CHUNK`](state::replica::SNAPSHOT_CHUNK)) or a batch of log entries,
 /// with room to spare.
-pub const MAX_BODY: usize = 64 << 20;
+pub const MAX_BODY: usize = node::http::limits::RAFT_BODY;
 
 /// `POST /internal/raft/{rpc}`: hands the request to this server's Raft node.
 pub async fn serve(

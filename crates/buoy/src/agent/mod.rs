@@ -204,7 +204,10 @@ async fn serve(s: Settings) -> Result<()> {
             "Masakari-compatible API",
             listener,
             tls.as_ref().map(|(c, _)| c.clone()),
-            masakari_router.clone(),
+            masakari_router
+                .clone()
+                .layer(axum::extract::DefaultBodyLimit::disable())
+                .layer(axum::middleware::from_fn(node::http::limits::limit_bodies)),
         )?;
     }
     let keeper = LeaseKeeper::new(s.name.clone(), s.lease, shared.now());
@@ -321,7 +324,10 @@ async fn serve(s: Settings) -> Result<()> {
         .merge(server::raft_http::router(
             cp.replica.clone(),
             s.auth.clone(),
-        ));
+        ))
+        // Every body is capped by route (node::http::limits), before any extractor reads it.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(node::http::limits::limit_bodies));
     spawn_http("HTTP API", http_listener, tls.map(|(c, _)| c), router)?;
     // Armed last: once open, the device resets the machine unless the agent keeps petting it.
     let device = match &s.watchdog_device {

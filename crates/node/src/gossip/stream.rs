@@ -15,8 +15,10 @@ use tracing::debug;
 
 use super::runtime::Shared;
 
-/// Largest stream frame accepted: a push-pull of 100,000 members fits.
-const MAX_FRAME: usize = 32 << 20;
+/// Largest stream frame accepted: a push-pull of about 80,000 members fits. A frame is
+/// authenticated only once whole, so memory grows with the bytes that really arrive (within
+/// the exchange's timeout), never with the length a frame claims.
+const MAX_FRAME: usize = 8 << 20;
 /// Incoming stream exchanges handled at once; more are refused (bounds push-pull load).
 const MAX_CONCURRENT: usize = 16;
 
@@ -36,8 +38,11 @@ async fn read_frame(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
             format!("stream frame of {len} bytes exceeds {MAX_FRAME}"),
         ));
     }
-    let mut buf = vec![0u8; len];
-    s.read_exact(&mut buf).await?;
+    let mut buf = Vec::with_capacity(len.min(64 << 10));
+    (&mut *s).take(len as u64).read_to_end(&mut buf).await?;
+    if buf.len() < len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
     Ok(buf)
 }
 

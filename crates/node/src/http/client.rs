@@ -147,7 +147,9 @@ impl HttpClient {
         let answer = self
             .send(Method::POST, url, &headers, Body::from(body), timeout)
             .await?;
-        let bytes = tokio::time::timeout(timeout, answer.body.collect())
+        // An answer is capped like a request: a peer cannot make this agent buffer without end.
+        let limited = http_body_util::Limited::new(answer.body, super::limits::RAFT_BODY);
+        let bytes = tokio::time::timeout(timeout, limited.collect())
             .await
             .map_err(|_| HttpError::Timeout(url.to_string(), timeout))?
             .map_err(|e| HttpError::Other(format!("{url}: {e}")))?

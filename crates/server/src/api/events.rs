@@ -17,6 +17,11 @@ use super::StateApi;
 use super::error::bad_request;
 use node::http::error::error;
 
+/// How many followed event streams one agent serves at once (each dashboard tab holds one).
+pub const MAX_STREAMS: usize = 256;
+
+static STREAMS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_STREAMS);
+
 /// `GET /v1/events?since=INDEX[&follow=false]`: server-sent events, one `change` per applied
 /// change after `since` (default: from now on), then live ones unless `follow=false`. A
 /// `reset` event means history was lost: re-read the lists.
@@ -42,6 +47,20 @@ pub async fn events(
         }
     };
     let follow = params.get("follow").is_none_or(|f| f != "false");
+    let permit = match follow.then(|| STREAMS.try_acquire()) {
+        Some(Err(_)) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_streams",
+                &format!(
+                    "this agent already serves {MAX_STREAMS} event streams: close some, or follow another agent"
+                ),
+                None,
+            );
+        }
+        Some(Ok(p)) => Some(p),
+        None => None,
+    };
     // Subscribe before reading the backlog, so nothing falls between the two.
     let live = shared.subscribe();
     let backlog = shared.changes_since(since);
@@ -53,15 +72,18 @@ pub async fn events(
         .as_ref()
         .and_then(|b| b.last().map(|c| c.index))
         .unwrap_or(since);
-    let live = stream::unfold((live, last), |(mut rx, last)| async move {
+    // The permit lives as long as the stream.
+    let live = stream::unfold((live, last, permit), |(mut rx, last, permit)| async move {
         loop {
             match rx.recv().await {
                 Ok(c) if c.index <= last => continue,
                 Ok(c) => {
                     let index = c.index;
-                    return Some((Ok(change_event(&c)), (rx, index)));
+                    return Some((Ok(change_event(&c)), (rx, index, permit)));
                 }
-                Err(RecvError::Lagged(_)) => return Some((Ok(reset_event(last)), (rx, last))),
+                Err(RecvError::Lagged(_)) => {
+                    return Some((Ok(reset_event(last)), (rx, last, permit)));
+                }
                 Err(RecvError::Closed) => return None,
             }
         }
