@@ -205,6 +205,7 @@ fn a_virtual_ip_follows_its_placement_across_network_namespaces() {
             args.extend(["--join".into(), "10.77.0.1:7946".into()]);
         }
         args.extend(lab::identity_files::agent_args(&net.dir, host, host == "h1").unwrap());
+        args.extend(lab::identity_files::keyring_args(&net.dir).unwrap());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         net.spawn(host, Path::new(BUOY), &args, &format!("agent-{host}.log"));
     }

@@ -1,5 +1,6 @@
 //! The identity files of a cluster the lab starts on this machine: one cluster secret for its
-//! servers and a credential per host, made in the cluster's directory (`node::identity`).
+//! servers, a credential per host (`node::identity`) and the gossip keyring, made in the
+//! cluster's directory.
 
 use std::path::Path;
 
@@ -24,6 +25,23 @@ pub fn agent_args(dir: &Path, name: &str, server: bool) -> Result<Vec<String>> {
         secret_file::write_new(&cred, &key.to_file_text(), "host credential file")?;
     }
     Ok(vec!["--credential".into(), path(&cred)])
+}
+
+/// The flags that encrypt an agent's gossip with the cluster's keyring (made in `dir` when
+/// missing).
+pub fn keyring_args(dir: &Path) -> Result<Vec<String>> {
+    let file = dir.join("keyring.json");
+    if !file.exists() {
+        let mut b = [0u8; 32];
+        getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
+        let key = swim::keyring::Key::from_bytes(b).to_hex();
+        secret_file::write_new(
+            &file,
+            &format!("{{\"keys\": [\"{key}\"]}}\n"),
+            "keyring file",
+        )?;
+    }
+    Ok(vec!["--keyring".into(), path(&file)])
 }
 
 fn path(p: &Path) -> String {

@@ -164,6 +164,7 @@ impl LocalCluster {
             &h.name,
             i < self.servers,
         )?);
+        cmd.args(crate::identity_files::keyring_args(&self.dir)?);
         let seeds: Vec<String> = (0..self.servers)
             .filter(|&s| s != i)
             .map(|s| format!("{}:7946", self.hosts[s].gossip_ip))

@@ -26,6 +26,10 @@ pub struct AgentArgs {
     /// Keyring file ({"keys": ["<64 hex chars>", ...]}, first key encrypts): encrypts gossip.
     #[arg(long)]
     pub keyring: Option<PathBuf>,
+    /// Gossip in the clear on an address other machines reach (without --keyring). Unsafe:
+    /// anyone who can send this agent a packet can forge membership news.
+    #[arg(long)]
+    pub unsafe_no_gossip_encryption: bool,
     /// Cluster label, bound to every encrypted packet [default: buoy].
     #[arg(long)]
     pub label: Option<String>,

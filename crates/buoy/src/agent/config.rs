@@ -34,6 +34,7 @@ pub struct FileConfig {
     pub cluster_secret: Option<PathBuf>,
     pub credential: Option<PathBuf>,
     pub unsafe_no_host_identity: Option<bool>,
+    pub unsafe_no_gossip_encryption: Option<bool>,
     /// TLS for the API and agent-to-agent calls (`--tls-cert`, `--tls-key`, `--tls-ca`).
     /// Lease timing (`--lease-ttl`, `--lease-renew`), as duration text.
     pub lease_ttl: Option<String>,

@@ -156,6 +156,13 @@ pub fn settings(args: &AgentArgs) -> Result<Settings> {
     let mut swim_config = swim::Config::profile(&profile).context("--profile")?;
     file.timing.apply(&mut swim_config)?;
     let keyring = args.keyring.clone().or(file.keyring.clone());
+    let plain_ok =
+        args.unsafe_no_gossip_encryption || file.unsafe_no_gossip_encryption.unwrap_or(false);
+    if keyring.is_none() && !advertise.ip().is_loopback() && !plain_ok {
+        bail!(
+            "gossip on {advertise} is reachable from other machines and has no keyring: anyone who can send it a packet could forge membership news. Give every agent the same --keyring FILE (create it with `buoy keygen`, see the README), or accept the risk with --unsafe-no-gossip-encryption"
+        );
+    }
     let udp_payload = file.udp_payload.unwrap_or(1400);
     if !(512..=9000).contains(&udp_payload) {
         bail!("udp_payload = {udp_payload}: expected 512..=9000 bytes");
@@ -354,4 +361,36 @@ fn total_memory_mb() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         })
         .map_or(0, |kb| kb / 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 17: gossip other machines can reach is encrypted, or the risk is named. (Only
+    /// settings are read here: nothing binds or sends.)
+    #[test]
+    fn gossip_reachable_from_other_machines_needs_a_keyring_or_the_unsafe_flag() {
+        let mut args = AgentArgs {
+            name: Some("h1".into()),
+            bind: Some("0.0.0.0:7946".parse().unwrap()),
+            advertise: Some("10.1.2.3:7946".parse().unwrap()),
+            unsafe_no_host_identity: true,
+            ..Default::default()
+        };
+        let e = settings(&args).err().unwrap().to_string();
+        assert!(
+            e.contains("no keyring") && e.contains("--unsafe-no-gossip-encryption"),
+            "{e}"
+        );
+        args.unsafe_no_gossip_encryption = true;
+        assert!(settings(&args).is_ok());
+        // Loopback (a laptop, the tests) may stay in the clear.
+        let local = AgentArgs {
+            name: Some("h1".into()),
+            unsafe_no_host_identity: true,
+            ..Default::default()
+        };
+        assert!(settings(&local).is_ok());
+    }
 }

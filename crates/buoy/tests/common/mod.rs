@@ -37,14 +37,22 @@ impl Cluster {
     }
 
     /// The identity flags of agent `name` started with `extra`: the cluster secret for a
-    /// server, its own credential (issued here) for a host; none when `extra` sets them.
+    /// server, its own credential (issued here) for a host, and the cluster's keyring; none
+    /// of those `extra` sets itself.
     pub fn identity_args(&self, name: &str, extra: &[String]) -> Vec<String> {
         let given = |f: &str| extra.iter().any(|a| a == f);
-        if given("--unsafe-no-host-identity") || given("--credential") || given("--cluster-secret")
+        let mut args = Vec::new();
+        if !(given("--unsafe-no-host-identity")
+            || given("--credential")
+            || given("--cluster-secret"))
         {
-            return Vec::new();
+            args = lab::identity_files::agent_args(&self.dir, name, given("--server")).unwrap();
         }
-        lab::identity_files::agent_args(&self.dir, name, given("--server")).unwrap()
+        // Gossip encrypted, as it should be everywhere.
+        if !(given("--keyring") || given("--unsafe-no-gossip-encryption")) {
+            args.extend(lab::identity_files::keyring_args(&self.dir).unwrap());
+        }
+        args
     }
 
     pub fn command(&self, i: u8, name: &str, extra: &[String]) -> Command {
