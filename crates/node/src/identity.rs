@@ -240,6 +240,14 @@ fn answer_input(nonce: &str, status: u16, body: &[u8]) -> Vec<u8> {
     v
 }
 
+/// The wall clock in milliseconds since the Unix epoch: the time a signature carries and a
+/// server checks it against.
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// A random nonce for one request.
 pub fn nonce() -> String {
     let mut b = [0u8; 16];

@@ -153,7 +153,7 @@ impl HttpRenewals {
     fn headers(&self, body: &[u8]) -> (HeaderMap, Option<String>) {
         let mut h = HeaderMap::new();
         if let Some(key) = &self.credential {
-            let wall = wall_ms();
+            let wall = identity::wall_ms();
             let prev = self
                 .last_signed_ms
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| {
@@ -177,12 +177,6 @@ impl HttpRenewals {
         }
         (h, None)
     }
-}
-
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl RenewalChannel for HttpRenewals {

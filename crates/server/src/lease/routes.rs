@@ -62,7 +62,7 @@ pub async fn renew(State(api): State<LeaseApi>, headers: HeaderMap, body: Bytes)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     });
-    let key = match verifier.verify(sig.as_ref(), "POST", RENEW_PATH, &body, wall_ms()) {
+    let key = match verifier.verify(sig.as_ref(), "POST", RENEW_PATH, &body, identity::wall_ms()) {
         Ok(key) => key,
         Err(refused) => {
             return error(
@@ -110,12 +110,6 @@ async fn sign(answer: Response, key: &HostKey, nonce: String) -> Response {
         parts.headers.insert(identity::MAC_HEADER, v);
     }
     Response::from_parts(parts, axum::body::Body::from(bytes))
-}
-
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 async fn grant(api: &LeaseApi, req: RenewalRequest, received_at: swim::Instant) -> Response {
