@@ -55,6 +55,29 @@ fn signed(key: &HostKey, nonce: &str, body: &str) -> Signature {
     key.sign("POST", RENEW_PATH, now_ms(), nonce, body.as_bytes())
 }
 
+/// Agent 9, "a0" (a name that sorts first): a member with the gossip key (the tests' keyring)
+/// that claims the server role without the cluster secret, a control plane of its own with no
+/// identity checks.
+fn start_impostor(c: &mut Cluster, join: Option<SocketAddr>) {
+    let mut args = vec![
+        "--server".to_string(),
+        "--data-dir".into(),
+        c.dir.join("d9").display().to_string(),
+        "--unsafe-no-host-identity".into(),
+    ];
+    if let Some(j) = join {
+        args.extend(["--join".to_string(), j.to_string()]);
+    }
+    let log = std::fs::File::create(c.dir.join("h9.log")).unwrap();
+    let child = c
+        .command(9, "a0", &args)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    c.agents.push(("a0".into(), child));
+}
+
 #[test]
 fn a_host_renews_only_its_own_lease_and_obeys_only_the_control_plane() {
     let mut c = Cluster::new(NET);
@@ -116,32 +139,36 @@ fn a_host_renews_only_its_own_lease_and_obeys_only_the_control_plane() {
     // The honest host itself is unaffected by all of this.
     assert_eq!(json(&get(c.http(2), "/v1/lease").unwrap().1)["held"], true);
 
-    // A member that claims the server role without the cluster secret: a control plane of
-    // its own that grants every renewal it gets (no identity checks). Cut from the real
-    // server, h2 can only ask the impostor: its grants are not signed by this cluster, so h2
-    // takes none and its lease runs out (it would keep it if it obeyed unsigned grants).
-    // Named to sort first, so that it founds a control plane of its own.
-    let args = vec![
-        "--server".to_string(),
-        "--data-dir".into(),
-        c.dir.join("d9").display().to_string(),
-        "--join".into(),
-        c.gossip(1).to_string(),
-        "--unsafe-no-host-identity".into(),
-    ];
-    let log = std::fs::File::create(c.dir.join("h9.log")).unwrap();
-    let child = c
-        .command(9, "a0", &args)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    c.agents.push(("a0".into(), child));
+    // A Raft call signed with a host's credential, or unsigned: only servers make those.
+    let raft = |sig: Option<&Signature>| {
+        let pairs: Vec<(&str, String)> = sig.map(|s| s.headers().to_vec()).unwrap_or_default();
+        let headers: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        common::request_with(leader, "POST", "/internal/raft/vote", &headers, "{}").unwrap()
+    };
+    let as_host = h2.sign("POST", "/internal/raft/vote", now_ms(), "n-raft", b"{}");
+    let (status, answer) = raft(Some(&as_host));
+    assert_eq!(status, 401, "{answer}");
+    assert!(answer.contains("without a server key"), "{answer}");
+    assert_eq!(raft(None).0, 401);
+
+    // A member that holds the gossip key and claims the server role, without the cluster
+    // secret: a control plane of its own that grants every renewal it gets (no identity
+    // checks). Named to sort first, so that it founds a control plane of its own. It cannot
+    // prove itself to h2, so h2 sends it nothing: no renewal (its lease table stays empty of
+    // h2, even once h2 is cut from the real server and has nowhere else to go), no relayed API
+    // call (an operator's token would go with it).
+    let join = c.gossip(1);
+    start_impostor(&mut c, Some(join));
     wait_until(Duration::from_secs(20), || {
         get(c.http(9), "/v1/leases").is_some_and(|(s, b)| s == 200 && json(&b)["term"].is_number())
     })
     .unwrap_or_else(|| panic!("the impostor leads nothing:\n{}", c.log(9)));
     c.wait_all_see(&[2], "a0", "alive", Duration::from_secs(15));
+    wait_until(Duration::from_secs(10), || {
+        c.log(2)
+            .contains("claims the server role but has not proven")
+    })
+    .unwrap_or_else(|| panic!("h2 did not say it ignores the impostor:\n{}", c.log(2)));
     let cut = r#"{"drop": [{"peer": "h1", "direction": "both", "scope": "all"}]}"#;
     assert_eq!(
         common::post(c.http(2), "/v1/debug/faults", cut).unwrap().0,
@@ -151,11 +178,23 @@ fn a_host_renews_only_its_own_lease_and_obeys_only_the_control_plane() {
         get(c.http(2), "/v1/lease").is_some_and(|(_, b)| json(&b)["held"] == false)
     })
     .unwrap_or_else(|| panic!("h2 took the impostor's grant:\n{}", c.log(2)));
-    // And it said why.
-    wait_until(Duration::from_secs(5), || {
-        c.log(2).contains("not signed by the control plane")
-    })
-    .unwrap_or_else(|| panic!("h2 did not say why:\n{}", c.log(2)));
+    let theirs = json(&get(c.http(9), "/v1/leases").unwrap().1);
+    assert!(
+        !theirs["leases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["host"] == "h2"),
+        "h2 renewed with the impostor: {theirs}"
+    );
+    // An API call h2 relays goes to a proven server or nowhere, never to the impostor.
+    if let Some((200, b)) = get(c.http(2), "/v1/servers") {
+        assert_ne!(
+            json(&b)["leader"]["name"],
+            "a0",
+            "relayed to the impostor: {b}"
+        );
+    }
     // Healed, the real server grants again.
     assert_eq!(
         common::post(c.http(2), "/v1/debug/faults", r#"{"drop": []}"#)
@@ -208,4 +247,58 @@ fn agents_without_identity_refuse_to_start_and_say_how_to_get_one() {
         &secret.display().to_string(),
     ]);
     assert!(e.contains("chmod 600"), "{e}");
+}
+
+#[test]
+fn a_member_claiming_the_server_role_cannot_join_the_founding_servers() {
+    // Bootstrap forms the group from the first `bootstrap-expect` servers by name. A member
+    // with the gossip key that claims the role under a name that sorts first ("a0") is there
+    // before the real servers; without proofs it would be a founding voter (and h3 would be
+    // left waiting to be added).
+    let mut c = Cluster::new(NET + 3);
+    start_impostor(&mut c, None);
+    let dir = c.dir.clone();
+    let server = |i: u8, join: SocketAddr| {
+        vec![
+            "--server".to_string(),
+            "--bootstrap-expect".into(),
+            "3".into(),
+            "--data-dir".into(),
+            dir.join(format!("d{i}")).display().to_string(),
+            "--join".into(),
+            join.to_string(),
+        ]
+    };
+    for i in 1..=3 {
+        let args = server(i, c.gossip(9));
+        c.start(i, &args);
+    }
+    let voters = wait_until(Duration::from_secs(20), || {
+        get(c.http(1), "/v1/servers").is_some_and(|(s, b)| {
+            s == 200 && json(&b)["voters"].as_array().is_some_and(|v| v.len() == 3)
+        })
+    });
+    let answer = get(c.http(1), "/v1/servers")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    assert!(
+        voters.is_some(),
+        "no control plane of h1, h2 and h3 formed: {answer}\n{}\n{}",
+        c.log(1),
+        c.log(2)
+    );
+    let mut names: Vec<String> = json(&answer)["voters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["h1", "h2", "h3"], "{answer}");
+    assert!(
+        c.log(1)
+            .contains("claims the server role but has not proven"),
+        "{}",
+        c.log(1)
+    );
 }

@@ -75,9 +75,19 @@ impl ClusterSecret {
 
     /// The credential of host `name`.
     pub fn host_key(&self, name: &str) -> HostKey {
+        self.derive(b"buoy host key v1\0", name)
+    }
+
+    /// The key server `name` signs its Raft calls with. It derives from the secret under
+    /// another label than host credentials, so no host credential can stand in for it.
+    pub fn server_key(&self, name: &str) -> HostKey {
+        self.derive(b"buoy server key v1\0", name)
+    }
+
+    fn derive(&self, label: &[u8], name: &str) -> HostKey {
         let k = hmac::Key::new(hmac::HMAC_SHA256, self.0.bytes());
         let mut ctx = hmac::Context::with_key(&k);
-        ctx.update(b"buoy host key v1\0");
+        ctx.update(label);
         ctx.update(name.as_bytes());
         let mut raw = [0u8; 32];
         raw.copy_from_slice(ctx.sign().as_ref());
@@ -208,6 +218,32 @@ impl HostKey {
     pub fn sign_answer(&self, nonce: &str, status: u16, body: &[u8]) -> String {
         hex(hmac::sign(&self.key, &answer_input(nonce, status, body)).as_ref())
     }
+
+    /// A server's proof, to the holder of this credential, that it is server `server`
+    /// answering at `http`, for the challenge `nonce`: made with this host's key, which a
+    /// server derives from the cluster secret and nobody else but the host holds.
+    pub fn sign_server_proof(&self, server: &str, http: &str, nonce: &str) -> String {
+        hex(hmac::sign(&self.key, &proof_input(server, http, nonce)).as_ref())
+    }
+
+    /// Whether `mac` proves that `server` at `http` holds the cluster secret (see
+    /// [`HostKey::sign_server_proof`]).
+    pub fn server_proof_is_genuine(
+        &self,
+        server: &str,
+        http: &str,
+        nonce: &str,
+        mac: &str,
+    ) -> bool {
+        let Some(mac) = unhex(mac) else {
+            return false;
+        };
+        hmac::verify(&self.key, &proof_input(server, http, nonce), &mac).is_ok()
+    }
+}
+
+fn proof_input(server: &str, http: &str, nonce: &str) -> Vec<u8> {
+    format!("buoy server proof v1\0{server}\0{http}\0{nonce}").into_bytes()
 }
 
 fn request_input(
@@ -279,6 +315,10 @@ pub enum Refused {
     Skew { host: String, skew_ms: u64 },
     #[error("a request of host `{0}` was replayed (not newer than the last one taken)")]
     Replayed(String),
+    #[error(
+        "`{0}` signed this call without a server key: only servers, which hold the cluster secret (--cluster-secret), may make it"
+    )]
+    NotAServer(String),
 }
 
 /// The server side: checks hosts' signatures against the cluster secret, and remembers each
@@ -301,6 +341,32 @@ impl Verifier {
         self.secret.host_key(name)
     }
 
+    /// The key server `name` signs its Raft calls with.
+    pub fn server_key(&self, name: &str) -> HostKey {
+        self.secret.server_key(name)
+    }
+
+    /// Checks a server's signed call (a Raft RPC) received at `now_ms`; the server it proves.
+    /// Raft takes a message delivered twice as it takes a late one, so only the window of
+    /// [`MAX_SKEW_MS`] bounds a replay here, not a per-sender order (its calls run in
+    /// parallel).
+    pub fn verify_server(
+        &self,
+        sig: Option<&Signature>,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        now_ms: u64,
+    ) -> Result<String, Refused> {
+        let sig = sig.ok_or(Refused::Unsigned)?;
+        let key = self.secret.server_key(&sig.host);
+        check(&key, sig, method, path, body, now_ms).map_err(|e| match e {
+            Refused::BadMac(h) => Refused::NotAServer(h),
+            e => e,
+        })?;
+        Ok(sig.host.clone())
+    }
+
     /// Checks a signed request received at `now_ms` (wall clock); the host it proves.
     pub fn verify(
         &self,
@@ -312,16 +378,7 @@ impl Verifier {
     ) -> Result<HostKey, Refused> {
         let sig = sig.ok_or(Refused::Unsigned)?;
         let key = self.secret.host_key(&sig.host);
-        let mac = unhex(&sig.mac).ok_or_else(|| Refused::BadMac(sig.host.clone()))?;
-        let input = request_input(method, path, &sig.host, sig.time_ms, &sig.nonce, body);
-        hmac::verify(&key.key, &input, &mac).map_err(|_| Refused::BadMac(sig.host.clone()))?;
-        let skew_ms = now_ms.abs_diff(sig.time_ms);
-        if skew_ms > MAX_SKEW_MS {
-            return Err(Refused::Skew {
-                host: sig.host.clone(),
-                skew_ms,
-            });
-        }
+        check(&key, sig, method, path, body, now_ms)?;
         let mut newest = self.newest.lock().unwrap_or_else(|p| p.into_inner());
         let last = newest.entry(sig.host.clone()).or_insert(0);
         if sig.time_ms <= *last {
@@ -330,6 +387,28 @@ impl Verifier {
         *last = sig.time_ms;
         Ok(key)
     }
+}
+
+/// Checks `sig`'s MAC under `key` and its time against `now_ms`.
+fn check(
+    key: &HostKey,
+    sig: &Signature,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    now_ms: u64,
+) -> Result<(), Refused> {
+    let mac = unhex(&sig.mac).ok_or_else(|| Refused::BadMac(sig.host.clone()))?;
+    let input = request_input(method, path, &sig.host, sig.time_ms, &sig.nonce, body);
+    hmac::verify(&key.key, &input, &mac).map_err(|_| Refused::BadMac(sig.host.clone()))?;
+    let skew_ms = now_ms.abs_diff(sig.time_ms);
+    if skew_ms > MAX_SKEW_MS {
+        return Err(Refused::Skew {
+            host: sig.host.clone(),
+            skew_ms,
+        });
+    }
+    Ok(())
 }
 
 /// Reads a signature from request headers (`None` when any is missing or malformed).
@@ -438,6 +517,63 @@ mod tests {
             secret(1).host_key("h2").sign_answer("n", 200, b"g"),
             h1.sign_answer("n", 200, b"g")
         );
+    }
+
+    #[test]
+    fn only_servers_sign_raft_calls_and_prove_themselves() {
+        let v = Verifier::new(secret(1));
+        let s1 = secret(1).server_key("s1");
+        let sig = s1.sign("POST", "/internal/raft/vote", 7_000_000, "n", b"{}");
+        assert_eq!(
+            v.verify_server(Some(&sig), "POST", "/internal/raft/vote", b"{}", 7_000_000)
+                .unwrap(),
+            "s1"
+        );
+        // Delivered twice, as Raft allows; but not outside the window.
+        assert!(
+            v.verify_server(Some(&sig), "POST", "/internal/raft/vote", b"{}", 7_000_001)
+                .is_ok()
+        );
+        assert!(matches!(
+            v.verify_server(
+                Some(&sig),
+                "POST",
+                "/internal/raft/vote",
+                b"{}",
+                7_000_000 + MAX_SKEW_MS + 1
+            ),
+            Err(Refused::Skew { .. })
+        ));
+        // A host's credential, even of a host named like a server, is not a server key.
+        let host =
+            secret(1)
+                .host_key("s1")
+                .sign("POST", "/internal/raft/vote", 7_000_000, "n", b"{}");
+        assert_eq!(
+            v.verify_server(Some(&host), "POST", "/internal/raft/vote", b"{}", 7_000_000)
+                .unwrap_err(),
+            Refused::NotAServer("s1".into())
+        );
+        // A server proves itself to host h1 with h1's key; an impostor, or h2, cannot.
+        let h1 = secret(1).host_key("h1");
+        let proof = v.host_key("h1").sign_server_proof("s1", "127.0.0.1:1", "c");
+        assert!(h1.server_proof_is_genuine("s1", "127.0.0.1:1", "c", &proof));
+        assert!(
+            !h1.server_proof_is_genuine("s1", "127.0.0.1:2", "c", &proof),
+            "other address"
+        );
+        assert!(
+            !h1.server_proof_is_genuine("s2", "127.0.0.1:1", "c", &proof),
+            "other name"
+        );
+        assert!(
+            !h1.server_proof_is_genuine("s1", "127.0.0.1:1", "d", &proof),
+            "other challenge"
+        );
+        let by_h2 = secret(1)
+            .host_key("h2")
+            .sign_server_proof("s1", "127.0.0.1:1", "c");
+        assert!(!h1.server_proof_is_genuine("s1", "127.0.0.1:1", "c", &by_h2));
     }
 
     #[test]

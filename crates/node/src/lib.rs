@@ -8,7 +8,8 @@
 //! - [`clock`]: CLOCK_BOOTTIME, the clock leases are counted on (suspended time counts).
 //! - [`identity`]: host credentials and the signatures of host <-> server calls.
 //! - [`secret_file`]: secret files, refused when other users can read them.
-//! - [`servers`]: where the control-plane servers are, from gossip.
+//! - [`servers`]: where the control-plane servers are, from gossip, proven by
+//!   [`server_proof`].
 //! - [`sleep`]: instances frozen across a suspend, thawed only with the lease held.
 //! - [`local_api`] and [`host_api`]: what a host answers about itself over HTTP.
 //! - [`http`]: the error body, tokens, the agent-to-agent client, TLS.
@@ -28,6 +29,7 @@ pub mod identity;
 pub mod lease;
 pub mod local_api;
 pub mod secret_file;
+pub mod server_proof;
 pub mod servers;
 pub mod sleep;
 pub mod supervisor;

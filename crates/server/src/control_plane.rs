@@ -27,12 +27,22 @@ pub struct ServerSettings {
     pub snapshot_every: u64,
 }
 
+/// What this agent proves itself with to the control plane (all `None` with host identity
+/// off).
+#[derive(Clone, Default)]
+pub struct CpIdentity {
+    /// This agent's credential: claimed servers must prove themselves to it.
+    pub credential: Option<node::identity::HostKey>,
+    /// On servers: the key Raft calls are signed with.
+    pub server_key: Option<node::identity::HostKey>,
+}
+
 /// This agent's handle on the control plane.
 pub struct ControlPlane {
     /// Present on servers.
     pub replica: Option<Arc<Replica>>,
     pub client: HttpClient,
-    /// The servers gossip knows.
+    /// The servers gossip knows (proven, with host identity on).
     pub servers: ServerDirectory,
 }
 
@@ -44,6 +54,7 @@ impl ControlPlane {
         gossip: Arc<Shared>,
         client: HttpClient,
         token: Option<String>,
+        identity: CpIdentity,
     ) -> Result<Arc<ControlPlane>> {
         let replica = match &server {
             Some(s) => {
@@ -51,6 +62,7 @@ impl ControlPlane {
                 let transport = HttpTransport {
                     client: client.clone(),
                     token,
+                    signer: identity.server_key.clone(),
                 };
                 let config = ReplicaConfig {
                     snapshot_every: s.snapshot_every,
@@ -63,10 +75,19 @@ impl ControlPlane {
             }
             None => None,
         };
+        let servers = match identity.credential {
+            Some(key) => {
+                let me = server.is_some().then(|| me.clone());
+                let d = ServerDirectory::proven(gossip, key, client.clone(), me);
+                tokio::spawn(d.clone().run_proofs());
+                d
+            }
+            None => ServerDirectory::unproven(gossip),
+        };
         let cp = Arc::new(ControlPlane {
             replica,
             client,
-            servers: ServerDirectory::new(gossip),
+            servers,
         });
         if let (Some(r), Some(s)) = (&cp.replica, server) {
             tokio::spawn(bootstrap(cp.clone(), r.clone(), s.bootstrap_expect));

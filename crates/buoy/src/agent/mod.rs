@@ -166,12 +166,28 @@ async fn serve(s: Settings) -> Result<()> {
         http: s.http.to_string(),
     };
     let client = HttpClient::new(tls.as_ref().map(|(_, c)| c.clone()));
+    let prover = s
+        .identity
+        .verifier()
+        .map(|verifier| node::server_proof::Prover {
+            verifier,
+            me: me.clone(),
+        });
+    let cp_identity = server::control_plane::CpIdentity {
+        credential: s.identity.credential(),
+        server_key: s.identity.verifier().map(|v| v.server_key(&s.name)),
+    };
     let cp = ControlPlane::start(
         me,
         s.server.clone(),
         shared.clone(),
         client,
-        s.auth.admin_token(),
+        // Without host identity, servers prove themselves to each other with the admin token.
+        match s.identity {
+            Identity::Off => s.auth.admin_token(),
+            _ => None,
+        },
+        cp_identity,
     )
     .await?;
     if let Some(server) = &s.server {
@@ -322,9 +338,13 @@ async fn serve(s: Settings) -> Result<()> {
         .merge(host_actions)
         .merge(server::dashboard::router())
         .merge(server::raft_http::router(
-            cp.replica.clone(),
+            server::raft_http::RaftRoute {
+                replica: cp.replica.clone(),
+                verifier: s.identity.verifier(),
+            },
             s.auth.clone(),
         ))
+        .merge(node::server_proof::router(prover))
         // Every body is capped by route (node::http::limits), before any extractor reads it.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(node::http::limits::limit_bodies));
