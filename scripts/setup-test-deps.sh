@@ -50,6 +50,13 @@ if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import openstack, m
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "python-masakariclient==8.9.0" "openstacksdk==4.22.0"
 fi
+# Schemathesis, the API fuzzer (tests/api_fuzz.rs), in a venv of its own.
+st_venv="$root/target/schemathesis-venv"
+if [[ ! -x "$st_venv/bin/st" ]]; then
+  echo "setup-test-deps: installing schemathesis into $st_venv"
+  python3 -m venv "$st_venv"
+  "$st_venv/bin/pip" install -q --disable-pip-version-check "schemathesis==4.32.5"
+fi
 # The tiny QEMU guest the qemu-driver tests boot.
 "$root/scripts/build-test-guest.sh"
 echo "setup-test-deps: ok"

@@ -255,8 +255,8 @@ fn every_error_code_comes_with_a_json_body_that_names_the_problem() {
         "/v1/hosts",
         r#"{"name":"n1","segment":"nowhere"}"#,
         "",
-        400,
-        "invalid",
+        422,
+        "unprocessable",
         Some("segment"),
     );
     check(

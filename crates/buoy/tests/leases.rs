@@ -144,7 +144,7 @@ fn a_new_leader_waits_out_the_longest_lease_the_cluster_ever_granted() {
     let (status, body) =
         request(c.http(1), "PUT", "/v1/settings/lease", r#"{"ttl": "50ms"}"#).unwrap();
     assert!(
-        status == 400 && body.contains("ttl"),
+        status == 422 && body.contains("ttl"),
         "a TTL below the minimum is refused, naming the field: {status} {body}"
     );
     // Kill whoever leads.

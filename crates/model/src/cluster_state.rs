@@ -159,11 +159,11 @@ impl ClusterState {
         let segment_exists = |s: &String| self.segments.contains_key(s);
         match object {
             Object::Segment(_) => Ok(()),
-            Object::Host(h) if !segment_exists(&h.segment) => Err(StateError::invalid(
+            Object::Host(h) if !segment_exists(&h.segment) => Err(StateError::unprocessable(
                 "segment",
                 format!("segment `{}` does not exist", h.segment),
             )),
-            Object::Instance(i) if !segment_exists(&i.segment) => Err(StateError::invalid(
+            Object::Instance(i) if !segment_exists(&i.segment) => Err(StateError::unprocessable(
                 "segment",
                 format!("segment `{}` does not exist", i.segment),
             )),
@@ -212,13 +212,13 @@ impl ClusterState {
     /// or moves, and keeps its epoch otherwise.
     fn check_placement(&mut self, p: &mut Placement) -> Result<(), StateError> {
         let Some(instance) = self.instances.get(&p.instance) else {
-            return Err(StateError::invalid(
+            return Err(StateError::unprocessable(
                 "instance",
                 format!("instance `{}` does not exist", p.instance),
             ));
         };
         let Some(host) = self.hosts.get(&p.host) else {
-            return Err(StateError::invalid(
+            return Err(StateError::unprocessable(
                 "host",
                 format!("host `{}` does not exist", p.host),
             ));
@@ -238,7 +238,7 @@ impl ClusterState {
             });
         }
         if host.segment != instance.segment {
-            return Err(StateError::invalid(
+            return Err(StateError::unprocessable(
                 "host",
                 format!(
                     "host `{}` is not in the segment of instance `{}`: instances stay in their segment",
@@ -251,7 +251,7 @@ impl ClusterState {
             Mode::Clone => instance.replicas,
         };
         if p.replica >= copies {
-            return Err(StateError::invalid(
+            return Err(StateError::unprocessable(
                 "replica",
                 format!(
                     "instance `{}` has {copies} cop{}: replica must be below {copies}",

@@ -5,15 +5,24 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serializer};
 
+/// What [`parse`] accepts, for the API's document: one to four parts of at most 12 digits and
+/// a unit (so no sum can overflow).
+pub const PATTERN: &str = r"^([0-9]{1,12}(ms|s|m|h)){1,4}$";
+
 /// Parses `500ms`, `30s`, `5m`, `2h`, `1m30s`; a bare number is refused (its unit is a guess).
 pub fn parse(s: &str) -> Result<Duration, String> {
     let bad = || format!("`{s}` is not a duration like 500ms, 30s, 5m or 1h");
-    let mut rest = s.trim();
+    let mut rest = s;
     if rest.is_empty() {
         return Err(bad());
     }
     let mut total = Duration::ZERO;
+    let mut parts = 0;
     while !rest.is_empty() {
+        parts += 1;
+        if parts > 4 {
+            return Err(bad());
+        }
         let n = rest.bytes().take_while(u8::is_ascii_digit).count();
         if n == 0 || n > 12 {
             return Err(bad());

@@ -15,6 +15,10 @@ pub enum StateError {
     Invalid { field: String, message: String },
     #[error("{kind} `{id}` does not exist")]
     NotFound { kind: Kind, id: String },
+    /// The request is well-formed (it matches the API's schema) but cannot apply: it refers
+    /// to an object that does not exist, or breaks a rule between objects or fields. HTTP 422.
+    #[error("{field}: {message}")]
+    Unprocessable { field: String, message: String },
     #[error("a {kind} named `{name}` already exists (names are unique)")]
     NameTaken { kind: Kind, name: String },
     #[error("{kind} `{id}` already exists")]
@@ -44,10 +48,20 @@ impl StateError {
         }
     }
 
+    /// A well-formed request that cannot apply to the current state (HTTP 422).
+    pub fn unprocessable(field: impl Into<String>, message: impl Into<String>) -> Self {
+        StateError::Unprocessable {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
     /// The field this error is about, if any (the API puts it in its error body).
     pub fn field(&self) -> Option<&str> {
         match self {
-            StateError::Invalid { field, .. } => Some(field),
+            StateError::Invalid { field, .. } | StateError::Unprocessable { field, .. } => {
+                Some(field)
+            }
             StateError::NameTaken { .. } => Some("name"),
             StateError::VersionMismatch { .. } => Some("version"),
             _ => None,

@@ -15,20 +15,28 @@ pub enum Probe {
     Tcp {
         #[serde(default = "localhost")]
         host: String,
+        #[schemars(range(min = 1))]
         port: u16,
     },
     /// `GET http://host:port/path` answers with a status in `expect_status` (`200-399`).
     Http {
         #[serde(default = "localhost")]
         host: String,
+        #[schemars(range(min = 1))]
         port: u16,
         #[serde(default = "root")]
+        #[schemars(extend("pattern" = "^/"))]
         path: String,
+        /// A status or an inclusive range (the first at most the second).
         #[serde(default = "ok_statuses")]
+        #[schemars(extend("pattern" = "^[1-5][0-9]{2}(-[1-5][0-9]{2})?$"))]
         expect_status: String,
     },
     /// The command exits 0.
-    Exec { command: Vec<String> },
+    Exec {
+        #[schemars(length(min = 1))]
+        command: Vec<String>,
+    },
 }
 
 fn localhost() -> String {
@@ -48,13 +56,14 @@ pub struct HealthCheck {
     #[serde(flatten)]
     pub probe: Probe,
     #[serde(default = "ten_seconds", with = "crate::duration_text")]
-    #[schemars(with = "String")]
+    #[schemars(with = "String", extend("pattern" = crate::duration_text::PATTERN))]
     pub interval: Duration,
     #[serde(default = "two_seconds", with = "crate::duration_text")]
-    #[schemars(with = "String")]
+    #[schemars(with = "String", extend("pattern" = crate::duration_text::PATTERN))]
     pub timeout: Duration,
     /// Consecutive failures before the instance counts as failed.
     #[serde(default = "three")]
+    #[schemars(range(min = 1, max = 100))]
     pub failure_threshold: u32,
 }
 
@@ -72,13 +81,13 @@ impl HealthCheck {
     /// Checks the values; `field` is this check's path in the request.
     pub fn validate(&self, field: &str) -> Result<(), StateError> {
         if self.interval < Duration::from_millis(100) {
-            return Err(StateError::invalid(
+            return Err(StateError::unprocessable(
                 format!("{field}.interval"),
                 "must be at least 100ms",
             ));
         }
         if self.timeout.is_zero() || self.timeout > self.interval {
-            return Err(StateError::invalid(
+            return Err(StateError::unprocessable(
                 format!("{field}.timeout"),
                 "must be above 0 and at most the interval",
             ));
@@ -106,14 +115,14 @@ impl HealthCheck {
                     ));
                 }
                 status_range(expect_status).map(|_| ()).ok_or_else(|| {
-                    StateError::invalid(
+                    StateError::unprocessable(
                         format!("{field}.expect_status"),
                         format!("`{expect_status}` is not a status or range like 200 or 200-399"),
                     )
                 })
             }
             Probe::Exec { command } if command.is_empty() || command[0].is_empty() => Err(
-                StateError::invalid(format!("{field}.command"), "must name a program to run"),
+                StateError::unprocessable(format!("{field}.command"), "must name a program to run"),
             ),
             _ => Ok(()),
         }
@@ -122,12 +131,7 @@ impl HealthCheck {
 
 /// Parses `200` or `200-399` into an inclusive range of HTTP statuses.
 pub fn status_range(s: &str) -> Option<(u16, u16)> {
-    let parse = |t: &str| {
-        t.trim()
-            .parse::<u16>()
-            .ok()
-            .filter(|c| (100..=599).contains(c))
-    };
+    let parse = |t: &str| t.parse::<u16>().ok().filter(|c| (100..=599).contains(c));
     let (lo, hi) = match s.split_once('-') {
         Some((a, b)) => (parse(a)?, parse(b)?),
         None => (parse(s)?, parse(s)?),

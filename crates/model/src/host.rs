@@ -15,8 +15,11 @@ use crate::segment::set;
 #[serde(deny_unknown_fields)]
 pub struct FenceDevice {
     /// The agent's command, e.g. `/usr/sbin/fence_ipmilan`.
+    #[schemars(extend("pattern" = crate::object::NOT_BLANK_PATTERN))]
     pub agent: String,
+    /// `key=value` lines: keys without `=` or newlines, values without newlines.
     #[serde(default)]
+    #[schemars(extend("propertyNames" = {"pattern": "^[^=\\n]+$"}, "additionalProperties" = {"type": "string", "pattern": "^[^\\n]*$"}))]
     pub params: BTreeMap<String, String>,
 }
 
@@ -59,11 +62,13 @@ pub struct Host {
 #[serde(deny_unknown_fields)]
 pub struct HostSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("pattern" = crate::object::DNS_NAME_PATTERN))]
     pub name: Option<String>,
     /// The segment's name or id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<String>,
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("pattern" = crate::object::NAME_PATTERN))]
     pub host_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reserved: Option<bool>,
@@ -72,8 +77,10 @@ pub struct HostSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<CapacityPatch>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("propertyNames" = {"pattern": crate::object::LABEL_KEY_PATTERN}, "additionalProperties" = {"type": "string", "pattern": crate::object::LABEL_VALUE_PATTERN}))]
     pub labels: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
     pub control_attributes: Option<String>,
     /// `null` removes the fence device.
     #[serde(
@@ -139,13 +146,13 @@ impl Host {
         if spec.capacity.is_some() {
             let (cpu, mem) = (next.capacity.cpu.millicores(), next.capacity.memory_mb);
             if cpu > 0 && mem == 0 {
-                return Err(StateError::invalid(
+                return Err(StateError::unprocessable(
                     "capacity.memory_mb",
                     "0 MB leaves no room for an instance that needs memory: give at least 1 (e.g. capacity.memory_mb=8192), or leave both at 0 for a host whose capacity is not counted",
                 ));
             }
             if mem > 0 && cpu == 0 {
-                return Err(StateError::invalid(
+                return Err(StateError::unprocessable(
                     "capacity.cpu",
                     "0 CPUs leaves no room for an instance that needs CPU: give at least 0.001 (e.g. capacity.cpu=8), or leave both at 0 for a host whose capacity is not counted",
                 ));
@@ -160,10 +167,10 @@ impl Host {
         check_dns_like_name("name", &self.name)?;
         check_name("type", &self.host_type)?;
         check_labels("labels", &self.labels)?;
-        if self.control_attributes.len() > 4096 {
+        if self.control_attributes.chars().count() > 4096 {
             return Err(StateError::invalid(
                 "control_attributes",
-                "must be at most 4096 bytes",
+                "must be at most 4096 characters",
             ));
         }
         if let Some(f) = &self.fence {
@@ -202,7 +209,7 @@ pub(crate) fn check_labels(
                 "label keys are 1 to 63 letters, digits, '.', '_', '-' or '/'",
             ));
         }
-        if v.len() > 255 || v.chars().any(char::is_control) {
+        if v.chars().count() > 255 || v.chars().any(char::is_control) {
             return Err(StateError::invalid(
                 format!("{field}.{k}"),
                 "label values are at most 255 printable characters",

@@ -91,6 +91,7 @@ pub struct Instance {
 #[serde(deny_unknown_fields)]
 pub struct InstanceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("pattern" = crate::object::DNS_NAME_PATTERN))]
     pub name: Option<String>,
     /// The segment's name or id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,12 +103,15 @@ pub struct InstanceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<Cpu>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 67108864))]
     pub memory_mb: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 1000))]
     pub priority: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
     pub replicas: Option<u32>,
     /// `null` removes it from its group.
     #[serde(
@@ -115,9 +119,10 @@ pub struct InstanceSpec {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "crate::host::some_or_null"
     )]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<String>", extend("pattern" = crate::object::NAME_PATTERN))]
     pub anti_affinity: Option<Option<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("propertyNames" = {"pattern": crate::object::LABEL_KEY_PATTERN}, "additionalProperties" = {"type": "string", "pattern": crate::object::LABEL_VALUE_PATTERN}))]
     pub host_labels: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired_state: Option<DesiredState>,
@@ -128,16 +133,17 @@ pub struct InstanceSpec {
         skip_serializing_if = "Option::is_none",
         with = "crate::duration_text::option"
     )]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<String>", extend("pattern" = crate::duration_text::PATTERN))]
     pub restart_window: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
     pub health_checks: Option<Vec<HealthCheck>>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         with = "crate::duration_text::option"
     )]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<String>", extend("pattern" = crate::duration_text::PATTERN))]
     pub failure_timeout: Option<Duration>,
 }
 
@@ -233,13 +239,13 @@ impl Instance {
         }
         match self.mode {
             Mode::Single if self.replicas != 1 => {
-                return Err(StateError::invalid(
+                return Err(StateError::unprocessable(
                     "replicas",
                     "must be 1 for mode single (use mode clone for several copies)",
                 ));
             }
             Mode::Clone if !(1..=1000).contains(&self.replicas) => {
-                return Err(StateError::invalid(
+                return Err(StateError::unprocessable(
                     "replicas",
                     "must be 1 to 1000 for mode clone",
                 ));
@@ -251,7 +257,7 @@ impl Instance {
         }
         check_labels("host_labels", &self.host_labels)?;
         if self.restart_window.is_zero() && self.max_restarts > 0 {
-            return Err(StateError::invalid(
+            return Err(StateError::unprocessable(
                 "restart_window",
                 "must be longer than 0s when max_restarts is above 0",
             ));
@@ -276,7 +282,7 @@ impl Instance {
         match self.driver {
             DriverKind::Process => {
                 if text("command").is_none_or(|c| c.trim().is_empty()) {
-                    return Err(StateError::invalid(
+                    return Err(StateError::unprocessable(
                         "params.command",
                         "the process driver needs a command (a string)",
                     ));
@@ -284,7 +290,7 @@ impl Instance {
             }
             DriverKind::Qemu => {
                 if text("disk").is_none() && text("kernel").is_none() {
-                    return Err(StateError::invalid(
+                    return Err(StateError::unprocessable(
                         "params",
                         "the qemu driver needs `disk` (an image path) or `kernel` (+ `initrd`)",
                     ));
@@ -301,7 +307,7 @@ impl Instance {
                                 .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
                     });
                 if !well_formed {
-                    return Err(StateError::invalid(
+                    return Err(StateError::unprocessable(
                         "params.agent",
                         format!(
                             "`{agent}` is not an OCF agent name like ocf:heartbeat:Dummy or heartbeat:Dummy"
@@ -322,7 +328,7 @@ fn check_command(command: &str) -> Result<(), StateError> {
         let mut words = command.split_whitespace();
         let program = words.next().unwrap_or_default();
         let args: Vec<String> = words.map(|w| format!("{w:?}")).collect();
-        StateError::invalid(
+        StateError::unprocessable(
             "params.command",
             format!(
                 "`{command}` {why}: give one program in `command` (an absolute path or a name on PATH) and its arguments in `args`, e.g. --set params.command={program} --set 'params.args=[{}]'",

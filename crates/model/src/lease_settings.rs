@@ -31,7 +31,7 @@ impl LeaseSettings {
     /// Checks a requested TTL and drift margin, naming the field and the accepted range.
     pub fn validate(ttl: Duration, drift_margin: Duration) -> Result<(), StateError> {
         if ttl < MIN_TTL || ttl > MAX_TTL {
-            return Err(StateError::invalid(
+            return Err(StateError::unprocessable(
                 "ttl",
                 format!(
                     "must be between {} ms and {} s, got {} ms",
@@ -42,7 +42,7 @@ impl LeaseSettings {
             ));
         }
         if drift_margin > ttl {
-            return Err(StateError::invalid(
+            return Err(StateError::unprocessable(
                 "drift_margin",
                 format!(
                     "must be at most the TTL ({} ms), got {} ms",

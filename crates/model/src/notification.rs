@@ -99,6 +99,7 @@ pub struct Notification {
 pub struct NotificationSpec {
     #[serde(rename = "type")]
     pub notification_type: NotificationType,
+    #[schemars(extend("pattern" = crate::object::NAME_PATTERN))]
     pub hostname: String,
     pub generated_time: Timestamp,
     #[serde(default)]
@@ -135,7 +136,7 @@ impl Notification {
         let text = |k: &str| self.payload.get(k).and_then(|v| v.as_str());
         let need = |k: &str, what: &str| {
             text(k).map(|_| ()).ok_or_else(|| {
-                StateError::invalid(format!("payload.{k}"), format!("is required for {what}"))
+                StateError::unprocessable(format!("payload.{k}"), format!("is required for {what}"))
             })
         };
         match self.notification_type {
@@ -150,7 +151,7 @@ impl Notification {
             }
         }
         if serde_json::to_vec(&self.payload).map_or(0, |v| v.len()) > 16 * 1024 {
-            return Err(StateError::invalid(
+            return Err(StateError::unprocessable(
                 "payload",
                 "must be at most 16 KiB of JSON",
             ));

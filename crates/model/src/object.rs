@@ -77,6 +77,31 @@ pub fn uuid_from_bytes(mut b: [u8; 16]) -> String {
     )
 }
 
+/// The characters Rust's `str::trim` takes for white space (Unicode's White_Space), as a
+/// regular expression class body, so that the API's document says what [`check_name`] does.
+macro_rules! white_space {
+    () => {
+        r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+    };
+}
+
+/// A user-chosen object name in the API's document: what [`check_name`] accepts.
+pub const NAME_PATTERN: &str = concat!(
+    r"^(?=.*[^",
+    white_space!(),
+    r"])[^\x00-\x1f\x7f-\x9f]{1,255}$"
+);
+
+/// A host or instance name in the API's document: what [`check_dns_like_name`] accepts.
+pub const DNS_NAME_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$";
+
+/// Text that is not only white space (a command, say).
+pub const NOT_BLANK_PATTERN: &str = concat!(r"[^", white_space!(), r"]");
+
+/// A label key and value in the API's document: what `check_labels` accepts.
+pub const LABEL_KEY_PATTERN: &str = r"^[A-Za-z0-9._/-]{1,63}$";
+pub const LABEL_VALUE_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]{0,255}$";
+
 /// Checks a user-chosen object name: 1 to 255 characters, none of them control characters.
 pub fn check_name(field: &str, name: &str) -> Result<(), StateError> {
     if name.trim().is_empty() {

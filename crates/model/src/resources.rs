@@ -61,7 +61,7 @@ impl schemars::JsonSchema for Cpu {
     }
 
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({"type": "number", "minimum": 0, "maximum": 4096, "description": "CPU cores, in steps of 0.001"})
+        schemars::json_schema!({"type": "number", "minimum": 0, "maximum": 4096, "multipleOf": 0.001, "description": "CPU cores, in steps of 0.001"})
     }
 }
 

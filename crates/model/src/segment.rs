@@ -53,16 +53,20 @@ pub struct Segment {
 #[serde(deny_unknown_fields)]
 pub struct SegmentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("pattern" = crate::object::NAME_PATTERN))]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_method: Option<RecoveryMethod>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("pattern" = crate::object::NAME_PATTERN))]
     pub service_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 1000))]
     pub tolerate_host_failures: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_rejoin: Option<bool>,
@@ -113,10 +117,10 @@ impl Segment {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), StateError> {
         check_name("name", &self.name)?;
-        if self.description.len() > 4096 {
+        if self.description.chars().count() > 4096 {
             return Err(StateError::invalid(
                 "description",
-                "must be at most 4096 bytes",
+                "must be at most 4096 characters",
             ));
         }
         check_name("service_type", &self.service_type)?;

@@ -66,7 +66,7 @@ impl Timestamp {
     /// with `Z`, `+00:00` or no zone (taken as UTC), and a space instead of `T`.
     pub fn parse(s: &str) -> Result<Timestamp, String> {
         let bad = || format!("`{s}` is not a time like 2026-11-21T13:55:00Z");
-        let b = s.trim().as_bytes();
+        let b = s.as_bytes();
         if b.len() < 19 || !matches!(b[10], b'T' | b't' | b' ') {
             return Err(bad());
         }
@@ -175,13 +175,16 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+/// What [`Timestamp::parse`] accepts, for the API's document.
+const PATTERN: &str = r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?([Zz]|[+-]00:00)?$";
+
 impl schemars::JsonSchema for Timestamp {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "Timestamp".into()
     }
 
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({"type": "string", "format": "date-time", "example": "2026-11-21T13:55:00.123Z"})
+        schemars::json_schema!({"type": "string", "pattern": PATTERN, "description": "A UTC time (RFC 3339, from 1970)", "example": "2026-11-21T13:55:00.123Z"})
     }
 }
 

@@ -25,15 +25,16 @@ pub struct Api {
 }
 
 pub fn router(api: Api, auth: Auth) -> Router {
-    // Agent-local operations that change things need a token when tokens are configured.
+    // With tokens configured, everything but liveness and metrics needs one (a read token
+    // for the membership).
     let admin = Router::new()
+        .route("/v1/members", get(members))
         .route("/v1/keyring/reload", post(reload_keyring))
         .route("/v1/debug/faults", get(get_faults).post(set_faults))
         .route("/v1/debug/double-run", axum::routing::post(set_double_run))
         .route_layer(axum::middleware::from_fn_with_state(auth, require_token))
         .with_state(api.clone());
     Router::new()
-        .route("/v1/members", get(members))
         .route(
             "/v1/health",
             get(|| async { Json(json!({"status": "ok"})) }),

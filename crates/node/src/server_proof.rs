@@ -3,7 +3,7 @@
 //! challenger's own credential (see [`HostKey::sign_server_proof`]). Only a holder of the
 //! cluster secret can compute another agent's credential, so a member that holds the gossip
 //! key, or any host credential, still cannot pass. An agent sends its API relays and bootstrap
-//! votes only to servers that passed ([`crate::servers::ServerDirectory`]).
+//! votes only to servers that passed (the `servers` module keeps the list).
 //!
 //! `POST /internal/server/proof` with `{"for": AGENT, "nonce": HEX}` answers
 //! `{"server": NAME, "http": ADDR, "mac": HEX}`.

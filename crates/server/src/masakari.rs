@@ -114,8 +114,11 @@ async fn version(OriginalUri(original): OriginalUri, headers: HeaderMap) -> Json
     Json(json!({"version": version_doc(&original, &headers)}))
 }
 
-/// A Masakari-shaped error.
-fn m_error(e: ApiError) -> Response {
+/// A Masakari-shaped error. Masakari has no 422: a request it cannot apply is a 400 there.
+fn m_error(mut e: ApiError) -> Response {
+    if e.status == StatusCode::UNPROCESSABLE_ENTITY {
+        e.status = StatusCode::BAD_REQUEST;
+    }
     let key = match e.status {
         StatusCode::BAD_REQUEST => "badRequest",
         StatusCode::NOT_FOUND => "itemNotFound",

@@ -46,6 +46,7 @@ pub fn state_error(e: &StateError) -> ApiError {
     let (status, code) = match e {
         StateError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid"),
         StateError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+        StateError::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
         StateError::VersionMismatch { .. } => (StatusCode::PRECONDITION_FAILED, "version_mismatch"),
         StateError::NameTaken { .. } | StateError::IdTaken { .. } => {
             (StatusCode::CONFLICT, "already_exists")

@@ -95,9 +95,115 @@ fn error_schema() -> Value {
         "field": {"type": ["string", "null"], "example": "health_checks[0].port"}}}}})
 }
 
+/// The create (POST) bodies whose spec also serves updates, where every field is optional:
+/// the fields a create needs.
+const CREATE_REQUIRED: &[(&str, &str, &[&str])] = &[
+    ("/v1/segments", "SegmentSpec", &["name"]),
+    ("/v1/hosts", "HostSpec", &["name", "segment"]),
+    (
+        "/v1/instances",
+        "InstanceSpec",
+        &["name", "segment", "driver"],
+    ),
+    ("/v1/placements", "PlacementSpec", &["instance", "host"]),
+];
+
+/// `spec` with `required` fields that may not be null.
+fn creating(spec: &Value, required: &[&str]) -> Value {
+    let mut s = spec.clone();
+    s["required"] = json!(required);
+    for field in required {
+        let p = &mut s["properties"][*field];
+        // `type: [T, "null"]` becomes `type: T`; `anyOf: [{$ref}, {type: null}]` the reference.
+        if let Some(types) = p["type"].as_array() {
+            let kept: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
+            p["type"] = if kept.len() == 1 {
+                kept[0].clone()
+            } else {
+                Value::Array(kept)
+            };
+        }
+        if let Some(any) = p["anyOf"].as_array()
+            && let Some(r) = any.iter().find(|a| a["$ref"].is_string())
+        {
+            *p = r.clone();
+        }
+    }
+    s
+}
+
+/// A flattened enum (`oneOf` branches beside shared `properties`) refuses unknown fields, as
+/// serde does: each branch gets the shared properties and `additionalProperties: false`.
+fn close_flattened(schema: &mut Value) {
+    let shared = schema
+        .as_object_mut()
+        .and_then(|o| o.remove("properties"))
+        .unwrap_or_else(|| json!({}));
+    if let Some(branches) = schema["oneOf"].as_array_mut() {
+        for b in branches {
+            if let (Some(props), Some(extra)) =
+                (b["properties"].as_object_mut(), shared.as_object())
+            {
+                props.extend(extra.clone());
+            }
+            b["additionalProperties"] = json!(false);
+        }
+    }
+}
+
+/// Bodies too small for a type of their own.
+fn small_bodies() -> Vec<(&'static str, &'static str, Value)> {
+    let duration = json!({"type": "string", "pattern": model::duration_text::PATTERN});
+    vec![
+        (
+            "/v1/settings/lease",
+            "put",
+            json!({"type": "object", "additionalProperties": false, "required": ["ttl"], "properties": {
+                "ttl": duration, "drift_margin": duration}}),
+        ),
+        (
+            "/v1/servers",
+            "post",
+            json!({"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
+                "name": {"type": "string", "description": "A running agent started with --server"}}}),
+        ),
+    ]
+}
+
+/// Gives every integer the bounds of its Rust type (`format: uint32` says nothing to a JSON
+/// Schema validator; `maximum` does).
+fn bound_integers(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            let bounds: Option<(i128, i128)> = match o.get("format").and_then(Value::as_str) {
+                Some("uint8") => Some((0, u8::MAX.into())),
+                Some("uint16") => Some((0, u16::MAX.into())),
+                Some("uint32") => Some((0, u32::MAX.into())),
+                Some("uint64") => Some((0, u64::MAX.into())),
+                Some("int32") => Some((i32::MIN.into(), i32::MAX.into())),
+                Some("int64") => Some((i64::MIN.into(), i64::MAX.into())),
+                _ => None,
+            };
+            if let Some((lo, hi)) = bounds {
+                o.entry("minimum").or_insert_with(|| json!(lo as i64));
+                let hi = u64::try_from(hi).map_or(json!(i64::MAX), |h| json!(h));
+                o.entry("maximum").or_insert(hi);
+            }
+            o.values_mut().for_each(bound_integers);
+        }
+        Value::Array(a) => a.iter_mut().for_each(bound_integers),
+        _ => {}
+    }
+}
+
 /// Builds the whole document.
 pub fn document() -> Value {
-    let mut g = SchemaSettings::openapi3().into_generator();
+    // OpenAPI 3.1 takes JSON Schema 2020-12 as it is (`propertyNames` for label keys, `null`
+    // as a type).
+    let mut settings = SchemaSettings::draft2020_12();
+    settings.definitions_path = "/components/schemas".into();
+    settings.meta_schema = None;
+    let mut g = settings.into_generator();
     let mut paths: Map<String, Value> = Map::new();
     for r in routes() {
         let mut op = json!({
@@ -132,8 +238,45 @@ pub fn document() -> Value {
     }
     let mut schemas = g.take_definitions(true);
     schemas.insert("Error".into(), error_schema());
+    for (path, spec, required) in CREATE_REQUIRED {
+        let name = format!("{}Create", spec.trim_end_matches("Spec"));
+        if let Some(s) = schemas.get(*spec) {
+            schemas.insert(name.clone(), creating(s, required));
+            paths[*path]["post"]["requestBody"]["content"]["application/json"]["schema"] =
+                json!({"$ref": format!("#/components/schemas/{name}")});
+        }
+    }
+    // A placement moves (its host changes); its instance and replica never do.
+    if let Some(s) = schemas.get("PlacementSpec") {
+        let mut mv = s.clone();
+        if let Some(props) = mv["properties"].as_object_mut() {
+            props.retain(|k, _| k == "host");
+        }
+        mv["description"] = json!("Moves a placement to another host (by name or id).");
+        schemas.insert("PlacementMove".into(), mv);
+        for method in ["patch", "put"] {
+            paths["/v1/placements/{id}"][method]["requestBody"]["content"]["application/json"]["schema"] =
+                json!({"$ref": "#/components/schemas/PlacementMove"});
+        }
+    }
+    for (path, method, schema) in small_bodies() {
+        paths[path][method]["requestBody"] =
+            json!({"required": true, "content": {"application/json": {"schema": schema}}});
+    }
+    // Open to anyone, tokens or not: liveness for load balancers and supervisors.
+    paths["/v1/health"]["get"]["security"] = json!([]);
+    for op in paths.values_mut().filter_map(Value::as_object_mut) {
+        for op in op.values_mut() {
+            op["responses"]["422"] = json!({"description": "Well-formed, but refused by a rule the schema cannot state: a reference to an object that does not exist, or a rule between fields", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+        }
+    }
+    if let Some(h) = schemas.get_mut("HealthCheck") {
+        close_flattened(h);
+    }
+    let mut schemas = Value::Object(schemas);
+    bound_integers(&mut schemas);
     json!({
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "Buoy control-plane API",
             "version": env!("CARGO_PKG_VERSION"),
@@ -167,7 +310,7 @@ mod tests {
     #[test]
     fn the_document_describes_every_route_with_schemas_from_the_types() {
         let d = document();
-        assert_eq!(d["openapi"], "3.0.3");
+        assert_eq!(d["openapi"], "3.1.0");
         for (method, path) in documented() {
             assert!(d["paths"][path][method].is_object(), "{method} {path}");
         }
@@ -179,7 +322,7 @@ mod tests {
         );
         assert!(schemas["InstanceSpec"]["properties"]["health_checks"].is_object());
         assert!(schemas["Host"]["properties"]["capacity"].is_object());
-        assert_eq!(schemas["Timestamp"]["format"], "date-time");
+        assert!(schemas["Timestamp"]["pattern"].is_string());
         let refs = d.to_string().matches("#/components/schemas/").count();
         assert!(
             refs > 20,

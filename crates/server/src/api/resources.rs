@@ -25,7 +25,7 @@ pub trait Resource: Send + Sync + 'static {
 /// The id of the segment a spec names (by name or id).
 fn segment_id(st: &ClusterState, named: &str) -> Result<String, StateError> {
     st.resolve(Kind::Segment, named).ok_or_else(|| {
-        StateError::invalid(
+        StateError::unprocessable(
             "segment",
             format!("segment `{named}` does not exist: create it first (`buoy segment create`)"),
         )
@@ -151,8 +151,9 @@ fn resolve(
     named
         .as_deref()
         .map(|n| {
-            st.resolve(kind, n)
-                .ok_or_else(|| StateError::invalid(field, format!("{kind} `{n}` does not exist")))
+            st.resolve(kind, n).ok_or_else(|| {
+                StateError::unprocessable(field, format!("{kind} `{n}` does not exist"))
+            })
         })
         .transpose()
 }

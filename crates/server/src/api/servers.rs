@@ -37,10 +37,12 @@ pub async fn add_server(State(api): State<StateApi>, body: Bytes) -> Response {
             .into_iter()
             .find(|s| s.name == name)
             .ok_or_else(|| {
-                bad_request(
-                    Some("name"),
-                    &format!("no live agent `{name}` started with --server is known to gossip"),
-                )
+                super::error::state_error(&model::error::StateError::unprocessable(
+                    "name",
+                    format!(
+                        "no live agent `{name}` started with --server (and proven to hold the cluster secret) is known to gossip"
+                    ),
+                ))
             })?;
         api.replica()?
             .add_server(node)

@@ -25,6 +25,21 @@ pub async fn set_lease(State(api): State<StateApi>, body: Bytes) -> Response {
     let result: ApiResult<Value> = async {
         let v: Value = serde_json::from_slice(&body)
             .map_err(|e| bad_request(None, &format!("the body is not valid JSON: {e}")))?;
+        let Some(fields) = v.as_object() else {
+            return Err(bad_request(
+                None,
+                "expected an object like {\"ttl\": \"5s\"}",
+            ));
+        };
+        if let Some(k) = fields
+            .keys()
+            .find(|k| !["ttl", "drift_margin"].contains(&k.as_str()))
+        {
+            return Err(bad_request(
+                Some(k),
+                &format!("unknown field `{k}`: expected ttl and drift_margin"),
+            ));
+        }
         let duration = |field: &str| -> ApiResult<Option<std::time::Duration>> {
             match v.get(field) {
                 None | Some(Value::Null) => Ok(None),

@@ -1,0 +1,84 @@
+//! The API against Schemathesis (installed into `target/schemathesis-venv` by
+//! scripts/setup-test-deps.sh), as a new user would run it: `st run .../v1/openapi.json
+//! --checks all` on a running server with tokens, bounded in time. Every check must pass: no
+//! 5xx, answers that match the document, schema-valid requests taken (or refused only for
+//! what the schema cannot state, see `api_fuzz/schemathesis.toml`), schema-invalid ones
+//! refused, and no route but liveness answering without a token.
+//!
+//! The streaming routes (`/v1/events`, instance logs) are left out: they follow until the
+//! client leaves, which a fuzzer's request never does.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Cluster, get, wait_until};
+
+const NET: u8 = 86;
+const ADMIN: &str = "admin-0123456789abcdef";
+
+/// Schemathesis's `st`, or why the test skips (CI must have it).
+fn schemathesis() -> Option<PathBuf> {
+    let st =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/schemathesis-venv/bin/st");
+    if st.exists() {
+        return Some(st);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("target/schemathesis-venv is missing: scripts/setup-test-deps.sh installs it");
+    }
+    eprintln!("SKIPPED: no target/schemathesis-venv (run scripts/setup-test-deps.sh)");
+    None
+}
+
+#[test]
+fn schemathesis_finds_nothing_wrong_with_the_api() {
+    let Some(st) = schemathesis() else {
+        return;
+    };
+    let mut c = Cluster::new(NET);
+    let tokens = c.dir.join("tokens.json");
+    std::fs::write(
+        &tokens,
+        format!(r#"{{"tokens": [{{"token": "{ADMIN}", "role": "admin"}}]}}"#),
+    )
+    .unwrap();
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let tokens = tokens.display().to_string();
+    c.start_agent(1, None, &["--tokens", &tokens]);
+    let http = c.http(1);
+    wait_until(Duration::from_secs(20), || {
+        get(http, "/v1/health").is_some_and(|(s, _)| s == 200)
+    })
+    .expect("the server answers");
+    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/api_fuzz/schemathesis.toml");
+    let budget = std::env::var("BUOY_FUZZ_SECONDS").unwrap_or_else(|_| "60".into());
+    let out = Command::new(&st)
+        .arg("--config-file")
+        .arg(&config)
+        .args(["run", &format!("http://{http}/v1/openapi.json")])
+        .args(["--checks", "all", "--max-time", &budget, "--workers", "1"])
+        .args(["-H", &format!("Authorization: Bearer {ADMIN}")])
+        .args([
+            "--exclude-path",
+            "/v1/events",
+            "--exclude-path-regex",
+            "/logs",
+        ])
+        .args(["--wait-for-schema", "10"])
+        .env("NO_COLOR", "1")
+        .current_dir(&c.dir)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{report}\n{}\n--- agent log ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.log(1)
+    );
+    assert!(report.contains("Tested: "), "{report}");
+}
