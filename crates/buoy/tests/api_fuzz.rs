@@ -3,7 +3,8 @@
 //! --checks all` on a running server with tokens, bounded in time. Every check must pass: no
 //! 5xx, answers that match the document, schema-valid requests taken (or refused only for
 //! what the schema cannot state, see `api_fuzz/schemathesis.toml`), schema-invalid ones
-//! refused, and no route but liveness answering without a token.
+//! refused, and no route but liveness answering without a token. The same for the
+//! Masakari-compatible API, from its own document (`/masakari/v1/openapi.json`).
 //!
 //! The streaming routes (`/v1/events`, instance logs) are left out: they follow until the
 //! client leaves, which a fuzzer's request never does.
@@ -11,7 +12,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -54,21 +55,47 @@ fn schemathesis_finds_nothing_wrong_with_the_api() {
         get(http, "/v1/health").is_some_and(|(s, _)| s == 200)
     })
     .expect("the server answers");
-    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/api_fuzz/schemathesis.toml");
     let budget = std::env::var("BUOY_FUZZ_SECONDS").unwrap_or_else(|_| "60".into());
-    let out = Command::new(&st)
+    let buoy = [
+        "--exclude-path",
+        "/v1/events",
+        "--exclude-path-regex",
+        "/logs",
+    ];
+    fuzz(
+        &st,
+        &c,
+        "schemathesis.toml",
+        "/v1/openapi.json",
+        &budget,
+        &buoy,
+    );
+    // The Masakari-compatible API, under the agent's /masakari prefix.
+    let base = format!("http://{http}/masakari");
+    let masakari = ["--url", base.as_str()];
+    fuzz(
+        &st,
+        &c,
+        "masakari.toml",
+        "/masakari/v1/openapi.json",
+        &budget,
+        &masakari,
+    );
+}
+
+/// Runs `st run` with every check on the document at `doc` of agent 1, for `budget` seconds.
+fn fuzz(st: &Path, c: &Cluster, config: &str, doc: &str, budget: &str, extra: &[&str]) {
+    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/api_fuzz")
+        .join(config);
+    let out = Command::new(st)
         .arg("--config-file")
         .arg(&config)
-        .args(["run", &format!("http://{http}/v1/openapi.json")])
-        .args(["--checks", "all", "--max-time", &budget, "--workers", "1"])
+        .args(["run", &format!("http://{}{doc}", c.http(1))])
+        .args(["--checks", "all", "--max-time", budget, "--workers", "1"])
         .args(["-H", &format!("Authorization: Bearer {ADMIN}")])
-        .args([
-            "--exclude-path",
-            "/v1/events",
-            "--exclude-path-regex",
-            "/logs",
-        ])
         .args(["--wait-for-schema", "10"])
+        .args(extra)
         .env("NO_COLOR", "1")
         .current_dir(&c.dir)
         .output()
@@ -76,7 +103,7 @@ fn schemathesis_finds_nothing_wrong_with_the_api() {
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "schemathesis found problems:\n{report}\n{}\n--- agent log ---\n{}",
+        "schemathesis found problems in {doc}:\n{report}\n{}\n--- agent log ---\n{}",
         String::from_utf8_lossy(&out.stderr),
         c.log(1)
     );

@@ -5,7 +5,7 @@
 //! [`dashboard`]. Other agents relay those calls to it ([`forward`]); servers replicate over
 //! [`raft_http`].
 //!
-//! Arrows inside: `masakari` -> `api` -> `lease`, `recovery` (fencing), `forward`;
+//! Arrows inside: `masakari` -> `masakari_openapi` -> `api` -> `lease`, `recovery` (fencing), `forward`;
 //! `recovery` -> `lease` -> `control_plane` -> `raft_http`; `ids` is used by all.
 
 pub mod api;
@@ -15,5 +15,6 @@ pub mod forward;
 pub mod ids;
 pub mod lease;
 pub mod masakari;
+pub mod masakari_openapi;
 pub mod raft_http;
 pub mod recovery;

@@ -63,6 +63,7 @@ pub fn router(api: StateApi) -> Router {
         .route("/", get(versions))
         .route("/v1", get(version))
         .route("/v1/", get(version))
+        .route("/v1/openapi.json", get(crate::masakari_openapi::serve))
         .merge(leader_only)
 }
 
@@ -106,7 +107,8 @@ fn version_doc(original: &Uri, headers: &HeaderMap) -> Value {
     })
 }
 
-async fn versions(OriginalUri(original): OriginalUri, headers: HeaderMap) -> Json<Value> {
+/// `GET /`: the versions document (also at `/masakari/`, which the nested router misses).
+pub async fn versions(OriginalUri(original): OriginalUri, headers: HeaderMap) -> Json<Value> {
     Json(json!({"versions": [version_doc(&original, &headers)]}))
 }
 
@@ -147,8 +149,11 @@ fn unwrap_body(body: &[u8], key: &str) -> Result<Map<String, Value>, ApiError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| bad(&format!("the body is not valid JSON: {e}")))?;
     match v {
-        Value::Object(mut m) => match m.remove(key) {
-            Some(Value::Object(inner)) => Ok(inner),
+        Value::Object(mut m) => match (m.remove(key), m.keys().next()) {
+            (Some(Value::Object(inner)), None) => Ok(inner),
+            (Some(Value::Object(_)), Some(other)) => Err(bad(&format!(
+                "unknown field `{other}`: the body must be {{\"{key}\": {{...}}}} alone"
+            ))),
             _ => Err(bad(&format!("the body must be {{\"{key}\": {{...}}}}"))),
         },
         _ => Err(bad(&format!("the body must be {{\"{key}\": {{...}}}}"))),

@@ -334,6 +334,7 @@ async fn serve(s: Settings) -> Result<()> {
         .merge(lease_routes)
         .merge(host_routes)
         .nest(server::masakari::PREFIX, masakari_router)
+        .route("/masakari/", axum::routing::get(server::masakari::versions))
         .merge(server::api::router(state_api))
         .merge(host_actions)
         .merge(server::dashboard::router())

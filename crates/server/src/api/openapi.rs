@@ -224,14 +224,8 @@ pub fn document() -> Value {
             op["requestBody"] =
                 json!({"required": true, "content": {"application/json": {"schema": f(&mut g)}}});
         }
-        let params: Vec<Value> = r
-            .path
-            .split('/')
-            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
-            .collect();
-        if !params.is_empty() {
-            op["parameters"] = Value::Array(params);
+        if let Some(params) = path_parameters(r.path) {
+            op["parameters"] = params;
         }
         let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
         entry[r.method] = op;
@@ -275,13 +269,22 @@ pub fn document() -> Value {
     }
     let mut schemas = Value::Object(schemas);
     bound_integers(&mut schemas);
-    json!({
-        "openapi": "3.1.0",
-        "info": {
+    envelope(
+        json!({
             "title": "Buoy control-plane API",
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Every agent serves it; calls that need the control-plane leader are relayed to it. With a tokens file, send `Authorization: Bearer TOKEN` (read tokens may only GET). The Masakari-compatible API lives under /masakari/v1.",
-        },
+        }),
+        paths,
+        schemas,
+    )
+}
+
+/// An OpenAPI 3.1 document of `paths` and `schemas`, behind bearer tokens.
+pub fn envelope(info: Value, paths: Map<String, Value>, schemas: Value) -> Value {
+    json!({
+        "openapi": "3.1.0",
+        "info": info,
         "paths": paths,
         "components": {
             "schemas": schemas,
@@ -289,6 +292,16 @@ pub fn document() -> Value {
         },
         "security": [{"bearer": []}],
     })
+}
+
+/// The parameters of the `{name}` segments of `path`, if any.
+pub fn path_parameters(path: &str) -> Option<Value> {
+    let params: Vec<Value> = path
+        .split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect();
+    (!params.is_empty()).then_some(Value::Array(params))
 }
 
 /// `GET /v1/openapi.json` (built once: the types do not change while the agent runs).
