@@ -2,19 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use swim::{Config, Instant, Metadata, Swim};
 
-fuzz_target!(|data: &[u8]| {
-    let _ = swim::message::decode_packet(data);
-    let _ = swim::message::StreamMessage::decode(data);
-    let addr = "127.0.0.1:7946".parse().unwrap();
-    let mut core = Swim::new(Config::lan(), "fuzz", addr, Metadata::default(), 1, Instant::ZERO).unwrap();
-    let from = "127.0.0.2:7946".parse().unwrap();
-    core.handle_packet(Instant::ZERO, from, data);
-    let _ = core.handle_stream_request(Instant::ZERO, from, data);
-    core.handle_timeout(Instant::from_nanos(1_000_000_000));
-    core.drain_outputs().for_each(drop);
-    if let Ok(ring) = swim::keyring::Keyring::new(vec![swim::keyring::Key::from_bytes([7; 32])], "fuzz") {
-        let _ = ring.open(data);
-    }
-});
+include!("../decode_body.rs");
+
+fuzz_target!(|data: &[u8]| feed(data));
