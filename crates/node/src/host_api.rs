@@ -77,7 +77,11 @@ pub async fn instance_log(
         );
     }
     let path = api.supervisor.log_path(&name);
-    let Ok(text) = std::fs::read(&path) else {
+    let tail = q.tail.unwrap_or(100);
+    // Files are read on the blocking pool, a bounded window at a time: a large log or a slow
+    // disk never stalls the runtime that renews this host's lease.
+    let at = path.clone();
+    let Ok(Ok((first, len))) = tokio::task::spawn_blocking(move || tail_of(&at, tail)).await else {
         return error(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -85,35 +89,29 @@ pub async fn instance_log(
             None,
         );
     };
-    let tail = q.tail.unwrap_or(100);
-    let start = text
-        .iter()
-        .enumerate()
-        .rev()
-        .filter(|(_, b)| **b == b'\n')
-        .nth(tail)
-        .map_or(0, |(i, _)| i + 1);
-    let first = bytes::Bytes::copy_from_slice(&text[start..]);
+    let first = bytes::Bytes::from(first);
     if !q.follow {
         return ([("content-type", "text/plain; charset=utf-8")], first).into_response();
     }
     // Follow: what was there, then what gets appended (from the start of a rotated file).
-    let state = (Some(first), path, text.len() as u64);
+    let state = (Some(first), path, len);
     let stream = futures_util::stream::unfold(state, |(first, path, mut pos)| async move {
         if let Some(f) = first {
             return Some((Ok::<_, std::io::Error>(f), (None, path, pos)));
         }
         loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let Ok(len) = std::fs::metadata(&path).map(|m| m.len()) else {
+            let at = path.clone();
+            let Ok(Ok((chunk, len))) =
+                tokio::task::spawn_blocking(move || read_from(&at, pos)).await
+            else {
                 continue;
             };
             if len < pos {
                 pos = 0; // rotated
+                continue;
             }
-            if len > pos
-                && let Ok(chunk) = read_from(&path, pos)
-            {
+            if !chunk.is_empty() {
                 let end = pos + chunk.len() as u64;
                 return Some((Ok(bytes::Bytes::from(chunk)), (None, path, end)));
             }
@@ -126,14 +124,41 @@ pub async fn instance_log(
         .into_response()
 }
 
-/// The bytes of `path` from offset `pos` to its end.
-fn read_from(path: &std::path::Path, pos: u64) -> std::io::Result<Vec<u8>> {
+/// The most a log read takes at once: the tail window, and each chunk a follower gets.
+const LOG_WINDOW: u64 = 1 << 20;
+
+/// The last `lines` lines of `path` (within its last [`LOG_WINDOW`] bytes), and its length.
+fn tail_of(path: &std::path::Path, lines: usize) -> std::io::Result<(Vec<u8>, u64)> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let from = len.saturating_sub(LOG_WINDOW);
+    f.seek(SeekFrom::Start(from))?;
+    let mut text = Vec::new();
+    f.take(LOG_WINDOW).read_to_end(&mut text)?;
+    let start = text
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(lines)
+        .map_or(0, |(i, _)| i + 1);
+    text.drain(..start);
+    Ok((text, len))
+}
+
+/// The bytes of `path` from offset `pos` (at most [`LOG_WINDOW`] of them), and its length.
+fn read_from(path: &std::path::Path, pos: u64) -> std::io::Result<(Vec<u8>, u64)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    if len <= pos {
+        return Ok((Vec::new(), len));
+    }
     f.seek(SeekFrom::Start(pos))?;
     let mut out = Vec::new();
-    f.read_to_end(&mut out)?;
-    Ok(out)
+    f.take(LOG_WINDOW).read_to_end(&mut out)?;
+    Ok((out, len))
 }
 
 /// The host routes, behind the API tokens when they are configured.
