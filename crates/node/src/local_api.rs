@@ -166,6 +166,11 @@ async fn metrics(State(api): State<Api>) -> Response {
         "Alive messages rejected for a name already in use.",
         c.name_conflicts,
     );
+    counter(
+        "swim_members_refused_total",
+        "New members refused because the member table is full (swim.max_members).",
+        c.members_refused,
+    );
     out.push_str("# HELP buoy_swim_packets_dropped_total Packets dropped, by reason.\n# TYPE buoy_swim_packets_dropped_total counter\n");
     for (reason, v) in [
         ("decode", c.decode_errors),

@@ -51,6 +51,9 @@ pub struct Config {
     pub max_packet_bytes: usize,
     /// Broadcasts queued at most; past it the least urgent, most sent ones are dropped.
     pub max_broadcast_queue: usize,
+    /// Members known at most (this one included): past it, a new name is refused and counted
+    /// (`Counters::members_refused`), so a flood of invented members cannot grow the table.
+    pub max_members: usize,
 }
 
 /// A config that would make the protocol misbehave.
@@ -90,6 +93,7 @@ impl Config {
             join_retry_interval: Duration::from_secs(1),
             max_packet_bytes: 1400,
             max_broadcast_queue: 4096,
+            max_members: 16_384,
         }
     }
 
@@ -145,6 +149,12 @@ impl Config {
                 field,
                 problem: problem.into(),
             })
+        }
+        if self.max_members < 2 {
+            return bad(
+                "max_members",
+                "must be at least 2 (this member and one other)",
+            );
         }
         if self.probe_interval.is_zero() {
             return bad("probe_interval", "must be greater than zero");

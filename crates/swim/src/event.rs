@@ -117,4 +117,6 @@ pub struct Counters {
     /// Pings addressed to another name (a stale address).
     pub misdirected_pings: u64,
     pub name_conflicts: u64,
+    /// New members refused because the table holds `Config::max_members`.
+    pub members_refused: u64,
 }

@@ -19,6 +19,10 @@ impl Swim {
             return;
         }
         let Some(i) = self.roster.find(&a.name) else {
+            if self.roster.len() >= self.config.max_members {
+                self.counters.members_refused += 1;
+                return;
+            }
             let (name, addr, incarnation) = (a.name.clone(), a.addr, a.incarnation);
             self.insert_member(Member {
                 id: Arc::new(Identity::new(&a.name, a.addr, a.meta.clone())),

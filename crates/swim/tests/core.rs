@@ -386,3 +386,34 @@ fn a_member_whose_main_address_is_cut_but_answers_on_another_network_stays_alive
     assert_eq!(a.counters().alternate_probes, answered);
     assert_eq!(a.member("b").unwrap().state, MemberState::Alive);
 }
+
+#[test]
+fn the_member_table_stops_at_its_maximum_and_counts_what_it_refused() {
+    let config = Config {
+        max_members: 4,
+        ..Config::lan()
+    };
+    let mut a = Swim::new(config, "a", addr(1), Metadata::default(), 1, Instant::ZERO).unwrap();
+    let t = Instant::ZERO;
+    for i in 2..=9u8 {
+        a.handle_packet(t, addr(i), &encode_packet(&[alive(&format!("m{i}"), i, 0)]));
+    }
+    assert_eq!(a.members().len(), 4, "this member and three others");
+    assert_eq!(a.counters().members_refused, 5);
+    // A member already known is still updated (its new incarnation taken).
+    a.handle_packet(t, addr(2), &encode_packet(&[alive("m2", 2, 3)]));
+    let m2 = a.members().iter().find(|m| m.name() == "m2").unwrap();
+    assert_eq!(m2.incarnation, Incarnation(3));
+    assert_eq!(a.counters().members_refused, 5);
+    let too_small = Config {
+        max_members: 1,
+        ..Config::lan()
+    };
+    assert!(
+        too_small
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("max_members")
+    );
+}

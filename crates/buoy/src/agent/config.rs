@@ -98,6 +98,8 @@ pub struct TimingOverrides {
     pub reap_after: Option<String>,
     pub join_retry_interval: Option<String>,
     pub max_broadcast_queue: Option<usize>,
+    /// Members known at most (default 16384): past it, new names are refused and counted.
+    pub max_members: Option<usize>,
 }
 
 /// Reads and parses a config file, naming the file and the problem on failure.
@@ -209,6 +211,9 @@ impl TimingOverrides {
         }
         if let Some(v) = self.max_broadcast_queue {
             c.max_broadcast_queue = v;
+        }
+        if let Some(v) = self.max_members {
+            c.max_members = v;
         }
         Ok(())
     }
