@@ -11,12 +11,10 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
-use common::{Cluster, get, wait_until};
+use common::Cluster;
 
 const NET: u8 = 86;
 const ADMIN: &str = "admin-0123456789abcdef";
@@ -41,20 +39,7 @@ fn schemathesis_finds_nothing_wrong_with_the_api() {
         return;
     };
     let mut c = Cluster::new(NET);
-    let tokens = c.dir.join("tokens.json");
-    std::fs::write(
-        &tokens,
-        format!(r#"{{"tokens": [{{"token": "{ADMIN}", "role": "admin"}}]}}"#),
-    )
-    .unwrap();
-    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let tokens = tokens.display().to_string();
-    c.start_agent(1, None, &["--tokens", &tokens]);
-    let http = c.http(1);
-    wait_until(Duration::from_secs(20), || {
-        get(http, "/v1/health").is_some_and(|(s, _)| s == 200)
-    })
-    .expect("the server answers");
+    let http = c.start_with_tokens(&[(ADMIN, "admin")]);
     let budget = std::env::var("BUOY_FUZZ_SECONDS").unwrap_or_else(|_| "60".into());
     let buoy = [
         "--exclude-path",

@@ -337,7 +337,7 @@ async fn serve(s: Settings) -> Result<()> {
         .route("/masakari/", axum::routing::get(server::masakari::versions))
         .merge(server::api::router(state_api))
         .merge(host_actions)
-        .merge(server::dashboard::router())
+        .merge(server::dashboard::router(s.auth.clone()))
         .merge(server::raft_http::router(
             server::raft_http::RaftRoute {
                 replica: cp.replica.clone(),

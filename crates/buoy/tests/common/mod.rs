@@ -391,6 +391,26 @@ impl Cluster {
         self.start(i, &args);
     }
 
+    /// Starts agent 1 as a server whose API needs `tokens` (`(token, role)`); its address.
+    pub fn start_with_tokens(&mut self, tokens: &[(&str, &str)]) -> SocketAddr {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.join("tokens.json");
+        let list: Vec<serde_json::Value> = tokens
+            .iter()
+            .map(|(t, r)| serde_json::json!({"token": t, "role": r}))
+            .collect();
+        std::fs::write(&path, serde_json::json!({ "tokens": list }).to_string()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let path = path.display().to_string();
+        self.start_agent(1, None, &["--tokens", &path]);
+        let http = self.http(1);
+        wait_until(Duration::from_secs(20), || {
+            get(http, "/v1/health").is_some_and(|(s, _)| s == 200)
+        })
+        .expect("the server answers");
+        http
+    }
+
     /// Starts agent `i` like `start_agent`, with a watchdog of its own (returned: it lives
     /// as long as the guard, past the agent's death, as hardware would).
     pub fn start_watched(&mut self, i: u8, extra: &[&str]) -> Watchdog {

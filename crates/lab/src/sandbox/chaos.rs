@@ -115,8 +115,45 @@ fn serve(mut s: TcpStream, queue: &Sender<Request>) {
     let line = text.lines().next().unwrap_or("");
     let mut parts = line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let header = |name: &str| {
+        text.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    };
+    // Only pages of this sandbox's own agents (its loopback net) may ask: a page of any
+    // other origin gets no CORS answer, and a plain cross-site form cannot set the header.
+    let ours = s.local_addr().ok().map(|a| match a.ip() {
+        std::net::IpAddr::V4(ip) => format!(
+            "http://{}.{}.{}.",
+            ip.octets()[0],
+            ip.octets()[1],
+            ip.octets()[2]
+        ),
+        std::net::IpAddr::V6(ip) => format!("http://[{ip}"),
+    });
+    let origin = header("origin");
+    let allowed = match (&origin, &ours) {
+        (None, _) => true,
+        (Some(o), Some(prefix)) => o.starts_with(prefix.as_str()),
+        _ => false,
+    };
+    let cors = match (&origin, allowed) {
+        (Some(o), true) => format!(
+            "Access-Control-Allow-Origin: {o}\r\nAccess-Control-Allow-Methods: POST\r\nAccess-Control-Allow-Headers: X-Buoy-Chaos\r\nVary: Origin\r\n"
+        ),
+        _ => String::new(),
+    };
     let (status, body) = if method == "OPTIONS" {
         ("204 No Content", String::new())
+    } else if !allowed || header("x-buoy-chaos").as_deref() != Some("1") {
+        (
+            "403 Forbidden",
+            "chaos needs the X-Buoy-Chaos: 1 header, from the sandbox's own pages or CLI\n"
+                .to_string(),
+        )
     } else if method != "POST" || !path.starts_with("/chaos/") {
         (
             "404 Not Found",
@@ -140,7 +177,7 @@ fn serve(mut s: TcpStream, queue: &Sender<Request>) {
     };
     let _ = write!(
         s,
-        "HTTP/1.0 {status}\r\nContent-Type: text/plain\r\nAccess-Control-Allow-Origin: *\r\nAccess-Control-Allow-Methods: POST\r\nContent-Length: {}\r\n\r\n{body}",
+        "HTTP/1.0 {status}\r\nContent-Type: text/plain\r\n{cors}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
 }
@@ -164,7 +201,7 @@ pub fn send(net: u8, action: &str, host: Option<&str>) -> Result<()> {
     };
     write!(
         s,
-        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nX-Buoy-Chaos: 1\r\nContent-Length: 0\r\n\r\n"
     )?;
     let mut text = String::new();
     s.read_to_string(&mut text)?;
@@ -174,5 +211,62 @@ pub fn send(net: u8, action: &str, host: Option<&str>) -> Result<()> {
         Ok(())
     } else {
         bail!("{}", body.trim())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// Sends `request` to `serve` and answers its queue with "done"; the answer's head and body.
+    fn ask(request: &str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client.write_all(request.as_bytes()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let (tx, rx) = channel::<Request>();
+        let answer = std::thread::spawn(move || {
+            if let Ok(r) = rx.recv_timeout(Duration::from_secs(5)) {
+                let _ = r.reply.send(Ok("done".into()));
+            }
+        });
+        serve(server, &tx);
+        drop(tx);
+        answer.join().unwrap();
+        let mut text = String::new();
+        client.read_to_string(&mut text).unwrap();
+        text
+    }
+
+    #[test]
+    fn chaos_needs_its_header_and_answers_only_its_own_pages() {
+        let own = "Origin: http://127.0.0.1:7070\r\n";
+        let other = "Origin: http://evil.example\r\n";
+        let post = |headers: &str| {
+            ask(&format!(
+                "POST /chaos/kill/h2 HTTP/1.0\r\n{headers}Content-Length: 0\r\n\r\n"
+            ))
+        };
+        // A plain cross-site form: no header.
+        assert!(post(other).starts_with("HTTP/1.0 403"), "{}", post(other));
+        assert!(post("").starts_with("HTTP/1.0 403"));
+        // The header from another site's page (had the browser let it through).
+        assert!(post(&format!("{other}X-Buoy-Chaos: 1\r\n")).starts_with("HTTP/1.0 403"));
+        // The CLI (no Origin) and the sandbox's own dashboard.
+        assert!(post("X-Buoy-Chaos: 1\r\n").starts_with("HTTP/1.0 200"));
+        let ok = post(&format!("{own}X-Buoy-Chaos: 1\r\n"));
+        assert!(
+            ok.contains("Access-Control-Allow-Origin: http://127.0.0.1:7070"),
+            "{ok}"
+        );
+        // The browser's preflight: allowed for its own pages only.
+        let pre = |o: &str| ask(&format!("OPTIONS /chaos/kill/h2 HTTP/1.0\r\n{o}\r\n"));
+        assert!(pre(own).contains("Access-Control-Allow-Headers: X-Buoy-Chaos"));
+        assert!(
+            !pre(other).contains("Access-Control-Allow"),
+            "{}",
+            pre(other)
+        );
     }
 }

@@ -102,21 +102,39 @@ impl Auth {
         self.admin.clone()
     }
 
-    /// Checks a request's token: `Authorization: Bearer T` or Masakari's `X-Auth-Token: T`.
+    /// Whether tokens are required at all.
+    pub fn required(&self) -> bool {
+        self.tokens.is_some()
+    }
+
+    /// Whether `token` is one of the configured tokens.
+    pub fn knows(&self, token: &str) -> bool {
+        self.tokens
+            .as_ref()
+            .is_some_and(|t| t.contains_key(&digest(token.trim())))
+    }
+
+    /// Checks a request's token: `Authorization: Bearer T` or Masakari's `X-Auth-Token: T`;
+    /// or, for reads only, the dashboard's login cookie ([`LOGIN_COOKIE`]). A cookie never
+    /// authorizes a change, so no other site can make a logged-in browser change anything.
     fn check(&self, req: &Request) -> Result<(), Denied> {
         let Some(tokens) = &self.tokens else {
             return Ok(());
         };
+        let reading = matches!(*req.method(), Method::GET | Method::HEAD);
         let presented = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string)
             .or_else(|| {
                 req.headers()
                     .get("x-auth-token")
                     .and_then(|v| v.to_str().ok())
-            });
+                    .map(str::to_string)
+            })
+            .or_else(|| login_cookie(req.headers()).filter(|_| reading));
         let Some(presented) = presented else {
             return Err(Denied::NoToken);
         };
@@ -128,6 +146,70 @@ impl Auth {
             Some(_) => Ok(()),
         }
     }
+}
+
+/// The cookie the dashboard's login sets: the token, percent-encoded; `HttpOnly` (no script
+/// reads it) and `SameSite=Strict` (no other site's page sends it).
+pub const LOGIN_COOKIE: &str = "buoy_token";
+
+/// The `Set-Cookie` value that logs a browser in with `token` (or out, with `None`).
+pub fn login_cookie_header(token: Option<&str>) -> String {
+    match token {
+        Some(t) => format!(
+            "{LOGIN_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200",
+            percent_encode(t)
+        ),
+        None => format!("{LOGIN_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+    }
+}
+
+/// The token in the request's login cookie, if any.
+fn login_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            (k == LOGIN_COOKIE).then(|| percent_decode(v))
+        })
+        .filter(|t| !t.is_empty())
+}
+
+/// Every byte but ASCII letters, digits, `-`, `_` and `.` as `%XX`.
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Undoes [`percent_encode`] (and `+` as a space, as forms send it).
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(x) = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(x);
+            i += 3;
+            continue;
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Why a request was turned away.
