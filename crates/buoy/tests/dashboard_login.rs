@@ -5,7 +5,6 @@
 
 mod common;
 
-
 use common::{Cluster, get, request_with};
 
 const NET: u8 = 89;

@@ -45,6 +45,9 @@ pub struct MembershipArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Model agents without a keyring (no encryption overhead on the wire).
+    #[arg(long)]
+    pub plaintext: bool,
     /// Print every membership event about this member to stderr (study a replayed seed).
     #[arg(long)]
     pub trace: Option<String>,
@@ -85,6 +88,7 @@ pub fn membership(args: MembershipArgs) -> Result<()> {
         config,
         trace: args.trace.clone(),
         implementation,
+        encrypted: !args.plaintext,
         ..MembershipScenario::new(args.nodes, Duration::from_secs(args.duration), args.seed)
     };
     let wall = std::time::Instant::now();
@@ -147,6 +151,8 @@ fn report_json(r: &MembershipReport, args: &MembershipArgs, wall_ms: u64) -> ser
         "dissemination_incomplete": r.dissemination_incomplete,
         "msgs_per_member_per_s": (r.msgs_per_member_per_s * 100.0).round() / 100.0,
         "bytes_per_member_per_s": r.bytes_per_member_per_s.round(),
+        "wire_bytes_per_member_per_s": r.wire_bytes_per_member_per_s.round(),
+        "encrypted": !args.plaintext,
         "sim_events": r.sim_events,
         "wall_ms": wall_ms,
     })
@@ -205,7 +211,12 @@ fn print_table(r: &MembershipReport, args: &MembershipArgs, wall_ms: u64) {
     );
     row(
         "bytes / member / s",
-        format!("{:.0}", r.bytes_per_member_per_s),
+        format!(
+            "{:.0} plaintext, {:.0} on the wire{}",
+            r.bytes_per_member_per_s,
+            r.wire_bytes_per_member_per_s,
+            if args.plaintext { "" } else { " (sealed)" }
+        ),
     );
     row(
         "wall time",

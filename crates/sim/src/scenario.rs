@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
+use swim::keyring::ENCRYPTION_OVERHEAD;
 
 use swim::{Capacity, Config, Event, Identity, Incarnation, Instant, Metadata, Rng, Swim};
 
@@ -34,6 +35,10 @@ pub struct MembershipScenario {
     pub trace: Option<String>,
     /// Which membership implementation runs.
     pub implementation: Implementation,
+    /// Gossip sealed with a keyring, as agents run by default: the core packs for the payload
+    /// left after [`ENCRYPTION_OVERHEAD`], and every packet and stream frame carries it on the
+    /// wire (`wire_bytes_per_member_per_s`).
+    pub encrypted: bool,
 }
 
 /// The membership implementations the scenario can run on identical networks.
@@ -64,6 +69,7 @@ impl MembershipScenario {
             warmup: Duration::from_secs(5),
             trace: None,
             implementation: Implementation::Buoy,
+            encrypted: true,
         }
     }
 }
@@ -92,7 +98,11 @@ pub struct MembershipReport {
     pub dissemination_ms: Percentiles,
     pub dissemination_incomplete: usize,
     pub msgs_per_member_per_s: f64,
+    /// Plaintext bytes (what the core writes).
     pub bytes_per_member_per_s: f64,
+    /// What goes on the wire: the plaintext plus the keyring's overhead on every packet and
+    /// stream frame, when `encrypted` (IP and UDP headers not counted).
+    pub wire_bytes_per_member_per_s: f64,
     /// Simulated deliveries and timer wake-ups.
     pub sim_events: u64,
 }
@@ -296,7 +306,11 @@ impl MembershipScenario {
             loss: self.loss,
             ..self.network.clone()
         };
-        let mut sim = formed::<P>(n, &self.config, network, self.seed, self.implementation);
+        let mut config = self.config.clone();
+        if self.encrypted {
+            config.max_packet_bytes = config.max_packet_bytes.saturating_sub(ENCRYPTION_OVERHEAD);
+        }
+        let mut sim = formed::<P>(n, &config, network, self.seed, self.implementation);
         let mut rng = Rng::new(self.seed ^ 0xfa17);
         let start = Instant::ZERO + self.warmup;
         let end = start + self.duration;
@@ -479,6 +493,13 @@ impl MembershipScenario {
             + (after.stream_bytes - before.stream_bytes))
             as f64
             / member_seconds;
+        let sealed = if self.encrypted {
+            ENCRYPTION_OVERHEAD as f64
+        } else {
+            0.0
+        };
+        report.wire_bytes_per_member_per_s =
+            report.bytes_per_member_per_s + sealed * report.msgs_per_member_per_s;
         report.duration_s = self.duration.as_secs_f64();
         report.sim_events = sim.processed();
         // Freeing 10,000 member tables takes a while; nobody needs to wait for it.

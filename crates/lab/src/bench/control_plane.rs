@@ -41,6 +41,13 @@ pub struct ControlPlaneBenchArgs {
     /// Third octet of the 127.0.X.0/24 network the servers use.
     #[arg(long, default_value_t = 77)]
     pub net: u8,
+    /// Run the servers without host identity (`--unsafe-no-host-identity`), to measure what
+    /// identity costs: Raft RPCs unsigned, renewals unsigned.
+    #[arg(long)]
+    pub no_identity: bool,
+    /// Lease renewals to time after the writes (one at a time, as host `bench-host`).
+    #[arg(long, default_value_t = 2000)]
+    pub renewals: usize,
 }
 
 /// The servers this benchmark started; killed (by PID) when dropped.
@@ -82,11 +89,11 @@ impl Servers {
                 &format!("{ip}:7070"),
             ])
             .args(["--server", "--bootstrap-expect", &args.servers.to_string()])
-            .args(crate::identity_files::agent_args(
-                &s.dir,
-                &format!("bench-{i}"),
-                true,
-            )?)
+            .args(if args.no_identity {
+                vec!["--unsafe-no-host-identity".to_string()]
+            } else {
+                crate::identity_files::agent_args(&s.dir, &format!("bench-{i}"), true)?
+            })
             .arg("--unsafe-no-watchdog")
             .arg("--data-dir")
             .arg(s.dir.join(format!("data-{i}")))
@@ -188,6 +195,62 @@ async fn segment_names(
             None => return Ok(names),
         }
     }
+}
+
+/// Times `args.renewals` lease renewals of host `bench-host` sent to the leader one at a time:
+/// signed with the host's credential (and the answer's MAC checked) unless `--no-identity`.
+async fn renewals(
+    client: &HttpClient,
+    servers: &Servers,
+    addrs: &[SocketAddr],
+    alive: &[bool],
+    args: &ControlPlaneBenchArgs,
+) -> Result<Percentiles> {
+    let Some(l) = find_leader(client, addrs, alive).await else {
+        bail!("no leader to renew with");
+    };
+    let key = if args.no_identity {
+        None
+    } else {
+        let secret = node::identity::ClusterSecret::load(&servers.dir.join("cluster.secret"))?;
+        Some(secret.host_key("bench-host"))
+    };
+    let url = format!("http://{}{}", addrs[l], proto::RENEW_PATH);
+    let body = br#"{"host":"bench-host"}"#.to_vec();
+    let mut times = Vec::with_capacity(args.renewals);
+    let mut last_ms = 0;
+    for _ in 0..args.renewals {
+        let t = Instant::now();
+        let mut headers = HeaderMap::new();
+        let nonce = node::identity::nonce();
+        if let Some(k) = &key {
+            // Each signed renewal is newer than the one before (the leader refuses replays).
+            last_ms = node::identity::wall_ms().max(last_ms + 1);
+            for (name, value) in k
+                .sign("POST", proto::RENEW_PATH, last_ms, &nonce, &body)
+                .headers()
+            {
+                headers.insert(name, value.parse()?);
+            }
+        }
+        let (status, answer_headers, answer) = client
+            .post_json(&url, body.clone(), headers, Duration::from_secs(5))
+            .await?;
+        if !status.is_success() {
+            bail!("renewal: {status} {}", String::from_utf8_lossy(&answer));
+        }
+        if let Some(k) = &key {
+            let mac = answer_headers
+                .get(node::identity::MAC_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if !k.answer_is_genuine(&nonce, status.as_u16(), &answer, mac) {
+                bail!("a renewal's answer is not signed by the control plane");
+            }
+        }
+        times.push(t.elapsed());
+    }
+    Ok(Percentiles::of(&times))
 }
 
 /// The leader's index among the live servers, asking each in turn.
@@ -366,7 +429,11 @@ pub fn control_plane(args: ControlPlaneBenchArgs) -> Result<()> {
         .iter()
         .filter(|(n, _, _)| !present.contains(n))
         .count();
+    let renew = rt.block_on(renewals(&client, &servers, &addrs, &a, &args))?;
     let report = json!({
+        "identity": !args.no_identity,
+        "renewals": args.renewals,
+        "renew_ms": {"p50": renew.p50, "p99": renew.p99, "max": renew.max},
         "servers": args.servers,
         "clients": args.clients,
         "seconds": elapsed.as_secs_f64(),
