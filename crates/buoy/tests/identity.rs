@@ -302,3 +302,48 @@ fn a_member_claiming_the_server_role_cannot_join_the_founding_servers() {
         c.log(1)
     );
 }
+
+#[test]
+fn hosts_that_are_not_registered_cannot_grow_the_lease_table_without_end() {
+    let mut c = Cluster::new(92);
+    c.start_agent(1, None, &[]);
+    let leader = c.http(1);
+    let secret = ClusterSecret::load(&c.dir.join("cluster.secret")).unwrap();
+    wait_until(Duration::from_secs(20), || {
+        get(leader, "/v1/leases").is_some_and(|(s, _)| s == 200)
+    })
+    .expect("a leader");
+    let max = 1024;
+    for i in 0..max {
+        let host = format!("u{i}");
+        let body = format!(r#"{{"host":"{host}"}}"#);
+        let (status, _, answer) = renew(
+            leader,
+            &body,
+            Some(&signed(&secret.host_key(&host), "n", &body)),
+        );
+        assert_eq!(status, 200, "{host}: {answer}");
+    }
+    // One more invented name (its credential is valid: the secret's holder made it).
+    let body = r#"{"host":"one-too-many"}"#;
+    let key = secret.host_key("one-too-many");
+    let (status, _, answer) = renew(leader, body, Some(&signed(&key, "n", body)));
+    assert_eq!(status, 409, "{answer}");
+    assert!(answer.contains("register `one-too-many` first"), "{answer}");
+    // Registered, it gets its lease; and the hosts already holding one keep renewing.
+    common::create(&c, "/v1/segments", serde_json::json!({"name": "zone"}));
+    common::create(
+        &c,
+        "/v1/hosts",
+        serde_json::json!({"name": "one-too-many", "segment": "zone"}),
+    );
+    let (status, _, answer) = renew(leader, body, Some(&signed(&key, "m", body)));
+    assert_eq!(status, 200, "{answer}");
+    let body = r#"{"host":"u7"}"#;
+    let (status, _, answer) = renew(
+        leader,
+        body,
+        Some(&signed(&secret.host_key("u7"), "m", body)),
+    );
+    assert_eq!(status, 200, "{answer}");
+}

@@ -19,6 +19,9 @@ use state::replica::Replica;
 use tokio::sync::{Notify, oneshot};
 use tracing::info;
 
+/// Hosts not registered in the state that may hold a lease at once.
+pub const MAX_UNREGISTERED: usize = 1024;
+
 /// Leader side: grants renewals after confirming leadership.
 pub struct LeaseGrants {
     replica: Arc<Replica>,
@@ -177,6 +180,40 @@ impl LeaseGrants {
             .find(|o| o.placement == placement && o.epoch == epoch && o.phase == Phase::Failed)
             .and_then(|o| o.reason.clone())
             .unwrap_or_else(|| "reported failed (no reason given)".to_string())
+    }
+
+    /// Whether `host` may take a lease: a host registered in the state, a server, or one that
+    /// holds a lease already are; others only while fewer than [`MAX_UNREGISTERED`] of them
+    /// hold one, so invented names cannot grow the lease and report tables without end.
+    pub fn admits(&self, host: &str) -> Result<(), String> {
+        let holders: Vec<String> = {
+            let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            match table.as_ref() {
+                Some((_, t)) if t.renewed(host) => return Ok(()),
+                Some((_, t)) => t.hosts().map(str::to_string).collect(),
+                None => Vec::new(),
+            }
+        };
+        let status = self.replica.status();
+        let servers: std::collections::BTreeSet<String> = status
+            .voters
+            .iter()
+            .chain(status.learners.iter())
+            .map(|s| s.name.clone())
+            .collect();
+        let (registered, unregistered) = self.replica.shared().read(|st| {
+            let known = |h: &str| st.host_by_name(h).is_some() || servers.contains(h);
+            (
+                known(host),
+                holders.iter().filter(|h| !known(h.as_str())).count(),
+            )
+        });
+        if registered || unregistered < MAX_UNREGISTERED {
+            return Ok(());
+        }
+        Err(format!(
+            "{unregistered} hosts that are not registered already hold leases (at most {MAX_UNREGISTERED}): register `{host}` first (`buoy host create {host} --segment SEGMENT`)"
+        ))
     }
 
     /// Grants `host` a renewal received at `received_at`, with its assignments when the state

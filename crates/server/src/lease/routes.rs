@@ -124,6 +124,9 @@ async fn grant(api: &LeaseApi, req: RenewalRequest, received_at: swim::Instant) 
     let Some(grants) = &api.grants else {
         return not_a_server();
     };
+    if let Err(why) = grants.admits(&req.host) {
+        return error(StatusCode::CONFLICT, "not_registered", &why, None);
+    }
     match grants
         .grant(&req.host, received_at, req.known, req.report)
         .await
