@@ -139,6 +139,21 @@ fn a_host_renews_only_its_own_lease_and_obeys_only_the_control_plane() {
     // The honest host itself is unaffected by all of this.
     assert_eq!(json(&get(c.http(2), "/v1/lease").unwrap().1)["held"], true);
 
+    // h2's credential writing a segment: 403, saying what a host credential is for.
+    let sig = h2.sign(
+        "POST",
+        "/v1/segments",
+        now_ms(),
+        "n-seg",
+        b"{\"name\":\"x\"}",
+    );
+    let pairs = sig.headers().to_vec();
+    let headers: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, answer) =
+        common::request_with(leader, "POST", "/v1/segments", &headers, r#"{"name":"x"}"#).unwrap();
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.contains("only renews that host's lease"), "{answer}");
+
     // A Raft call signed with a host's credential, or unsigned: only servers make those.
     let raft = |sig: Option<&Signature>| {
         let pairs: Vec<(&str, String)> = sig.map(|s| s.headers().to_vec()).unwrap_or_default();
@@ -346,4 +361,28 @@ fn hosts_that_are_not_registered_cannot_grow_the_lease_table_without_end() {
         Some(&signed(&secret.host_key("u7"), "m", body)),
     );
     assert_eq!(status, 200, "{answer}");
+}
+
+#[test]
+fn with_api_tokens_a_host_renews_with_its_credential_alone() {
+    // Hosts hold no API token: the servers' tokens file must not stop their renewals.
+    let mut c = Cluster::new(93);
+    c.start_with_tokens(&[("admin-0123456789abcdef", "admin")]);
+    c.start_agent(2, None, &[]);
+    wait_until(Duration::from_secs(20), || {
+        get(c.http(2), "/v1/lease").is_some_and(|(s, b)| s == 401 || json(&b)["held"] == true)
+    })
+    .unwrap_or_else(|| panic!("h2 never held its lease:\n{}\n{}", c.log(2), c.log(1)));
+    // (h2's own API has no tokens file: it answers; the leader's lease table has h2.)
+    let bearer = "Bearer admin-0123456789abcdef";
+    let (status, leases) = common::request_with(
+        c.http(1),
+        "GET",
+        "/v1/leases",
+        &[("Authorization", bearer)],
+        "",
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{leases}");
+    assert!(leases.contains("\"h2\""), "{leases}");
 }

@@ -245,7 +245,23 @@ impl Denied {
 }
 
 /// Middleware: lets the request through only with a valid token (when tokens are configured).
+/// A call signed with a host credential (`x-buoy-host`) is refused here whatever the tokens:
+/// a host's credential renews that host's lease and nothing else.
 pub async fn require_token(State(auth): State<Auth>, req: Request, next: Next) -> Response {
+    if let Some(host) = req
+        .headers()
+        .get(crate::identity::HOST_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            &format!(
+                "this call is signed with host `{host}`'s credential, which only renews that host's lease: the API needs an operator's token (Authorization: Bearer TOKEN)"
+            ),
+            None,
+        );
+    }
     match auth.check(&req) {
         Ok(()) => next.run(req).await,
         Err(denied) => denied.response(),

@@ -219,14 +219,15 @@ pub fn router(api: LeaseApi, cp: Arc<ControlPlane>, auth: Auth) -> axum::Router 
             require_token,
         )),
     };
-    axum::Router::new()
-        .merge(renewals)
+    // Layers apply to the routes above them only: the reads need a token, renewals (above)
+    // only without identity.
+    let reads = axum::Router::new()
         .route("/v1/leases", axum::routing::get(leases))
         .route("/v1/observed", axum::routing::get(observed))
         .route_layer(axum::middleware::from_fn_with_state(
             cp,
             crate::forward::to_leader,
         ))
-        .route_layer(axum::middleware::from_fn_with_state(auth, require_token))
-        .with_state(api)
+        .route_layer(axum::middleware::from_fn_with_state(auth, require_token));
+    renewals.merge(reads).with_state(api)
 }
