@@ -187,6 +187,7 @@ pub fn document() -> Value {
             op(summary, body.map(|(k, s)| wrapped(k, s)), status, open),
         );
     }
+    add_links(&mut paths);
     openapi::envelope(
         json!({
             "title": "Buoy's Masakari-compatible API",
@@ -198,8 +199,106 @@ pub fn document() -> Value {
     )
 }
 
+/// OpenAPI links from each create to the operations on what it created, so a client (or a
+/// fuzzer's stateful phase) knows the id is `uuid` inside Masakari's wrapper: guessed from the
+/// parameter's name alone, `{host}` would be the whole `host` object.
+/// A create operation's links: (its path, its success status, the operations it leads to as
+/// (path, methods), and each path parameter's runtime expression).
+type Links = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static [&'static str])],
+    &'static [(&'static str, &'static str)],
+);
+
+fn add_links(paths: &mut Map<String, Value>) {
+    let links: [Links; 3] = [
+        (
+            "/v1/segments",
+            "201",
+            &[
+                ("/v1/segments/{id}", &["get", "put", "delete"]),
+                ("/v1/segments/{id}/hosts", &["get", "post"]),
+            ],
+            &[("id", "$response.body#/segment/uuid")],
+        ),
+        (
+            "/v1/segments/{id}/hosts",
+            "201",
+            &[("/v1/segments/{id}/hosts/{host}", &["get", "put", "delete"])],
+            &[
+                ("id", "$request.path.id"),
+                ("host", "$response.body#/host/uuid"),
+            ],
+        ),
+        (
+            "/v1/notifications",
+            "202",
+            &[
+                ("/v1/notifications/{id}", &["get"]),
+                ("/v1/notifications/{id}/vmoves", &["get"]),
+            ],
+            &[("id", "$response.body#/notification/notification_uuid")],
+        ),
+    ];
+    for (from, status, targets, params) in links {
+        let mut out = Map::new();
+        for (path, methods) in targets {
+            for method in *methods {
+                let pointer = format!("#/paths/{}/{method}", path.replace('/', "~1"));
+                let name = format!("{method}{}", path.replace(['/', '{', '}'], "_"));
+                let parameters: Map<String, Value> = params
+                    .iter()
+                    .filter(|(p, _)| path.contains(&format!("{{{p}}}")))
+                    .map(|(p, e)| (p.to_string(), json!(e)))
+                    .collect();
+                out.insert(
+                    name,
+                    json!({"operationRef": pointer, "parameters": parameters}),
+                );
+            }
+        }
+        paths[from]["post"]["responses"][status]["links"] = Value::Object(out);
+    }
+}
+
 /// `GET /masakari/v1/openapi.json` (built once).
 pub async fn serve() -> Json<Value> {
     static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
     Json(DOCUMENT.get_or_init(document).clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_link_points_at_an_operation_and_fills_its_path_parameters() {
+        let doc = document();
+        let mut count = 0;
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                for (status, response) in op["responses"].as_object().unwrap() {
+                    let Some(links) = response.get("links").and_then(Value::as_object) else {
+                        continue;
+                    };
+                    for (name, link) in links {
+                        let pointer = link["operationRef"].as_str().unwrap();
+                        let target = doc.pointer(&pointer[1..]).unwrap_or_else(|| {
+                            panic!("{method} {path} {status} {name}: {pointer}")
+                        });
+                        for p in target["parameters"].as_array().unwrap_or(&vec![]) {
+                            let p = p["name"].as_str().unwrap();
+                            assert!(
+                                link["parameters"].get(p).is_some(),
+                                "{name} leaves `{p}` of {pointer} unset"
+                            );
+                        }
+                        count += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(count, 10, "links in the document");
+    }
 }

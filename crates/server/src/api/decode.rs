@@ -2,6 +2,7 @@
 //! version an update expects.
 
 use super::error::{ApiResult, bad_request};
+use super::strict_value::StrictValue;
 use axum::http::HeaderMap;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -27,11 +28,12 @@ pub fn decode_spec<S: DeserializeOwned>(body: &[u8]) -> ApiResult<(S, Option<u64
     decode_map(map).map(|s| (s, version))
 }
 
-/// Decodes a JSON object into `S`, naming the offending field on error.
+/// Decodes a JSON object into `S`, naming the offending field on error. Structs are read
+/// from objects only, as the document says ([`StrictValue`]).
 pub fn decode_map<S: DeserializeOwned>(map: Map<String, Value>) -> ApiResult<S> {
     let mut value = Value::Object(map);
     integral_floats(&mut value);
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    serde_path_to_error::deserialize(StrictValue(value)).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
         let field = (path != ".").then_some(path);

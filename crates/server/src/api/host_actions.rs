@@ -161,7 +161,7 @@ async fn fence_host(State(a): State<HostActions>, Path(id): Path<String>, body: 
         };
         let run = fence::run(device, &action, fence::TIMEOUT)
             .await
-            .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "fence_failed", e, None))?;
+            .map_err(|e| ApiError::new(StatusCode::FAILED_DEPENDENCY, "fence_failed", e, None))?;
         // Only a confirmed `off` proves the host runs nothing; a rebooted host may be up.
         let fenced = run.succeeded() && action == "off";
         if fenced {
@@ -169,7 +169,7 @@ async fn fence_host(State(a): State<HostActions>, Path(id): Path<String>, body: 
         }
         if !run.succeeded() && action != "status" {
             return Err(ApiError::new(
-                StatusCode::BAD_GATEWAY,
+                StatusCode::FAILED_DEPENDENCY,
                 "fence_failed",
                 format!(
                     "fence agent `{}` failed `{action}` (exit {:?}): {}",

@@ -22,6 +22,7 @@ mod resources;
 mod servers;
 mod settings;
 mod status;
+mod strict_value;
 
 use std::sync::Arc;
 

@@ -264,6 +264,9 @@ pub fn document() -> Value {
             op["responses"]["422"] = json!({"description": "Well-formed, but refused by a rule the schema cannot state: a reference to an object that does not exist, or a rule between fields", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
         }
     }
+    // The fence device is a program outside Buoy: when it cannot run or fails the action, the
+    // request failed because what it depends on failed (424), naming the agent and its exit.
+    paths["/v1/hosts/{id}/fence"]["post"]["responses"]["424"] = json!({"description": "The host's fence agent could not run or failed the action (`fence_failed`); the message names the agent, its exit code and its stderr. The host is not marked fenced", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
     if let Some(h) = schemas.get_mut("HealthCheck") {
         close_flattened(h);
     }
