@@ -51,6 +51,11 @@ pub struct MembershipArgs {
     /// Print every membership event about this member to stderr (study a replayed seed).
     #[arg(long)]
     pub trace: Option<String>,
+    /// Override one setting of the profile, as the agent's `[timing]` section does:
+    /// `--timing probe_interval=200ms --timing gossip_nodes=3` (repeatable). Try a tuning here
+    /// before an agent runs it.
+    #[arg(long = "timing", value_name = "KEY=VALUE")]
+    pub timing: Vec<String>,
 }
 
 fn parse_range_ms(s: &str) -> Result<(Duration, Duration), String> {
@@ -75,7 +80,9 @@ pub fn membership(args: MembershipArgs) -> Result<()> {
     // Large simulations live in a few GB of membership tables touched at random.
     crate::use_huge_pages();
     let implementation = implementation(&args)?;
-    let config = swim::Config::profile(&args.profile).context("--profile")?;
+    let mut config = swim::Config::profile(&args.profile).context("--profile")?;
+    node::gossip::timing::from_pairs(&args.timing)?.apply(&mut config)?;
+    config.validate().context("--timing")?;
     let scenario = MembershipScenario {
         nodes: args.nodes,
         loss: args.loss,
@@ -132,6 +139,7 @@ fn report_json(r: &MembershipReport, args: &MembershipArgs, wall_ms: u64) -> ser
         "impl": args.implementation,
         "foca_timing": (args.implementation == "foca").then_some(&args.foca_timing),
         "profile": args.profile,
+        "timing": args.timing,
         "nodes": r.nodes,
         "seed": r.seed,
         "duration_s": r.duration_s,
@@ -176,6 +184,9 @@ fn print_table(r: &MembershipReport, args: &MembershipArgs, wall_ms: u64) {
         r.duration_s,
         r.seed
     );
+    if !args.timing.is_empty() {
+        row("timing overrides", args.timing.join(" "));
+    }
     row("detect (first member)", p(&r.detect_first_ms));
     row("detect (all members)", p(&r.detect_all_ms));
     row("undetected crashes", r.undetected.to_string());
