@@ -76,7 +76,7 @@ pub fn document() -> Value {
             false,
         ),
         (
-            "/v1/segments/{id}",
+            "/v1/segments/{segment_id}",
             "get",
             "Show a segment",
             None,
@@ -84,7 +84,7 @@ pub fn document() -> Value {
             false,
         ),
         (
-            "/v1/segments/{id}",
+            "/v1/segments/{segment_id}",
             "put",
             "Change a segment",
             Some(("segment", "SegmentSpec")),
@@ -92,7 +92,7 @@ pub fn document() -> Value {
             false,
         ),
         (
-            "/v1/segments/{id}",
+            "/v1/segments/{segment_id}",
             "delete",
             "Delete a segment",
             None,
@@ -100,7 +100,7 @@ pub fn document() -> Value {
             false,
         ),
         (
-            "/v1/segments/{id}/hosts",
+            "/v1/segments/{segment_id}/hosts",
             "get",
             "List a segment's hosts",
             None,
@@ -108,7 +108,7 @@ pub fn document() -> Value {
             false,
         ),
         (
-            "/v1/segments/{id}/hosts",
+            "/v1/segments/{segment_id}/hosts",
             "post",
             "Add a host to the segment",
             Some(("host", "MasakariHostCreate")),
@@ -116,7 +116,7 @@ pub fn document() -> Value {
             false,
         ),
         (
-            "/v1/segments/{id}/hosts/{host}",
+            "/v1/segments/{segment_id}/hosts/{host_id}",
             "get",
             "Show a host",
             None,
@@ -124,7 +124,7 @@ pub fn document() -> Value {
             false,
         ),
         (
-            "/v1/segments/{id}/hosts/{host}",
+            "/v1/segments/{segment_id}/hosts/{host_id}",
             "put",
             "Change a host",
             Some(("host", "HostSpec")),
@@ -132,7 +132,7 @@ pub fn document() -> Value {
             false,
         ),
         (
-            "/v1/segments/{id}/hosts/{host}",
+            "/v1/segments/{segment_id}/hosts/{host_id}",
             "delete",
             "Delete a host",
             None,
@@ -156,7 +156,7 @@ pub fn document() -> Value {
             false,
         ),
         (
-            "/v1/notifications/{id}",
+            "/v1/notifications/{notification_id}",
             "get",
             "Show a notification",
             None,
@@ -164,7 +164,7 @@ pub fn document() -> Value {
             false,
         ),
         (
-            "/v1/notifications/{id}/vmoves",
+            "/v1/notifications/{notification_id}/vmoves",
             "get",
             "List a notification's VM moves",
             None,
@@ -172,7 +172,7 @@ pub fn document() -> Value {
             false,
         ),
         (
-            "/v1/notifications/{id}/vmoves/{vmove}",
+            "/v1/notifications/{notification_id}/vmoves/{vmove_id}",
             "get",
             "Show a VM move",
             None,
@@ -201,7 +201,9 @@ pub fn document() -> Value {
 
 /// OpenAPI links from each create to the operations on what it created, so a client (or a
 /// fuzzer's stateful phase) knows the id is `uuid` inside Masakari's wrapper: guessed from the
-/// parameter's name alone, `{host}` would be the whole `host` object.
+/// parameter's name alone, `{host}` was taken to be the whole `host` object. The path
+/// parameters are named as in Masakari's API reference (`segment_id`, `host_id`...), which
+/// also keeps them apart from the body's `host` and `segment` keys.
 /// A create operation's links: (its path, its success status, the operations it leads to as
 /// (path, methods), and each path parameter's runtime expression).
 type Links = (
@@ -217,28 +219,34 @@ fn add_links(paths: &mut Map<String, Value>) {
             "/v1/segments",
             "201",
             &[
-                ("/v1/segments/{id}", &["get", "put", "delete"]),
-                ("/v1/segments/{id}/hosts", &["get", "post"]),
+                ("/v1/segments/{segment_id}", &["get", "put", "delete"]),
+                ("/v1/segments/{segment_id}/hosts", &["get", "post"]),
             ],
-            &[("id", "$response.body#/segment/uuid")],
+            &[("segment_id", "$response.body#/segment/uuid")],
         ),
         (
-            "/v1/segments/{id}/hosts",
+            "/v1/segments/{segment_id}/hosts",
             "201",
-            &[("/v1/segments/{id}/hosts/{host}", &["get", "put", "delete"])],
+            &[(
+                "/v1/segments/{segment_id}/hosts/{host_id}",
+                &["get", "put", "delete"],
+            )],
             &[
-                ("id", "$request.path.id"),
-                ("host", "$response.body#/host/uuid"),
+                ("segment_id", "$request.path.segment_id"),
+                ("host_id", "$response.body#/host/uuid"),
             ],
         ),
         (
             "/v1/notifications",
             "202",
             &[
-                ("/v1/notifications/{id}", &["get"]),
-                ("/v1/notifications/{id}/vmoves", &["get"]),
+                ("/v1/notifications/{notification_id}", &["get"]),
+                ("/v1/notifications/{notification_id}/vmoves", &["get"]),
             ],
-            &[("id", "$response.body#/notification/notification_uuid")],
+            &[(
+                "notification_id",
+                "$response.body#/notification/notification_uuid",
+            )],
         ),
     ];
     for (from, status, targets, params) in links {
