@@ -386,3 +386,77 @@ fn with_api_tokens_a_host_renews_with_its_credential_alone() {
     assert_eq!(status, 200, "{leases}");
     assert!(leases.contains("\"h2\""), "{leases}");
 }
+
+#[test]
+fn a_host_answers_the_control_plane_for_an_operator_it_holds_no_token_for() {
+    // The server knows the operator's token; host h2 has a tokens file of its own without it.
+    // The operator reads an instance's log through the server, which checked the token and
+    // signs its relay for h2; the same token sent to h2 itself gets nothing.
+    use std::os::unix::fs::PermissionsExt;
+    let mut c = Cluster::new(94);
+    let admin = "admin-0123456789abcdef";
+    c.start_with_tokens(&[(admin, "admin")]);
+    let own = c.dir.join("h2-tokens.json");
+    std::fs::write(
+        &own,
+        r#"{"tokens": [{"token": "h2-only-0123456789abcdef", "role": "admin"}]}"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o600)).unwrap();
+    c.start_agent(2, None, &["--tokens", &own.display().to_string()]);
+    let bearer = format!("Bearer {admin}");
+    let call = |method: &str, path: &str, body: &str| {
+        common::request_with(c.http(1), method, path, &[("Authorization", &bearer)], body).unwrap()
+    };
+    for (path, body) in [
+        ("/v1/segments", r#"{"name": "zone"}"#),
+        ("/v1/hosts", r#"{"name": "h2", "segment": "zone"}"#),
+        (
+            "/v1/instances",
+            r#"{"name": "ticker", "segment": "zone", "driver": "process", "desired_state": "stopped",
+                "params": {"command": "/bin/sh", "args": ["-c", "while true; do echo tick; sleep 0.2; done"]}}"#,
+        ),
+        ("/v1/placements", r#"{"instance": "ticker", "host": "h2"}"#),
+    ] {
+        let (status, answer) = call("POST", path, body);
+        assert!(status < 300, "{path}: {status} {answer}");
+    }
+    let (status, answer) = call(
+        "PATCH",
+        "/v1/instances/ticker",
+        r#"{"desired_state": "started"}"#,
+    );
+    assert_eq!(status, 200, "{answer}");
+    let mut log = String::new();
+    wait_until(Duration::from_secs(30), || {
+        let (status, body) = call("GET", "/v1/instances/ticker/logs?tail=2", "");
+        log = format!("{status} {body}");
+        status == 200 && body.contains("tick")
+    })
+    .unwrap_or_else(|| panic!("no log through the server: {log}\n{}", c.log(2)));
+
+    // Straight to h2, the operator's token is unknown there; a host's own signature, or a
+    // call signed with another cluster's secret, is not the control plane's.
+    let path = "/v1/supervisor/logs/ticker?tail=2";
+    let direct = |headers: &[(&str, &str)]| {
+        common::request_with(c.http(2), "GET", path, headers, "")
+            .unwrap()
+            .0
+    };
+    assert_eq!(direct(&[("Authorization", &bearer)]), 401);
+    let other = ClusterSecret::generate().unwrap();
+    let forged = other
+        .host_key("h2")
+        .sign_call("s1", "GET", path, now_ms(), "n", b"");
+    let as_host = other.host_key("h2").sign("GET", path, now_ms(), "n", b"");
+    for sig in [forged, as_host] {
+        let headers: Vec<(&str, String)> = sig.headers().into();
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(direct(&headers), 401, "{sig:?}");
+    }
+    // h2's own token still works on h2.
+    assert_eq!(
+        direct(&[("Authorization", "Bearer h2-only-0123456789abcdef")]),
+        200
+    );
+}

@@ -33,6 +33,8 @@ pub const HOST_HEADER: &str = "x-buoy-host";
 pub const TIME_HEADER: &str = "x-buoy-time";
 pub const NONCE_HEADER: &str = "x-buoy-nonce";
 pub const MAC_HEADER: &str = "x-buoy-mac";
+/// Every header of a signature.
+pub const SIGNATURE_HEADERS: [&str; 4] = [HOST_HEADER, TIME_HEADER, NONCE_HEADER, MAC_HEADER];
 
 /// How far a request's time may be from the server's clock.
 pub const MAX_SKEW_MS: u64 = 30_000;
@@ -205,6 +207,50 @@ impl HostKey {
         }
     }
 
+    /// Signs, as server `server`, a call to the host this credential belongs to (a server
+    /// derives any host's key from the cluster secret: [`Verifier::host_key`]). Only that host
+    /// and the servers hold the key, and the label keeps it apart from the host's own requests.
+    pub fn sign_call(
+        &self,
+        server: &str,
+        method: &str,
+        path: &str,
+        time_ms: u64,
+        nonce: &str,
+        body: &[u8],
+    ) -> Signature {
+        Signature {
+            host: server.to_string(),
+            time_ms,
+            nonce: nonce.to_string(),
+            mac: hex(hmac::sign(
+                &self.key,
+                &call_input(method, path, server, time_ms, nonce, body),
+            )
+            .as_ref()),
+        }
+    }
+
+    /// Checks, on the host, a call the control plane signed for it with
+    /// [`HostKey::sign_call`] and received at `now_ms`; the server that made it. Like a Raft
+    /// call, only the time window bounds a replay (these calls are reads).
+    pub fn verify_call(
+        &self,
+        sig: Option<&Signature>,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        now_ms: u64,
+    ) -> Result<String, Refused> {
+        let sig = sig.ok_or(Refused::NotFromControlPlane)?;
+        let input = call_input(method, path, &sig.host, sig.time_ms, &sig.nonce, body);
+        check(self, sig, &input, now_ms).map_err(|e| match e {
+            Refused::BadMac(_) => Refused::NotFromControlPlane,
+            e => e,
+        })?;
+        Ok(sig.host.clone())
+    }
+
     /// Whether `mac` is the control plane's MAC of an answer to the request signed with
     /// `nonce`: only a holder of the cluster secret can have made it.
     pub fn answer_is_genuine(&self, nonce: &str, status: u16, body: &[u8], mac: &str) -> bool {
@@ -254,20 +300,37 @@ fn request_input(
     nonce: &str,
     body: &[u8],
 ) -> Vec<u8> {
+    signed_input("buoy request v1", method, path, host, time_ms, nonce, body)
+}
+
+fn signed_input(
+    label: &str,
+    method: &str,
+    path: &str,
+    host: &str,
+    time_ms: u64,
+    nonce: &str,
+    body: &[u8],
+) -> Vec<u8> {
     let mut v = Vec::with_capacity(64 + body.len());
-    for part in [
-        "buoy request v1",
-        method,
-        path,
-        host,
-        &time_ms.to_string(),
-        nonce,
-    ] {
+    for part in [label, method, path, host, &time_ms.to_string(), nonce] {
         v.extend_from_slice(part.as_bytes());
         v.push(0);
     }
     v.extend_from_slice(body);
     v
+}
+
+fn call_input(
+    method: &str,
+    path: &str,
+    server: &str,
+    time_ms: u64,
+    nonce: &str,
+    body: &[u8],
+) -> Vec<u8> {
+    // The same fields as a host's request under another label: neither passes for the other.
+    signed_input("buoy call v1", method, path, server, time_ms, nonce, body)
 }
 
 fn answer_input(nonce: &str, status: u16, body: &[u8]) -> Vec<u8> {
@@ -319,6 +382,10 @@ pub enum Refused {
         "`{0}` signed this call without a server key: only servers, which hold the cluster secret (--cluster-secret), may make it"
     )]
     NotAServer(String),
+    #[error(
+        "this host answers only calls the control plane signed for it: ask a server (it relays what the operator's token allows, e.g. GET /v1/instances/ID/logs)"
+    )]
+    NotFromControlPlane,
 }
 
 /// The server side: checks hosts' signatures against the cluster secret, and remembers each
@@ -360,7 +427,8 @@ impl Verifier {
     ) -> Result<String, Refused> {
         let sig = sig.ok_or(Refused::Unsigned)?;
         let key = self.secret.server_key(&sig.host);
-        check(&key, sig, method, path, body, now_ms).map_err(|e| match e {
+        let input = request_input(method, path, &sig.host, sig.time_ms, &sig.nonce, body);
+        check(&key, sig, &input, now_ms).map_err(|e| match e {
             Refused::BadMac(h) => Refused::NotAServer(h),
             e => e,
         })?;
@@ -378,7 +446,8 @@ impl Verifier {
     ) -> Result<HostKey, Refused> {
         let sig = sig.ok_or(Refused::Unsigned)?;
         let key = self.secret.host_key(&sig.host);
-        check(&key, sig, method, path, body, now_ms)?;
+        let input = request_input(method, path, &sig.host, sig.time_ms, &sig.nonce, body);
+        check(&key, sig, &input, now_ms)?;
         let mut newest = self.newest.lock().unwrap_or_else(|p| p.into_inner());
         let last = newest.entry(sig.host.clone()).or_insert(0);
         if sig.time_ms <= *last {
@@ -389,18 +458,10 @@ impl Verifier {
     }
 }
 
-/// Checks `sig`'s MAC under `key` and its time against `now_ms`.
-fn check(
-    key: &HostKey,
-    sig: &Signature,
-    method: &str,
-    path: &str,
-    body: &[u8],
-    now_ms: u64,
-) -> Result<(), Refused> {
+/// Checks `sig`'s MAC of `input` under `key`, and its time against `now_ms`.
+fn check(key: &HostKey, sig: &Signature, input: &[u8], now_ms: u64) -> Result<(), Refused> {
     let mac = unhex(&sig.mac).ok_or_else(|| Refused::BadMac(sig.host.clone()))?;
-    let input = request_input(method, path, &sig.host, sig.time_ms, &sig.nonce, body);
-    hmac::verify(&key.key, &input, &mac).map_err(|_| Refused::BadMac(sig.host.clone()))?;
+    hmac::verify(&key.key, input, &mac).map_err(|_| Refused::BadMac(sig.host.clone()))?;
     let skew_ms = now_ms.abs_diff(sig.time_ms);
     if skew_ms > MAX_SKEW_MS {
         return Err(Refused::Skew {
@@ -441,6 +502,53 @@ mod tests {
 
     fn secret(b: u8) -> ClusterSecret {
         ClusterSecret(Key::from_bytes([b; 32]))
+    }
+
+    #[test]
+    fn a_host_takes_only_calls_the_control_plane_signed_for_it() {
+        let v = Verifier::new(secret(1));
+        let h1 = secret(1).host_key("h1");
+        let path = "/v1/supervisor/logs/web?tail=10";
+        let call = v
+            .host_key("h1")
+            .sign_call("s1", "GET", path, 9_000_000, "n", b"");
+        assert_eq!(
+            h1.verify_call(Some(&call), "GET", path, b"", 9_000_500),
+            Ok("s1".into())
+        );
+        // Signed for another host, by another cluster, or for another path: refused.
+        let for_h2 = v
+            .host_key("h2")
+            .sign_call("s1", "GET", path, 9_000_000, "n", b"");
+        let other = secret(2)
+            .host_key("h1")
+            .sign_call("s1", "GET", path, 9_000_000, "n", b"");
+        for bad in [&for_h2, &other] {
+            assert_eq!(
+                h1.verify_call(Some(bad), "GET", path, b"", 9_000_000),
+                Err(Refused::NotFromControlPlane)
+            );
+        }
+        assert!(
+            h1.verify_call(Some(&call), "GET", "/v1/lease", b"", 9_000_000)
+                .is_err()
+        );
+        // The host's own request (same key, same fields) is not a call, nor the reverse.
+        let own = h1.sign("GET", path, 9_000_000, "n", b"");
+        assert!(
+            h1.verify_call(Some(&own), "GET", path, b"", 9_000_000)
+                .is_err()
+        );
+        assert!(v.verify(Some(&call), "GET", path, b"", 9_000_000).is_err());
+        // Stale or unsigned.
+        assert!(matches!(
+            h1.verify_call(Some(&call), "GET", path, b"", 9_000_000 + MAX_SKEW_MS + 1),
+            Err(Refused::Skew { .. })
+        ));
+        assert_eq!(
+            h1.verify_call(None, "GET", path, b"", 9_000_000),
+            Err(Refused::NotFromControlPlane)
+        );
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct CpIdentity {
     pub credential: Option<node::identity::HostKey>,
     /// On servers: the key Raft calls are signed with.
     pub server_key: Option<node::identity::HostKey>,
+    /// On servers: the cluster secret's verifier, which also signs the calls this server
+    /// relays to a host ([`ControlPlane::sign_call`]).
+    pub verifier: Option<Arc<node::identity::Verifier>>,
 }
 
 /// This agent's handle on the control plane.
@@ -44,6 +47,8 @@ pub struct ControlPlane {
     pub client: HttpClient,
     /// The servers gossip knows (proven, with host identity on).
     pub servers: ServerDirectory,
+    /// This server's name and the cluster secret's verifier (servers with identity on).
+    call_signer: Option<(String, Arc<node::identity::Verifier>)>,
 }
 
 impl ControlPlane {
@@ -84,10 +89,15 @@ impl ControlPlane {
             }
             None => ServerDirectory::unproven(gossip),
         };
+        let call_signer = identity
+            .verifier
+            .filter(|_| server.is_some())
+            .map(|v| (me.name.clone(), v));
         let cp = Arc::new(ControlPlane {
             replica,
             client,
             servers,
+            call_signer,
         });
         if let (Some(r), Some(s)) = (&cp.replica, server) {
             tokio::spawn(bootstrap(cp.clone(), r.clone(), s.bootstrap_expect));
@@ -106,6 +116,23 @@ impl ControlPlane {
             .into_iter()
             .next()
             .map(|s| s.http)
+    }
+
+    /// The headers that prove to host `host` that this server makes the call `method path`
+    /// (with an empty body), or none without host identity.
+    pub fn sign_call(&self, host: &str, method: &str, path: &str) -> Vec<(&'static str, String)> {
+        let Some((me, verifier)) = &self.call_signer else {
+            return Vec::new();
+        };
+        let sig = verifier.host_key(host).sign_call(
+            me,
+            method,
+            path,
+            node::identity::wall_ms(),
+            &node::identity::nonce(),
+            b"",
+        );
+        sig.headers().into()
     }
 
     /// True when this agent is the leader and answers API calls itself.

@@ -64,12 +64,19 @@ async fn relay(cp: &ControlPlane, target: &str, hops: u32, req: Request) -> Resp
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
-    relay_as(cp, target, &path, hops, req).await
+    relay_as(cp, target, &path, hops, &[], req).await
 }
 
 /// Relays `req` to the agent at `target` (its HTTP address) as a request for `path`: for calls
-/// only that agent can answer (an instance's log on the host that runs it).
-pub async fn relay_to(cp: &ControlPlane, target: &str, path: &str, req: Request) -> Response {
+/// only that agent can answer (an instance's log on the host that runs it), with the headers
+/// `proof` adds (the control plane's signature for that host: [`ControlPlane::sign_call`]).
+pub async fn relay_to(
+    cp: &ControlPlane,
+    target: &str,
+    path: &str,
+    proof: &[(&'static str, String)],
+    req: Request,
+) -> Response {
     let hops = hops(&req);
     if hops >= 2 {
         return error(
@@ -79,7 +86,7 @@ pub async fn relay_to(cp: &ControlPlane, target: &str, path: &str, req: Request)
             None,
         );
     }
-    relay_as(cp, target, path, hops + 1, req).await
+    relay_as(cp, target, path, hops + 1, proof, req).await
 }
 
 async fn relay_as(
@@ -87,6 +94,7 @@ async fn relay_as(
     target: &str,
     path: &str,
     hops: u32,
+    proof: &[(&'static str, String)],
     req: Request,
 ) -> Response {
     let (parts, body) = req.into_parts();
@@ -95,6 +103,15 @@ async fn relay_as(
     headers.remove(axum::http::header::HOST);
     headers.remove(axum::http::header::CONNECTION);
     headers.insert(HOPS, HeaderValue::from(hops));
+    // Only the proof given here: a signature the caller sent along is not passed on.
+    for h in node::identity::SIGNATURE_HEADERS {
+        headers.remove(h);
+    }
+    for (name, value) in proof {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(*name, v);
+        }
+    }
     match cp
         .client
         .send(parts.method, &url, &headers, body, Duration::from_secs(30))

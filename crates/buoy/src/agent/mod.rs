@@ -176,6 +176,7 @@ async fn serve(s: Settings) -> Result<()> {
     let cp_identity = server::control_plane::CpIdentity {
         credential: s.identity.credential(),
         server_key: s.identity.verifier().map(|v| v.server_key(&s.name)),
+        verifier: s.identity.verifier(),
     };
     let cp = ControlPlane::start(
         me,
@@ -328,7 +329,10 @@ async fn serve(s: Settings) -> Result<()> {
             gossip: shared.clone(),
             supervisor: supervisor.clone(),
         },
-        s.auth.clone(),
+        node::host_api::HostGate {
+            auth: s.auth.clone(),
+            credential: s.identity.credential(),
+        },
     );
     let router = node::local_api::router(api, s.auth.clone())
         .merge(lease_routes)

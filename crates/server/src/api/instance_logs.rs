@@ -69,11 +69,8 @@ pub async fn instance_logs(
         .query()
         .map(|q| format!("?{q}"))
         .unwrap_or_default();
-    forward::relay_to(
-        &api.cp,
-        &http.to_string(),
-        &format!("/v1/supervisor/logs/{name}{query}"),
-        req,
-    )
-    .await
+    let path = format!("/v1/supervisor/logs/{name}{query}");
+    // The host answers the control plane, which has checked the operator's token here.
+    let proof = api.cp.sign_call(&host, "GET", &path);
+    forward::relay_to(&api.cp, &http.to_string(), &path, &proof, req).await
 }
