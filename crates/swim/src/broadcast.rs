@@ -152,6 +152,28 @@ impl BroadcastQueue {
         }
     }
 
+    /// Whether some queued broadcast has been sent fewer than `times` times.
+    pub fn has_fresh(&self, times: u32) -> bool {
+        [
+            Urgency::Alive,
+            Urgency::Announce,
+            Urgency::Membership,
+            Urgency::User,
+        ]
+        .into_iter()
+        .any(|urgency| {
+            let least_sent = Key {
+                urgency,
+                transmits: 0,
+                newest_first: Reverse(u64::MAX),
+            };
+            self.items
+                .range(least_sent..)
+                .next()
+                .is_some_and(|(k, _)| k.urgency == urgency && k.transmits < times)
+        })
+    }
+
     /// Broadcasts waiting.
     pub fn len(&self) -> usize {
         self.items.len()
@@ -174,6 +196,31 @@ mod tests {
 
     fn frame(tag: u8, len: usize) -> Vec<u8> {
         vec![tag; len]
+    }
+
+    #[test]
+    fn fresh_means_sent_fewer_times_than_asked_in_any_urgency() {
+        let mut q = BroadcastQueue::new(100);
+        assert!(!q.has_fresh(u32::MAX), "nothing queued");
+        q.push(Urgency::User, None, frame(1, 10));
+        assert!(q.has_fresh(1));
+        for _ in 0..3 {
+            q.fill(&mut Vec::new(), 1400, Limits::uniform(10));
+        }
+        assert!(!q.has_fresh(3));
+        assert!(q.has_fresh(4));
+        // A new one of another urgency, sorted before or after the old one.
+        for urgency in [Urgency::Alive, Urgency::Announce, Urgency::Membership] {
+            let mut q2 = BroadcastQueue::new(100);
+            q2.push(Urgency::User, None, frame(1, 10));
+            for _ in 0..3 {
+                q2.fill(&mut Vec::new(), 1400, Limits::uniform(10));
+            }
+            q2.push(urgency, None, frame(2, 10));
+            assert!(q2.has_fresh(1), "{urgency:?}");
+            q2.fill(&mut Vec::new(), 1400, Limits::uniform(10));
+            assert!(!q2.has_fresh(1), "{urgency:?}");
+        }
     }
 
     #[test]

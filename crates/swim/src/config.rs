@@ -35,6 +35,10 @@ pub struct Config {
     pub gossip_interval: Duration,
     /// Members each gossip round sends to.
     pub gossip_nodes: usize,
+    /// A gossip round goes out only while some broadcast has been sent fewer times than this:
+    /// fresh news spreads at once, older news rides the probes and acks (and the rounds fresh
+    /// news makes). `u32::MAX` sends a round whenever anything is queued.
+    pub gossip_fresh_below: u32,
     /// Keep gossiping to a member this long after it died, so a falsely dead member learns and refutes.
     pub gossip_to_the_dead: Duration,
     /// Base interval of full-state push-pull; it grows with log2 of the cluster size past 32 members.
@@ -85,6 +89,7 @@ impl Config {
             retransmit_mult: 4,
             gossip_interval: Duration::from_millis(100),
             gossip_nodes: 4,
+            gossip_fresh_below: u32::MAX,
             gossip_to_the_dead: Duration::from_secs(15),
             push_pull_interval: Duration::from_secs(60),
             reconnect_interval: Duration::from_secs(5),

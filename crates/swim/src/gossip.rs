@@ -1,6 +1,7 @@
 //! Dissemination: a dedicated gossip round every `gossip_interval` sends queued broadcasts to
-//! a few random members (and to the recently dead, so a falsely dead member hears and refutes).
-//! Broadcasts also ride on every probe packet; see `Swim::send_frames`.
+//! a few random members (and to the recently dead, so a falsely dead member hears and refutes),
+//! while some broadcast is still fresh (`gossip_fresh_below`). Broadcasts also ride on every
+//! probe packet; see `Swim::send_frames`.
 
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ impl Swim {
         let behind =
             now.saturating_since(self.next_gossip_at).as_nanos() / interval.as_nanos().max(1);
         self.next_gossip_at += interval * (behind as u32 + 1);
-        if self.broadcasts.is_empty() {
+        if !self.broadcasts.has_fresh(self.config.gossip_fresh_below) {
             return;
         }
         let me = self.me_id.clone();

@@ -24,6 +24,7 @@ pub struct TimingOverrides {
     pub retransmit_mult: Option<u32>,
     pub gossip_interval: Option<String>,
     pub gossip_nodes: Option<usize>,
+    pub gossip_fresh_below: Option<u32>,
     pub gossip_to_the_dead: Option<String>,
     pub push_pull_interval: Option<String>,
     pub reconnect_interval: Option<String>,
@@ -134,6 +135,9 @@ impl TimingOverrides {
         }
         if let Some(v) = self.gossip_nodes {
             c.gossip_nodes = v;
+        }
+        if let Some(v) = self.gossip_fresh_below {
+            c.gossip_fresh_below = v;
         }
         if let Some(v) = self.max_broadcast_queue {
             c.max_broadcast_queue = v;
