@@ -118,21 +118,23 @@ impl ControlPlane {
             .map(|s| s.http)
     }
 
-    /// The headers that prove to host `host` that this server makes the call `method path`
+    /// The signature that proves to host `host` that this server makes the call `method path`
     /// (with an empty body), or none without host identity.
-    pub fn sign_call(&self, host: &str, method: &str, path: &str) -> Vec<(&'static str, String)> {
-        let Some((me, verifier)) = &self.call_signer else {
-            return Vec::new();
-        };
-        let sig = verifier.host_key(host).sign_call(
+    pub fn sign_call(
+        &self,
+        host: &str,
+        method: &str,
+        path: &str,
+    ) -> Option<node::identity::Signature> {
+        let (me, verifier) = self.call_signer.as_ref()?;
+        Some(verifier.host_key(host).sign_call(
             me,
             method,
             path,
             node::identity::wall_ms(),
             &node::identity::nonce(),
             b"",
-        );
-        sig.headers().into()
+        ))
     }
 
     /// True when this agent is the leader and answers API calls itself.

@@ -64,17 +64,17 @@ async fn relay(cp: &ControlPlane, target: &str, hops: u32, req: Request) -> Resp
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
-    relay_as(cp, target, &path, hops, &[], req).await
+    relay_as(cp, target, &path, hops, None, req).await
 }
 
 /// Relays `req` to the agent at `target` (its HTTP address) as a request for `path`: for calls
 /// only that agent can answer (an instance's log on the host that runs it), with the headers
-/// `proof` adds (the control plane's signature for that host: [`ControlPlane::sign_call`]).
+/// `proof` (the control plane's signature for that host: [`ControlPlane::sign_call`]).
 pub async fn relay_to(
     cp: &ControlPlane,
     target: &str,
     path: &str,
-    proof: &[(&'static str, String)],
+    proof: Option<&node::identity::Signature>,
     req: Request,
 ) -> Response {
     let hops = hops(&req);
@@ -94,7 +94,7 @@ async fn relay_as(
     target: &str,
     path: &str,
     hops: u32,
-    proof: &[(&'static str, String)],
+    proof: Option<&node::identity::Signature>,
     req: Request,
 ) -> Response {
     let (parts, body) = req.into_parts();
@@ -107,10 +107,8 @@ async fn relay_as(
     for h in node::identity::SIGNATURE_HEADERS {
         headers.remove(h);
     }
-    for (name, value) in proof {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            headers.insert(*name, v);
-        }
+    if let Some(sig) = proof {
+        sig.insert_into(&mut headers);
     }
     match cp
         .client

@@ -46,18 +46,14 @@ impl Transport for HttpTransport {
             headers.insert(axum::http::header::AUTHORIZATION, v);
         }
         if let Some(key) = &self.signer {
-            let sig = key.sign(
+            key.sign(
                 "POST",
                 &path,
                 identity::wall_ms(),
                 &identity::nonce(),
                 &body,
-            );
-            for (name, value) in sig.headers() {
-                if let Ok(v) = HeaderValue::from_str(&value) {
-                    headers.insert(name, v);
-                }
-            }
+            )
+            .insert_into(&mut headers);
         }
         match self.client.post_json(&url, body, headers, timeout).await {
             Ok((status, _, bytes)) if status.is_success() => Ok(bytes.to_vec()),

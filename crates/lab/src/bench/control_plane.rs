@@ -226,12 +226,8 @@ async fn renewals(
         if let Some(k) = &key {
             // Each signed renewal is newer than the one before (the leader refuses replays).
             last_ms = node::identity::wall_ms().max(last_ms + 1);
-            for (name, value) in k
-                .sign("POST", proto::RENEW_PATH, last_ms, &nonce, &body)
-                .headers()
-            {
-                headers.insert(name, value.parse()?);
-            }
+            k.sign("POST", proto::RENEW_PATH, last_ms, &nonce, &body)
+                .insert_into(&mut headers);
         }
         let (status, answer_headers, answer) = client
             .post_json(&url, body.clone(), headers, Duration::from_secs(5))

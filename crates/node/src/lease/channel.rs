@@ -162,12 +162,8 @@ impl HttpRenewals {
                 .unwrap_or(0);
             let time_ms = wall.max(prev + 1);
             let nonce = identity::nonce();
-            let sig = key.sign("POST", RENEW_PATH, time_ms, &nonce, body);
-            for (name, value) in sig.headers() {
-                if let Ok(v) = HeaderValue::from_str(&value) {
-                    h.insert(name, v);
-                }
-            }
+            key.sign("POST", RENEW_PATH, time_ms, &nonce, body)
+                .insert_into(&mut h);
             return (h, Some(nonce));
         }
         if let Some(t) = &self.token

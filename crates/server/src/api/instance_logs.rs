@@ -72,5 +72,5 @@ pub async fn instance_logs(
     let path = format!("/v1/supervisor/logs/{name}{query}");
     // The host answers the control plane, which has checked the operator's token here.
     let proof = api.cp.sign_call(&host, "GET", &path);
-    forward::relay_to(&api.cp, &http.to_string(), &path, &proof, req).await
+    forward::relay_to(&api.cp, &http.to_string(), &path, proof.as_ref(), req).await
 }
