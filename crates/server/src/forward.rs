@@ -103,11 +103,12 @@ async fn relay_as(
     headers.remove(axum::http::header::HOST);
     headers.remove(axum::http::header::CONNECTION);
     headers.insert(HOPS, HeaderValue::from(hops));
-    // Only the proof given here: a signature the caller sent along is not passed on.
-    for h in node::identity::SIGNATURE_HEADERS {
-        headers.remove(h);
-    }
+    // A call relayed to a host carries only the proof given here, not a signature the caller
+    // sent along. A call forwarded to the leader (a host's signed renewal) keeps its own.
     if let Some(sig) = proof {
+        for h in node::identity::SIGNATURE_HEADERS {
+            headers.remove(h);
+        }
         sig.insert_into(&mut headers);
     }
     match cp
