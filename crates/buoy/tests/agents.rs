@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{Cluster, five, get, post, wait_until};
+use common::{Cluster, five, get, wait_until};
 
 #[test]
 fn a_killed_agent_is_declared_dead_by_all_others() {
@@ -142,7 +142,7 @@ fn an_encrypted_cluster_rotates_its_key_without_losing_a_member() {
     ] {
         for i in 1..=3u8 {
             write_keyring(&files[i as usize - 1], &step);
-            let (status, body) = post(c.http(i), "/v1/keyring/reload", "").unwrap();
+            let (status, body) = c.host_post(i, "/v1/keyring/reload", "").unwrap();
             assert_eq!(status, 200, "{body}");
         }
         std::thread::sleep(Duration::from_millis(1500));
@@ -254,15 +254,23 @@ fn the_fault_filter_is_off_unless_enabled() {
         .spawn()
         .unwrap();
     c.agents.push(("solo".into(), child));
+    c.set_name(1, "solo");
     wait_until(Duration::from_secs(10), || {
         get(c.http(1), "/v1/health").is_some()
     })
     .unwrap();
-    let (status, body) = post(c.http(1), "/v1/debug/faults", "{\"drop\":[]}").unwrap();
+    let (status, body) = c.host_post(1, "/v1/debug/faults", "{\"drop\":[]}").unwrap();
     assert_eq!(status, 403);
     assert!(body.contains("--enable-fault-injection"), "{body}");
-    let out = run_buoy(&["members", "--http", &c.http(1).to_string()]);
-    assert!(out.status.success());
+    let cred = c.dir.join("solo.cred").display().to_string();
+    let out = run_buoy(&[
+        "members",
+        "--http",
+        &c.http(1).to_string(),
+        "--credential",
+        &cred,
+    ]);
+    assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("solo"));
     let out = run_buoy(&["members", "--http", "127.0.36.99:7070"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));

@@ -87,7 +87,8 @@ fn flood(net: u8, extra: &[&str]) -> Vec<String> {
     }
     for i in 1..=3 {
         wait_until(Duration::from_secs(20), || {
-            get(c.http(i), "/v1/lease").is_some_and(|(_, b)| json(&b)["held"] == true)
+            c.host_get(i, "/v1/lease")
+                .is_some_and(|(_, b)| json(&b)["held"] == true)
         })
         .unwrap_or_else(|| panic!("h{i} never held its lease:\n{}", c.log(i)));
     }
@@ -124,7 +125,7 @@ fn flood(net: u8, extra: &[&str]) -> Vec<String> {
     // Nobody exited, believes anything forged, or lost its lease.
     let mut wrong = Vec::new();
     for i in 1..=3 {
-        let members = json(&get(c.http(i), "/v1/members").unwrap().1);
+        let members = json(&c.host_get(i, "/v1/members").unwrap().1);
         let list = members["members"].as_array().cloned().unwrap_or_default();
         if list.len() != 3 {
             wrong.push(format!("h{i} sees {} members", list.len()));
@@ -134,7 +135,7 @@ fn flood(net: u8, extra: &[&str]) -> Vec<String> {
                 wrong.push(format!("h{i} believes {m}"));
             }
         }
-        if json(&get(c.http(i), "/v1/lease").unwrap().1)["held"] != true {
+        if json(&c.host_get(i, "/v1/lease").unwrap().1)["held"] != true {
             wrong.push(format!("h{i} lost its lease"));
         }
         let counted = dropped_by_decrypt(&c, i) - before[(i - 1) as usize];

@@ -85,7 +85,8 @@ fn a_host_renews_only_its_own_lease_and_obeys_only_the_control_plane() {
     c.start_agent(2, None, &[]);
     let leader = c.http(1);
     wait_until(Duration::from_secs(20), || {
-        get(c.http(2), "/v1/lease").is_some_and(|(_, b)| json(&b)["held"] == true)
+        c.host_get(2, "/v1/lease")
+            .is_some_and(|(_, b)| json(&b)["held"] == true)
     })
     .unwrap_or_else(|| panic!("h2 never held its lease:\n{}", c.log(2)));
 
@@ -137,7 +138,55 @@ fn a_host_renews_only_its_own_lease_and_obeys_only_the_control_plane() {
         "no lease for h3 came of it: {leases}"
     );
     // The honest host itself is unaffected by all of this.
-    assert_eq!(json(&get(c.http(2), "/v1/lease").unwrap().1)["held"], true);
+    assert_eq!(json(&c.host_get(2, "/v1/lease").unwrap().1)["held"], true);
+
+    // h2 holds no operator token, so its own routes answer only calls signed with its
+    // credential (by a server, or by whoever holds its credential file).
+    for path in [
+        "/v1/lease",
+        "/v1/supervisor",
+        "/v1/members",
+        "/v1/debug/faults",
+    ] {
+        let (status, answer) = get(c.http(2), path).unwrap();
+        assert_eq!(status, 401, "unsigned {path}: {answer}");
+        assert!(answer.contains("--credential"), "{answer}");
+    }
+    let call = |key: &HostKey, method: &str, path: &str, signed_body: &str, body: &str| {
+        let sig = key.sign_call(
+            "t",
+            method,
+            path,
+            now_ms(),
+            "n-call",
+            signed_body.as_bytes(),
+        );
+        let headers = sig.headers();
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        common::request_with(c.http(2), method, path, &headers, body).unwrap()
+    };
+    let (status, answer) = call(&h2, "GET", "/v1/members", "", "");
+    assert_eq!(status, 200, "signed with h2's own credential: {answer}");
+    for (who, key) in [
+        ("h3's credential", secret.host_key("h3")),
+        ("another cluster's", foreign.clone()),
+    ] {
+        let (status, answer) = call(&key, "GET", "/v1/members", "", "");
+        assert_eq!(status, 401, "signed with {who}: {answer}");
+    }
+    // A signed fault rule whose body was swapped on the way: refused, nothing applied.
+    let heal = r#"{"drop": []}"#;
+    let cut_all = r#"{"drop": [{"peer": "h1", "direction": "both"}]}"#;
+    let (status, answer) = call(&h2, "POST", "/v1/debug/faults", heal, cut_all);
+    assert_eq!(status, 401, "{answer}");
+    let (status, answer) = call(&h2, "POST", "/v1/debug/faults", heal, heal);
+    assert_eq!(status, 200, "{answer}");
+    // An operator on h2 uses its credential file with the CLI; without it, told how.
+    let (ok, _, err) = common::buoy(c.http(2), &["members"]);
+    assert!(!ok && err.contains("--credential"), "{err}");
+    let cred = c.dir.join("h2.cred").display().to_string();
+    let (ok, out, err) = common::buoy(c.http(2), &["members", "--credential", &cred]);
+    assert!(ok && out.contains("h1"), "{out}{err}");
 
     // h2's credential writing a segment: 403, saying what a host credential is for.
     let sig = h2.sign(
@@ -185,12 +234,10 @@ fn a_host_renews_only_its_own_lease_and_obeys_only_the_control_plane() {
     })
     .unwrap_or_else(|| panic!("h2 did not say it ignores the impostor:\n{}", c.log(2)));
     let cut = r#"{"drop": [{"peer": "h1", "direction": "both", "scope": "all"}]}"#;
-    assert_eq!(
-        common::post(c.http(2), "/v1/debug/faults", cut).unwrap().0,
-        200
-    );
+    assert_eq!(c.host_post(2, "/v1/debug/faults", cut).unwrap().0, 200);
     wait_until(Duration::from_secs(10), || {
-        get(c.http(2), "/v1/lease").is_some_and(|(_, b)| json(&b)["held"] == false)
+        c.host_get(2, "/v1/lease")
+            .is_some_and(|(_, b)| json(&b)["held"] == false)
     })
     .unwrap_or_else(|| panic!("h2 took the impostor's grant:\n{}", c.log(2)));
     let theirs = json(&get(c.http(9), "/v1/leases").unwrap().1);
@@ -212,13 +259,14 @@ fn a_host_renews_only_its_own_lease_and_obeys_only_the_control_plane() {
     }
     // Healed, the real server grants again.
     assert_eq!(
-        common::post(c.http(2), "/v1/debug/faults", r#"{"drop": []}"#)
+        c.host_post(2, "/v1/debug/faults", r#"{"drop": []}"#)
             .unwrap()
             .0,
         200
     );
     wait_until(Duration::from_secs(10), || {
-        get(c.http(2), "/v1/lease").is_some_and(|(_, b)| json(&b)["held"] == true)
+        c.host_get(2, "/v1/lease")
+            .is_some_and(|(_, b)| json(&b)["held"] == true)
     })
     .unwrap_or_else(|| panic!("h2 never got its lease back:\n{}", c.log(2)));
 }
@@ -370,7 +418,8 @@ fn with_api_tokens_a_host_renews_with_its_credential_alone() {
     c.start_with_tokens(&[("admin-0123456789abcdef", "admin")]);
     c.start_agent(2, None, &[]);
     wait_until(Duration::from_secs(20), || {
-        get(c.http(2), "/v1/lease").is_some_and(|(s, b)| s == 401 || json(&b)["held"] == true)
+        c.host_get(2, "/v1/lease")
+            .is_some_and(|(s, b)| s == 401 || json(&b)["held"] == true)
     })
     .unwrap_or_else(|| panic!("h2 never held its lease:\n{}\n{}", c.log(2), c.log(1)));
     // (h2's own API has no tokens file: it answers; the leader's lease table has h2.)

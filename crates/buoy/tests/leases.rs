@@ -16,7 +16,7 @@ fn json(body: &str) -> Value {
 
 /// Agent `i`'s own lease.
 fn own_lease(c: &Cluster, i: u8) -> Value {
-    let (status, body) = get(c.http(i), "/v1/lease").expect("agent answers");
+    let (status, body) = c.host_get(i, "/v1/lease").expect("agent answers");
     assert_eq!(status, 200, "{body}");
     json(&body)
 }

@@ -80,7 +80,8 @@ fn oversized_inputs_are_refused_fast_and_idle_connections_do_not_stop_renewals()
     c.start_agent(2, None, &[]);
     let http = c.http(1);
     wait_until(Duration::from_secs(20), || {
-        get(c.http(2), "/v1/lease").is_some_and(|(_, b)| json(&b)["held"] == true)
+        c.host_get(2, "/v1/lease")
+            .is_some_and(|(_, b)| json(&b)["held"] == true)
     })
     .unwrap_or_else(|| panic!("h2 never held its lease:\n{}", c.log(2)));
     let pid = c.pid("h1");
@@ -133,7 +134,7 @@ fn oversized_inputs_are_refused_fast_and_idle_connections_do_not_stop_renewals()
     assert!(idle.len() >= 990, "only {} connections opened", idle.len());
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(5) {
-        let lease = get(c.http(2), "/v1/lease").map(|(_, b)| json(&b));
+        let lease = c.host_get(2, "/v1/lease").map(|(_, b)| json(&b));
         assert!(
             lease.as_ref().is_some_and(|l| l["held"] == true),
             "h2 lost its lease with {} idle connections open: {lease:?}",

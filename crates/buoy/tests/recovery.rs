@@ -10,7 +10,7 @@ use common::{Cluster, Watchdog, alive, create, get, json, place_sleeper, wait_un
 use serde_json::json;
 
 fn running(c: &Cluster, i: u8, name: &str) -> Option<(i32, u64)> {
-    let (_, body) = get(c.http(i), "/v1/supervisor")?;
+    let (_, body) = c.host_get(i, "/v1/supervisor")?;
     json(&body)["instances"]
         .as_array()?
         .iter()

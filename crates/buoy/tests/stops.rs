@@ -63,7 +63,7 @@ fn start_host(c: &mut Cluster, i: u8) {
 
 /// When host `i`'s lease ends (or ended), as it counts it, in Unix milliseconds.
 fn lease_until_ms(c: &Cluster, i: u8) -> Option<u64> {
-    let (s, b) = get(c.http(i), "/v1/lease")?;
+    let (s, b) = c.host_get(i, "/v1/lease")?;
     if s != 200 {
         return None;
     }
@@ -74,7 +74,7 @@ fn lease_until_ms(c: &Cluster, i: u8) -> Option<u64> {
 }
 
 fn held(c: &Cluster, i: u8) -> Option<bool> {
-    let (s, b) = get(c.http(i), "/v1/lease")?;
+    let (s, b) = c.host_get(i, "/v1/lease")?;
     (s == 200).then(|| json(&b)["held"].as_bool())?
 }
 

@@ -85,10 +85,27 @@ pub fn request(
     body: Option<&str>,
     timeout: Duration,
 ) -> Result<Response> {
+    request_with(addr, method, path, body, timeout, &[])
+}
+
+/// Sends one request to the agent at `addr` with `headers` besides the usual ones (a
+/// signature made for that agent's own routes, for instance).
+pub fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    timeout: Duration,
+    headers: &[(&str, String)],
+) -> Result<Response> {
     let mut s = connect(addr, timeout, false)?;
     let body = body.unwrap_or("");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{}{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         auth_header(),
         body.len()
     );
@@ -164,8 +181,27 @@ pub fn call_json(
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> Result<serde_json::Value> {
+    call_json_with(addr, method, path, body, |_| Vec::new())
+}
+
+/// Like [`call_json`], with the headers `sign` makes from the exact body sent.
+pub fn call_json_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+    sign: impl FnOnce(&[u8]) -> Vec<(&'static str, String)>,
+) -> Result<serde_json::Value> {
     let text = body.map(|b| b.to_string());
-    let r = request(addr, method, path, text.as_deref(), Duration::from_secs(10))?;
+    let headers = sign(text.as_deref().unwrap_or("").as_bytes());
+    let r = request_with(
+        addr,
+        method,
+        path,
+        text.as_deref(),
+        Duration::from_secs(10),
+        &headers,
+    )?;
     json_or_error(r)
 }
 

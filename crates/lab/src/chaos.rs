@@ -199,13 +199,8 @@ fn running(c: &LocalCluster, api: SocketAddr) -> Option<usize> {
     for i in 0..c.hosts.len() {
         // A short timeout: a hung agent must not stall the measurement; it runs nothing we
         // can vouch for.
-        if let Ok(r) = client::request(
-            c.http(i),
-            "GET",
-            "/v1/supervisor",
-            None,
-            Duration::from_millis(500),
-        ) && let Ok(v) = serde_json::from_str::<Value>(&r.body)
+        if let Ok(r) = c.host_get(i, "/v1/supervisor", Duration::from_millis(500))
+            && let Ok(v) = serde_json::from_str::<Value>(&r.body)
         {
             up.extend(local_cluster::running_in(&v));
         }
@@ -330,8 +325,8 @@ pub fn chaos(args: ChaosArgs) -> Result<()> {
     }
     if args.inject_double_run {
         for i in 1..c.hosts.len() {
-            client::call_json(
-                c.http(i),
+            c.host_call(
+                i,
                 "POST",
                 "/v1/debug/double-run",
                 Some(&json!({"keep_instances_without_lease": true})),

@@ -27,6 +27,31 @@ pub fn agent_args(dir: &Path, name: &str, server: bool) -> Result<Vec<String>> {
     Ok(vec!["--credential".into(), path(&cred)])
 }
 
+/// The headers that sign `method path` with `body` for agent `name`'s own routes
+/// (`node::http::host_gate`), as the lab's tools call them: with that host's credential,
+/// derived from the cluster secret in `dir`. None when `dir` holds no secret (identity off).
+pub fn sign_for(
+    dir: &Path,
+    name: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
+    let Ok(secret) = ClusterSecret::load(&dir.join("cluster.secret")) else {
+        return Vec::new();
+    };
+    let key = secret.host_key(name);
+    let sig = key.sign_call(
+        "lab",
+        method,
+        path,
+        node::identity::wall_ms(),
+        &node::identity::nonce(),
+        body,
+    );
+    sig.headers().into_iter().collect()
+}
+
 /// The flags that encrypt an agent's gossip with the cluster's keyring (made in `dir` when
 /// missing).
 pub fn keyring_args(dir: &Path) -> Result<Vec<String>> {

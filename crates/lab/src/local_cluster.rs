@@ -83,6 +83,28 @@ impl LocalCluster {
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 7070)))
     }
 
+    /// Calls host `i`'s own routes (its supervisor, its fault filter...), signed with that
+    /// host's credential as its gate asks (`node::http::host_gate`).
+    pub fn host_call(
+        &self,
+        i: usize,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        let name = &self.hosts[i].name;
+        client::call_json_with(self.http(i), method, path, body, |b| {
+            crate::identity_files::sign_for(&self.dir, name, method, path, b)
+        })
+    }
+
+    /// A signed `GET path` of host `i`'s own routes, waiting at most `timeout`.
+    pub fn host_get(&self, i: usize, path: &str, timeout: Duration) -> Result<client::Response> {
+        let headers =
+            crate::identity_files::sign_for(&self.dir, &self.hosts[i].name, "GET", path, b"");
+        client::request_with(self.http(i), "GET", path, None, timeout, &headers)
+    }
+
     fn socket(&self, i: usize) -> PathBuf {
         self.dir
             .join(format!("watchdog-{}.sock", self.hosts[i].name))
@@ -199,7 +221,8 @@ impl LocalCluster {
     /// as its supervisor reports them); its watchdog stays, as hardware would. Returns how
     /// many instances it ran.
     pub fn crash(&mut self, i: usize) -> usize {
-        let pids: Vec<i32> = client::call_json(self.http(i), "GET", "/v1/supervisor", None)
+        let pids: Vec<i32> = self
+            .host_call(i, "GET", "/v1/supervisor", None)
             .ok()
             .and_then(|v| {
                 v["instances"].as_array().map(|a| {
@@ -283,11 +306,11 @@ impl LocalCluster {
             .iter()
             .map(|&j| self.hosts[j].name.as_str())
             .collect();
-        client::call_json(self.http(i), "POST", "/v1/debug/faults", Some(&rule(names)))?;
+        self.host_call(i, "POST", "/v1/debug/faults", Some(&rule(names)))?;
         if both_sides {
             for j in others {
-                let _ = client::call_json(
-                    self.http(j),
+                let _ = self.host_call(
+                    j,
                     "POST",
                     "/v1/debug/faults",
                     Some(&rule(vec![self.hosts[i].name.as_str()])),
@@ -304,8 +327,8 @@ impl LocalCluster {
             return;
         }
         for j in 0..self.hosts.len() {
-            let _ = client::call_json(
-                self.http(j),
+            let _ = self.host_call(
+                j,
                 "POST",
                 "/v1/debug/faults",
                 Some(&serde_json::json!({"drop": []})),

@@ -19,6 +19,7 @@ use serde_json::json;
 
 use crate::gossip::runtime::Shared;
 use crate::http::error::error;
+use crate::http::host_gate::{self, HostGate};
 use crate::lease::keeper::LeaseKeeper;
 use crate::lease::wall;
 use crate::supervisor::reconciler::Supervisor;
@@ -161,52 +162,7 @@ fn read_from(path: &std::path::Path, pos: u64) -> std::io::Result<(Vec<u8>, u64)
     Ok((out, len))
 }
 
-/// Who may call the host routes: an operator's token where this agent has a tokens file (none:
-/// open, as in a laptop sandbox), or, with host identity on, the control plane by a call it
-/// signed for this host (a server relays an operator's call after checking the token itself,
-/// so the host need not know that token).
-#[derive(Clone)]
-pub struct HostGate {
-    pub auth: crate::http::auth::Auth,
-    /// This host's credential, which checks the control plane's signature.
-    pub credential: Option<crate::identity::HostKey>,
-}
-
-async fn gate(
-    axum::extract::State(g): axum::extract::State<HostGate>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use crate::identity;
-    let sig = identity::signature_from(|h| {
-        req.headers()
-            .get(h)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    });
-    let (Some(key), Some(sig)) = (&g.credential, sig) else {
-        return crate::http::auth::require_token(axum::extract::State(g.auth), req, next).await;
-    };
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    // These routes are reads: a body, if any, is not read, so none is signed.
-    match key.verify_call(
-        Some(&sig),
-        req.method().as_str(),
-        path,
-        b"",
-        identity::wall_ms(),
-    ) {
-        Ok(_) => next.run(req).await,
-        Err(why) => crate::http::error::error(
-            axum::http::StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            &why.to_string(),
-            None,
-        ),
-    }
-}
-
-/// The host routes, behind [`HostGate`].
+/// The host routes, behind the [`HostGate`].
 pub fn router(api: HostApi, gate_by: HostGate) -> axum::Router {
     axum::Router::new()
         .route("/v1/lease", axum::routing::get(own_lease))
@@ -215,6 +171,9 @@ pub fn router(api: HostApi, gate_by: HostGate) -> axum::Router {
             "/v1/supervisor/logs/{name}",
             axum::routing::get(instance_log),
         )
-        .route_layer(axum::middleware::from_fn_with_state(gate_by, gate))
+        .route_layer(axum::middleware::from_fn_with_state(
+            gate_by,
+            host_gate::gate,
+        ))
         .with_state(api)
 }

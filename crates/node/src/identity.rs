@@ -167,6 +167,26 @@ impl HostKey {
     /// Reads a credential file written by `buoy credential issue`; refused when others can
     /// read it or when it names another host than `expected` (this agent's `--name`).
     pub fn load(path: &Path, expected: &str) -> Result<HostKey, IdentityError> {
+        let key = HostKey::read(path, expected)?;
+        if key.name != expected {
+            return Err(IdentityError::Invalid {
+                path: path.display().to_string(),
+                why: format!(
+                    "this credential is host `{}`'s, and this agent is `{expected}`: issue one for `{expected}`",
+                    key.name
+                ),
+            });
+        }
+        Ok(key)
+    }
+
+    /// Reads a credential file whatever host it names (the CLI signing a call to that host's
+    /// own routes); refused when others can read it.
+    pub fn load_any(path: &Path) -> Result<HostKey, IdentityError> {
+        HostKey::read(path, "HOST")
+    }
+
+    fn read(path: &Path, expected: &str) -> Result<HostKey, IdentityError> {
         let invalid = |why: String| IdentityError::Invalid {
             path: path.display().to_string(),
             why,
@@ -177,12 +197,6 @@ impl HostKey {
                 "not a host credential ({e}); issue one with `buoy credential issue {expected} --cluster-secret FILE --out FILE`"
             ))
         })?;
-        if f.host != expected {
-            return Err(invalid(format!(
-                "this credential is host `{}`'s, and this agent is `{expected}`: issue one for `{expected}`",
-                f.host
-            )));
-        }
         let raw = Key::from_hex(&f.key).map_err(|e| invalid(e.to_string()))?;
         Ok(HostKey::new(&f.host, raw))
     }
@@ -393,7 +407,7 @@ pub enum Refused {
     )]
     NotAServer(String),
     #[error(
-        "this host answers only calls the control plane signed for it: ask a server (it relays what the operator's token allows, e.g. GET /v1/instances/ID/logs)"
+        "this host answers its own routes only to calls signed with its credential: ask a server (it relays what an operator's token allows, e.g. GET /v1/instances/ID/logs), or run the CLI on this host with --credential FILE (BUOY_CREDENTIAL)"
     )]
     NotFromControlPlane,
 }

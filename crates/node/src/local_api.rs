@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use crate::gossip::faults::FaultFilter;
 use crate::gossip::runtime::Shared;
-use crate::http::auth::{Auth, require_token};
 use crate::http::error::error;
+use crate::http::host_gate::{self, HostGate};
 
 /// State of the HTTP handlers.
 #[derive(Clone)]
@@ -24,15 +24,19 @@ pub struct Api {
     pub label: String,
 }
 
-pub fn router(api: Api, auth: Auth) -> Router {
-    // With tokens configured, everything but liveness and metrics needs one (a read token
-    // for the membership).
+pub fn router(api: Api, gate_by: HostGate) -> Router {
+    // Everything but liveness and metrics passes the host's gate: a call signed with this
+    // host's credential, or a token where the agent has tokens (a read token for the
+    // membership).
     let admin = Router::new()
         .route("/v1/members", get(members))
         .route("/v1/keyring/reload", post(reload_keyring))
         .route("/v1/debug/faults", get(get_faults).post(set_faults))
         .route("/v1/debug/double-run", axum::routing::post(set_double_run))
-        .route_layer(axum::middleware::from_fn_with_state(auth, require_token))
+        .route_layer(axum::middleware::from_fn_with_state(
+            gate_by,
+            host_gate::gate,
+        ))
         .with_state(api.clone());
     Router::new()
         .route(

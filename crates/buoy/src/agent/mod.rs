@@ -286,6 +286,13 @@ async fn serve(s: Settings) -> Result<()> {
             "no cgroup v2 containment ({why}): instances are contained by process groups only, so a daemon that calls setsid escapes its instance's stop and kill, and they cannot be frozen across a suspend"
         ),
     }
+    if s.server.is_some() && !s.auth.required() && !s.http.ip().is_loopback() {
+        warn!(
+            http = %s.http,
+            "this server has no tokens file: its whole API, and this host's own routes, answer anyone who can reach {}; give it --tokens FILE (see the README's `Tokens`)",
+            s.http
+        );
+    }
     if watchdog.is_none() && s.watchdog_device.is_none() {
         if s.unsafe_no_watchdog {
             warn!(
@@ -323,18 +330,20 @@ async fn serve(s: Settings) -> Result<()> {
         cp.clone(),
         s.auth.clone(),
     );
+    let host_gate = node::http::host_gate::HostGate {
+        auth: s.auth.clone(),
+        credential: s.identity.credential(),
+        signed_only: matches!(s.identity, Identity::Host(_)),
+    };
     let host_routes = node::host_api::router(
         HostApi {
             keeper: keeper.clone(),
             gossip: shared.clone(),
             supervisor: supervisor.clone(),
         },
-        node::host_api::HostGate {
-            auth: s.auth.clone(),
-            credential: s.identity.credential(),
-        },
+        host_gate.clone(),
     );
-    let router = node::local_api::router(api, s.auth.clone())
+    let router = node::local_api::router(api, host_gate)
         .merge(lease_routes)
         .merge(host_routes)
         .nest(server::masakari::PREFIX, masakari_router)

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 
 /// Flags of `buoy members`.
@@ -19,10 +19,36 @@ pub struct MembersArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// The credential file of the agent's host (its `--credential`): signs the call, for an
+    /// agent that has no tokens file (a host answers its own routes only to signed calls).
+    #[arg(long, env = "BUOY_CREDENTIAL")]
+    pub credential: Option<std::path::PathBuf>,
 }
 
 pub fn members(args: MembersArgs) -> Result<()> {
-    let v = client::get_json(args.http, "/v1/members")?;
+    let path = "/v1/members";
+    let key = match &args.credential {
+        Some(file) => Some(
+            node::identity::HostKey::load_any(file)
+                .with_context(|| format!("--credential {}", file.display()))?,
+        ),
+        None => None,
+    };
+    let v = client::call_json_with(args.http, "GET", path, None, |body| match &key {
+        Some(k) => k
+            .sign_call(
+                "operator",
+                "GET",
+                path,
+                node::identity::wall_ms(),
+                &node::identity::nonce(),
+                body,
+            )
+            .headers()
+            .into_iter()
+            .collect(),
+        None => Vec::new(),
+    })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());

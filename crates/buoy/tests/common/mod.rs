@@ -15,6 +15,8 @@ pub struct Cluster {
     pub net: u8,
     pub agents: Vec<(String, Child)>,
     pub dir: PathBuf,
+    /// The name each agent index was last started with (`h{i}` unless told otherwise).
+    names: std::cell::RefCell<BTreeMap<u8, String>>,
 }
 
 impl Cluster {
@@ -25,6 +27,7 @@ impl Cluster {
             net,
             agents: Vec::new(),
             dir,
+            names: Default::default(),
         }
     }
 
@@ -34,6 +37,36 @@ impl Cluster {
 
     pub fn http(&self, i: u8) -> SocketAddr {
         SocketAddr::from(([127, 0, self.net, i], 7070))
+    }
+
+    /// A signed `GET path` of agent `i`'s own routes (its lease, supervisor, members...), as
+    /// its gate asks (`node::http::host_gate`): with its credential, from the cluster secret.
+    pub fn host_get(&self, i: u8, path: &str) -> Option<(u16, String)> {
+        self.host_call(i, "GET", path, "")
+    }
+
+    /// A signed `POST path` of agent `i`'s own routes (its fault filter, key reload...).
+    pub fn host_post(&self, i: u8, path: &str, body: &str) -> Option<(u16, String)> {
+        self.host_call(i, "POST", path, body)
+    }
+
+    /// Records that agent `i` runs as `name` (for an agent started without [`Cluster::command`]).
+    #[allow(dead_code)]
+    pub fn set_name(&self, i: u8, name: &str) {
+        self.names.borrow_mut().insert(i, name.to_string());
+    }
+
+    fn host_call(&self, i: u8, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+        let name = self.names.borrow().get(&i).cloned();
+        let signed = lab::identity_files::sign_for(
+            &self.dir,
+            &name.unwrap_or_else(|| format!("h{i}")),
+            method,
+            path,
+            body.as_bytes(),
+        );
+        let headers: Vec<(&str, &str)> = signed.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        request_with(self.http(i), method, path, &headers, body)
     }
 
     /// The identity flags of agent `name` started with `extra`: the cluster secret for a
@@ -56,6 +89,7 @@ impl Cluster {
     }
 
     pub fn command(&self, i: u8, name: &str, extra: &[String]) -> Command {
+        self.names.borrow_mut().insert(i, name.to_string());
         let mut c = Command::new(env!("CARGO_BIN_EXE_buoy"));
         c.args([
             "agent",
@@ -130,7 +164,7 @@ impl Cluster {
 
     /// Agent `i`'s view: member -> (state, incarnation).
     pub fn view(&self, i: u8) -> BTreeMap<String, (String, u64)> {
-        let Some((200, body)) = get(self.http(i), "/v1/members") else {
+        let Some((200, body)) = self.host_get(i, "/v1/members") else {
             return BTreeMap::new();
         };
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -174,7 +208,7 @@ impl Cluster {
     }
 
     pub fn faults(&self, i: u8, body: &str) {
-        let (status, answer) = post(self.http(i), "/v1/debug/faults", body).unwrap();
+        let (status, answer) = self.host_post(i, "/v1/debug/faults", body).unwrap();
         assert_eq!(status, 200, "{answer}");
     }
 }
@@ -339,7 +373,7 @@ pub fn create(c: &Cluster, path: &str, body: serde_json::Value) -> serde_json::V
 
 /// What agent `i`'s supervisor reports about instance `name`.
 pub fn observed(c: &Cluster, i: u8, name: &str) -> Option<serde_json::Value> {
-    let (_, body) = get(c.http(i), "/v1/supervisor")?;
+    let (_, body) = c.host_get(i, "/v1/supervisor")?;
     json(&body)["instances"]
         .as_array()?
         .iter()

@@ -198,7 +198,7 @@ pub fn failover(args: FailoverBenchArgs) -> Result<()> {
         if args.inject_double_run {
             // The instances it keeps: ended by the benchmark itself at the end (no watchdog
             // will).
-            if let Ok(sup) = get(c.http(victim), "/v1/supervisor") {
+            if let Ok(sup) = c.host_call(victim, "GET", "/v1/supervisor", None) {
                 kept.extend(
                     sup["instances"]
                         .as_array()
@@ -207,10 +207,11 @@ pub fn failover(args: FailoverBenchArgs) -> Result<()> {
                         .filter_map(|o| o["pid"].as_i64().map(|p| p as i32)),
                 );
             }
-            post(
-                c.http(victim),
+            c.host_call(
+                victim,
+                "POST",
                 "/v1/debug/double-run",
-                json!({"keep_instances_without_lease": true}),
+                Some(&json!({"keep_instances_without_lease": true})),
             )?;
             // The agent disarms its watchdog at its next reconcile.
             std::thread::sleep(Duration::from_millis(500));
