@@ -39,12 +39,58 @@ struct Proofs {
     by_name: Mutex<HashMap<String, Proof>>,
 }
 
-/// Where the proof of one claimed server stands (for the address gossip gave).
+/// How long a proof holds before the server is asked again (it stays trusted meanwhile).
+const REPROVE_EVERY: Duration = Duration::from_secs(60);
+
+/// The claim a proof is for: the address gossip gave, at the member's incarnation. A member
+/// that comes back under a new incarnation (a restart, or another process taking the name and
+/// address of a dead server) is untrusted until it proves itself again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Claim {
+    http: String,
+    incarnation: u32,
+}
+
+/// Where the proof of one claimed server stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Proof {
-    Asking { http: String },
-    Proven { http: String },
-    Failed { http: String, retry_at: Instant },
+    /// Asked, not trusted yet.
+    Asking(Claim),
+    /// Proven; asked again from `until` on.
+    Proven {
+        claim: Claim,
+        until: Instant,
+    },
+    /// Asked again after [`REPROVE_EVERY`]: trusted while the answer comes.
+    Reproving(Claim),
+    Failed {
+        claim: Claim,
+        retry_at: Instant,
+    },
+}
+
+impl Proof {
+    /// Whether this proof makes `claim` trusted now.
+    fn trusts(&self, claim: &Claim) -> bool {
+        matches!(self, Proof::Proven { claim: c, .. } | Proof::Reproving(c) if c == claim)
+    }
+
+    /// Whether `claim` needs a challenge now.
+    fn due(&self, claim: &Claim, now: Instant) -> bool {
+        match self {
+            Proof::Asking(c) | Proof::Reproving(c) => c != claim,
+            Proof::Proven { claim: c, until } => c != claim || *until <= now,
+            Proof::Failed { claim: c, retry_at } => c != claim || *retry_at <= now,
+        }
+    }
+
+    /// The claim this proof is about.
+    fn claim(&self) -> &Claim {
+        match self {
+            Proof::Asking(c) | Proof::Reproving(c) => c,
+            Proof::Proven { claim, .. } | Proof::Failed { claim, .. } => claim,
+        }
+    }
 }
 
 impl ServerDirectory {
@@ -92,105 +138,107 @@ impl ServerDirectory {
         let mut servers: Vec<ServerNode> = self
             .claims(keep)
             .into_iter()
-            .filter(|s| self.is_proven(s))
+            .filter(|(s, claim)| self.is_proven(s, claim))
+            .map(|(s, _)| s)
             .collect();
         servers.sort_by(|a, b| a.name.cmp(&b.name));
         servers
     }
 
     /// The members that claim the server role in gossip, in states `keep`.
-    fn claims(&self, keep: impl Fn(MemberState) -> bool) -> Vec<ServerNode> {
+    fn claims(&self, keep: impl Fn(MemberState) -> bool) -> Vec<(ServerNode, Claim)> {
         self.gossip.read(|sw| {
             sw.members()
                 .iter()
                 .filter(|m| m.meta().role == Role::Server && keep(m.state))
                 .filter_map(|m| {
-                    m.meta().http.map(|http| ServerNode {
-                        name: m.name().to_string(),
-                        http: http.to_string(),
+                    m.meta().http.map(|http| {
+                        let server = ServerNode {
+                            name: m.name().to_string(),
+                            http: http.to_string(),
+                        };
+                        let claim = Claim {
+                            http: server.http.clone(),
+                            incarnation: m.incarnation.0,
+                        };
+                        (server, claim)
                     })
                 })
                 .collect()
         })
     }
 
-    fn is_proven(&self, s: &ServerNode) -> bool {
+    fn is_proven(&self, s: &ServerNode, claim: &Claim) -> bool {
         let Some(p) = &self.proofs else {
             return true;
         };
         if p.me.as_ref() == Some(s) {
             return true;
         }
-        lock(&p.by_name).get(&s.name)
-            == Some(&Proof::Proven {
-                http: s.http.clone(),
-            })
+        lock(&p.by_name)
+            .get(&s.name)
+            .is_some_and(|proof| proof.trusts(claim))
     }
 
-    /// Challenges every member that claims the server role and has not proven it yet (again
-    /// when its address changes), for as long as the agent runs.
+    /// Challenges every member that claims the server role and has not proven it yet, again
+    /// when its address or incarnation changes (untrusted until it answers), and every
+    /// [`REPROVE_EVERY`] (trusted meanwhile), for as long as the agent runs.
     pub async fn run_proofs(self) {
         let Some(p) = self.proofs.clone() else {
             return;
         };
         loop {
             let now = Instant::now();
-            for claimed in self.claims(|s| s != MemberState::Left) {
-                if p.me.as_ref() == Some(&claimed) {
+            for (server, claim) in self.claims(|s| s != MemberState::Left) {
+                if p.me.as_ref() == Some(&server) {
                     continue;
                 }
                 let mut table = lock(&p.by_name);
-                let due = match table.get(&claimed.name) {
-                    None => true,
-                    Some(Proof::Asking { http } | Proof::Proven { http }) => *http != claimed.http,
-                    Some(Proof::Failed { http, retry_at }) => {
-                        *http != claimed.http || *retry_at <= now
-                    }
-                };
-                if !due {
+                let before = table.get(&server.name).cloned();
+                if before.as_ref().is_some_and(|b| !b.due(&claim, now)) {
                     continue;
                 }
-                let first = !matches!(table.get(&claimed.name), Some(Proof::Failed { http, .. }) if *http == claimed.http);
-                table.insert(
-                    claimed.name.clone(),
-                    Proof::Asking {
-                        http: claimed.http.clone(),
-                    },
-                );
+                // Warn once per claim, not at every retry of the same one.
+                let first = !matches!(&before, Some(Proof::Failed { claim: c, .. }) if *c == claim);
+                let asking = match &before {
+                    Some(b) if b.trusts(&claim) => Proof::Reproving(claim.clone()),
+                    _ => Proof::Asking(claim.clone()),
+                };
+                let again = matches!(asking, Proof::Reproving(_));
+                table.insert(server.name.clone(), asking.clone());
                 drop(table);
                 let p = p.clone();
                 tokio::spawn(async move {
                     let result =
-                        server_proof::challenge(&p.client, &claimed, &p.key, PROOF_TIMEOUT).await;
+                        server_proof::challenge(&p.client, &server, &p.key, PROOF_TIMEOUT).await;
                     let next = match result {
                         Ok(()) => {
-                            info!(server = %claimed.name, http = %claimed.http, "server proven: it holds the cluster secret");
+                            if !again {
+                                info!(server = %server.name, http = %server.http, "server proven: it holds the cluster secret");
+                            }
                             Proof::Proven {
-                                http: claimed.http.clone(),
+                                claim: claim.clone(),
+                                until: Instant::now() + REPROVE_EVERY,
                             }
                         }
                         Err(why) => {
                             if first {
                                 warn!(
-                                    member = %claimed.name,
-                                    http = %claimed.http,
+                                    member = %server.name,
+                                    http = %server.http,
                                     "a member claims the server role but has not proven it holds the cluster secret ({why}); nothing is sent to it until it does"
                                 );
                             }
                             Proof::Failed {
-                                http: claimed.http.clone(),
+                                claim: claim.clone(),
                                 retry_at: Instant::now() + RETRY_AFTER,
                             }
                         }
                     };
                     let mut table = lock(&p.by_name);
-                    // Only if gossip has not moved the claim elsewhere meanwhile.
-                    if table.get(&claimed.name)
-                        == Some(&Proof::Asking {
-                            http: claimed.http.clone(),
-                        })
-                    {
-                        table.insert(claimed.name, next);
+                    // Only if gossip has not moved the claim on meanwhile.
+                    if table.get(&server.name).map(Proof::claim) == Some(asking.claim()) {
+                        table.insert(server.name, next);
                     }
                 });
             }
@@ -201,4 +249,40 @@ impl ServerDirectory {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(inc: u32) -> Claim {
+        Claim {
+            http: "127.0.0.1:7070".into(),
+            incarnation: inc,
+        }
+    }
+
+    #[test]
+    fn a_proof_holds_for_its_claim_only_and_is_asked_again_in_time() {
+        let now = Instant::now();
+        let proven = Proof::Proven {
+            claim: claim(3),
+            until: now + REPROVE_EVERY,
+        };
+        assert!(proven.trusts(&claim(3)) && !proven.due(&claim(3), now));
+        // The same name and address under a new incarnation (a restart, or an impostor that
+        // took a dead server's address): untrusted, asked at once.
+        assert!(!proven.trusts(&claim(4)) && proven.due(&claim(4), now));
+        // Its time is up: asked again, and trusted while asked.
+        assert!(proven.due(&claim(3), now + REPROVE_EVERY));
+        assert!(Proof::Reproving(claim(3)).trusts(&claim(3)));
+        assert!(!Proof::Reproving(claim(3)).due(&claim(3), now));
+        assert!(!Proof::Asking(claim(3)).trusts(&claim(3)));
+        let failed = Proof::Failed {
+            claim: claim(3),
+            retry_at: now + RETRY_AFTER,
+        };
+        assert!(!failed.trusts(&claim(3)) && !failed.due(&claim(3), now));
+        assert!(failed.due(&claim(3), now + RETRY_AFTER) && failed.due(&claim(4), now));
+    }
 }
