@@ -509,3 +509,41 @@ fn a_host_answers_the_control_plane_for_an_operator_it_holds_no_token_for() {
         200
     );
 }
+
+#[test]
+fn a_host_cut_from_the_leader_renews_its_signed_lease_through_a_follower() {
+    let mut c = Cluster::new(95);
+    for i in 1..=3 {
+        let dir = c.dir.join(format!("d{i}")).display().to_string();
+        let args = ["--server", "--bootstrap-expect", "3", "--data-dir", &dir];
+        c.start(i, &args.map(String::from));
+    }
+    c.start_agent(4, None, &[]);
+    let held = |c: &Cluster| {
+        c.host_get(4, "/v1/lease")
+            .is_some_and(|(_, b)| json(&b)["held"] == true)
+    };
+    wait_until(Duration::from_secs(30), || held(&c))
+        .unwrap_or_else(|| panic!("h4 never held its lease:\n{}", c.log(4)));
+    let leader = json(&get(c.http(1), "/v1/status").unwrap().1)["leader"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // h4 loses every packet to and from the leader, gossip and HTTP: its signed renewals go
+    // to a follower, which forwards them to the leader with the host's signature.
+    c.faults(
+        4,
+        &format!(r#"{{"drop":[{{"peer":"{leader}","direction":"both"}}]}}"#),
+    );
+    // Five lease lifetimes (1 s each with the local profile): held throughout.
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < Duration::from_secs(5) {
+        assert!(
+            held(&c),
+            "h4 lost its lease {:?} after being cut from the leader {leader}:\n{}",
+            t0.elapsed(),
+            c.log(4)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
