@@ -31,32 +31,12 @@ pub fn decode_spec<S: DeserializeOwned>(body: &[u8]) -> ApiResult<(S, Option<u64
 /// Decodes a JSON object into `S`, naming the offending field on error. Structs are read
 /// from objects only, as the document says ([`StrictValue`]).
 pub fn decode_map<S: DeserializeOwned>(map: Map<String, Value>) -> ApiResult<S> {
-    let mut value = Value::Object(map);
-    integral_floats(&mut value);
-    serde_path_to_error::deserialize(StrictValue(value)).map_err(|e| {
+    serde_path_to_error::deserialize(StrictValue(Value::Object(map))).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
         let field = (path != ".").then_some(path);
         bad_request(field.as_deref(), &inner)
     })
-}
-
-/// JSON Schema counts `2.0` as an integer, and so does the API: a number without a fraction
-/// is read as an integer wherever one is expected.
-fn integral_floats(v: &mut Value) {
-    match v {
-        Value::Number(n) if n.is_f64() => {
-            if let Some(f) = n.as_f64()
-                && f.fract() == 0.0
-                && f.abs() < 9.0e15
-            {
-                *v = Value::from(f as i64);
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(integral_floats),
-        Value::Object(o) => o.values_mut().for_each(integral_floats),
-        _ => {}
-    }
 }
 
 /// The version an update or delete expects: `If-Match` header, else the body or `?version=`.
