@@ -56,6 +56,10 @@ pub struct MembershipArgs {
     /// before an agent runs it.
     #[arg(long = "timing", value_name = "KEY=VALUE")]
     pub timing: Vec<String>,
+    /// Pad member names to this many bytes (`n000123`), as real host names are long; names
+    /// travel in every ping, suspicion and refutation. Default: as short as can be (`n123`).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
+    pub name_len: u16,
 }
 
 fn parse_range_ms(s: &str) -> Result<(Duration, Duration), String> {
@@ -98,6 +102,7 @@ pub fn membership(args: MembershipArgs) -> Result<()> {
         encrypted: !args.plaintext,
         ..MembershipScenario::new(args.nodes, Duration::from_secs(args.duration), args.seed)
     };
+    sim::scenario::set_name_len(usize::from(args.name_len));
     let wall = std::time::Instant::now();
     let report = scenario.run().map_err(anyhow::Error::msg)?;
     let wall_ms = wall.elapsed().as_millis() as u64;
@@ -140,6 +145,7 @@ fn report_json(r: &MembershipReport, args: &MembershipArgs, wall_ms: u64) -> ser
         "foca_timing": (args.implementation == "foca").then_some(&args.foca_timing),
         "profile": args.profile,
         "timing": args.timing,
+        "name_len": args.name_len,
         "nodes": r.nodes,
         "seed": r.seed,
         "duration_s": r.duration_s,

@@ -154,9 +154,22 @@ pub fn sim_addr(i: usize) -> SocketAddr {
     )
 }
 
-/// The name of simulated node `i`.
+/// The length simulated member names are padded to ([`set_name_len`]); 0: as short as can be.
+static NAME_LEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Pads every simulated member name to at least `len` bytes (`n` and the zero-padded index),
+/// as real host names are long: names travel in every ping, suspicion, death and refutation,
+/// so the bytes on the wire depend on them. Set it before a simulation starts.
+pub fn set_name_len(len: usize) {
+    NAME_LEN.store(len, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The name of simulated node `i`: `n17`, or `n0000000000017` when padded.
 pub fn sim_name(i: usize) -> String {
-    format!("n{i}")
+    let width = NAME_LEN
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .saturating_sub(1);
+    format!("n{i:0width$}")
 }
 
 /// A membership implementation the scenario can run.
@@ -176,10 +189,9 @@ pub trait ScenarioNode: Protocol + Sized + Send + 'static {
 
 impl ScenarioNode for Swim {
     fn formed(n: usize, config: &Config, seeds: &[u64], _: Implementation) -> Vec<Swim> {
-        let meta = sim_metadata();
         let config = Arc::new(config.clone());
         let ids: Vec<Arc<Identity>> = (0..n)
-            .map(|i| Arc::new(Identity::new(&sim_name(i), sim_addr(i), meta.clone())))
+            .map(|i| Arc::new(Identity::new(&sim_name(i), sim_addr(i), sim_metadata(i))))
             .collect();
         // Each thread clones from its own copy of the identities: sharing stays within a thread,
         // so 100 million reference-count increments never bounce a cache line between cores.
@@ -189,7 +201,7 @@ impl ScenarioNode for Swim {
                 config.clone(),
                 &id.name,
                 id.addr,
-                meta.clone(),
+                id.meta.clone(),
                 seeds[i],
                 Instant::ZERO,
             )
@@ -231,13 +243,16 @@ impl ScenarioNode for Swim {
     }
 }
 
-fn sim_metadata() -> Metadata {
+/// Member `i`'s metadata, as a real agent announces it: its segment, role, capacity and the
+/// address of its HTTP API.
+fn sim_metadata(i: usize) -> Metadata {
     Metadata {
-        segment: "sim".into(),
+        segment: "default".into(),
         capacity: Capacity {
             cpus: 8,
             memory_mb: 32768,
         },
+        http: Some(SocketAddr::new(sim_addr(i).ip(), 7070)),
         ..Metadata::default()
     }
 }

@@ -7,7 +7,7 @@ use crate::event::Event;
 use std::sync::Arc;
 
 use crate::member::{Identity, Incarnation, Member, MemberState};
-use crate::message::{Alive, Dead, MemberSnapshot, Message, Suspect};
+use crate::message::{Alive, Dead, MemberSnapshot, Message, Refute, Suspect};
 use crate::suspicion::Suspicion;
 use crate::swim::Swim;
 use crate::time::Instant;
@@ -65,15 +65,32 @@ impl Swim {
         } else {
             Urgency::Alive
         };
-        self.clear_suspicion(&a.name);
-        self.set_incarnation(i, a.incarnation);
         let m = &mut self.roster[i];
         if m.addr() != a.addr || *m.meta() != a.meta {
             m.id = Arc::new(m.id.moved(a.addr, a.meta.clone()));
         }
+        let (name, incarnation) = (a.name.clone(), a.incarnation);
+        self.now_alive(now, i, prev, name, incarnation, urgency, Message::Alive(a));
+    }
+
+    /// Member `name` (roster index `i`, `prev` until now) is alive at `incarnation`: its
+    /// suspicion ends, `news` is passed on, and the layers above hear of it.
+    #[allow(clippy::too_many_arguments)]
+    fn now_alive(
+        &mut self,
+        now: Instant,
+        i: usize,
+        prev: MemberState,
+        name: String,
+        incarnation: Incarnation,
+        urgency: Urgency,
+        news: Message,
+    ) {
+        self.clear_suspicion(&name);
+        self.set_incarnation(i, incarnation);
         self.set_state(i, MemberState::Alive, now);
-        let (name, addr, incarnation) = (a.name.clone(), a.addr, a.incarnation);
-        self.rebroadcast(urgency, &name, Message::Alive(a));
+        let addr = self.roster[i].addr();
+        self.rebroadcast(urgency, &name, news);
         self.emit(match prev {
             MemberState::Dead | MemberState::Left => Event::MemberJoined {
                 name,
@@ -119,6 +136,37 @@ impl Swim {
         if a.incarnation > my_inc || (a.incarnation == my_inc && !same_meta) {
             self.refute(a.incarnation, None);
         }
+    }
+
+    /// A refutation without metadata: a known member is alive at a newer incarnation, at the
+    /// address and with the metadata already held for it (a refutation never changes them; a
+    /// member that moved or changed announces a full alive). An unknown name is ignored.
+    pub(crate) fn on_refute(&mut self, now: Instant, r: Refute) {
+        if r.name == self.name {
+            // Someone speaks for a newer version of us: stand by the current one.
+            if r.incarnation > self.me().incarnation && !self.leaving {
+                self.refute(r.incarnation, None);
+            }
+            return;
+        }
+        let Some(i) = self.roster.find(&r.name) else {
+            return;
+        };
+        let m = &self.roster[i];
+        if r.incarnation <= m.incarnation {
+            return;
+        }
+        let prev = m.state;
+        let (name, incarnation) = (r.name.clone(), r.incarnation);
+        self.now_alive(
+            now,
+            i,
+            prev,
+            name,
+            incarnation,
+            Urgency::Alive,
+            Message::Refute(r),
+        );
     }
 
     pub(crate) fn on_suspect(&mut self, now: Instant, s: Suspect) {
@@ -238,7 +286,17 @@ impl Swim {
     /// accuser and a few random members as well as queued for gossip.
     pub(crate) fn refute(&mut self, accused: Incarnation, accuser: Option<&str>) {
         let inc = self.me().incarnation.max(accused).next();
+        // The accuser and a few others get the full alive; gossip carries the short form.
         let frame = self.announce_self(inc, Urgency::Alive);
+        if self.config.short_refutations {
+            let short = Message::Refute(Refute {
+                incarnation: inc,
+                name: self.name.clone(),
+            })
+            .encode_frame();
+            let me = self.name.clone();
+            self.broadcasts.push(Urgency::Alive, Some(&me), short);
+        }
         self.counters.refutations += 1;
         let mut targets = self.random_live_addrs(self.config.gossip_nodes, accuser);
         if let Some(a) = accuser

@@ -45,6 +45,15 @@ pub struct Alive {
     pub meta: Metadata,
 }
 
+/// `name` is alive at `incarnation`, at the address and with the metadata already known: a
+/// refutation without the metadata a full [`Alive`] carries. Members that do not know `name`
+/// ignore it (the refuter sends full alives to its accuser and a few others).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refute {
+    pub incarnation: Incarnation,
+    pub name: String,
+}
+
 /// `from` suspects `name` at `incarnation`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Suspect {
@@ -90,6 +99,7 @@ pub enum Message {
     Dead(Dead),
     User(UserMessage),
     Query(Query),
+    Refute(Refute),
 }
 
 /// One member's entry in a push-pull exchange.
@@ -130,6 +140,7 @@ mod tag {
     pub const DEAD: u8 = 7;
     pub const USER: u8 = 8;
     pub const QUERY: u8 = 9;
+    pub const REFUTE: u8 = 10;
     pub const PUSH_PULL: u8 = 20;
     pub const STREAM_PING: u8 = 21;
     pub const STREAM_ACK: u8 = 22;
@@ -197,6 +208,11 @@ impl Message {
                 body.str(&q.name);
                 tag::QUERY
             }
+            Message::Refute(r) => {
+                body.incarnation(r.incarnation);
+                body.str(&r.name);
+                tag::REFUTE
+            }
         };
         *out = body.into_bytes();
         out[start] = t;
@@ -259,6 +275,10 @@ impl Message {
                 payload: r.bytes("user payload", MAX_USER_PAYLOAD)?.to_vec(),
             }),
             tag::QUERY => Message::Query(Query {
+                incarnation: r.incarnation()?,
+                name: r.name()?,
+            }),
+            tag::REFUTE => Message::Refute(Refute {
                 incarnation: r.incarnation()?,
                 name: r.name()?,
             }),
@@ -528,6 +548,10 @@ mod tests {
             }),
             Message::Ack { seq: u32::MAX },
             Message::Nack { seq: 0 },
+            Message::Refute(Refute {
+                incarnation: Incarnation(4),
+                name: "a".into(),
+            }),
             Message::Alive(Alive {
                 incarnation: Incarnation(3),
                 name: "a".into(),

@@ -250,6 +250,7 @@ impl Swim {
             Message::Ack { seq } => self.on_ack(now, seq),
             Message::Nack { seq } => self.on_nack(seq),
             Message::Alive(a) => self.on_alive(now, a),
+            Message::Refute(r) => self.on_refute(now, r),
             Message::Suspect(s) => self.on_suspect(now, s),
             Message::Dead(d) => self.on_dead(now, d),
             Message::User(u) => self.on_user(u),

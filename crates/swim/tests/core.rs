@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use swim::message::{self, Alive, Message, Ping, Suspect, decode_packet, encode_packet};
+use swim::message::{self, Alive, Message, Ping, Refute, Suspect, decode_packet, encode_packet};
 use swim::{Config, Event, Incarnation, Instant, MemberState, Metadata, Output, Swim};
 
 fn addr(i: u8) -> SocketAddr {
@@ -43,18 +43,9 @@ fn packets(s: &mut Swim) -> Vec<(SocketAddr, Vec<Message>)> {
 
 #[test]
 fn a_suspicion_about_itself_is_refuted_with_a_higher_incarnation_sent_to_the_accuser() {
-    let mut a = node("a", 1);
-    let t = Instant::ZERO;
-    a.handle_packet(t, addr(2), &encode_packet(&[alive("b", 2, 0)]));
-    packets(&mut a);
-    let accusation = Suspect {
-        incarnation: Incarnation(0),
-        name: "a".into(),
-        from: "b".into(),
-    };
-    a.handle_packet(t, addr(2), &encode_packet(&[Message::Suspect(accusation)]));
+    let (a, sent) = accused_by_b(Config::lan());
     assert_eq!(a.me().incarnation, Incarnation(1));
-    let to_b: Vec<Message> = packets(&mut a)
+    let to_b: Vec<Message> = sent
         .into_iter()
         .filter(|(to, _)| *to == addr(2))
         .flat_map(|(_, m)| m)
@@ -68,6 +59,106 @@ fn a_suspicion_about_itself_is_refuted_with_a_higher_incarnation_sent_to_the_acc
         1,
         "being suspected raises the local health score"
     );
+}
+
+fn refute(name: &str, inc: u32) -> Message {
+    Message::Refute(Refute {
+        incarnation: Incarnation(inc),
+        name: name.into(),
+    })
+}
+
+/// Member `a`, knowing b, c and d, suspected by b; with what it sent then.
+fn accused_by_b(config: Config) -> (Swim, Vec<(SocketAddr, Vec<Message>)>) {
+    let mut a = Swim::new(config, "a", addr(1), Metadata::default(), 1, Instant::ZERO).unwrap();
+    let t = Instant::ZERO;
+    for (i, n) in [(2, "b"), (3, "c"), (4, "d")] {
+        a.handle_packet(t, addr(i), &encode_packet(&[alive(n, i, 0)]));
+    }
+    packets(&mut a);
+    let accusation = Suspect {
+        incarnation: Incarnation(0),
+        name: "a".into(),
+        from: "b".into(),
+    };
+    a.handle_packet(t, addr(2), &encode_packet(&[Message::Suspect(accusation)]));
+    let sent = packets(&mut a);
+    (a, sent)
+}
+
+#[test]
+fn a_refutation_is_gossiped_short_and_the_accuser_gets_the_full_alive() {
+    let t = Instant::ZERO;
+    let (mut a, sent) = accused_by_b(Config::lan());
+    assert!(sent.iter().any(|(to, m)| {
+        *to == addr(2)
+            && m.iter()
+                .any(|m| matches!(m, Message::Alive(x) if x.incarnation == Incarnation(1)))
+    }));
+    // What rides later packets is the short form, without the metadata.
+    a.handle_timeout(t + Duration::from_secs(1));
+    let later: Vec<Message> = packets(&mut a).into_iter().flat_map(|(_, m)| m).collect();
+    assert!(later.contains(&refute("a", 1)), "{later:?}");
+    assert!(
+        !later
+            .iter()
+            .any(|m| matches!(m, Message::Alive(x) if x.name == "a"))
+    );
+    // Our own refutation echoed back is not a new accusation: no second refutation.
+    a.handle_packet(t, addr(3), &encode_packet(&[refute("a", 1)]));
+    assert_eq!(a.me().incarnation, Incarnation(1));
+    assert_eq!(a.counters().refutations, 1);
+    // One naming a newer version of us than ours is answered like an alive would be.
+    a.handle_packet(t, addr(3), &encode_packet(&[refute("a", 5)]));
+    assert_eq!(a.me().incarnation, Incarnation(6));
+}
+
+#[test]
+fn while_upgrading_from_older_agents_refutations_are_gossiped_whole() {
+    // Agents built before the short form skip it: with short_refutations off, gossip carries
+    // the full alive, as they expect.
+    let config = Config {
+        short_refutations: false,
+        ..Config::lan()
+    };
+    let t = Instant::ZERO;
+    let (mut a, _) = accused_by_b(config);
+    a.handle_timeout(t + Duration::from_secs(1));
+    let later: Vec<Message> = packets(&mut a).into_iter().flat_map(|(_, m)| m).collect();
+    assert!(!later.contains(&refute("a", 1)), "{later:?}");
+    assert!(
+        later.iter().any(
+            |m| matches!(m, Message::Alive(x) if x.name == "a" && x.incarnation == Incarnation(1))
+        ),
+        "{later:?}"
+    );
+}
+
+#[test]
+fn a_short_refutation_revives_a_known_member_and_nothing_else() {
+    let mut a = node("a", 1);
+    let t = Instant::ZERO;
+    a.handle_packet(t, addr(2), &encode_packet(&[alive("b", 2, 3)]));
+    let suspect = Suspect {
+        incarnation: Incarnation(3),
+        name: "b".into(),
+        from: "c".into(),
+    };
+    a.handle_packet(t, addr(3), &encode_packet(&[Message::Suspect(suspect)]));
+    assert_eq!(a.member("b").map(|m| m.state), Some(MemberState::Suspect));
+    // Not newer: nothing changes.
+    a.handle_packet(t, addr(3), &encode_packet(&[refute("b", 3)]));
+    assert_eq!(a.member("b").map(|m| m.state), Some(MemberState::Suspect));
+    a.handle_packet(t, addr(3), &encode_packet(&[refute("b", 4)]));
+    let b = a.member("b").unwrap();
+    assert_eq!(
+        (b.state, b.incarnation),
+        (MemberState::Alive, Incarnation(4))
+    );
+    assert_eq!(b.addr(), addr(2), "the known address stays");
+    // A name nobody knows: no member is made from it (it has no address).
+    a.handle_packet(t, addr(3), &encode_packet(&[refute("z", 9)]));
+    assert!(a.member("z").is_none());
 }
 
 #[test]
@@ -227,6 +318,10 @@ fn arb_message() -> impl Strategy<Value = Message> {
                     meta,
                 })
             }),
+        (any::<u32>(), name).prop_map(|(inc, n)| Message::Refute(Refute {
+            incarnation: Incarnation(inc),
+            name: n,
+        })),
         (any::<u32>(), name, name).prop_map(|(inc, n, from)| Message::Suspect(Suspect {
             incarnation: Incarnation(inc),
             name: n,

@@ -25,6 +25,8 @@ pub struct TimingOverrides {
     pub gossip_interval: Option<String>,
     pub gossip_nodes: Option<usize>,
     pub gossip_fresh_below: Option<u32>,
+    /// Gossip refutations without metadata (false while upgrading from an older build).
+    pub short_refutations: Option<bool>,
     pub gossip_to_the_dead: Option<String>,
     pub push_pull_interval: Option<String>,
     pub reconnect_interval: Option<String>,
@@ -138,6 +140,9 @@ impl TimingOverrides {
         }
         if let Some(v) = self.gossip_fresh_below {
             c.gossip_fresh_below = v;
+        }
+        if let Some(v) = self.short_refutations {
+            c.short_refutations = v;
         }
         if let Some(v) = self.max_broadcast_queue {
             c.max_broadcast_queue = v;
