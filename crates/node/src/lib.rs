@@ -13,6 +13,8 @@
 //! - [`sleep`]: instances frozen across a suspend, thawed only with the lease held.
 //! - [`local_api`] and [`host_api`]: what a host answers about itself over HTTP.
 //! - [`http`]: the error body, tokens, the agent-to-agent client, TLS.
+//! - [`pacemaker_tools`]: Pacemaker's command-line tools as OCF agents call them (the shims'
+//!   command forms and answers).
 //!
 //! Arrows inside: `supervisor` -> `lease`, `drivers`, `watchdog`; `watchdog` -> `lease`,
 //! `cgroup`; `drivers` -> `watchdog` (what to kill), `cgroup`; `local_api` -> `supervisor`;
@@ -28,6 +30,7 @@ pub mod http;
 pub mod identity;
 pub mod lease;
 pub mod local_api;
+pub mod pacemaker_tools;
 pub mod secret_file;
 pub mod server_proof;
 pub mod servers;
