@@ -115,6 +115,6 @@ mod tests {
         assert_eq!(c.name.as_deref(), Some("host-1"));
         let mut t = swim::Config::lan();
         c.timing.apply(&mut t).unwrap();
-        assert_eq!(t.probe_interval, Duration::from_millis(100));
+        assert_eq!(t.probe_interval, Duration::from_millis(150));
     }
 }
