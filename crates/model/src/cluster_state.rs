@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::attribute::{self, Attribute, AttributeKey, AttributeScope};
 use crate::command::{Action, Change, Command, Expect, Object, Op, Outcome};
 use crate::error::StateError;
 use crate::host::Host;
@@ -17,6 +18,7 @@ use crate::notification::Notification;
 use crate::object::Kind;
 use crate::placement::{Epoch, Handoff, Placement};
 use crate::segment::Segment;
+use crate::timestamp::Timestamp;
 
 /// Segments, hosts, instances, placements and notifications, by id.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -38,6 +40,9 @@ pub struct ClusterState {
     /// The cluster's lease timing (none until the first leader writes its own).
     #[serde(default)]
     lease: Option<LeaseSettings>,
+    /// The attribute store, by [`AttributeKey::storage_key`].
+    #[serde(default)]
+    attributes: BTreeMap<String, Attribute>,
     /// The serial the next notification gets.
     next_serial: u64,
     /// Changes applied so far: the last change's index in the change feed.
@@ -66,6 +71,15 @@ impl ClusterState {
                     return (Err(e), None);
                 }
                 self.lease = Some(LeaseSettings::set(self.lease, ttl, drift));
+                return (Ok(None), None);
+            }
+            Op::SetAttribute { key, value } => {
+                return (self.set_attribute(cmd.at, key, value.as_deref()), None);
+            }
+            Op::ClearNodeAttributes { node } => {
+                self.attributes.retain(|_, a| {
+                    !(a.key.scope == AttributeScope::Status && a.key.node.as_ref() == Some(node))
+                });
                 return (Ok(None), None);
             }
             Op::Put { object, expect } => self.put(cmd, (**object).clone(), *expect),
@@ -531,6 +545,64 @@ impl ClusterState {
     /// How many changes have been applied (the change feed's latest index).
     pub fn change_index(&self) -> u64 {
         self.changes
+    }
+
+    /// Sets (or with `None` deletes) one attribute of the store.
+    fn set_attribute(&mut self, at: Timestamp, key: &AttributeKey, value: Option<&str>) -> Outcome {
+        key.validate()?;
+        let k = key.storage_key();
+        let Some(value) = value else {
+            self.attributes.remove(&k);
+            return Ok(None);
+        };
+        attribute::validate_value(value)?;
+        if !self.attributes.contains_key(&k) && self.attributes.len() >= attribute::MAX_ATTRIBUTES {
+            return Err(StateError::invalid(
+                "name",
+                format!(
+                    "the attribute store is full ({} attributes): delete attributes no agent uses any more",
+                    attribute::MAX_ATTRIBUTES
+                ),
+            ));
+        }
+        self.attributes.insert(
+            k,
+            Attribute {
+                key: key.clone(),
+                value: value.to_string(),
+                updated_at: at,
+            },
+        );
+        Ok(None)
+    }
+
+    /// One attribute of the store.
+    pub fn attribute(&self, key: &AttributeKey) -> Option<&Attribute> {
+        self.attributes.get(&key.storage_key())
+    }
+
+    /// Every attribute, ordered by scope, node, set and name.
+    pub fn attributes(&self) -> impl Iterator<Item = &Attribute> {
+        self.attributes.values()
+    }
+
+    /// The promotion scores of `resource` by node (`master-RESOURCE`; a node's transient score
+    /// wins over its permanent one). Unparseable scores are left out: they promote nothing.
+    pub fn promotion_scores(&self, resource: &str) -> BTreeMap<String, i64> {
+        let name = format!("master-{resource}");
+        let mut out = BTreeMap::new();
+        for scope in [AttributeScope::Nodes, AttributeScope::Status] {
+            for a in self.attributes.values() {
+                if a.key.scope == scope
+                    && a.key.name == name
+                    && let (Some(node), Some(score)) =
+                        (&a.key.node, attribute::parse_score(&a.value))
+                {
+                    out.insert(node.clone(), score);
+                }
+            }
+        }
+        out
     }
 
     /// The cluster's lease timing; none until a leader has written it.

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::attribute::AttributeKey;
 use crate::error::StateError;
 use crate::host::Host;
 use crate::instance::Instance;
@@ -102,6 +103,14 @@ pub enum Op {
     Noop,
     /// Sets the cluster's lease timing ([`crate::LeaseSettings`]).
     SetLease { ttl_ms: u64, drift_margin_ms: u64 },
+    /// Sets an attribute of the attribute store, or deletes it (`value: None`).
+    SetAttribute {
+        key: AttributeKey,
+        value: Option<String>,
+    },
+    /// Forgets the attributes node `node` keeps until it restarts (scope `status`): it
+    /// restarted, left or was fenced.
+    ClearNodeAttributes { node: String },
 }
 
 /// A change with the proposer's time.

@@ -6,7 +6,9 @@
 //! - [`ClusterState`] is pure: `apply(index, command)` -> outcome + change.
 //! - The object modules (`segment`, `host`, `instance`, `notification`, `placement`) hold
 //!   each type with its spec (what clients may set) and its validation.
+//! - [`attribute`]: the node attributes and cluster properties OCF agents keep (Pacemaker's).
 
+pub mod attribute;
 pub mod capacity;
 pub mod cluster_state;
 pub mod command;

@@ -1,6 +1,7 @@
 //! The state machine as a specification: what each command does, and invariants that hold
 //! after any sequence of commands.
 
+use model::attribute::{AttributeKey, AttributeScope};
 use model::host::{Host, HostSpec};
 use model::instance::{Instance, InstanceSpec};
 use model::notification::{Notification, NotificationSpec};
@@ -785,4 +786,102 @@ fn a_placement_made_after_a_delete_waits_for_the_old_copy() {
     assert!(fresh.handoffs.is_empty());
     // Deleting the instance dropped what its deleted placements left behind.
     delete(&mut s, 13, Kind::Host, "h1", None).unwrap();
+}
+
+fn attr(scope: AttributeScope, node: Option<&str>, name: &str) -> AttributeKey {
+    AttributeKey {
+        scope,
+        node: node.map(str::to_string),
+        set: None,
+        name: name.into(),
+    }
+}
+
+fn set_attr(st: &mut ClusterState, s: u64, key: &AttributeKey, value: Option<&str>) -> Outcome {
+    let cmd = Command {
+        at: at(s),
+        op: Op::SetAttribute {
+            key: key.clone(),
+            value: value.map(str::to_string),
+        },
+    };
+    let (outcome, change) = st.apply(&cmd);
+    assert!(
+        change.is_none(),
+        "attributes are not objects of the change feed"
+    );
+    outcome
+}
+
+#[test]
+fn attributes_are_read_back_as_written_and_transient_ones_go_with_their_node() {
+    use AttributeScope::*;
+    let mut st = ClusterState::default();
+    let h1_score = attr(Status, Some("h1"), "master-db");
+    set_attr(&mut st, 1, &h1_score, Some("1000")).unwrap();
+    set_attr(&mut st, 1, &attr(Nodes, Some("h2"), "master-db"), Some("5")).unwrap();
+    set_attr(
+        &mut st,
+        1,
+        &attr(Status, Some("h2"), "master-db"),
+        Some("-INFINITY"),
+    )
+    .unwrap();
+    set_attr(
+        &mut st,
+        1,
+        &attr(Status, Some("h3"), "master-db"),
+        Some("soon"),
+    )
+    .unwrap();
+    let read = st.attribute(&h1_score).unwrap();
+    assert_eq!((read.value.as_str(), read.updated_at), ("1000", at(1)));
+    // h2's transient score wins over its permanent one; an unreadable score counts for nothing.
+    let scores: Vec<(String, i64)> = st.promotion_scores("db").into_iter().collect();
+    assert_eq!(
+        scores,
+        [
+            ("h1".to_string(), 1000),
+            ("h2".to_string(), -model::attribute::INFINITY_SCORE)
+        ]
+    );
+    // h2 restarted: its transient attributes go, its permanent one stays.
+    let (out, _) = st.apply(&Command {
+        at: at(2),
+        op: Op::ClearNodeAttributes { node: "h2".into() },
+    });
+    out.unwrap();
+    assert_eq!(st.promotion_scores("db").get("h2"), Some(&5));
+    assert!(st.attribute(&h1_score).is_some());
+    // A delete, and the same state from the same commands after a snapshot round trip.
+    set_attr(&mut st, 3, &h1_score, None).unwrap();
+    assert!(st.attribute(&h1_score).is_none());
+    let back = ClusterState::from_bytes(&st.to_bytes().unwrap()).unwrap();
+    assert_eq!(
+        back.attributes().collect::<Vec<_>>(),
+        st.attributes().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn bad_attributes_are_refused_and_the_store_is_bounded() {
+    use AttributeScope::*;
+    let mut st = ClusterState::default();
+    let e = set_attr(&mut st, 1, &attr(Status, None, "x"), Some("1")).unwrap_err();
+    assert!(e.to_string().starts_with("node"), "{e}");
+    let big = "v".repeat(model::attribute::MAX_VALUE_BYTES + 1);
+    assert!(set_attr(&mut st, 1, &attr(Nodes, Some("h1"), "x"), Some(&big)).is_err());
+    for i in 0..model::attribute::MAX_ATTRIBUTES {
+        set_attr(
+            &mut st,
+            1,
+            &attr(Nodes, Some("h1"), &format!("a{i}")),
+            Some("1"),
+        )
+        .unwrap();
+    }
+    let e = set_attr(&mut st, 1, &attr(Nodes, Some("h1"), "one-more"), Some("1")).unwrap_err();
+    assert!(e.to_string().contains("full"), "{e}");
+    // Updating one that exists still works when full.
+    set_attr(&mut st, 2, &attr(Nodes, Some("h1"), "a0"), Some("2")).unwrap();
 }
