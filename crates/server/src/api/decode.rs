@@ -31,12 +31,42 @@ pub fn decode_spec<S: DeserializeOwned>(body: &[u8]) -> ApiResult<(S, Option<u64
 /// Decodes a JSON object into `S`, naming the offending field on error. Structs are read
 /// from objects only, as the document says ([`StrictValue`]).
 pub fn decode_map<S: DeserializeOwned>(map: Map<String, Value>) -> ApiResult<S> {
+    let mut map = map;
+    for (field, value) in map.iter_mut() {
+        if !FREE_FORM.contains(&field.as_str()) {
+            integral_floats(value);
+        }
+    }
     serde_path_to_error::deserialize(StrictValue(Value::Object(map))).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
         let field = (path != ".").then_some(path);
         bad_request(field.as_deref(), &inner)
     })
+}
+
+/// The fields whose values are the client's own JSON (an instance's `params`, a
+/// notification's `payload`): stored as sent, `2.0` included.
+const FREE_FORM: [&str; 2] = ["params", "payload"];
+
+/// JSON Schema counts `2.0` as an integer, and so does the API: a number without a fraction
+/// is read as an integer wherever one is expected. (Done on the value before decoding: serde
+/// reads internally tagged enums such as health checks through a buffer that no deserializer
+/// method of ours sees, so it cannot be done per field.)
+fn integral_floats(v: &mut Value) {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                *v = Value::from(f as i64);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(integral_floats),
+        Value::Object(o) => o.values_mut().for_each(integral_floats),
+        _ => {}
+    }
 }
 
 /// The version an update or delete expects: `If-Match` header, else the body or `?version=`.
@@ -167,5 +197,20 @@ mod tests {
         let e = decode_spec::<SegmentSpec>(b"{").unwrap_err();
         assert_eq!(e.field, None);
         assert!(e.message.contains("not valid JSON"));
+    }
+
+    #[test]
+    fn integral_floats_are_integers_except_in_the_clients_own_json() {
+        let body = json!({"name": "web", "max_restarts": 3.0, "params": {"ratio": 2.0},
+            "health_checks": [{"type": "http", "port": 165.0}]});
+        let Value::Object(map) = body else {
+            unreachable!()
+        };
+        let spec: InstanceSpec = decode_map(map).unwrap();
+        assert_eq!(spec.max_restarts, Some(3));
+        let params = spec.params.unwrap();
+        assert!(params["ratio"].is_f64(), "params keep 2.0: {params:?}");
+        let port = serde_json::to_value(&spec.health_checks.unwrap()[0]).unwrap()["port"].clone();
+        assert_eq!(port, json!(165));
     }
 }

@@ -1,10 +1,7 @@
 //! A JSON value read the way the OpenAPI document describes it. Serde's derived structs also
 //! accept a JSON array of their fields in order (`"capacity": [1, 2048]`), which no schema in
 //! the document allows; [`StrictValue`] refuses an array wherever a struct is expected, at any
-//! depth. JSON Schema counts `2.0` as an integer, and so does the API: where an integer is
-//! expected, a number without a fraction is read as one (free-form values, such as an
-//! instance's `params`, keep the number as sent). Everything else reads exactly as
-//! `serde_json::Value` does.
+//! depth, and reads everything else exactly as `serde_json::Value` does.
 
 use serde::de::{
     self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Unexpected,
@@ -104,36 +101,9 @@ impl<'de> Deserializer<'de> for StrictValue {
         self.0.deserialize_enum(name, variants, visitor)
     }
 
-    integers! {
-        deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_i128
-        deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64 deserialize_u128
-    }
-
     serde::forward_to_deserialize_any! {
-        bool f32 f64 char str string bytes byte_buf unit unit_struct identifier ignored_any
-    }
-}
-
-/// Integer methods: an integral float is read as the integer it equals.
-macro_rules! integers {
-    ($($method:ident)*) => {
-        $(
-            fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-                integral(self.0).deserialize_any(visitor)
-            }
-        )*
-    };
-}
-use integers;
-
-/// `v`, or the integer it equals when it is a float without a fraction.
-fn integral(v: Value) -> Value {
-    match &v {
-        Value::Number(n) if n.is_f64() => match n.as_f64() {
-            Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
-            _ => v,
-        },
-        _ => v,
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        unit unit_struct identifier ignored_any
     }
 }
 
@@ -260,23 +230,6 @@ mod tests {
         assert!(e.contains("invalid type: sequence"), "{e}");
         assert!(strict(nested).is_err());
         assert!(Outer::deserialize(StrictValue(json!([null, [], {}, null]))).is_err());
-    }
-
-    #[test]
-    fn integral_floats_are_integers_where_one_is_expected_and_stay_floats_elsewhere() {
-        let v = json!({"inner": {"cpu": 2.0, "memory": 1e3}});
-        assert!(
-            serde_json::from_value::<Outer>(v.clone()).is_err(),
-            "serde_json refuses 2.0"
-        );
-        let inner = strict(v).unwrap().inner.unwrap();
-        assert_eq!((inner.cpu, inner.memory), (Some(2), Some(1000)));
-        assert!(strict(json!({"inner": {"cpu": 2.5}})).is_err());
-        assert!(strict(json!({"inner": {"cpu": -1.0}})).is_err());
-        assert!(strict(json!({"inner": {"cpu": 5e9}})).is_err(), "over u32");
-        // A free-form value keeps what was sent.
-        let free = Map::<String, Value>::deserialize(StrictValue(json!({"ratio": 2.0}))).unwrap();
-        assert!(free["ratio"].is_f64(), "{free:?}");
     }
 
     #[test]
