@@ -14,6 +14,8 @@
 //! - [`grant`]: what a lease grant assigns to a host.
 //! - [`plan_input`]: the planner's view of the replicated state.
 //! - [`planner`]: where the instances of failed hosts (and failed instances) go.
+//! - [`promotion`]: which copies of a promotable instance to promote and demote, and when a
+//!   promotion may be granted (rule S1 for the promoted role).
 
 pub mod assignment_floor;
 pub mod failures;
@@ -24,6 +26,7 @@ pub mod lease_table;
 pub mod member_down;
 pub mod plan_input;
 pub mod planner;
+pub mod promotion;
 pub mod stop_budget;
 
 pub use swim::Instant;

@@ -1,0 +1,266 @@
+//! Promotion of a promotable instance's copies: which copies to promote and to demote, and
+//! when a promotion may be granted (rule S1 for the promoted role).
+//!
+//! A host promotes a copy only under a promotion grant that the leader records in the
+//! replicated state, numbered by a promotion epoch that only grows. A grant ends only when its
+//! host reports the copy not promoted (unpromoted or stopped) after the grant was revoked, or
+//! when that host provably runs nothing (its lease, drift margin and stop budget are over, or
+//! its fence device confirmed it off). At most `promoted_max` grants exist at once, so at most
+//! `promoted_max` copies can act as promoted, whatever the network does.
+
+use std::collections::BTreeMap;
+
+/// A copy's role, as its host last reported it (from the monitor's exit code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Stopped,
+    /// Starting, or running but not healthy yet.
+    Starting,
+    Unpromoted,
+    Promoted,
+    /// The monitor said "failed promoted" (OCF 9).
+    FailedPromoted,
+}
+
+/// One copy of the instance as the leader sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopyView {
+    pub replica: u32,
+    pub host: String,
+    /// The role its host reported after the latest grant or revocation the host applied;
+    /// `None` when the host has not reported since (the leader cannot tell).
+    pub role: Option<Role>,
+    /// The host provably runs nothing (lease over, or fenced).
+    pub host_down: bool,
+}
+
+/// A promotion grant held in the replicated state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub replica: u32,
+    pub host: String,
+    pub epoch: u64,
+    /// The leader asked the copy to demote; the grant still counts until that is confirmed.
+    pub revoked: bool,
+}
+
+/// What the leader should do next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Record a new grant for this copy (a new promotion epoch).
+    Promote { replica: u32, host: String },
+    /// Revoke this copy's grant: its host demotes it.
+    Demote { replica: u32 },
+    /// Drop this grant: its copy is confirmed not promoted, or its host is down.
+    Release { replica: u32 },
+}
+
+/// The steps that bring the promoted copies towards the `promoted_max` best-scored ones.
+/// `scores` are the promotion scores by host (`master-RESOURCE`); a copy is promoted only
+/// where its score is set and above 0. A copy that holds a grant keeps it while its score stays
+/// above 0 (no flapping between equal primaries).
+pub fn decide(
+    promoted_max: u32,
+    copies: &[CopyView],
+    grants: &[Grant],
+    scores: &BTreeMap<String, i64>,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let copy = |g: &Grant| {
+        copies
+            .iter()
+            .find(|c| c.replica == g.replica && c.host == g.host)
+    };
+    let score = |host: &str| scores.get(host).copied().filter(|s| *s > 0);
+    let mut live: Vec<&Grant> = Vec::new();
+    for g in grants {
+        let released = match copy(g) {
+            // The copy moved away or was removed: its old host must be down or confirm it.
+            None => false,
+            Some(c) if c.host_down => true,
+            Some(c) => g.revoked && matches!(c.role, Some(Role::Unpromoted | Role::Stopped)),
+        };
+        if released {
+            steps.push(Step::Release { replica: g.replica });
+        } else {
+            live.push(g);
+        }
+    }
+    // Grants to give up: the copy failed promoted, lost its score, or is gone.
+    for g in &live {
+        if g.revoked {
+            continue;
+        }
+        let keep = copy(g).is_some_and(|c| {
+            !c.host_down
+                && !matches!(c.role, Some(Role::FailedPromoted | Role::Stopped))
+                && score(&c.host).is_some()
+        });
+        if !keep {
+            steps.push(Step::Demote { replica: g.replica });
+        }
+    }
+    // New grants, only while fewer than promoted_max are live (revoked ones included).
+    let room = (promoted_max as usize).saturating_sub(live.len());
+    let mut candidates: Vec<&CopyView> = copies
+        .iter()
+        .filter(|c| {
+            !c.host_down
+                && c.role == Some(Role::Unpromoted)
+                && score(&c.host).is_some()
+                && !live.iter().any(|g| g.replica == c.replica)
+        })
+        .collect();
+    candidates.sort_by(|a, b| {
+        score(&b.host)
+            .cmp(&score(&a.host))
+            .then_with(|| a.host.cmp(&b.host))
+    });
+    for c in candidates.into_iter().take(room) {
+        steps.push(Step::Promote {
+            replica: c.replica,
+            host: c.host.clone(),
+        });
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn copy(replica: u32, host: &str, role: Option<Role>, down: bool) -> CopyView {
+        CopyView {
+            replica,
+            host: host.into(),
+            role,
+            host_down: down,
+        }
+    }
+
+    fn scores(s: &[(&str, i64)]) -> BTreeMap<String, i64> {
+        s.iter().map(|(h, v)| (h.to_string(), *v)).collect()
+    }
+
+    fn grant(replica: u32, host: &str, revoked: bool) -> Grant {
+        Grant {
+            replica,
+            host: host.into(),
+            epoch: 1,
+            revoked,
+        }
+    }
+
+    #[test]
+    fn the_best_scored_unpromoted_copy_is_promoted_and_unset_scores_promote_nothing() {
+        let copies = [
+            copy(0, "h1", Some(Role::Unpromoted), false),
+            copy(1, "h2", Some(Role::Unpromoted), false),
+            copy(2, "h3", Some(Role::Unpromoted), false),
+        ];
+        let steps = decide(
+            1,
+            &copies,
+            &[],
+            &scores(&[("h1", 5), ("h2", 1000), ("h3", -1)]),
+        );
+        assert_eq!(
+            steps,
+            [Step::Promote {
+                replica: 1,
+                host: "h2".into()
+            }]
+        );
+        assert!(decide(1, &copies, &[], &scores(&[])).is_empty());
+    }
+
+    #[test]
+    fn no_new_promotion_until_the_old_one_is_confirmed_demoted_or_its_host_is_down() {
+        let s = scores(&[("h1", 10), ("h2", 1000)]);
+        // h1 holds the grant; h2 scores higher, but h1 keeps its grant (no flapping).
+        let mut copies = vec![
+            copy(0, "h1", Some(Role::Promoted), false),
+            copy(1, "h2", Some(Role::Unpromoted), false),
+        ];
+        assert!(decide(1, &copies, &[grant(0, "h1", false)], &s).is_empty());
+        // h1's score goes: demote, and nothing else until h1 confirms.
+        let lost = scores(&[("h2", 1000)]);
+        let steps = decide(1, &copies, &[grant(0, "h1", false)], &lost);
+        assert_eq!(steps, [Step::Demote { replica: 0 }]);
+        // Revoked, h1 silent (partitioned): still nothing.
+        copies[0].role = None;
+        assert!(decide(1, &copies, &[grant(0, "h1", true)], &lost).is_empty());
+        // h1's lease is over: released, and h2 promoted in the same round.
+        copies[0].host_down = true;
+        let steps = decide(1, &copies, &[grant(0, "h1", true)], &lost);
+        assert_eq!(
+            steps,
+            [
+                Step::Release { replica: 0 },
+                Step::Promote {
+                    replica: 1,
+                    host: "h2".into()
+                }
+            ]
+        );
+    }
+
+    proptest! {
+        /// Whatever the roles, scores, reports and grants, the steps never leave more than
+        /// promoted_max grants, and never release a grant whose copy may still be promoted.
+        #[test]
+        fn grants_never_exceed_promoted_max_nor_end_early(
+            max in 1u32..3,
+            roles in proptest::collection::vec((0u8..6, any::<bool>(), -5i64..5), 1..5),
+            granted in proptest::collection::vec((0usize..5, any::<bool>()), 0..3),
+        ) {
+            let role = |r: u8| match r {
+                0 => None,
+                1 => Some(Role::Stopped),
+                2 => Some(Role::Starting),
+                3 => Some(Role::Unpromoted),
+                4 => Some(Role::Promoted),
+                _ => Some(Role::FailedPromoted),
+            };
+            let copies: Vec<CopyView> = roles
+                .iter()
+                .enumerate()
+                .map(|(i, (r, down, _))| copy(i as u32, &format!("h{i}"), role(*r), *down))
+                .collect();
+            let s: BTreeMap<String, i64> = roles
+                .iter()
+                .enumerate()
+                .map(|(i, (_, _, v))| (format!("h{i}"), *v))
+                .collect();
+            let mut grants: Vec<Grant> = Vec::new();
+            for (i, revoked) in granted {
+                if i < copies.len() && grants.len() < max as usize && !grants.iter().any(|g| g.replica == i as u32) {
+                    grants.push(grant(i as u32, &format!("h{i}"), revoked));
+                }
+            }
+            let steps = decide(max, &copies, &grants, &s);
+            let mut live = grants.len();
+            for step in &steps {
+                match step {
+                    Step::Release { replica } => {
+                        let g = grants.iter().find(|g| g.replica == *replica).unwrap();
+                        let c = &copies[*replica as usize];
+                        prop_assert!(
+                            c.host_down || (g.revoked && matches!(c.role, Some(Role::Unpromoted | Role::Stopped))),
+                            "released a grant whose copy may be promoted: {g:?} {c:?}"
+                        );
+                        live -= 1;
+                    }
+                    Step::Promote { replica, .. } => {
+                        live += 1;
+                        let host = format!("h{replica}");
+                        prop_assert!(s[&host] > 0);
+                    }
+                    Step::Demote { .. } => {}
+                }
+                prop_assert!(live <= max as usize, "{steps:?}");
+            }
+        }
+    }
+}
