@@ -40,15 +40,9 @@ pub fn sign_for(
     let Ok(secret) = ClusterSecret::load(&dir.join("cluster.secret")) else {
         return Vec::new();
     };
-    let key = secret.host_key(name);
-    let sig = key.sign_call(
-        "lab",
-        method,
-        path,
-        node::identity::wall_ms(),
-        &node::identity::nonce(),
-        body,
-    );
+    let sig = secret
+        .host_key(name)
+        .sign_call_now("lab", method, path, body);
     sig.headers().into_iter().collect()
 }
 

@@ -255,6 +255,12 @@ impl HostKey {
         }
     }
 
+    /// [`HostKey::sign_call`] now, with a fresh nonce: what a relaying server, the CLI and the
+    /// lab's tools send.
+    pub fn sign_call_now(&self, signer: &str, method: &str, path: &str, body: &[u8]) -> Signature {
+        self.sign_call(signer, method, path, wall_ms(), &nonce(), body)
+    }
+
     /// Checks, on the host, a call the control plane signed for it with
     /// [`HostKey::sign_call`] and received at `now_ms`; the server that made it. Like a Raft
     /// call, only the time window bounds a replay (these calls are reads).

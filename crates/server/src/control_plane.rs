@@ -127,14 +127,7 @@ impl ControlPlane {
         path: &str,
     ) -> Option<node::identity::Signature> {
         let (me, verifier) = self.call_signer.as_ref()?;
-        Some(verifier.host_key(host).sign_call(
-            me,
-            method,
-            path,
-            node::identity::wall_ms(),
-            &node::identity::nonce(),
-            b"",
-        ))
+        Some(verifier.host_key(host).sign_call_now(me, method, path, b""))
     }
 
     /// True when this agent is the leader and answers API calls itself.

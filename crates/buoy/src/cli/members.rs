@@ -36,14 +36,7 @@ pub fn members(args: MembersArgs) -> Result<()> {
     };
     let v = client::call_json_with(args.http, "GET", path, None, |body| match &key {
         Some(k) => k
-            .sign_call(
-                "operator",
-                "GET",
-                path,
-                node::identity::wall_ms(),
-                &node::identity::nonce(),
-                body,
-            )
+            .sign_call_now("operator", "GET", path, body)
             .headers()
             .into_iter()
             .collect(),
