@@ -103,23 +103,7 @@ impl Cgroup {
     /// Creates a cgroup for instance `name` under the agent's (none without cgroup v2).
     pub fn create(name: &str) -> std::io::Result<Option<Cgroup>> {
         let Some(root) = root() else { return Ok(None) };
-        let safe: String = name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let path = root.join(format!(
-            "buoy-{}-{safe}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir(&path)?;
-        Ok(Some(Cgroup { path }))
+        create_in(root, std::process::id(), name, &NEXT).map(Some)
     }
 
     /// The cgroup at `path` (the watchdog's view of one).
@@ -203,9 +187,83 @@ impl Cgroup {
     }
 }
 
+/// How many names [`create_in`] tries before it gives up.
+const CREATE_ATTEMPTS: u32 = 64;
+
+/// Creates `buoy-{pid}-{name}-{n}` under `root`, with `n` from `next`. A directory already
+/// there was left by an earlier process with the same PID (PIDs are reused; an agent killed
+/// with SIGKILL removes nothing): an empty one is removed and its name reused, one still
+/// holding processes is left alone and the next name tried.
+fn create_in(root: &Path, pid: u32, name: &str, next: &AtomicU64) -> std::io::Result<Cgroup> {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut last = None;
+    for _ in 0..CREATE_ATTEMPTS {
+        let path = root.join(format!(
+            "buoy-{pid}-{safe}-{}",
+            next.fetch_add(1, Ordering::Relaxed)
+        ));
+        match std::fs::create_dir(&path) {
+            Ok(()) => return Ok(Cgroup { path }),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let stale = Cgroup { path: path.clone() };
+                if !stale.populated() && std::fs::remove_dir(&path).is_ok() {
+                    match std::fs::create_dir(&path) {
+                        Ok(()) => return Ok(Cgroup { path }),
+                        Err(e) => last = Some(e),
+                    }
+                } else {
+                    last = Some(e);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free cgroup name")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// CI failed on this: an agent got the PID of one killed earlier, whose cgroup
+    /// `buoy-PID-sleeper-0` was still there, and every start failed with "File exists".
+    #[test]
+    fn a_cgroup_left_by_an_earlier_process_with_the_same_pid_does_not_block_a_start() {
+        let root = std::env::temp_dir().join(format!("buoy-cgname-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        // Left behind: name 0 empty, name 1 still holding a process.
+        std::fs::create_dir(root.join("buoy-7-app-0")).unwrap();
+        std::fs::create_dir(root.join("buoy-7-app-1")).unwrap();
+        std::fs::write(root.join("buoy-7-app-1/cgroup.events"), "populated 1\n").unwrap();
+        let next = AtomicU64::new(0);
+        let first = create_in(&root, 7, "app", &next).unwrap();
+        assert_eq!(
+            first.path(),
+            root.join("buoy-7-app-0"),
+            "the empty one is reused"
+        );
+        let second = create_in(&root, 7, "app", &next).unwrap();
+        assert_eq!(
+            second.path(),
+            root.join("buoy-7-app-2"),
+            "the populated one is skipped"
+        );
+        assert!(
+            root.join("buoy-7-app-1/cgroup.events").exists(),
+            "and left alone"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn the_probe_finds_cgroup_v2_or_says_why_not() {
