@@ -4,10 +4,15 @@
 
 mod agent;
 mod cli;
+mod shim;
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // Called as `crm_attribute`, `crm_node`...: a Pacemaker tool shim for an OCF agent.
+    if let Some(code) = shim::run_if_called_as_tool() {
+        return code;
+    }
     let cli = cli::Cli::parse();
     match cli::run(cli) {
         Ok(code) => code,

@@ -1,6 +1,6 @@
 //! What a lease grant assigns to a host (rule S1): the copies placed on it, except those still
 //! waiting for their old host to confirm the stop (`handoff`), and nothing at all while the
-//! host is marked failed. The leader's grants and the simulator both build assignments here.
+//! host is marked failed; a promotable copy with its promotion grant. The leader's grants and the simulator both build assignments here.
 
 use model::ClusterState;
 use model::placement::Placement;
@@ -37,6 +37,11 @@ pub fn assignments(
                     st.instance(&p.instance).map(|i| Assignment {
                         placement: p.clone(),
                         instance: i.clone(),
+                        promotion: st
+                            .promotion_grants(&i.meta.id)
+                            .iter()
+                            .find(|g| g.replica == p.replica && g.host == p.host && !g.revoked)
+                            .map(|g| g.epoch),
                     })
                 })
                 .collect()

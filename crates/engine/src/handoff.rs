@@ -92,6 +92,7 @@ mod tests {
                     reason: None,
                     exit_code: None,
                     restarts: 0,
+                    role: None,
                 })
                 .collect(),
         }

@@ -85,7 +85,7 @@ pub fn plan_input(
 pub fn copies(i: &model::instance::Instance) -> u32 {
     match i.mode {
         Mode::Single => 1,
-        Mode::Clone => i.replicas,
+        Mode::Clone | Mode::Promotable => i.replicas,
     }
 }
 

@@ -125,6 +125,117 @@ pub fn decide(
     steps
 }
 
+/// A copy's role as `report` (its host's) shows it, counting only a report made after the
+/// host applied change `since`. `placement` and `epoch` name the copy; with no epoch, any
+/// copy of `instance` on that host counts (a grant whose copy moved away: the host may
+/// report it under an older placement), and the most cautious role wins.
+pub fn reported_role(
+    report: Option<&proto::Report>,
+    since: u64,
+    instance: &str,
+    placement: &str,
+    epoch: Option<model::placement::Epoch>,
+) -> Option<Role> {
+    use proto::Phase;
+    let r = report?;
+    if r.applied.unwrap_or(0) < since {
+        return None;
+    }
+    let roles: Vec<Role> = r
+        .instances
+        .iter()
+        .filter(|o| match epoch {
+            Some(e) => o.placement == placement && o.epoch == e,
+            None => o.instance == instance,
+        })
+        .map(|o| match (o.phase, o.role) {
+            (_, Some(proto::Role::Promoted)) => Role::Promoted,
+            (Phase::Running, Some(proto::Role::Unpromoted)) => Role::Unpromoted,
+            (Phase::Stopped | Phase::Failed, _) => Role::Stopped,
+            // Starting, restarting, or stopping with its role unknown.
+            _ => Role::Starting,
+        })
+        .collect();
+    let rank = |r: &Role| match r {
+        Role::Promoted | Role::FailedPromoted => 0,
+        Role::Starting => 1,
+        Role::Unpromoted => 2,
+        Role::Stopped => 3,
+    };
+    Some(roles.into_iter().min_by_key(rank).unwrap_or(Role::Stopped))
+}
+
+/// The leader's promotion steps for promotable instance `inst` in `st`: its copies and
+/// grants as the hosts' reports (`report_of`, by host name) show them, with `down` saying
+/// which hosts provably run nothing, given to [`decide`].
+pub fn plan<'a>(
+    st: &model::ClusterState,
+    inst: &model::instance::Instance,
+    report_of: impl Fn(&str) -> Option<&'a proto::Report>,
+    down: impl Fn(&model::host::Host) -> bool,
+) -> Vec<model::promotion::PromotionStep> {
+    use model::promotion::PromotionStep;
+    let id = inst.meta.id.as_str();
+    let stored = st.promotion_grants(id);
+    let host_down = |host: &str| st.host(host).is_none_or(&down);
+    let report = |host: &str| st.host(host).and_then(|h| report_of(&h.name));
+    let mut copies: Vec<CopyView> = st
+        .placements()
+        .filter(|p| p.instance == id)
+        .map(|p| {
+            let since = stored
+                .iter()
+                .find(|g| g.replica == p.replica && g.host == p.host)
+                .map_or(0, |g| g.change);
+            CopyView {
+                replica: p.replica,
+                host: p.host.clone(),
+                role: reported_role(report(&p.host), since, id, &p.meta.id, Some(p.epoch)),
+                host_down: host_down(&p.host),
+            }
+        })
+        .collect();
+    // A grant whose copy moved away still holds until its old host confirms or is down.
+    for g in stored {
+        if !copies
+            .iter()
+            .any(|c| c.replica == g.replica && c.host == g.host)
+        {
+            copies.push(CopyView {
+                replica: g.replica,
+                host: g.host.clone(),
+                role: reported_role(report(&g.host), g.change, id, "", None),
+                host_down: host_down(&g.host),
+            });
+        }
+    }
+    let grants: Vec<Grant> = stored
+        .iter()
+        .map(|g| Grant {
+            replica: g.replica,
+            host: g.host.clone(),
+            epoch: g.epoch,
+            revoked: g.revoked,
+        })
+        .collect();
+    let by_name = st.promotion_scores(&inst.name);
+    let scores: BTreeMap<String, i64> = copies
+        .iter()
+        .filter_map(|c| {
+            let name = &st.host(&c.host)?.name;
+            Some((c.host.clone(), *by_name.get(name)?))
+        })
+        .collect();
+    decide(inst.promoted_max, &copies, &grants, &scores)
+        .into_iter()
+        .map(|s| match s {
+            Step::Promote { replica, host } => PromotionStep::Grant { replica, host },
+            Step::Demote { replica } => PromotionStep::Revoke { replica },
+            Step::Release { replica } => PromotionStep::Release { replica },
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,5 +373,83 @@ mod tests {
                 prop_assert!(live <= max as usize, "{steps:?}");
             }
         }
+    }
+
+    fn observed(
+        placement: &str,
+        epoch: u64,
+        phase: proto::Phase,
+        role: Option<proto::Role>,
+    ) -> proto::Observed {
+        proto::Observed {
+            placement: placement.into(),
+            instance: "i1".into(),
+            name: "db".into(),
+            epoch: model::placement::Epoch(epoch),
+            phase,
+            since: model::Timestamp::from_unix_millis(0),
+            pid: None,
+            reason: None,
+            exit_code: None,
+            restarts: 0,
+            role,
+        }
+    }
+
+    /// A report counts only once its host applied the grant's change; a copy absent from a
+    /// fresh report is stopped; one still stopping keeps the role it last had, and any copy
+    /// of the instance counts for a grant whose copy moved (the most cautious role wins).
+    #[test]
+    fn a_reported_role_is_fresh_and_cautious() {
+        use proto::{Phase, Report, Role as R};
+        let e = Some(model::placement::Epoch(3));
+        let report = |applied: u64, instances: Vec<proto::Observed>| Report {
+            applied: Some(applied),
+            instances,
+        };
+        let running = report(
+            10,
+            vec![observed("p1", 3, Phase::Running, Some(R::Unpromoted))],
+        );
+        assert_eq!(
+            reported_role(Some(&running), 11, "i1", "p1", e),
+            None,
+            "stale"
+        );
+        assert_eq!(
+            reported_role(Some(&running), 10, "i1", "p1", e),
+            Some(Role::Unpromoted)
+        );
+        assert_eq!(reported_role(None, 0, "i1", "p1", e), None);
+        let gone = report(10, vec![]);
+        assert_eq!(
+            reported_role(Some(&gone), 10, "i1", "p1", e),
+            Some(Role::Stopped)
+        );
+        let stopping = report(
+            10,
+            vec![observed("p1", 3, Phase::Stopping, Some(R::Promoted))],
+        );
+        assert_eq!(
+            reported_role(Some(&stopping), 10, "i1", "p1", e),
+            Some(Role::Promoted)
+        );
+        let unknown = report(10, vec![observed("p1", 3, Phase::Stopping, None)]);
+        assert_eq!(
+            reported_role(Some(&unknown), 10, "i1", "p1", e),
+            Some(Role::Starting)
+        );
+        // Moved away: any copy of the instance there, under any placement, counts.
+        let two = report(
+            10,
+            vec![
+                observed("p9", 1, Phase::Running, Some(R::Unpromoted)),
+                observed("p1", 2, Phase::Stopping, Some(R::Promoted)),
+            ],
+        );
+        assert_eq!(
+            reported_role(Some(&two), 10, "i1", "", None),
+            Some(Role::Promoted)
+        );
     }
 }

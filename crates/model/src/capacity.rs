@@ -66,7 +66,7 @@ fn needs(i: &Instance) -> Amount {
     }
     let copies = match i.mode {
         Mode::Single => 1,
-        Mode::Clone => i64::from(i.replicas),
+        Mode::Clone | Mode::Promotable => i64::from(i.replicas),
     };
     Amount {
         cpu_millis: i64::from(i.cpu.millicores()) * copies,

@@ -17,6 +17,7 @@ use crate::lease_settings::LeaseSettings;
 use crate::notification::Notification;
 use crate::object::Kind;
 use crate::placement::{Epoch, Handoff, Placement};
+use crate::promotion::{PromotionGrant, PromotionStep};
 use crate::segment::Segment;
 use crate::timestamp::Timestamp;
 
@@ -43,6 +44,12 @@ pub struct ClusterState {
     /// The attribute store, by [`AttributeKey::storage_key`].
     #[serde(default)]
     attributes: BTreeMap<String, Attribute>,
+    /// The promotion grants of promotable instances, by instance id.
+    #[serde(default)]
+    promotions: BTreeMap<String, Vec<PromotionGrant>>,
+    /// The last promotion epoch given.
+    #[serde(default)]
+    promotion_epoch: u64,
     /// The serial the next notification gets.
     next_serial: u64,
     /// Changes applied so far: the last change's index in the change feed.
@@ -82,6 +89,7 @@ impl ClusterState {
                 });
                 return (Ok(None), None);
             }
+            Op::Promotion { instance, step } => self.promote(instance, step),
             Op::Put { object, expect } => self.put(cmd, (**object).clone(), *expect),
             Op::Delete { kind, id, version } => self.delete(*kind, id, *version),
         };
@@ -100,6 +108,114 @@ impl ClusterState {
             }
             Err(e) => (Err(e), None),
         }
+    }
+
+    /// Applies one promotion step. Refuses a grant beyond `promoted_max` (revoked grants
+    /// count until released), a second grant for one copy, or one for a copy not placed
+    /// on that host or on a host marked failed. The change names the instance.
+    fn promote(
+        &mut self,
+        instance: &str,
+        step: &PromotionStep,
+    ) -> Result<(Action, Kind, String, Option<Object>), StateError> {
+        let Some(inst) = self.instances.get(instance).cloned() else {
+            return Err(StateError::NotFound {
+                kind: Kind::Instance,
+                id: instance.to_string(),
+            });
+        };
+        let change = self.changes + 1;
+        let grants = self.promotions.entry(instance.to_string()).or_default();
+        let find = |grants: &[PromotionGrant], replica: u32| {
+            grants.iter().position(|g| g.replica == replica)
+        };
+        match step {
+            PromotionStep::Grant { replica, host } => {
+                if inst.mode != crate::instance::Mode::Promotable {
+                    return Err(StateError::unprocessable(
+                        "mode",
+                        format!("instance `{}` is not promotable", inst.name),
+                    ));
+                }
+                if grants.len() >= inst.promoted_max as usize {
+                    return Err(StateError::unprocessable(
+                        "promoted_max",
+                        format!(
+                            "instance `{}` already holds {} promotion grant(s), its promoted_max",
+                            inst.name,
+                            grants.len()
+                        ),
+                    ));
+                }
+                if find(grants, *replica).is_some() {
+                    return Err(StateError::unprocessable(
+                        "replica",
+                        format!("copy {replica} of `{}` already holds a grant", inst.name),
+                    ));
+                }
+                let placed = self
+                    .placements
+                    .values()
+                    .any(|p| p.instance == instance && p.replica == *replica && p.host == *host);
+                let usable = self.hosts.get(host).is_some_and(|h| !h.failed);
+                if !placed || !usable {
+                    return Err(StateError::unprocessable(
+                        "host",
+                        format!(
+                            "copy {replica} of `{}` is not placed on a usable host `{host}`",
+                            inst.name
+                        ),
+                    ));
+                }
+                self.promotion_epoch += 1;
+                grants.push(PromotionGrant {
+                    replica: *replica,
+                    host: host.clone(),
+                    epoch: self.promotion_epoch,
+                    revoked: false,
+                    change,
+                });
+            }
+            PromotionStep::Revoke { replica } => {
+                let Some(i) = find(grants, *replica) else {
+                    return Err(StateError::unprocessable(
+                        "replica",
+                        format!("copy {replica} of `{}` holds no grant", inst.name),
+                    ));
+                };
+                if grants[i].revoked {
+                    return Err(StateError::unprocessable(
+                        "replica",
+                        format!("the grant of copy {replica} is already revoked"),
+                    ));
+                }
+                grants[i].revoked = true;
+                grants[i].change = change;
+            }
+            PromotionStep::Release { replica } => {
+                let Some(i) = find(grants, *replica) else {
+                    return Err(StateError::unprocessable(
+                        "replica",
+                        format!("copy {replica} of `{}` holds no grant", inst.name),
+                    ));
+                };
+                grants.remove(i);
+            }
+        }
+        if grants.is_empty() {
+            self.promotions.remove(instance);
+        }
+        Ok((
+            Action::Updated,
+            Kind::Instance,
+            instance.to_string(),
+            Some(Object::Instance(inst)),
+        ))
+    }
+
+    /// The promotion grants of instance `instance` (id).
+    pub fn promotion_grants(&self, instance: &str) -> &[PromotionGrant] {
+        self.promotions.get(instance).map_or(&[], Vec::as_slice)
     }
 
     fn put(
@@ -262,7 +378,7 @@ impl ClusterState {
         }
         let copies = match instance.mode {
             Mode::Single => 1,
-            Mode::Clone => instance.replicas,
+            Mode::Clone | Mode::Promotable => instance.replicas,
         };
         if p.replica >= copies {
             return Err(StateError::unprocessable(
@@ -392,6 +508,8 @@ impl ClusterState {
             }
             Kind::Instance => {
                 self.placements.retain(|_, p| p.instance != id);
+                // Its hosts stop every copy (none is assigned any more), promoted or not.
+                self.promotions.remove(id);
                 let prefix = format!("{id}/");
                 self.departed.retain(|k, _| !k.starts_with(&prefix));
             }
@@ -603,6 +721,44 @@ impl ClusterState {
             }
         }
         out
+    }
+
+    /// Whether host `host` (by name) may change attribute `key`: a host writes what concerns
+    /// itself or a resource it runs, never another host's own state. Its own node's attributes;
+    /// another node's promotion score (`master-R`) only for an instance `R` it runs a copy of
+    /// (galera sets its peers' scores); a cluster property only when its name starts with
+    /// the name of such an instance (mysql's `R_REPL_INFO`). The error says why not.
+    pub fn may_write_attribute(&self, host: &str, key: &AttributeKey) -> Result<(), String> {
+        if key.node.as_deref() == Some(host) {
+            return Ok(());
+        }
+        let runs: Vec<&str> = match self.host_by_name(host) {
+            Some(h) => self
+                .placements()
+                .filter(|p| p.host == h.meta.id)
+                .filter_map(|p| self.instance(&p.instance))
+                .map(|i| i.name.as_str())
+                .collect(),
+            None => Vec::new(),
+        };
+        let allowed = match (&key.node, key.name.strip_prefix("master-")) {
+            (Some(_), Some(resource)) => runs.contains(&resource.split(':').next().unwrap_or("")),
+            (Some(_), None) => false,
+            (None, _) => runs.iter().any(|r| key.name.starts_with(r)),
+        };
+        if allowed {
+            return Ok(());
+        }
+        Err(match &key.node {
+            Some(node) => format!(
+                "host `{host}` may not change attribute `{}` of node `{node}`: a host writes its own node's attributes, and another node's promotion score only for an instance it runs a copy of",
+                key.name
+            ),
+            None => format!(
+                "host `{host}` may not change cluster property `{}`: a host writes only properties named after an instance it runs a copy of",
+                key.name
+            ),
+        })
     }
 
     /// The cluster's lease timing; none until a leader has written it.

@@ -111,6 +111,11 @@ pub enum Op {
     /// Forgets the attributes node `node` keeps until it restarts (scope `status`): it
     /// restarted, left or was fenced.
     ClearNodeAttributes { node: String },
+    /// Changes the promotion grants of instance `instance` (id).
+    Promotion {
+        instance: String,
+        step: crate::promotion::PromotionStep,
+    },
 }
 
 /// A change with the proposer's time.

@@ -33,6 +33,18 @@ pub enum Mode {
     Single,
     /// `replicas` copies on distinct hosts.
     Clone,
+    /// `replicas` copies on distinct hosts, at most `promoted_max` of them promoted (a
+    /// primary and its replicas): Pacemaker's promotable clone, for OCF agents that implement
+    /// `promote` and `demote`. The copies with the highest promotion scores (set by the
+    /// agents) are promoted, each under a promotion grant (rule S1 for the promoted role).
+    Promotable,
+}
+
+impl Mode {
+    /// Several copies on distinct hosts (`clone` and `promotable`).
+    pub fn is_clone(self) -> bool {
+        matches!(self, Mode::Clone | Mode::Promotable)
+    }
 }
 
 /// What the operator wants.
@@ -83,6 +95,17 @@ pub struct Instance {
     #[serde(default, with = "crate::duration_text")]
     #[schemars(with = "String")]
     pub failure_timeout: Duration,
+    /// `promotable`: at most this many copies promoted at once (default 1).
+    #[serde(default = "one")]
+    pub promoted_max: u32,
+    /// Run the agents' `notify` action around starts, stops, promotions and demotions, with
+    /// Pacemaker's lists (`clone` and `promotable` OCF instances).
+    #[serde(default)]
+    pub notify: bool,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// The fields a client may set on an instance (create: `name`, `segment`, `driver` required).
@@ -145,6 +168,11 @@ pub struct InstanceSpec {
     )]
     #[schemars(with = "Option<String>", extend("pattern" = crate::duration_text::PATTERN))]
     pub failure_timeout: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub promoted_max: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<bool>,
 }
 
 impl Instance {
@@ -181,6 +209,8 @@ impl Instance {
             restart_window: Duration::from_secs(300),
             health_checks: Vec::new(),
             failure_timeout: Duration::ZERO,
+            promoted_max: 1,
+            notify: false,
         };
         i.update(spec, None)?;
         Ok(i)
@@ -209,6 +239,8 @@ impl Instance {
         set(&mut next.restart_window, &spec.restart_window);
         set(&mut next.health_checks, &spec.health_checks);
         set(&mut next.failure_timeout, &spec.failure_timeout);
+        set(&mut next.promoted_max, &spec.promoted_max);
+        set(&mut next.notify, &spec.notify);
         if next.mode == Mode::Single && spec.replicas.is_none() {
             next.replicas = 1;
         }
@@ -244,13 +276,27 @@ impl Instance {
                     "must be 1 for mode single (use mode clone for several copies)",
                 ));
             }
-            Mode::Clone if !(1..=1000).contains(&self.replicas) => {
+            Mode::Clone | Mode::Promotable if !(1..=1000).contains(&self.replicas) => {
                 return Err(StateError::unprocessable(
                     "replicas",
-                    "must be 1 to 1000 for mode clone",
+                    "must be 1 to 1000 for modes clone and promotable",
                 ));
             }
             _ => {}
+        }
+        if self.mode == Mode::Promotable {
+            if self.driver != DriverKind::Ocf {
+                return Err(StateError::unprocessable(
+                    "mode",
+                    "promotable needs the ocf driver: an OCF agent that implements promote and demote",
+                ));
+            }
+            if !(1..=self.replicas).contains(&self.promoted_max) {
+                return Err(StateError::unprocessable(
+                    "promoted_max",
+                    format!("must be 1 to replicas ({})", self.replicas),
+                ));
+            }
         }
         if let Some(g) = &self.anti_affinity {
             check_name("anti_affinity", g)?;

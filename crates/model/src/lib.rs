@@ -7,6 +7,7 @@
 //! - The object modules (`segment`, `host`, `instance`, `notification`, `placement`) hold
 //!   each type with its spec (what clients may set) and its validation.
 //! - [`attribute`]: the node attributes and cluster properties OCF agents keep (Pacemaker's).
+//! - [`promotion`]: which copies of a promotable instance may act as promoted.
 
 pub mod attribute;
 pub mod capacity;
@@ -21,6 +22,7 @@ pub mod lease_settings;
 pub mod notification;
 pub mod object;
 pub mod placement;
+pub mod promotion;
 pub mod resources;
 pub mod segment;
 pub mod server;

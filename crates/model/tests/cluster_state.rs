@@ -885,3 +885,109 @@ fn bad_attributes_are_refused_and_the_store_is_bounded() {
     // Updating one that exists still works when full.
     set_attr(&mut st, 2, &attr(Nodes, Some("h1"), "a0"), Some("2")).unwrap();
 }
+
+#[test]
+fn a_host_writes_its_own_attributes_and_peers_scores_only_for_what_it_runs() {
+    let mut s = ClusterState::default();
+    put(&mut s, 1, segment("s1", "seg"), Expect::Absent).unwrap();
+    put(&mut s, 2, host("h1", "node1", "s1"), Expect::Absent).unwrap();
+    put(&mut s, 3, host("h2", "node2", "s1"), Expect::Absent).unwrap();
+    put(&mut s, 4, instance("i1", "db", "s1"), Expect::Absent).unwrap();
+    put(&mut s, 5, instance("i2", "web", "s1"), Expect::Absent).unwrap();
+    put(&mut s, 6, placement("p1", "i1", 0, "h1"), Expect::Absent).unwrap();
+    let own = attr(AttributeScope::Status, Some("node1"), "anything");
+    assert_eq!(s.may_write_attribute("node1", &own), Ok(()));
+    // node1 runs `db`: it may set node2's score for it (galera does), not for `web`.
+    let peer_db = attr(AttributeScope::Status, Some("node2"), "master-db");
+    assert_eq!(s.may_write_attribute("node1", &peer_db), Ok(()));
+    let peer_web = attr(AttributeScope::Status, Some("node2"), "master-web");
+    assert!(
+        s.may_write_attribute("node1", &peer_web)
+            .unwrap_err()
+            .contains("master-web")
+    );
+    // Nor another node's other attributes, nor anything for a host running nothing.
+    let peer_other = attr(AttributeScope::Nodes, Some("node2"), "db-position");
+    assert!(s.may_write_attribute("node1", &peer_other).is_err());
+    let from_node2 = attr(AttributeScope::Status, Some("node1"), "master-db");
+    assert!(s.may_write_attribute("node2", &from_node2).is_err());
+    // Cluster properties named after what it runs.
+    let prop = attr(AttributeScope::CrmConfig, None, "db_REPL_INFO");
+    assert_eq!(s.may_write_attribute("node1", &prop), Ok(()));
+    assert!(
+        s.may_write_attribute("node2", &prop)
+            .unwrap_err()
+            .contains("db_REPL_INFO")
+    );
+}
+
+fn promotable(id: &str, name: &str, seg: &str, replicas: u32) -> Object {
+    let Object::Instance(mut i) = instance(id, name, seg) else {
+        unreachable!()
+    };
+    i.driver = model::instance::DriverKind::Ocf;
+    i.params = serde_json::json!({"agent": "heartbeat:Stateful"})
+        .as_object()
+        .cloned()
+        .unwrap();
+    i.mode = model::instance::Mode::Promotable;
+    i.replicas = replicas;
+    Object::Instance(i)
+}
+
+fn promotion(st: &mut ClusterState, s: u64, step: model::promotion::PromotionStep) -> Outcome {
+    let cmd = Command {
+        at: at(s),
+        op: Op::Promotion {
+            instance: "i1".into(),
+            step,
+        },
+    };
+    st.apply(&cmd).0
+}
+
+/// Rule S1 for the promoted role, in the state machine itself: never more grants than
+/// `promoted_max`, revoked ones included, and each grant a new epoch.
+#[test]
+fn promotion_grants_never_exceed_promoted_max_and_each_gets_a_new_epoch() {
+    use model::promotion::PromotionStep::{Grant, Release, Revoke};
+    let mut s = ClusterState::default();
+    put(&mut s, 1, segment("s1", "seg"), Expect::Absent).unwrap();
+    put(&mut s, 2, host("h1", "node1", "s1"), Expect::Absent).unwrap();
+    put(&mut s, 3, host("h2", "node2", "s1"), Expect::Absent).unwrap();
+    put(&mut s, 4, promotable("i1", "db", "s1", 2), Expect::Absent).unwrap();
+    put(&mut s, 5, placement("p0", "i1", 0, "h1"), Expect::Absent).unwrap();
+    put(&mut s, 6, placement("p1", "i1", 1, "h2"), Expect::Absent).unwrap();
+    let grant = |replica: u32, host: &str| Grant {
+        replica,
+        host: host.into(),
+    };
+    // Not placed there.
+    assert!(promotion(&mut s, 7, grant(0, "h2")).is_err());
+    let index = s.change_index();
+    promotion(&mut s, 8, grant(0, "h1")).unwrap();
+    assert_eq!(s.change_index(), index + 1, "hosts hear of it");
+    assert_eq!(s.promotion_grants("i1")[0].epoch, 1);
+    // promoted_max 1: no second grant, not even once the first is revoked.
+    assert!(promotion(&mut s, 9, grant(1, "h2")).is_err());
+    promotion(&mut s, 10, Revoke { replica: 0 }).unwrap();
+    assert!(s.promotion_grants("i1")[0].revoked);
+    assert!(promotion(&mut s, 11, grant(1, "h2")).is_err());
+    promotion(&mut s, 12, Release { replica: 0 }).unwrap();
+    promotion(&mut s, 13, grant(1, "h2")).unwrap();
+    assert_eq!(s.promotion_grants("i1")[0].epoch, 2, "never reused");
+    // The grants go with the instance.
+    delete(&mut s, 14, Kind::Instance, "i1", None).unwrap();
+    assert!(s.promotion_grants("i1").is_empty());
+    // A clone takes no grant; promotable needs ocf and promoted_max <= replicas.
+    let Object::Instance(mut bad) = promotable("i9", "x", "s1", 2) else {
+        unreachable!()
+    };
+    bad.promoted_max = 3;
+    assert!(
+        bad.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("promoted_max")
+    );
+}

@@ -290,6 +290,21 @@ impl HostKey {
         hmac::verify(&self.key, &answer_input(nonce, status, body), &mac).is_ok()
     }
 
+    /// [`Self::answer_is_genuine`] with the MAC read from the answer's headers.
+    pub fn answer_is_signed(
+        &self,
+        nonce: &str,
+        status: u16,
+        body: &[u8],
+        headers: &axum::http::HeaderMap,
+    ) -> bool {
+        let mac = headers
+            .get(MAC_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        self.answer_is_genuine(nonce, status, body, mac)
+    }
+
     /// The MAC a server puts on its answer to a request signed with `nonce`.
     pub fn sign_answer(&self, nonce: &str, status: u16, body: &[u8]) -> String {
         hex(hmac::sign(&self.key, &answer_input(nonce, status, body)).as_ref())
@@ -419,7 +434,7 @@ pub enum Refused {
 }
 
 /// The server side: checks hosts' signatures against the cluster secret, and remembers each
-/// host's newest request time to refuse replays.
+/// host's newest request time per route to refuse replays.
 pub struct Verifier {
     secret: ClusterSecret,
     newest: Mutex<HashMap<String, u64>>,
@@ -479,7 +494,9 @@ impl Verifier {
         let input = request_input(method, path, &sig.host, sig.time_ms, &sig.nonce, body);
         check(&key, sig, &input, now_ms)?;
         let mut newest = self.newest.lock().unwrap_or_else(|p| p.into_inner());
-        let last = newest.entry(sig.host.clone()).or_insert(0);
+        // Per host and route: a host's renewals and its attribute calls are signed by
+        // different tasks, and one must not make the other look replayed.
+        let last = newest.entry(format!("{} {path}", sig.host)).or_insert(0);
         if sig.time_ms <= *last {
             return Err(Refused::Replayed(sig.host.clone()));
         }

@@ -42,6 +42,10 @@ pub struct Grant {
 pub struct Assignment {
     pub placement: Placement,
     pub instance: Instance,
+    /// A promotable copy's promotion grant (its epoch): the host promotes the copy only
+    /// while its assignment carries one, and demotes it when it no longer does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<u64>,
 }
 
 #[cfg(test)]

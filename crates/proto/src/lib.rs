@@ -8,10 +8,13 @@
 //! reports to confirm handoffs (`engine::handoff`) and to see copies that failed.
 //!
 //! - [`lease`]: renewal request, grant, assignment.
+//! - [`attributes`]: a host's calls on the attribute store (the Pacemaker tool shims).
 //! - [`report`]: what a host reports about its instances.
 
+pub mod attributes;
 pub mod lease;
 pub mod report;
 
+pub use attributes::{ATTRIBUTES_PATH, AttributeAnswer, AttributeCall, AttributeOp};
 pub use lease::{Assignment, Grant, RENEW_PATH, RenewalRequest};
-pub use report::{Observed, Phase, Report};
+pub use report::{Observed, Phase, Report, Role};

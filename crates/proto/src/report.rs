@@ -48,6 +48,19 @@ pub struct Observed {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     pub restarts: u32,
+    /// A promotable copy's role, from its agent's last monitor (`None` for other copies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+}
+
+/// The role of a promotable copy that runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The monitor returned 0.
+    Unpromoted,
+    /// The monitor returned 8.
+    Promoted,
 }
 
 /// What a host reports with each renewal: the change index of the assignments it has
@@ -87,6 +100,7 @@ mod tests {
                 reason: None,
                 exit_code: None,
                 restarts: 0,
+                role: None,
             }],
         }
     }

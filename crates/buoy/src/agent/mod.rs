@@ -8,6 +8,7 @@
 mod args;
 mod config;
 mod settings;
+mod tools;
 
 use std::sync::Arc;
 
@@ -312,6 +313,7 @@ async fn serve(s: Settings) -> Result<()> {
         s.unsafe_no_watchdog || s.watchdog_device.is_some(),
     );
     keeper.report_for(supervisor.clone());
+    tools::start(&s, &cp, shared.clone(), keeper.clone(), &supervisor)?;
     {
         let clock = shared.clone();
         tokio::spawn(supervisor.clone().run(keeper.clone(), move || clock.now()));
@@ -330,6 +332,13 @@ async fn serve(s: Settings) -> Result<()> {
         cp.clone(),
         s.auth.clone(),
     );
+    let attribute_routes = server::attributes::router(
+        server::attributes::AttributesApi {
+            cp: cp.clone(),
+            verifier: s.identity.verifier(),
+        },
+        s.auth.clone(),
+    );
     let host_gate = node::http::host_gate::HostGate {
         auth: s.auth.clone(),
         credential: s.identity.credential(),
@@ -345,6 +354,7 @@ async fn serve(s: Settings) -> Result<()> {
     );
     let router = node::local_api::router(api, host_gate)
         .merge(lease_routes)
+        .merge(attribute_routes)
         .merge(host_routes)
         .nest(server::masakari::PREFIX, masakari_router)
         .route("/masakari/", axum::routing::get(server::masakari::versions))

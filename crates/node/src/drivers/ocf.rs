@@ -45,6 +45,52 @@ pub struct OcfSpec {
     pub params: BTreeMap<String, String>,
     pub monitor_interval: Duration,
     pub timeout: Duration,
+    /// What the agent's host adds to every action's environment (the shims' directory, the
+    /// clone's meta attributes...): see [`clone_meta`].
+    pub extra_env: BTreeMap<String, String>,
+    /// A promotable copy: the monitor reports the role (0 unpromoted, 8 promoted), and the
+    /// copy is promoted and demoted as [`OcfResource::set_promoted`] says.
+    pub promotable: bool,
+}
+
+/// The Pacemaker feature set the agents are told they run under (Pacemaker 2.1.5, Debian 12):
+/// at 3.10.0 or above they publish scores with `crm_attribute -p`.
+pub const CRM_FEATURE_SET: &str = "3.16.1";
+
+/// The meta attributes Pacemaker gives an agent of a clone or promotable clone, for copy
+/// `replica` of `replicas` on node `node`.
+pub fn clone_meta(
+    node: &str,
+    mode: model::instance::Mode,
+    replica: u32,
+    replicas: u32,
+    promoted_max: u32,
+    notify: bool,
+) -> Vec<(String, String)> {
+    let meta = |k: &str, v: String| (format!("OCF_RESKEY_CRM_meta_{k}"), v);
+    let mut env = vec![
+        meta("on_node", node.to_string()),
+        meta("on_node_uuid", node.to_string()),
+    ];
+    if mode.is_clone() {
+        env.extend([
+            meta("clone", replica.to_string()),
+            meta("clone_max", replicas.to_string()),
+            meta("clone_node_max", "1".into()),
+            meta("globally_unique", "false".into()),
+            meta("notify", notify.to_string()),
+        ]);
+    }
+    if mode == model::instance::Mode::Promotable {
+        env.extend([
+            meta("promotable", "true".into()),
+            meta("promoted_max", promoted_max.to_string()),
+            meta("promoted_node_max", "1".into()),
+            meta("master_max", promoted_max.to_string()),
+            meta("master_node_max", "1".into()),
+        ]);
+    }
+    env
 }
 
 impl OcfSpec {
@@ -75,6 +121,8 @@ impl OcfSpec {
             params: agent_params,
             monitor_interval: p.duration("monitor_interval", Duration::from_secs(10))?,
             timeout: p.duration("timeout", Duration::from_secs(20))?,
+            extra_env: BTreeMap::new(),
+            promotable: false,
         };
         if !spec.agent_path().is_file() {
             return Err(param_err(
@@ -96,18 +144,41 @@ impl OcfSpec {
             .join(&self.agent_type)
     }
 
-    /// The environment of every action, for resource `instance`.
-    pub fn env(&self, instance: &str) -> BTreeMap<String, String> {
+    /// The environment of `action`, for resource `instance` (OCF 1.1, as Pacemaker sets it).
+    pub fn env(&self, instance: &str, action: &str) -> BTreeMap<String, String> {
+        let interval = if action == "monitor" {
+            self.monitor_interval.as_millis()
+        } else {
+            0
+        };
         let mut env = BTreeMap::from([
             ("OCF_ROOT".to_string(), self.ocf_root.display().to_string()),
+            ("OCF_RA_VERSION_MAJOR".to_string(), "1".to_string()),
+            ("OCF_RA_VERSION_MINOR".to_string(), "1".to_string()),
             ("OCF_RESOURCE_INSTANCE".to_string(), instance.to_string()),
             ("OCF_RESOURCE_TYPE".to_string(), self.agent_type.clone()),
             ("OCF_RESOURCE_PROVIDER".to_string(), self.provider.clone()),
             (
+                "OCF_EXIT_REASON_PREFIX".to_string(),
+                "ocf-exit-reason:".to_string(),
+            ),
+            (
+                "OCF_RESKEY_crm_feature_set".to_string(),
+                CRM_FEATURE_SET.to_string(),
+            ),
+            (
                 "OCF_RESKEY_CRM_meta_timeout".to_string(),
                 self.timeout.as_millis().to_string(),
             ),
+            (
+                "OCF_RESKEY_CRM_meta_interval".to_string(),
+                interval.to_string(),
+            ),
+            ("OCF_RESKEY_CRM_meta_name".to_string(), action.to_string()),
         ]);
+        for (k, v) in &self.extra_env {
+            env.insert(k.clone(), v.clone());
+        }
         for (k, v) in &self.params {
             env.insert(format!("OCF_RESKEY_{k}"), v.clone());
         }
@@ -124,7 +195,7 @@ pub async fn run_action(
 ) -> Option<i32> {
     let child = tokio::process::Command::new(spec.agent_path())
         .arg(action)
-        .envs(spec.env(instance))
+        .envs(spec.env(instance, action))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -197,13 +268,31 @@ impl OcfState {
     }
 }
 
-/// A resource started by its agent and monitored on its interval.
+/// A resource started by its agent and monitored on its interval; a promotable one is also
+/// promoted and demoted as asked.
 pub struct OcfResource {
     spec: OcfSpec,
     instance: String,
     log: Arc<Mutex<LogFile>>,
     state: Arc<Mutex<OcfState>>,
+    roles: Arc<Roles>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// A promotable copy's role: the one asked for and the one its last monitor reported.
+#[derive(Default)]
+struct Roles {
+    want_promoted: std::sync::atomic::AtomicBool,
+    /// From the last monitor: `None` before the first.
+    role: Mutex<Option<proto::Role>>,
+    /// Wakes the monitor loop when the role asked for changes.
+    changed: tokio::sync::Notify,
+}
+
+impl Roles {
+    fn role(&self) -> Option<proto::Role> {
+        *self.role.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl OcfResource {
@@ -215,17 +304,20 @@ impl OcfResource {
         })?;
         let log = Arc::new(Mutex::new(log_file));
         let state = Arc::new(Mutex::new(OcfState::Starting));
+        let roles = Arc::new(Roles::default());
         let task = tokio::spawn(lifecycle(
             spec.clone(),
             instance.to_string(),
             log.clone(),
             state.clone(),
+            roles.clone(),
         ));
         Ok(OcfResource {
             spec,
             instance: instance.to_string(),
             log,
             state,
+            roles,
             task,
         })
     }
@@ -234,17 +326,45 @@ impl OcfResource {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The command that stops it, for the watchdog.
-    pub fn stop_command(&self) -> (Vec<String>, BTreeMap<String, String>) {
-        (
-            vec![self.spec.agent_path().display().to_string(), "stop".into()],
-            self.spec.env(&self.instance),
-        )
+    /// A promotable copy's role, as its last monitor reported it.
+    pub fn role(&self) -> Option<proto::Role> {
+        self.spec.promotable.then(|| self.roles.role()).flatten()
     }
 
-    /// Stops monitoring and runs `stop`; returns its exit code.
+    /// Asks a promotable copy to be promoted (`true`, under a promotion grant) or not.
+    pub fn set_promoted(&self, promoted: bool) {
+        use std::sync::atomic::Ordering;
+        if self.roles.want_promoted.swap(promoted, Ordering::SeqCst) != promoted {
+            self.roles.changed.notify_one();
+        }
+    }
+
+    /// The command that stops it, for the watchdog: a promotable copy is demoted first (an
+    /// agent such as Stateful refuses to stop a promoted copy).
+    pub fn stop_command(&self) -> (Vec<String>, BTreeMap<String, String>) {
+        let agent = self.spec.agent_path().display().to_string();
+        let argv = if self.spec.promotable {
+            vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "\"$0\" demote; exec \"$0\" stop".into(),
+                agent,
+            ]
+        } else {
+            vec![agent, "stop".into()]
+        };
+        (argv, self.spec.env(&self.instance, "stop"))
+    }
+
+    /// Stops monitoring, demotes a promoted copy (Pacemaker demotes before it stops), and runs
+    /// `stop`; returns its exit code.
     pub async fn stop(self) -> Option<i32> {
         self.task.abort();
+        if self.spec.promotable && self.roles.role() != Some(proto::Role::Unpromoted) {
+            // Promoted, or unknown (a promote may have been cut short): demote first; a failed
+            // demote is for `stop` to settle.
+            run_action(&self.spec, &self.instance, "demote", &self.log).await;
+        }
         run_action(&self.spec, &self.instance, "stop", &self.log).await
     }
 }
@@ -254,6 +374,7 @@ async fn lifecycle(
     instance: String,
     log: Arc<Mutex<LogFile>>,
     state: Arc<Mutex<OcfState>>,
+    roles: Arc<Roles>,
 ) {
     let set = |s: OcfState| *state.lock().unwrap_or_else(|p| p.into_inner()) = s;
     for action in ["meta-data", "validate-all", "start"] {
@@ -263,18 +384,45 @@ async fn lifecycle(
             return;
         }
     }
-    // OCF: a started resource must pass its first monitor.
+    // OCF: a started resource must pass its first monitor. A promotable one reports its role
+    // (0 unpromoted, 8 promoted; 9 is a failed promoted copy).
     loop {
         let code = run_action(&spec, &instance, "monitor", &log).await;
-        if code != Some(0) {
-            set(OcfState::Failed {
-                action: "monitor",
-                code,
-            });
-            return;
-        }
+        let role = match code {
+            Some(0) => proto::Role::Unpromoted,
+            Some(8) if spec.promotable => proto::Role::Promoted,
+            _ => {
+                set(OcfState::Failed {
+                    action: "monitor",
+                    code,
+                });
+                return;
+            }
+        };
+        *roles.role.lock().unwrap_or_else(|p| p.into_inner()) = Some(role);
         set(OcfState::Running);
-        tokio::time::sleep(spec.monitor_interval).await;
+        if spec.promotable {
+            use std::sync::atomic::Ordering;
+            let want = roles.want_promoted.load(Ordering::SeqCst);
+            // A role other than the one asked for is corrected: promoted only under a grant.
+            let action = match (want, role) {
+                (true, proto::Role::Unpromoted) => Some("promote"),
+                (false, proto::Role::Promoted) => Some("demote"),
+                _ => None,
+            };
+            if let Some(action) = action {
+                let code = run_action(&spec, &instance, action, &log).await;
+                if code != Some(0) {
+                    set(OcfState::Failed { action, code });
+                    return;
+                }
+                continue; // The next monitor reports the new role.
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(spec.monitor_interval) => {}
+            _ = roles.changed.notified() => {}
+        }
     }
 }
 
@@ -341,7 +489,7 @@ mod tests {
         })))
         .unwrap();
         assert_eq!(
-            spec.env("d1")["OCF_RESKEY_state"],
+            spec.env("d1", "start")["OCF_RESKEY_state"],
             state_file.display().to_string()
         );
         let r = OcfResource::launch(spec.clone(), "d1", &dir.join("d1.log")).unwrap();

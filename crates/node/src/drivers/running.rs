@@ -52,13 +52,15 @@ pub enum Running {
 }
 
 impl Running {
-    /// Starts instance `name` with `driver` and `params`; `env` is added for processes.
+    /// Starts instance `name` with `driver` and `params`; `env` is added for processes and
+    /// OCF agents; `promotable` makes an OCF resource a promotable copy.
     pub fn start(
         name: &str,
         driver: DriverKind,
         params: &Map<String, Value>,
         env: &[(&str, String)],
         log: &Path,
+        promotable: bool,
     ) -> Result<Running, DriverError> {
         match driver {
             DriverKind::Process => {
@@ -69,7 +71,13 @@ impl Running {
                 RunningProcess::start(&spec, log).map(Running::Process)
             }
             DriverKind::Ocf => {
-                OcfResource::launch(OcfSpec::from_params(params)?, name, log).map(Running::Ocf)
+                let mut spec = OcfSpec::from_params(params)?;
+                spec.extra_env = env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect();
+                spec.promotable = promotable;
+                OcfResource::launch(spec, name, log).map(Running::Ocf)
             }
             DriverKind::Qemu => {
                 let spec = QemuSpec::from_params(params)?;
@@ -84,6 +92,21 @@ impl Running {
             Running::Process(p) => Some(p.pid()),
             Running::Qemu(vm) => Some(vm.process.pid()),
             Running::Ocf(_) => None,
+        }
+    }
+
+    /// A promotable copy's role, from its last monitor.
+    pub fn role(&self) -> Option<proto::Role> {
+        match self {
+            Running::Ocf(r) => r.role(),
+            _ => None,
+        }
+    }
+
+    /// Asks a promotable copy to be promoted or demoted (nothing for other instances).
+    pub fn set_promoted(&self, promoted: bool) {
+        if let Running::Ocf(r) = self {
+            r.set_promoted(promoted);
         }
     }
 

@@ -20,7 +20,7 @@ use tracing::warn;
 
 use crate::gossip::runtime::Shared;
 use crate::http::client::HttpClient;
-use crate::identity::{self, HostKey, MAC_HEADER};
+use crate::identity::{self, HostKey};
 use crate::servers::ServerDirectory;
 
 /// A renewal's answer, as a boxed future (the channel is chosen at run time).
@@ -99,30 +99,26 @@ impl HttpRenewals {
             else {
                 continue;
             };
-            if let (Some(key), Some(nonce)) = (&self.credential, &nonce) {
-                let mac = answer_headers
-                    .get(MAC_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default();
-                if !key.answer_is_genuine(nonce, status.as_u16(), &bytes, mac) {
-                    if status == StatusCode::UNAUTHORIZED {
-                        if !self.first_warning_in_a_minute(&target.name) {
-                            continue;
-                        }
-                        warn!(
-                            server = %target.name, answer = %String::from_utf8_lossy(&bytes),
-                            "a server refused this host's credential"
-                        );
+            if let (Some(key), Some(nonce)) = (&self.credential, &nonce)
+                && !key.answer_is_signed(nonce, status.as_u16(), &bytes, &answer_headers)
+            {
+                if status == StatusCode::UNAUTHORIZED {
+                    if !self.first_warning_in_a_minute(&target.name) {
                         continue;
                     }
-                    if self.first_warning_in_a_minute(&target.name) {
-                        warn!(
-                            server = %target.name, http = %target.http, status = status.as_u16(),
-                            "an answer to this host's renewal is not signed by the control plane (a member claiming the server role, or a server with another cluster secret): ignored"
-                        );
-                    }
+                    warn!(
+                        server = %target.name, answer = %String::from_utf8_lossy(&bytes),
+                        "a server refused this host's credential"
+                    );
                     continue;
                 }
+                if self.first_warning_in_a_minute(&target.name) {
+                    warn!(
+                        server = %target.name, http = %target.http, status = status.as_u16(),
+                        "an answer to this host's renewal is not signed by the control plane (a member claiming the server role, or a server with another cluster secret): ignored"
+                    );
+                }
+                continue;
             }
             if status.is_success()
                 && let Ok(grant) = serde_json::from_slice(&bytes)

@@ -1,14 +1,16 @@
 //! Pacemaker's command-line tools as the unmodified OCF resource agents call them
 //! (`crm_attribute`, `crm_master`, `attrd_updater`, `crm_node`): the command forms they use,
 //! read into requests, and the answers in the formats and exit codes they parse
-//! (`../shared/OCF-CONTRACT.md`, section 4). Pure: the `buoy` shims run these against the
+//! (`../shared/OCF-CONTRACT.md`, section 4). The parsers are pure: the `buoy` shims run these against the
 //! cluster's attribute store through the local agent.
 //!
 //! - [`attribute`]: `crm_attribute`, `crm_master` and `attrd_updater` -> [`attribute::Request`].
 //! - [`crm_node`]: `crm_node -n|-p|-q|-l` from the membership as this host sees it.
+//! - [`service`]: the agent answers the shims on a Unix socket, as this host; the shims call it.
 
 pub mod attribute;
 pub mod crm_node;
+pub mod service;
 
 /// A command line the tool does not take: the shim prints it and exits 64 (usage), as the
 /// real tools exit non-zero on bad arguments.
@@ -25,7 +27,7 @@ pub const EXIT_NO_SUCH: i32 = 105;
 pub const EXIT_USAGE: i32 = 64;
 
 /// What a shim prints and how it exits.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Answer {
     pub stdout: String,
     pub stderr: String,

@@ -28,6 +28,9 @@ use crate::watchdog::client::WatchdogClient;
 /// How often the loop looks at its processes (crash detection latency).
 const TICK: Duration = Duration::from_millis(100);
 
+/// What the leader acts on in one copy's report: placement, epoch, phase and role.
+type Fingerprint = (String, Epoch, Phase, Option<proto::Role>);
+
 /// One placement this host runs (or ran).
 struct Unit {
     assignment: Assignment,
@@ -51,6 +54,10 @@ impl Unit {
         self.observed.reason = reason;
         self.observed.since = Timestamp::now();
         self.observed.pid = self.process.as_ref().and_then(Running::pid);
+        if self.process.is_none() {
+            // Its role is unknown now: the phase says whether it may still run.
+            self.observed.role = None;
+        }
         self.observed.restarts = self.budget.used();
     }
 }
@@ -76,7 +83,10 @@ pub struct Supervisor {
     /// that the lease keeper tells the leader early.
     pub changed: tokio::sync::Notify,
     /// The last report's fingerprint.
-    fingerprint: Mutex<Vec<(String, Epoch, Phase)>>,
+    fingerprint: Mutex<Vec<Fingerprint>>,
+    /// Added to every OCF agent's environment: the Pacemaker tool shims (`HA_SBIN_DIR`,
+    /// `PATH`, the agent's socket) and `HA_RSCTMP`.
+    agent_env: Mutex<Vec<(String, String)>>,
     /// Set by `shutdown`: start nothing more.
     stopping: std::sync::atomic::AtomicBool,
     /// Set when a stop failed or timed out: this host must be fenced (see [`Fence`]).
@@ -133,11 +143,17 @@ impl Supervisor {
             applied: Mutex::new(None),
             changed: tokio::sync::Notify::new(),
             fingerprint: Mutex::new(Vec::new()),
+            agent_env: Mutex::new(Vec::new()),
             draining: Arc::new(Mutex::new(BTreeMap::new())),
             highest_epoch: Mutex::new(BTreeMap::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
             fence: Arc::new(Fence::default()),
         })
+    }
+
+    /// Sets what every OCF agent started from now on gets in its environment.
+    pub fn set_agent_env(&self, env: Vec<(String, String)>) {
+        *self.agent_env.lock().unwrap_or_else(|p| p.into_inner()) = env;
     }
 
     /// The agent is shutting down: stop every instance gracefully (they are not re-adopted
@@ -216,12 +232,17 @@ impl Supervisor {
     /// Wakes `changed` when the report differs from the last one in a way the leader acts on.
     fn notice_changes(&self) {
         let r = self.report();
-        let mut now: Vec<(String, Epoch, Phase)> = r
+        let mut now: Vec<Fingerprint> = r
             .instances
             .iter()
-            .map(|o| (o.placement.clone(), o.epoch, o.phase))
+            .map(|o| (o.placement.clone(), o.epoch, o.phase, o.role))
             .collect();
-        now.push((String::new(), Epoch(r.applied.unwrap_or(0)), Phase::Stopped));
+        now.push((
+            String::new(),
+            Epoch(r.applied.unwrap_or(0)),
+            Phase::Stopped,
+            None,
+        ));
         let mut last = self.fingerprint.lock().unwrap_or_else(|p| p.into_inner());
         if *last != now {
             *last = now;
@@ -330,9 +351,17 @@ impl Supervisor {
                     reason: None,
                     exit_code: None,
                     restarts: 0,
+                    role: None,
                 },
                 cleanup: None,
             });
+            // A promotion granted or revoked: the copy is promoted or demoted in place.
+            if unit.assignment.promotion != a.promotion {
+                unit.assignment.promotion = a.promotion;
+                if let Some(p) = &unit.process {
+                    p.set_promoted(a.promotion.is_some());
+                }
+            }
             // After a lease loss the unit is stopped with no restart time: start it again.
             if unit.process.is_none()
                 && unit.observed.phase == Phase::Stopped
@@ -389,6 +418,11 @@ impl Supervisor {
             let Some(p) = u.process.as_mut() else {
                 continue;
             };
+            let role = p.role();
+            if u.observed.role != role {
+                info!(instance = %u.observed.name, epoch = %u.observed.epoch, ?role, promotion = ?u.assignment.promotion, "role");
+                u.observed.role = role;
+            }
             let exited = p.poll_end();
             let unhealthy = u.health.as_ref().and_then(HealthWatch::failed);
             let Some(ended) = exited
@@ -549,20 +583,41 @@ impl Supervisor {
 
     fn start(&self, u: &mut Unit) {
         let a = &u.assignment;
-        let env = [
-            ("BUOY_INSTANCE", a.instance.name.clone()),
-            ("BUOY_EPOCH", a.placement.epoch.to_string()),
-            ("BUOY_HOST", self.host.clone()),
-            ("BUOY_HOST_IP", self.host_ip.clone()),
+        let mut owned: Vec<(String, String)> = vec![
+            ("BUOY_INSTANCE".into(), a.instance.name.clone()),
+            ("BUOY_EPOCH".into(), a.placement.epoch.to_string()),
+            ("BUOY_HOST".into(), self.host.clone()),
+            ("BUOY_HOST_IP".into(), self.host_ip.clone()),
         ];
+        let promotable = a.instance.mode == model::instance::Mode::Promotable;
+        if a.instance.driver == model::instance::DriverKind::Ocf {
+            owned.extend(
+                self.agent_env
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .cloned(),
+            );
+            owned.extend(crate::drivers::ocf::clone_meta(
+                &self.host,
+                a.instance.mode,
+                a.placement.replica,
+                a.instance.replicas,
+                a.instance.promoted_max,
+                a.instance.notify,
+            ));
+        }
+        let env: Vec<(&str, String)> = owned.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         match Running::start(
             &a.instance.name,
             a.instance.driver,
             &a.instance.params,
             &env,
             &self.log_path(&a.instance.name),
+            promotable,
         ) {
             Ok(p) => {
+                p.set_promoted(a.promotion.is_some());
                 if let Some(w) = &self.watchdog {
                     w.track(&u.observed.placement, p.watchdog_target());
                 }
@@ -634,6 +689,7 @@ mod tests {
                 attempt: 0,
             },
             instance: Instance::create(meta("i1"), &spec, "s1".into()).unwrap(),
+            promotion: None,
         }
     }
 

@@ -121,6 +121,12 @@ impl LeaseGrants {
         table.as_ref().is_some_and(|(t, lt)| *t == term && f(lt))
     }
 
+    /// Runs `f` on every host's last report, under the reports' lock (never take the lease
+    /// table's lock in `f`).
+    pub fn with_reports<R>(&self, f: impl FnOnce(&BTreeMap<String, HostReport>) -> R) -> R {
+        f(&self.reports.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     /// Per host, the copies its last report shows starting.
     pub fn starting(&self) -> BTreeMap<String, u32> {
         let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());

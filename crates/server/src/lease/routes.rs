@@ -50,57 +50,98 @@ fn not_a_server() -> Response {
 /// lease and reports only its own instances), and the answer carries the control plane's MAC.
 pub async fn renew(State(api): State<LeaseApi>, headers: HeaderMap, body: Bytes) -> Response {
     let received_at = api.gossip.now();
-    let Some(verifier) = &api.verifier else {
-        return match serde_json::from_slice::<RenewalRequest>(&body) {
-            Ok(req) => grant(&api, req, received_at).await,
-            Err(e) => bad_renewal(&e),
+    host_call(
+        api.verifier.as_deref(),
+        &headers,
+        RENEW_PATH,
+        &body,
+        "a renewal",
+        |req: &RenewalRequest| req.host.clone(),
+        async |req| grant(&api, req, received_at).await,
+    )
+    .await
+}
+
+/// A host's signed call to `path`: `body` read as a `T` (`what` names it in errors), refused
+/// unless the host that signed it is the one it names (`host_of`; a host acts for itself
+/// only), handled by `handle`, and the answer signed for that host. Without host identity
+/// (`verifier` none) the API tokens guarded the route, and the call is taken as it says.
+pub async fn host_call<T: serde::de::DeserializeOwned>(
+    verifier: Option<&Verifier>,
+    headers: &HeaderMap,
+    path: &str,
+    body: &[u8],
+    what: &str,
+    host_of: impl FnOnce(&T) -> String,
+    handle: impl AsyncFnOnce(T) -> Response,
+) -> Response {
+    let bad = |e: serde_json::Error| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            &format!("not {what}: {e}"),
+            None,
+        )
+    };
+    let Some(verifier) = verifier else {
+        return match serde_json::from_slice::<T>(body) {
+            Ok(call) => handle(call).await,
+            Err(e) => bad(e),
         };
     };
+    let (key, nonce) = match verify_host(verifier, headers, path, body) {
+        Ok(k) => k,
+        Err(refused) => return *refused,
+    };
+    let answer = match serde_json::from_slice::<T>(body) {
+        Err(e) => bad(e),
+        Ok(call) => {
+            let host = host_of(&call);
+            if host == key.name() {
+                handle(call).await
+            } else {
+                error(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    &format!(
+                        "host `{}`'s credential cannot call for `{host}`: a host acts for itself only",
+                        key.name()
+                    ),
+                    None,
+                )
+            }
+        }
+    };
+    sign(answer, &key, nonce).await
+}
+
+/// Checks that `body`, posted to `path`, is signed by a host: that host's key and the nonce
+/// to answer under, or the 401 to send.
+pub fn verify_host(
+    verifier: &Verifier,
+    headers: &HeaderMap,
+    path: &str,
+    body: &[u8],
+) -> Result<(HostKey, String), Box<Response>> {
     let sig = identity::signature_from(|h| {
         headers
             .get(h)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     });
-    let key = match verifier.verify(sig.as_ref(), "POST", RENEW_PATH, &body, identity::wall_ms()) {
-        Ok(key) => key,
-        Err(refused) => {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                &refused.to_string(),
-                None,
-            );
-        }
-    };
-    let answer = match serde_json::from_slice::<RenewalRequest>(&body) {
-        Err(e) => bad_renewal(&e),
-        Ok(req) if req.host != key.name() => error(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            &format!(
-                "host `{}`'s credential cannot renew the lease of `{}` nor report for it: a host acts for itself only",
-                key.name(),
-                req.host
-            ),
+    match verifier.verify(sig.as_ref(), "POST", path, body, identity::wall_ms()) {
+        Ok(key) => Ok((key, sig.map(|s| s.nonce).unwrap_or_default())),
+        Err(refused) => Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            &refused.to_string(),
             None,
-        ),
-        Ok(req) => grant(&api, req, received_at).await,
-    };
-    sign(answer, &key, sig.map(|s| s.nonce).unwrap_or_default()).await
-}
-
-fn bad_renewal(e: &serde_json::Error) -> Response {
-    error(
-        StatusCode::BAD_REQUEST,
-        "invalid",
-        &format!("not a renewal: {e}"),
-        None,
-    )
+        ))),
+    }
 }
 
 /// `answer` with the control plane's MAC for the request signed with `nonce`.
-async fn sign(answer: Response, key: &HostKey, nonce: String) -> Response {
+pub async fn sign(answer: Response, key: &HostKey, nonce: String) -> Response {
     let (mut parts, body) = answer.into_parts();
     let bytes = axum::body::to_bytes(body, usize::MAX)
         .await

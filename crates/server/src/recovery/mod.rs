@@ -12,6 +12,9 @@
 //!   have no placement yet. Each move is a placement update, which gives the copy a new epoch;
 //!   a copy leaving a live host starts on the new one only after the old one stopped it
 //!   (`engine::handoff`), and the loop clears those handoffs once confirmed.
+//! - Promotable instances: the copies with the best promotion scores are promoted, each
+//!   under a grant, and a new grant only once the old copy is confirmed demoted or its host
+//!   is down (`promotion`, `engine::promotion`).
 //! - With the segment's `failback`, copies return to the host a recovery moved them from once
 //!   it takes work again.
 //!
@@ -25,6 +28,7 @@ mod failback;
 pub mod fence;
 mod placing;
 mod progress;
+mod promotion;
 mod records;
 pub mod unplaced;
 
@@ -129,6 +133,7 @@ impl Recovery {
         self.rejoin(&states).await;
         external::process(self, &states).await;
         self.clear_handoffs().await;
+        self.promote().await;
         self.prune().await;
         self.expire_failures().await;
         self.replan().await;

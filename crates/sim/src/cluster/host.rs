@@ -573,6 +573,7 @@ impl Host {
             reason: None,
             exit_code: None,
             restarts: 0,
+            role: None,
         };
         let mut instances: Vec<Observed> = a
             .units
