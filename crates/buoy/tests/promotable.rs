@@ -31,6 +31,24 @@ fn promoted(c: &Cluster) -> Vec<u8> {
 /// A sample where several copies said promoted: when, and which hosts.
 type Overlap = (Duration, Vec<u8>);
 
+/// The host (number) where the `vip` instance runs, when exactly one runs it (a killed
+/// host's last report is left out).
+fn vip_on(c: &Cluster) -> Option<u8> {
+    let (_, body) = get(c.http(1), "/v1/observed?instance=vip")?;
+    let running: Vec<u8> = json(&body)["hosts"]
+        .as_object()?
+        .iter()
+        .filter(|(_, r)| {
+            r["instances"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|o| o["phase"] == "running"))
+        })
+        .filter_map(|(h, _)| h.strip_prefix('h')?.parse().ok())
+        .filter(|i| c.agents.iter().any(|(n, _)| *n == format!("h{i}")))
+        .collect();
+    (running.len() == 1).then(|| running[0])
+}
+
 /// Reads the state files every 10 ms until stopped; every sample where more than one copy
 /// says promoted, with its time.
 struct Sampler {
@@ -110,6 +128,17 @@ fn kill_the_promoted_host(net: u8, kill_watchdog: bool) -> (Vec<Overlap>, Durati
     let scores = json(&body)["attributes"].as_array().cloned().unwrap();
     assert_eq!(scores.len(), 3, "{body}");
     let first = promoted(&c)[0];
+    // The address clients use follows the promoted copy, and starts after its promotion.
+    create(
+        &c,
+        "/v1/instances",
+        json!({"name": "vip", "segment": "zone", "driver": "process",
+               "params": {"command": "/bin/sleep", "args": ["600"]},
+               "colocated_with": {"instance": "db", "promoted": true},
+               "start_after": [{"instance": "db", "promoted": true}]}),
+    );
+    wait_until(Duration::from_secs(20), || vip_on(&c) == Some(first))
+        .unwrap_or_else(|| panic!("vip not on h{first}: {:?}\n{}", vip_on(&c), c.log(1)));
     std::thread::sleep(Duration::from_millis(500)); // the watchdog learns the stop command
 
     let sampler = Sampler::start((2..=4).map(|i| (i, state_file(&c, i))).collect());
@@ -124,7 +153,6 @@ fn kill_the_promoted_host(net: u8, kill_watchdog: bool) -> (Vec<Overlap>, Durati
     })
     .unwrap_or_else(|| panic!("no other copy promoted: {:?}\n{}", promoted(&c), c.log(1)));
     std::thread::sleep(Duration::from_millis(500));
-    let overlaps = sampler.finish();
     let now = promoted(&c);
     if !kill_watchdog {
         assert_eq!(
@@ -132,7 +160,67 @@ fn kill_the_promoted_host(net: u8, kill_watchdog: bool) -> (Vec<Overlap>, Durati
             1,
             "exactly one promoted after the failover: {now:?}"
         );
+        wait_until(Duration::from_secs(20), || vip_on(&c) == Some(now[0]))
+            .unwrap_or_else(|| panic!("vip did not follow to h{}: {:?}", now[0], vip_on(&c)));
+        // The dead host's transient attributes went with it (its score among them).
+        let dead = format!("h{first}");
+        let scores = |c: &Cluster| {
+            let (_, body) = get(c.http(1), "/v1/attributes?name=master-db").expect("attributes");
+            json(&body)["attributes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        };
+        wait_until(Duration::from_secs(10), || {
+            scores(&c).iter().all(|a| a["key"]["node"] != dead.as_str())
+        })
+        .unwrap_or_else(|| panic!("the dead host's score stays: {:?}", scores(&c)));
+        // A switchover on purpose to the other live copy: demoted, then promoted there.
+        let target = *others.iter().find(|i| !now.contains(i)).unwrap();
+        let host = format!("h{target}");
+        let (ok, out, err) =
+            common::buoy(c.http(1), &["instance", "promote", "db", "--host", &host]);
+        assert!(ok, "{out}{err}");
+        wait_until(Duration::from_secs(15), || promoted(&c) == [target]).unwrap_or_else(|| {
+            panic!(
+                "never switched over to {host}: {:?}\n{}",
+                promoted(&c),
+                get(c.http(1), "/v1/instances/db").map_or(String::new(), |r| r.1)
+            )
+        });
+        // The API shows the roles the monitors report (the dead host's copy shows none).
+        let roles = |c: &Cluster| -> Vec<(String, serde_json::Value)> {
+            let (_, body) = get(c.http(1), "/v1/instances/db").expect("db");
+            let mut r: Vec<_> = json(&body)["copies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    (
+                        c["host"].as_str().unwrap_or("").to_string(),
+                        c["role"].clone(),
+                    )
+                })
+                .collect();
+            r.sort_by(|a, b| a.0.cmp(&b.0));
+            r
+        };
+        let want: Vec<(String, serde_json::Value)> = (2..=4)
+            .map(|i| {
+                let role = match i {
+                    i if i == target => json!("promoted"),
+                    i if i == first => serde_json::Value::Null,
+                    _ => json!("unpromoted"),
+                };
+                (format!("h{i}"), role)
+            })
+            .collect();
+        wait_until(Duration::from_secs(5), || roles(&c) == want)
+            .unwrap_or_else(|| panic!("roles {:?}, expected {want:?}", roles(&c)));
+        wait_until(Duration::from_secs(20), || vip_on(&c) == Some(target))
+            .unwrap_or_else(|| panic!("vip did not follow to {host}: {:?}", vip_on(&c)));
     }
+    let overlaps = sampler.finish();
     eprintln!(
         "h{first} killed: another copy promoted after {took:?} ({:?} in all)",
         killed.elapsed()

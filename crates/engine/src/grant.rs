@@ -8,11 +8,14 @@ use proto::Assignment;
 
 /// The assignments of host `host` (by name) in `st`, and the change index they reflect: one
 /// less than the state's when a copy was held back, so the host asks again until it comes.
-/// `confirmed` says whether a placement's handoffs are all confirmed.
+/// `confirmed` says whether a placement's handoffs are all confirmed; `may_start` whether
+/// an instance's start conditions hold on this host (`constraints`): a copy whose
+/// conditions do not hold is left out (its host stops it), at the full index.
 pub fn assignments(
     st: &ClusterState,
     host: &str,
     mut confirmed: impl FnMut(&Placement) -> bool,
+    mut may_start: impl FnMut(&model::instance::Instance) -> bool,
 ) -> (u64, Vec<Assignment>) {
     let index = st.change_index();
     let mut withheld = false;
@@ -34,15 +37,17 @@ pub fn assignments(
                     ok
                 })
                 .filter_map(|p| {
-                    st.instance(&p.instance).map(|i| Assignment {
-                        placement: p.clone(),
-                        instance: i.clone(),
-                        promotion: st
-                            .promotion_grants(&i.meta.id)
-                            .iter()
-                            .find(|g| g.replica == p.replica && g.host == p.host && !g.revoked)
-                            .map(|g| g.epoch),
-                    })
+                    st.instance(&p.instance)
+                        .filter(|i| i.start_after.is_empty() || may_start(i))
+                        .map(|i| Assignment {
+                            placement: p.clone(),
+                            instance: i.clone(),
+                            promotion: st
+                                .promotion_grants(&i.meta.id)
+                                .iter()
+                                .find(|g| g.replica == p.replica && g.host == p.host && !g.revoked)
+                                .map(|g| g.epoch),
+                        })
                 })
                 .collect()
         })

@@ -62,7 +62,6 @@ pub fn all_confirmed<'r>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use model::Timestamp;
     use model::placement::Epoch;
     use proto::{Observed, Phase};
 
@@ -81,19 +80,7 @@ mod tests {
             applied,
             instances: active
                 .iter()
-                .map(|(p, e)| Observed {
-                    placement: p.to_string(),
-                    instance: p.to_string(),
-                    name: p.to_string(),
-                    epoch: Epoch(*e),
-                    phase: Phase::Running,
-                    since: Timestamp::now(),
-                    pid: None,
-                    reason: None,
-                    exit_code: None,
-                    restarts: 0,
-                    role: None,
-                })
+                .map(|(p, e)| Observed::new(p, p, p, Epoch(*e), Phase::Running))
                 .collect(),
         }
     }

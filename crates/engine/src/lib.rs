@@ -14,10 +14,13 @@
 //! - [`grant`]: what a lease grant assigns to a host.
 //! - [`plan_input`]: the planner's view of the replicated state.
 //! - [`planner`]: where the instances of failed hosts (and failed instances) go.
+//! - [`constraints`]: where a colocated instance may run, and whether an instance's start
+//!   conditions hold.
 //! - [`promotion`]: which copies of a promotable instance to promote and demote, and when a
 //!   promotion may be granted (rule S1 for the promoted role).
 
 pub mod assignment_floor;
+pub mod constraints;
 pub mod failures;
 pub mod grant;
 pub mod handoff;

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::planner::{HostView, InstanceView, PlanInput, Resources, Slot};
+use crate::planner::{Colocate, HostView, InstanceView, PlanInput, Resources, Slot};
 use model::ClusterState;
 use model::instance::{DesiredState, Mode};
 use model::placement::Epoch;
@@ -51,7 +51,28 @@ pub fn plan_input(
             copies: copies(i),
             anti_affinity: i.anti_affinity.clone(),
             wanted: i.desired_state == DesiredState::Started,
+            colocate: i.colocated_with.as_ref().map(|c| Colocate {
+                target: st
+                    .resolve(model::Kind::Instance, &c.instance)
+                    .unwrap_or_default(),
+                name: c.instance.clone(),
+                promoted: c.promoted,
+            }),
         });
+        if i.mode == Mode::Promotable {
+            let grants = st.promotion_grants(&i.meta.id);
+            let on: BTreeSet<String> = st
+                .placements()
+                .filter(|p| p.instance == i.meta.id)
+                .filter(|p| {
+                    grants
+                        .iter()
+                        .any(|g| g.replica == p.replica && g.host == p.host && !g.revoked)
+                })
+                .map(|p| p.host.clone())
+                .collect();
+            input.promoted_on.insert(i.meta.id.clone(), on);
+        }
     }
     let mut placements: BTreeMap<Slot, String> = BTreeMap::new();
     for p in st.placements() {
@@ -89,9 +110,13 @@ pub fn copies(i: &model::instance::Instance) -> u32 {
     }
 }
 
-/// Whether some started instance has fewer placed copies than it wants, or a copy sits on a
-/// failed host: the cheap test that says a plan is needed.
+/// Whether some started instance has fewer placed copies than it wants, a copy sits on a
+/// failed host, or a colocated instance on a host its colocation no longer allows: the cheap
+/// test that says a plan is needed.
 pub fn needs_plan(st: &ClusterState) -> bool {
+    if crate::constraints::colocation_broken(st) {
+        return true;
+    }
     // Usually none: checked first, so that most placements cost no host lookup.
     let failed: BTreeSet<&str> = st
         .hosts()

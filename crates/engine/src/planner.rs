@@ -70,6 +70,18 @@ pub struct InstanceView {
     pub anti_affinity: Option<String>,
     /// Only started instances are placed.
     pub wanted: bool,
+    /// Runs where another instance runs (a `single` instance).
+    pub colocate: Option<Colocate>,
+}
+
+/// "On the host of instance `target`" (of its promoted copy, with `promoted`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Colocate {
+    /// Instance id.
+    pub target: String,
+    /// Its name, for the reasons.
+    pub name: String,
+    pub promoted: bool,
 }
 
 /// One copy of an instance on one host.
@@ -96,6 +108,8 @@ pub struct PlanInput {
     /// Copies starting at once per destination host, counting those already starting
     /// (0: no limit).
     pub max_starts_per_host: u32,
+    /// Per promotable instance, the hosts of its promoted copies (live promotion grants).
+    pub promoted_on: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// One decision: put `slot` on `to` (it was on `from`, if anywhere).
@@ -181,7 +195,11 @@ pub fn plan(input: &PlanInput) -> Plan {
             }
         }
     }
-    for inst in input.instances.iter().filter(|i| i.wanted) {
+    for inst in input
+        .instances
+        .iter()
+        .filter(|i| i.wanted && i.colocate.is_none())
+    {
         for replica in 0..inst.copies {
             let slot = Slot {
                 instance: inst.id.clone(),
@@ -211,7 +229,14 @@ pub fn plan(input: &PlanInput) -> Plan {
         if let Some(f) = from.filter(|_| input.failed_slots.contains(&slot)) {
             avoid.insert(f);
         }
-        match choose(&hosts, inst, &avoid, method, input.max_starts_per_host) {
+        match choose(
+            &hosts,
+            inst,
+            &avoid,
+            None,
+            method,
+            input.max_starts_per_host,
+        ) {
             Ok(to) => {
                 if let Some(h) = hosts.get_mut(to) {
                     h.free = h.free.minus(inst.needs);
@@ -233,14 +258,144 @@ pub fn plan(input: &PlanInput) -> Plan {
             Err(reason) => out.unplaced.push(Unplaced { slot, reason }),
         }
     }
+    place_colocated(input, &instances, &mut hosts, &staying, &mut out);
     out
 }
 
-/// The best host for `inst`, or why there is none.
+/// Places the instances that follow another, once those they follow are placed: each on the
+/// host of the one it follows (of its promoted copy), in chains, the followed first. A
+/// follower whose host no longer fits moves there, releasing what it held.
+fn place_colocated<'a>(
+    input: &'a PlanInput,
+    instances: &HashMap<&str, &'a InstanceView>,
+    hosts: &mut BTreeMap<&'a str, HostState<'a>>,
+    staying: &BTreeSet<&Slot>,
+    out: &mut Plan,
+) {
+    // Where each instance runs after this plan.
+    let mut runs_on: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for (slot, host) in &input.placements {
+        if staying.contains(slot) {
+            runs_on
+                .entry(&slot.instance)
+                .or_default()
+                .insert(host.clone());
+        }
+    }
+    for m in &out.moves {
+        let hs = runs_on
+            .entry(instances[m.slot.instance.as_str()].id.as_str())
+            .or_default();
+        if let Some(from) = &m.from {
+            hs.remove(from);
+        }
+        hs.insert(m.to.clone());
+    }
+    let followers: Vec<&InstanceView> = input
+        .instances
+        .iter()
+        .filter(|i| i.wanted && i.colocate.is_some())
+        .collect();
+    // Chain depth: a follower of a follower comes after it (a cycle never resolves).
+    let depth = |i: &InstanceView| {
+        let mut d = 0;
+        let mut at = i;
+        while let Some(c) = &at.colocate {
+            d += 1;
+            match instances.get(c.target.as_str()) {
+                Some(next) if d <= followers.len() => at = next,
+                _ => break,
+            }
+        }
+        d
+    };
+    let mut order: Vec<(usize, &InstanceView)> = followers.iter().map(|i| (depth(i), *i)).collect();
+    order.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| b.1.priority.cmp(&a.1.priority))
+            .then_with(|| a.1.id.cmp(&b.1.id))
+    });
+    for (d, inst) in order {
+        let c = inst.colocate.as_ref().expect("a follower");
+        let slot = Slot {
+            instance: inst.id.clone(),
+            replica: 0,
+        };
+        let what = if c.promoted {
+            format!("colocated with the promoted copy of `{}`", c.name)
+        } else {
+            format!("colocated with `{}`", c.name)
+        };
+        let allowed: BTreeSet<String> = if d > followers.len() {
+            BTreeSet::new()
+        } else if c.promoted {
+            input
+                .promoted_on
+                .get(&c.target)
+                .cloned()
+                .unwrap_or_default()
+        } else {
+            runs_on.get(c.target.as_str()).cloned().unwrap_or_default()
+        };
+        let from = input.placements.get(&slot).map(String::as_str);
+        if staying.contains(&slot) && from.is_some_and(|h| allowed.contains(h)) {
+            continue;
+        }
+        if allowed.is_empty() {
+            let reason = if d > followers.len() {
+                format!("waiting: {what}, in a cycle of colocations")
+            } else {
+                format!("waiting: {what}, which runs nowhere")
+            };
+            out.unplaced.push(Unplaced { slot, reason });
+            continue;
+        }
+        // It leaves its host: what it held there is free again.
+        if let Some(h) = from
+            .filter(|_| staying.contains(&slot))
+            .and_then(|f| hosts.get_mut(f))
+        {
+            h.free = h.free.plus(inst.needs);
+            h.instances.remove(inst.id.as_str());
+        }
+        let method = input
+            .recovery
+            .get(&inst.segment)
+            .copied()
+            .unwrap_or_default();
+        match choose(hosts, inst, &BTreeSet::new(), Some(&allowed), method, 0) {
+            Ok(to) => {
+                if let Some(h) = hosts.get_mut(to) {
+                    h.free = h.free.minus(inst.needs);
+                    h.instances.insert(&inst.id);
+                    h.starts += 1;
+                }
+                runs_on
+                    .entry(inst.id.as_str())
+                    .or_default()
+                    .insert(to.to_string());
+                if from != Some(to) {
+                    out.moves.push(Move {
+                        slot,
+                        from: from.map(String::from),
+                        to: to.to_string(),
+                    });
+                }
+            }
+            Err(reason) => out.unplaced.push(Unplaced {
+                slot,
+                reason: format!("{what}: {reason}"),
+            }),
+        }
+    }
+}
+
+/// The best host for `inst` (among `only`, when given), or why there is none.
 fn choose<'a>(
     hosts: &BTreeMap<&'a str, HostState<'a>>,
     inst: &InstanceView,
     avoid: &BTreeSet<&str>,
+    only: Option<&BTreeSet<String>>,
     method: RecoveryMethod,
     max_starts: u32,
 ) -> Result<&'a str, String> {
@@ -252,7 +407,7 @@ fn choose<'a>(
     let mut best: Option<(Preference, &'a str)> = None;
     for (id, h) in hosts {
         let v = h.view;
-        if v.segment != inst.segment {
+        if v.segment != inst.segment || only.is_some_and(|o| !o.contains(*id)) {
             continue;
         }
         in_segment += 1;
@@ -387,7 +542,80 @@ mod tests {
             copies: 1,
             anti_affinity: None,
             wanted: true,
+            colocate: None,
         }
+    }
+
+    /// A follower goes where the instance it follows runs after the plan (its promoted copy,
+    /// with `promoted`), follows it when it moves, and waits, saying why, while there is none.
+    #[test]
+    fn a_colocated_instance_follows_and_waits_for_what_it_follows() {
+        let mut input = PlanInput::default();
+        for h in ["h1", "h2", "h3"] {
+            input.hosts.push(host(h, "s", 4000, 4096));
+        }
+        let mut db = inst("db", "s", 100, 100, 500);
+        db.copies = 3;
+        let mut vip = inst("vip", "s", 100, 100, 900);
+        vip.colocate = Some(Colocate {
+            target: "db".into(),
+            name: "db".into(),
+            promoted: true,
+        });
+        let mut app = inst("app", "s", 100, 100, 100);
+        let mut web = inst("web", "s", 100, 100, 100);
+        web.colocate = Some(Colocate {
+            target: "app".into(),
+            name: "app".into(),
+            promoted: false,
+        });
+        app.priority = 100;
+        input.instances = vec![db, vip, app, web];
+        for (r, h) in ["h1", "h2", "h3"].iter().enumerate() {
+            input.placements.insert(slot("db", r as u32), h.to_string());
+        }
+        input.placements.insert(slot("app", 0), "h3".into());
+        // No promoted copy yet: the VIP waits; web follows app to h3.
+        let p = plan(&input);
+        let to = |p: &Plan, i: &str| {
+            p.moves
+                .iter()
+                .find(|m| m.slot.instance == i)
+                .map(|m| m.to.clone())
+        };
+        assert_eq!(to(&p, "web").as_deref(), Some("h3"));
+        let why = &p
+            .unplaced
+            .iter()
+            .find(|u| u.slot.instance == "vip")
+            .unwrap()
+            .reason;
+        assert!(
+            why.contains("promoted copy of `db`, which runs nowhere"),
+            "{why}"
+        );
+        // Promoted on h2: the VIP goes there; then on h1: it moves.
+        input
+            .promoted_on
+            .insert("db".into(), ["h2".to_string()].into());
+        assert_eq!(to(&plan(&input), "vip").as_deref(), Some("h2"));
+        input.placements.insert(slot("vip", 0), "h2".into());
+        input.placements.insert(slot("web", 0), "h3".into());
+        assert!(plan(&input).moves.is_empty(), "all where they belong");
+        input
+            .promoted_on
+            .insert("db".into(), ["h1".to_string()].into());
+        let p = plan(&input);
+        assert_eq!(p.moves.len(), 1, "{p:?}");
+        assert_eq!(
+            (p.moves[0].from.as_deref(), p.moves[0].to.as_str()),
+            (Some("h2"), "h1")
+        );
+        // app's host fails: app moves, and web with it, in the same plan.
+        input.hosts[2].failed = true;
+        let p = plan(&input);
+        let app_to = to(&p, "app").expect("app moves");
+        assert_eq!(to(&p, "web"), Some(app_to));
     }
 
     fn slot(i: &str, r: u32) -> Slot {

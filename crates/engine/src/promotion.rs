@@ -58,12 +58,16 @@ pub enum Step {
 /// The steps that bring the promoted copies towards the `promoted_max` best-scored ones.
 /// `scores` are the promotion scores by host (`master-RESOURCE`); a copy is promoted only
 /// where its score is set and above 0. A copy that holds a grant keeps it while its score stays
-/// above 0 (no flapping between equal primaries).
+/// above 0 (no flapping between equal primaries), unless the operator prefers the copy on
+/// host `preferred` and that copy is ready (unpromoted, scored): then one other grant is
+/// revoked to make room, and once released the preferred copy is promoted first (a clean
+/// switchover).
 pub fn decide(
     promoted_max: u32,
     copies: &[CopyView],
     grants: &[Grant],
     scores: &BTreeMap<String, i64>,
+    preferred: Option<&str>,
 ) -> Vec<Step> {
     let mut steps = Vec::new();
     let copy = |g: &Grant| {
@@ -100,20 +104,33 @@ pub fn decide(
             steps.push(Step::Demote { replica: g.replica });
         }
     }
+    // A switchover: the preferred copy is ready and no room is left or being made.
+    let ready = |c: &&CopyView| {
+        !c.host_down
+            && c.role == Some(Role::Unpromoted)
+            && score(&c.host).is_some()
+            && !live.iter().any(|g| g.replica == c.replica)
+    };
+    let preferred_ready = preferred.and_then(|h| copies.iter().filter(ready).find(|c| c.host == h));
+    let demoting =
+        live.iter().any(|g| g.revoked) || steps.iter().any(|s| matches!(s, Step::Demote { .. }));
+    if preferred_ready.is_some() && live.len() >= promoted_max as usize && !demoting {
+        let other = live
+            .iter()
+            .filter(|g| Some(g.host.as_str()) != preferred)
+            .min_by_key(|g| (scores.get(&g.host).copied().unwrap_or(i64::MIN), g.replica));
+        if let Some(g) = other {
+            steps.push(Step::Demote { replica: g.replica });
+        }
+    }
     // New grants, only while fewer than promoted_max are live (revoked ones included).
     let room = (promoted_max as usize).saturating_sub(live.len());
-    let mut candidates: Vec<&CopyView> = copies
-        .iter()
-        .filter(|c| {
-            !c.host_down
-                && c.role == Some(Role::Unpromoted)
-                && score(&c.host).is_some()
-                && !live.iter().any(|g| g.replica == c.replica)
-        })
-        .collect();
+    let mut candidates: Vec<&CopyView> = copies.iter().filter(ready).collect();
     candidates.sort_by(|a, b| {
-        score(&b.host)
-            .cmp(&score(&a.host))
+        let first = |c: &CopyView| Some(c.host.as_str()) == preferred;
+        first(b)
+            .cmp(&first(a))
+            .then_with(|| score(&b.host).cmp(&score(&a.host)))
             .then_with(|| a.host.cmp(&b.host))
     });
     for c in candidates.into_iter().take(room) {
@@ -226,7 +243,12 @@ pub fn plan<'a>(
             Some((c.host.clone(), *by_name.get(name)?))
         })
         .collect();
-    decide(inst.promoted_max, &copies, &grants, &scores)
+    let preferred = inst
+        .preferred_promoted
+        .as_deref()
+        .and_then(|name| st.host_by_name(name))
+        .map(|h| h.meta.id.as_str());
+    decide(inst.promoted_max, &copies, &grants, &scores, preferred)
         .into_iter()
         .map(|s| match s {
             Step::Promote { replica, host } => PromotionStep::Grant { replica, host },
@@ -275,6 +297,7 @@ mod tests {
             &copies,
             &[],
             &scores(&[("h1", 5), ("h2", 1000), ("h3", -1)]),
+            None,
         );
         assert_eq!(
             steps,
@@ -283,7 +306,7 @@ mod tests {
                 host: "h2".into()
             }]
         );
-        assert!(decide(1, &copies, &[], &scores(&[])).is_empty());
+        assert!(decide(1, &copies, &[], &scores(&[]), None).is_empty());
     }
 
     #[test]
@@ -294,17 +317,17 @@ mod tests {
             copy(0, "h1", Some(Role::Promoted), false),
             copy(1, "h2", Some(Role::Unpromoted), false),
         ];
-        assert!(decide(1, &copies, &[grant(0, "h1", false)], &s).is_empty());
+        assert!(decide(1, &copies, &[grant(0, "h1", false)], &s, None).is_empty());
         // h1's score goes: demote, and nothing else until h1 confirms.
         let lost = scores(&[("h2", 1000)]);
-        let steps = decide(1, &copies, &[grant(0, "h1", false)], &lost);
+        let steps = decide(1, &copies, &[grant(0, "h1", false)], &lost, None);
         assert_eq!(steps, [Step::Demote { replica: 0 }]);
         // Revoked, h1 silent (partitioned): still nothing.
         copies[0].role = None;
-        assert!(decide(1, &copies, &[grant(0, "h1", true)], &lost).is_empty());
+        assert!(decide(1, &copies, &[grant(0, "h1", true)], &lost, None).is_empty());
         // h1's lease is over: released, and h2 promoted in the same round.
         copies[0].host_down = true;
-        let steps = decide(1, &copies, &[grant(0, "h1", true)], &lost);
+        let steps = decide(1, &copies, &[grant(0, "h1", true)], &lost, None);
         assert_eq!(
             steps,
             [
@@ -317,6 +340,54 @@ mod tests {
         );
     }
 
+    /// A switchover: the preferred copy, once ready, gets the grant, after the old one is
+    /// revoked and released (never both at once); one not ready or unscored waits.
+    #[test]
+    fn a_preferred_copy_takes_over_cleanly() {
+        let s = scores(&[("h1", 10), ("h2", 5)]);
+        let both = |r1: Role, r2: Role| {
+            vec![
+                copy(0, "h1", Some(r1), false),
+                copy(1, "h2", Some(r2), false),
+            ]
+        };
+        let copies = both(Role::Promoted, Role::Unpromoted);
+        let held = [grant(0, "h1", false)];
+        assert_eq!(
+            decide(1, &copies, &held, &s, Some("h2")),
+            [Step::Demote { replica: 0 }]
+        );
+        // Revoked, not yet demoted: nothing more.
+        let revoked = [grant(0, "h1", true)];
+        assert!(decide(1, &copies, &revoked, &s, Some("h2")).is_empty());
+        // Demoted: released, and the preferred copy promoted though h1 scores higher.
+        let copies = both(Role::Unpromoted, Role::Unpromoted);
+        assert_eq!(
+            decide(1, &copies, &revoked, &s, Some("h2")),
+            [
+                Step::Release { replica: 0 },
+                Step::Promote {
+                    replica: 1,
+                    host: "h2".into()
+                }
+            ]
+        );
+        // A preferred copy that is not ready, or has no score, takes nothing.
+        let starting = both(Role::Promoted, Role::Starting);
+        assert!(decide(1, &starting, &held, &s, Some("h2")).is_empty());
+        let unscored = scores(&[("h1", 10)]);
+        assert!(
+            decide(
+                1,
+                &both(Role::Promoted, Role::Unpromoted),
+                &held,
+                &unscored,
+                Some("h2")
+            )
+            .is_empty()
+        );
+    }
+
     proptest! {
         /// Whatever the roles, scores, reports and grants, the steps never leave more than
         /// promoted_max grants, and never release a grant whose copy may still be promoted.
@@ -325,6 +396,7 @@ mod tests {
             max in 1u32..3,
             roles in proptest::collection::vec((0u8..6, any::<bool>(), -5i64..5), 1..5),
             granted in proptest::collection::vec((0usize..5, any::<bool>()), 0..3),
+            preferred in proptest::option::of(0usize..5),
         ) {
             let role = |r: u8| match r {
                 0 => None,
@@ -350,7 +422,8 @@ mod tests {
                     grants.push(grant(i as u32, &format!("h{i}"), revoked));
                 }
             }
-            let steps = decide(max, &copies, &grants, &s);
+            let preferred = preferred.map(|i| format!("h{i}"));
+            let steps = decide(max, &copies, &grants, &s, preferred.as_deref());
             let mut live = grants.len();
             for step in &steps {
                 match step {
@@ -381,19 +454,10 @@ mod tests {
         phase: proto::Phase,
         role: Option<proto::Role>,
     ) -> proto::Observed {
-        proto::Observed {
-            placement: placement.into(),
-            instance: "i1".into(),
-            name: "db".into(),
-            epoch: model::placement::Epoch(epoch),
-            phase,
-            since: model::Timestamp::from_unix_millis(0),
-            pid: None,
-            reason: None,
-            exit_code: None,
-            restarts: 0,
-            role,
-        }
+        let mut o =
+            proto::Observed::new(placement, "i1", "db", model::placement::Epoch(epoch), phase);
+        o.role = role;
+        o
     }
 
     /// A report counts only once its host applied the grant's change; a copy absent from a

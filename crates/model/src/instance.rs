@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::constraint::{Colocation, StartAfter};
 use crate::error::StateError;
 use crate::health::HealthCheck;
 use crate::host::check_labels;
@@ -102,6 +103,18 @@ pub struct Instance {
     /// Pacemaker's lists (`clone` and `promotable` OCF instances).
     #[serde(default)]
     pub notify: bool,
+    /// `promotable`: the host (by name) whose copy the operator wants promoted: once that
+    /// copy is ready (unpromoted, with a promotion score above 0), another promoted copy is
+    /// demoted and this one promoted (`buoy instance promote NAME --host HOST`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_promoted: Option<String>,
+    /// Run on the host of another instance (of its promoted copy). `single` instances only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colocated_with: Option<Colocation>,
+    /// Start only once these instances run (or are promoted); with a colocation, their copy
+    /// on this host counts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub start_after: Vec<StartAfter>,
 }
 
 fn one() -> u32 {
@@ -173,6 +186,25 @@ pub struct InstanceSpec {
     pub promoted_max: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<bool>,
+    /// `null` clears it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::host::some_or_null"
+    )]
+    #[schemars(with = "Option<String>", extend("pattern" = crate::object::DNS_NAME_PATTERN))]
+    pub preferred_promoted: Option<Option<String>>,
+    /// `null` removes it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::host::some_or_null"
+    )]
+    #[schemars(with = "Option<Colocation>")]
+    pub colocated_with: Option<Option<Colocation>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub start_after: Option<Vec<StartAfter>>,
 }
 
 impl Instance {
@@ -211,6 +243,9 @@ impl Instance {
             failure_timeout: Duration::ZERO,
             promoted_max: 1,
             notify: false,
+            preferred_promoted: None,
+            colocated_with: None,
+            start_after: Vec::new(),
         };
         i.update(spec, None)?;
         Ok(i)
@@ -241,6 +276,9 @@ impl Instance {
         set(&mut next.failure_timeout, &spec.failure_timeout);
         set(&mut next.promoted_max, &spec.promoted_max);
         set(&mut next.notify, &spec.notify);
+        set(&mut next.preferred_promoted, &spec.preferred_promoted);
+        set(&mut next.colocated_with, &spec.colocated_with);
+        set(&mut next.start_after, &spec.start_after);
         if next.mode == Mode::Single && spec.replicas.is_none() {
             next.replicas = 1;
         }
@@ -300,6 +338,22 @@ impl Instance {
         }
         if let Some(g) = &self.anti_affinity {
             check_name("anti_affinity", g)?;
+        }
+        if let Some(h) = &self.preferred_promoted {
+            check_dns_like_name("preferred_promoted", h)?;
+            if self.mode != Mode::Promotable {
+                return Err(StateError::unprocessable(
+                    "preferred_promoted",
+                    "only a promotable instance has a promoted copy to prefer",
+                ));
+            }
+        }
+        crate::constraint::validate(&self.name, self.colocated_with.as_ref(), &self.start_after)?;
+        if self.colocated_with.is_some() && self.mode != Mode::Single {
+            return Err(StateError::unprocessable(
+                "colocated_with",
+                "only a single instance follows another (a clone's copies spread over hosts)",
+            ));
         }
         check_labels("host_labels", &self.host_labels)?;
         if self.restart_window.is_zero() && self.max_restarts > 0 {

@@ -7,12 +7,14 @@
 //! - The object modules (`segment`, `host`, `instance`, `notification`, `placement`) hold
 //!   each type with its spec (what clients may set) and its validation.
 //! - [`attribute`]: the node attributes and cluster properties OCF agents keep (Pacemaker's).
+//! - [`constraint`]: colocation and ordering between instances.
 //! - [`promotion`]: which copies of a promotable instance may act as promoted.
 
 pub mod attribute;
 pub mod capacity;
 pub mod cluster_state;
 pub mod command;
+pub mod constraint;
 pub mod duration_text;
 pub mod error;
 pub mod health;

@@ -72,6 +72,26 @@ pub struct Report {
     pub instances: Vec<Observed>,
 }
 
+impl Observed {
+    /// Copy `placement` of instance `instance` (named `name`) at `epoch`, in `phase`, with
+    /// nothing else known yet.
+    pub fn new(placement: &str, instance: &str, name: &str, epoch: Epoch, phase: Phase) -> Self {
+        Observed {
+            placement: placement.to_string(),
+            instance: instance.to_string(),
+            name: name.to_string(),
+            epoch,
+            phase,
+            since: Timestamp::now(),
+            pid: None,
+            reason: None,
+            exit_code: None,
+            restarts: 0,
+            role: None,
+        }
+    }
+}
+
 impl Report {
     /// Whether this report still shows the copy of `placement` at `epoch` or older as
     /// possibly running.
@@ -89,19 +109,7 @@ mod tests {
     fn report(phase: Phase, epoch: u64) -> Report {
         Report {
             applied: Some(7),
-            instances: vec![Observed {
-                placement: "p1".into(),
-                instance: "i1".into(),
-                name: "web".into(),
-                epoch: Epoch(epoch),
-                phase,
-                since: Timestamp::now(),
-                pid: None,
-                reason: None,
-                exit_code: None,
-                restarts: 0,
-                role: None,
-            }],
+            instances: vec![Observed::new("p1", "i1", "web", Epoch(epoch), phase)],
         }
     }
 

@@ -1,4 +1,4 @@
-//! `buoy instance`: the generic commands plus the instance's own (logs).
+//! `buoy instance`: the generic commands plus the instance's own (logs, reset, promote).
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -26,6 +26,18 @@ pub enum InstanceCommand {
     /// Forget where it failed (like Pacemaker's cleanup) and try again: a copy blocked
     /// because it failed on every usable host starts again where it is.
     Reset { name: String },
+    /// Switch a promotable instance's primary over on purpose: the copy on HOST is promoted
+    /// once it is ready (unpromoted, with a promotion score), after the promoted copy is
+    /// demoted. `--clear` lets the agents' scores decide again.
+    Promote {
+        name: String,
+        /// The host whose copy to promote.
+        #[arg(long, required_unless_present = "clear", conflicts_with = "clear")]
+        host: Option<String>,
+        /// Forget the preferred host.
+        #[arg(long)]
+        clear: bool,
+    },
 }
 
 pub fn instance(common: &Common, op: InstanceCommand) -> Result<()> {
@@ -61,6 +73,21 @@ pub fn instance(common: &Common, op: InstanceCommand) -> Result<()> {
                     None => format!(" (status {})", super::output::text(&v["status"])),
                 });
                 eprintln!("instance {name} has written nothing to its log yet{state}");
+            }
+            Ok(())
+        }
+        InstanceCommand::Promote { name, host, clear } => {
+            let path = format!("/v1/instances/{}", encode(&name));
+            let body = serde_json::json!({ "preferred_promoted": if clear { None } else { host.clone() } });
+            let v = client::call_json(common.http, "PATCH", &path, Some(&body))?;
+            if common.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else if let Some(h) = host {
+                println!(
+                    "instance {name}: the copy on {h} is promoted once it is ready, after the promoted copy is demoted; `buoy instance show {name}` shows each copy's role"
+                );
+            } else {
+                println!("instance {name}: no preferred host; the agents' promotion scores decide");
             }
             Ok(())
         }

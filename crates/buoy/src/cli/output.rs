@@ -71,7 +71,10 @@ pub(super) fn print_table(plural: &str, items: &[Value], names: &Map<String, Val
                         .as_array()
                         .map_or(&[][..], |c| c)
                         .iter()
-                        .map(|c| text(&c["host"]))
+                        .map(|c| match c["role"].as_str() {
+                            Some("promoted") => format!("{}(promoted)", text(&c["host"])),
+                            _ => text(&c["host"]),
+                        })
                         .collect();
                     vec![
                         text(&i["name"]),

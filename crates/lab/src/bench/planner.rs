@@ -88,6 +88,7 @@ pub fn planner(args: PlannerBenchArgs) -> Result<()> {
             copies: if clone { 2 + rng.below(2) as u32 } else { 1 },
             anti_affinity: (rng.below(20) == 0).then(|| format!("group-{}", rng.below(50))),
             wanted: true,
+            colocate: None,
         });
     }
     // Initial placement: the planner places everything on the healthy cluster.

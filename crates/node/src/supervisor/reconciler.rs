@@ -340,19 +340,13 @@ impl Supervisor {
                 health: None,
                 budget: RestartBudget::new(a.instance.max_restarts, a.instance.restart_window),
                 restart_at: Some(now),
-                observed: Observed {
-                    placement: id.to_string(),
-                    instance: a.instance.meta.id.clone(),
-                    name: a.instance.name.clone(),
+                observed: Observed::new(
+                    id,
+                    &a.instance.meta.id,
+                    &a.instance.name,
                     epoch,
-                    phase: Phase::Starting,
-                    since: Timestamp::now(),
-                    pid: None,
-                    reason: None,
-                    exit_code: None,
-                    restarts: 0,
-                    role: None,
-                },
+                    Phase::Starting,
+                ),
                 cleanup: None,
             });
             // A promotion granted or revoked: the copy is promoted or demoted in place.

@@ -308,8 +308,26 @@ impl StateApi {
                     .iter()
                     .map(|f| json!({"host": name(&f.host), "count": f.count, "reason": f.reason, "at": f.at}))
                     .collect();
-                json!({"replica": p.replica, "host": host, "epoch": p.epoch, "phase": phase,
-                       "reason": reason, "failures": failures})
+                let mut copy = json!({"replica": p.replica, "host": host, "epoch": p.epoch,
+                       "phase": phase, "reason": reason, "failures": failures});
+                if i.mode == model::instance::Mode::Promotable {
+                    // The role its agent's last monitor reported, and its promotion grant.
+                    let grant = st
+                        .promotion_grants(&i.meta.id)
+                        .iter()
+                        .find(|g| g.replica == p.replica && g.host == p.host);
+                    // A failed host's last report is history, not a role.
+                    let live = st.host(&p.host).is_some_and(|h| !h.failed);
+                    copy["role"] = observed
+                        .as_ref()
+                        .filter(|_| live)
+                        .and_then(|o| o.role)
+                        .map_or(Value::Null, |r| json!(r));
+                    copy["promotion"] = grant.map_or(Value::Null, |g| {
+                        json!({"epoch": g.epoch, "revoked": g.revoked})
+                    });
+                }
+                copy
             })
             .collect();
         let wanted = engine::plan_input::copies(i) as usize;

@@ -33,6 +33,8 @@ pub struct LeaseGrants {
     pub(super) table: Mutex<Option<(u64, LeaseTable)>>,
     /// What each host last reported about its instances (soft state, like leases).
     pub(super) reports: Mutex<BTreeMap<String, HostReport>>,
+    /// The hosts with copies that have start conditions, at a change index.
+    start_conditions: Mutex<Option<(u64, BTreeSet<String>)>>,
     /// Renewals waiting for the next leadership check.
     waiting: Mutex<Vec<oneshot::Sender<Result<u64, String>>>>,
     wake: Notify,
@@ -46,6 +48,7 @@ impl LeaseGrants {
             ttl,
             table: Mutex::new(None),
             reports: Mutex::new(BTreeMap::new()),
+            start_conditions: Mutex::new(None),
             waiting: Mutex::new(Vec::new()),
             wake: Notify::new(),
         });
@@ -119,6 +122,30 @@ impl LeaseGrants {
         let term = self.replica.raft().metrics().borrow().current_term;
         let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         table.as_ref().is_some_and(|(t, lt)| *t == term && f(lt))
+    }
+
+    /// Whether host `host` (by name) has a copy placed whose instance has start conditions
+    /// (the hosts that do are found once per change index: this runs at every renewal).
+    fn has_start_conditions(&self, st: &model::ClusterState, host: &str) -> bool {
+        let mut cache = self
+            .start_conditions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let index = st.change_index();
+        if cache.as_ref().is_none_or(|(i, _)| *i != index) {
+            let hosts: BTreeSet<String> = st
+                .placements()
+                .filter(|p| {
+                    st.instance(&p.instance)
+                        .is_some_and(|i| !i.start_after.is_empty())
+                })
+                .filter_map(|p| st.host(&p.host).map(|h| h.name.clone()))
+                .collect();
+            *cache = Some((index, hosts));
+        }
+        cache
+            .as_ref()
+            .is_some_and(|(_, hosts)| hosts.contains(host))
     }
 
     /// Runs `f` on every host's last report, under the reports' lock (never take the lease
@@ -262,13 +289,25 @@ impl LeaseGrants {
         let now = self.gossip.now();
         let (index, assignments) = self.replica.shared().read(|st| {
             let index = st.change_index();
-            if known == Some(index) {
+            // A copy with start conditions comes and goes with the reports, not the index:
+            // its host gets its list at every renewal.
+            if known == Some(index) && !self.has_start_conditions(st, host) {
                 return (index, None);
             }
             // A copy waiting for its old host to confirm it stopped is held back, and the
             // grant says it reflects an older index: the host asks again until it comes.
-            let (index, list) =
-                engine::grant::assignments(st, host, |p| self.handoffs_confirmed(st, p, now));
+            let (index, list) = engine::grant::assignments(
+                st,
+                host,
+                |p| self.handoffs_confirmed(st, p, now),
+                |i| {
+                    let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+                    let host_id = st.host_by_name(host).map_or("", |h| h.meta.id.as_str());
+                    engine::constraints::start_conditions_hold(st, i, host_id, |name| {
+                        reports.get(name).map(|r| &r.report)
+                    })
+                },
+            );
             (index, Some(list))
         });
         Ok(Grant {

@@ -91,6 +91,12 @@ impl Recovery {
         if records::write(&self.replica, op).await.is_none() {
             return;
         }
+        // Its transient attributes (`-l reboot`: promotion scores, replication states) go
+        // with it, as when Pacemaker fences a node: they described copies that no longer run.
+        let clear = Op::ClearNodeAttributes {
+            node: h.name.clone(),
+        };
+        records::write(&self.replica, clear).await;
         self.first_dead.remove(&h.name);
         self.fencer.forget(&h.name);
         let open = self.replica.shared().read(|st| {

@@ -187,9 +187,13 @@ impl Control {
         let (index, assignments) = if known == Some(index) {
             (index, None)
         } else {
-            let (index, list) = engine::grant::assignments(st, host, |p| {
-                broken.skip_handoffs || handoffs_confirmed(l, st, p, now, drivers)
-            });
+            // The simulated instances have no start conditions.
+            let (index, list) = engine::grant::assignments(
+                st,
+                host,
+                |p| broken.skip_handoffs || handoffs_confirmed(l, st, p, now, drivers),
+                |_| true,
+            );
             (index, Some(list))
         };
         Some(Grant {
