@@ -7,9 +7,10 @@
 use std::collections::BTreeSet;
 
 use model::ClusterState;
+use model::Kind;
+use model::constraint::{Colocation, StartAfter};
 use model::instance::Instance;
 use model::placement::Placement;
-use model::{Kind, constraint::StartAfter};
 use proto::{Phase, Report, Role};
 
 /// The instance named `name`.
@@ -18,11 +19,58 @@ fn named<'a>(st: &'a ClusterState, name: &str) -> Option<&'a Instance> {
         .and_then(|id| st.instance(&id))
 }
 
+/// The members of group `name`, in start order (by `order`, then name).
+pub fn group_members<'a>(st: &'a ClusterState, name: &str) -> Vec<&'a Instance> {
+    let mut members: Vec<&Instance> = st
+        .instances()
+        .filter(|i| i.group.as_ref().is_some_and(|g| g.name == name))
+        .collect();
+    members.sort_by_key(|i| (i.group.as_ref().map_or(0, |g| g.order), i.name.as_str()));
+    members
+}
+
+/// `inst`'s colocation, its group's included: a member after the first follows the first.
+pub fn colocation_of(st: &ClusterState, inst: &Instance) -> Option<Colocation> {
+    if let Some(g) = &inst.group {
+        let members = group_members(st, &g.name);
+        let first = members.first()?;
+        return (first.meta.id != inst.meta.id).then(|| Colocation {
+            instance: first.name.clone(),
+            promoted: false,
+        });
+    }
+    inst.colocated_with.clone()
+}
+
+/// `inst`'s start conditions, its group's included: a member after the first starts after
+/// the one before it.
+pub fn start_after_of(st: &ClusterState, inst: &Instance) -> Vec<StartAfter> {
+    let mut all = inst.start_after.clone();
+    if let Some(g) = &inst.group {
+        let members = group_members(st, &g.name);
+        if let Some(pos) = members.iter().position(|m| m.meta.id == inst.meta.id)
+            && pos > 0
+        {
+            all.push(StartAfter {
+                instance: members[pos - 1].name.clone(),
+                promoted: false,
+                optional: false,
+            });
+        }
+    }
+    all
+}
+
+/// Whether `inst` has start conditions (its own or its group's).
+pub fn has_start_conditions(inst: &Instance) -> bool {
+    !inst.start_after.is_empty() || inst.group.is_some()
+}
+
 /// The hosts (ids) where `inst` may run under its colocation: `None` when it has none; an
 /// empty set while the instance it follows runs nowhere (or, with `promoted`, has no
 /// promoted copy: a live, unrevoked promotion grant on the host of its placement).
 pub fn colocation_hosts(st: &ClusterState, inst: &Instance) -> Option<BTreeSet<String>> {
-    let c = inst.colocated_with.as_ref()?;
+    let c = colocation_of(st, inst)?;
     let Some(target) = named(st, &c.instance) else {
         return Some(BTreeSet::new());
     };
@@ -46,7 +94,7 @@ pub fn colocation_hosts(st: &ClusterState, inst: &Instance) -> Option<BTreeSet<S
 /// allows (the instance it follows moved, or its promoted copy changed).
 pub fn colocation_broken(st: &ClusterState) -> bool {
     st.instances()
-        .filter(|i| i.colocated_with.is_some())
+        .filter(|i| i.colocated_with.is_some() || i.group.is_some())
         .filter(|i| i.desired_state == model::instance::DesiredState::Started)
         .any(|i| {
             let Some(allowed) = colocation_hosts(st, i) else {
@@ -78,14 +126,20 @@ pub fn start_conditions_hold<'a>(
     host: &str,
     report_of: impl Fn(&str) -> Option<&'a Report>,
 ) -> bool {
-    inst.start_after.iter().all(|o: &StartAfter| {
+    let colocation = colocation_of(st, inst);
+    // A group member after the second follows the first yet starts after the one before:
+    // on the same host too.
+    let group = inst.group.as_ref().map(|g| group_members(st, &g.name));
+    start_after_of(st, inst).iter().all(|o: &StartAfter| {
         let Some(target) = named(st, &o.instance) else {
             return o.optional;
         };
-        let same_host = inst
-            .colocated_with
+        let same_host = colocation
             .as_ref()
-            .is_some_and(|c| c.instance == o.instance);
+            .is_some_and(|c| c.instance == o.instance)
+            || group
+                .as_ref()
+                .is_some_and(|m| m.iter().any(|i| i.name == o.instance));
         let copies: Vec<(Phase, Option<Role>)> = st
             .placements()
             .filter(|p| p.instance == target.meta.id)
@@ -233,5 +287,43 @@ mod tests {
         let hold = |r: &Report| start_conditions_hold(&st, vip, "h1", |_| Some(r));
         assert!(hold(&report(&db, Phase::Stopped)));
         assert!(!hold(&report(&db, Phase::Starting)));
+    }
+
+    /// A group: the second and third members follow the first, and each starts after the
+    /// one before it (by order, then name), on the same host.
+    #[test]
+    fn a_group_is_a_chain_of_start_conditions_behind_its_first_member() {
+        let (mut st, _) = cluster(false);
+        for (id, order) in [("c", 2), ("a", 0), ("b", 1)] {
+            let spec: InstanceSpec = serde_json::from_value(serde_json::json!({
+                "name": id, "driver": "process", "params": {"command": "sleep"},
+                "group": {"name": "g", "order": order}
+            }))
+            .unwrap();
+            put(
+                &mut st,
+                Object::Instance(Instance::create(meta(id), &spec, "s1".into()).unwrap()),
+            );
+        }
+        let names: Vec<&str> = group_members(&st, "g")
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        let (a, c) = (st.instance("a").unwrap(), st.instance("c").unwrap());
+        assert_eq!(colocation_of(&st, a), None);
+        assert_eq!(
+            colocation_of(&st, c).map(|x| x.instance),
+            Some("a".to_string())
+        );
+        let after: Vec<String> = start_after_of(&st, c)
+            .into_iter()
+            .map(|o| o.instance)
+            .collect();
+        assert_eq!(after, ["b"]);
+        assert!(
+            has_start_conditions(a),
+            "a member's conditions come from its group"
+        );
     }
 }

@@ -38,7 +38,7 @@ pub fn assignments(
                 })
                 .filter_map(|p| {
                     st.instance(&p.instance)
-                        .filter(|i| i.start_after.is_empty() || may_start(i))
+                        .filter(|i| !crate::constraints::has_start_conditions(i) || may_start(i))
                         .map(|i| Assignment {
                             placement: p.clone(),
                             instance: i.clone(),
@@ -47,6 +47,8 @@ pub fn assignments(
                                 .iter()
                                 .find(|g| g.replica == p.replica && g.host == p.host && !g.revoked)
                                 .map(|g| g.epoch),
+                            // The leader adds its notify rounds (soft state).
+                            notify: Vec::new(),
                         })
                 })
                 .collect()

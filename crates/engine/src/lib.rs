@@ -16,6 +16,7 @@
 //! - [`planner`]: where the instances of failed hosts (and failed instances) go.
 //! - [`constraints`]: where a colocated instance may run, and whether an instance's start
 //!   conditions hold.
+//! - [`notify`]: Pacemaker's notification lists for a clone's `notify` action.
 //! - [`promotion`]: which copies of a promotable instance to promote and demote, and when a
 //!   promotion may be granted (rule S1 for the promoted role).
 
@@ -27,6 +28,7 @@ pub mod handoff;
 pub mod host_lease;
 pub mod lease_table;
 pub mod member_down;
+pub mod notify;
 pub mod plan_input;
 pub mod planner;
 pub mod promotion;

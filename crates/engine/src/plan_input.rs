@@ -51,7 +51,7 @@ pub fn plan_input(
             copies: copies(i),
             anti_affinity: i.anti_affinity.clone(),
             wanted: i.desired_state == DesiredState::Started,
-            colocate: i.colocated_with.as_ref().map(|c| Colocate {
+            colocate: crate::constraints::colocation_of(st, i).map(|c| Colocate {
                 target: st
                     .resolve(model::Kind::Instance, &c.instance)
                     .unwrap_or_default(),
@@ -96,6 +96,30 @@ pub fn plan_input(
         placements.insert(slot, p.host.clone());
     }
     input.placements = placements;
+    // A group member that failed past its budget moves the whole group: its first member
+    // moves, and the others follow it.
+    let failed_members: Vec<Slot> = input
+        .failed_slots
+        .iter()
+        .filter(|s| st.instance(&s.instance).is_some_and(|i| i.group.is_some()))
+        .cloned()
+        .collect();
+    for slot in failed_members {
+        let first = st
+            .instance(&slot.instance)
+            .and_then(|i| i.group.as_ref())
+            .and_then(|g| {
+                crate::constraints::group_members(st, &g.name)
+                    .first()
+                    .copied()
+            });
+        if let Some(first) = first {
+            input.failed_slots.insert(Slot {
+                instance: first.meta.id.clone(),
+                replica: 0,
+            });
+        }
+    }
     for s in st.segments() {
         input.recovery.insert(s.meta.id.clone(), s.recovery_method);
     }

@@ -32,6 +32,9 @@ pub struct CopyView {
     pub role: Option<Role>,
     /// The host provably runs nothing (lease over, or fenced).
     pub host_down: bool,
+    /// Its host reports it starting: no copy is promoted until every start under way ended
+    /// (Pacemaker promotes a clone's copies only after its starts).
+    pub starting: bool,
 }
 
 /// A promotion grant held in the replicated state.
@@ -123,8 +126,14 @@ pub fn decide(
             steps.push(Step::Demote { replica: g.replica });
         }
     }
-    // New grants, only while fewer than promoted_max are live (revoked ones included).
-    let room = (promoted_max as usize).saturating_sub(live.len());
+    // New grants, only while fewer than promoted_max are live (revoked ones included), and
+    // once no start is under way.
+    let starts = copies.iter().any(|c| c.starting && !c.host_down);
+    let room = if starts {
+        0
+    } else {
+        (promoted_max as usize).saturating_sub(live.len())
+    };
     let mut candidates: Vec<&CopyView> = copies.iter().filter(ready).collect();
     candidates.sort_by(|a, b| {
         let first = |c: &CopyView| Some(c.host.as_str()) == preferred;
@@ -209,6 +218,13 @@ pub fn plan<'a>(
                 host: p.host.clone(),
                 role: reported_role(report(&p.host), since, id, &p.meta.id, Some(p.epoch)),
                 host_down: host_down(&p.host),
+                starting: report(&p.host).is_some_and(|r| {
+                    r.instances.iter().any(|o| {
+                        o.placement == p.meta.id
+                            && o.epoch == p.epoch
+                            && o.phase == proto::Phase::Starting
+                    })
+                }),
             }
         })
         .collect();
@@ -223,6 +239,7 @@ pub fn plan<'a>(
                 host: g.host.clone(),
                 role: reported_role(report(&g.host), g.change, id, "", None),
                 host_down: host_down(&g.host),
+                starting: false,
             });
         }
     }
@@ -269,6 +286,7 @@ mod tests {
             host: host.into(),
             role,
             host_down: down,
+            starting: false,
         }
     }
 
@@ -283,6 +301,26 @@ mod tests {
             epoch: 1,
             revoked,
         }
+    }
+
+    #[test]
+    fn no_copy_is_promoted_while_another_is_starting_on_a_live_host() {
+        let s = scores(&[("h1", 10), ("h2", 5)]);
+        let mut copies = vec![
+            copy(0, "h1", Some(Role::Unpromoted), false),
+            copy(1, "h2", Some(Role::Starting), false),
+        ];
+        copies[1].starting = true;
+        assert!(decide(1, &copies, &[], &s, None).is_empty());
+        // A start on a host that is down holds nothing.
+        copies[1].host_down = true;
+        assert_eq!(
+            decide(1, &copies, &[], &s, None),
+            [Step::Promote {
+                replica: 0,
+                host: "h1".into()
+            }]
+        );
     }
 
     #[test]

@@ -2,6 +2,12 @@
 //! the host of another (of its promoted copy, with `promoted`), and starts only once others
 //! run (or are promoted). A virtual IP colocated with a database's promoted copy and ordered
 //! after its promotion follows the primary. Instances are named by name.
+//!
+//! A group (Pacemaker's group: a filesystem, an address, a service) is an ordered list of
+//! `single` instances that run together: each member names its group and its place in it
+//! ([`GroupMember`]). Every member after the first is colocated with the first and starts
+//! after the one before it; a member that fails past its budget moves the whole group, and
+//! a host stops the members it loses in reverse order.
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +37,18 @@ pub struct StartAfter {
     pub promoted: bool,
     #[serde(default)]
     pub optional: bool,
+}
+
+/// An instance's place in a group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMember {
+    #[schemars(extend("pattern" = crate::object::DNS_NAME_PATTERN))]
+    pub name: String,
+    /// Members start in increasing order (ties by instance name) and stop in reverse.
+    #[serde(default)]
+    #[schemars(range(max = 1000))]
+    pub order: u32,
 }
 
 /// The most `start_after` entries an instance may have.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::constraint::{Colocation, StartAfter};
+use crate::constraint::{Colocation, GroupMember, StartAfter};
 use crate::error::StateError;
 use crate::health::HealthCheck;
 use crate::host::check_labels;
@@ -115,6 +115,9 @@ pub struct Instance {
     /// on this host counts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub start_after: Vec<StartAfter>,
+    /// The group it belongs to, and its place there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupMember>,
 }
 
 fn one() -> u32 {
@@ -205,6 +208,14 @@ pub struct InstanceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16))]
     pub start_after: Option<Vec<StartAfter>>,
+    /// `null` takes it out of its group.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::host::some_or_null"
+    )]
+    #[schemars(with = "Option<GroupMember>")]
+    pub group: Option<Option<GroupMember>>,
 }
 
 impl Instance {
@@ -246,6 +257,7 @@ impl Instance {
             preferred_promoted: None,
             colocated_with: None,
             start_after: Vec::new(),
+            group: None,
         };
         i.update(spec, None)?;
         Ok(i)
@@ -279,6 +291,7 @@ impl Instance {
         set(&mut next.preferred_promoted, &spec.preferred_promoted);
         set(&mut next.colocated_with, &spec.colocated_with);
         set(&mut next.start_after, &spec.start_after);
+        set(&mut next.group, &spec.group);
         if next.mode == Mode::Single && spec.replicas.is_none() {
             next.replicas = 1;
         }
@@ -349,6 +362,18 @@ impl Instance {
             }
         }
         crate::constraint::validate(&self.name, self.colocated_with.as_ref(), &self.start_after)?;
+        if let Some(g) = &self.group {
+            check_dns_like_name("group.name", &g.name)?;
+            if self.mode != Mode::Single || self.colocated_with.is_some() {
+                return Err(StateError::unprocessable(
+                    "group",
+                    "a group's members are single instances that follow the group, not another instance",
+                ));
+            }
+            if g.order > 1000 {
+                return Err(StateError::invalid("group.order", "must be 0 to 1000"));
+            }
+        }
         if self.colocated_with.is_some() && self.mode != Mode::Single {
             return Err(StateError::unprocessable(
                 "colocated_with",

@@ -46,6 +46,18 @@ pub struct Assignment {
     /// while its assignment carries one, and demotes it when it no longer does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promotion: Option<u64>,
+    /// `notify` actions the copy's agent must run (a clone with `notify`), in order: each
+    /// once, by id; the host reports the highest id run ([`crate::Observed::notified`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<NotifyCall>,
+}
+
+/// One `notify` action: its id (grows with every round the leader starts) and the variables
+/// Pacemaker would set (`OCF_RESKEY_CRM_meta_notify_*`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyCall {
+    pub id: u64,
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 #[cfg(test)]

@@ -16,5 +16,5 @@ pub mod lease;
 pub mod report;
 
 pub use attributes::{ATTRIBUTES_PATH, AttributeAnswer, AttributeCall, AttributeOp};
-pub use lease::{Assignment, Grant, RENEW_PATH, RenewalRequest};
+pub use lease::{Assignment, Grant, NotifyCall, RENEW_PATH, RenewalRequest};
 pub use report::{Observed, Phase, Report, Role};

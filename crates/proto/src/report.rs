@@ -51,6 +51,9 @@ pub struct Observed {
     /// A promotable copy's role, from its agent's last monitor (`None` for other copies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
+    /// The highest `notify` action id its agent ran (`None`: none yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notified: Option<u64>,
 }
 
 /// The role of a promotable copy that runs.
@@ -88,6 +91,7 @@ impl Observed {
             exit_code: None,
             restarts: 0,
             role: None,
+            notified: None,
         }
     }
 }

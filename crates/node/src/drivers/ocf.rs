@@ -285,8 +285,10 @@ struct Roles {
     want_promoted: std::sync::atomic::AtomicBool,
     /// From the last monitor: `None` before the first.
     role: Mutex<Option<proto::Role>>,
-    /// Wakes the monitor loop when the role asked for changes.
+    /// Wakes the monitor loop when the role asked for changes, or a notification comes.
     changed: tokio::sync::Notify,
+    /// `notify` actions to run, in order, and the highest id run so far.
+    notices: Mutex<(std::collections::VecDeque<proto::NotifyCall>, Option<u64>)>,
 }
 
 impl Roles {
@@ -337,6 +339,33 @@ impl OcfResource {
         if self.roles.want_promoted.swap(promoted, Ordering::SeqCst) != promoted {
             self.roles.changed.notify_one();
         }
+    }
+
+    /// Queues the `notify` actions of `calls` not run or queued yet (by id).
+    pub fn notify(&self, calls: &[proto::NotifyCall]) {
+        let mut n = self.roles.notices.lock().unwrap_or_else(|p| p.into_inner());
+        let mut newest = n.0.back().map(|c| c.id).max(n.1);
+        let mut added = false;
+        for c in calls {
+            if newest.is_none_or(|i| c.id > i) {
+                n.0.push_back(c.clone());
+                newest = Some(c.id);
+                added = true;
+            }
+        }
+        drop(n);
+        if added {
+            self.roles.changed.notify_one();
+        }
+    }
+
+    /// The highest `notify` id its agent ran.
+    pub fn notified(&self) -> Option<u64> {
+        self.roles
+            .notices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
     }
 
     /// The command that stops it, for the watchdog: a promotable copy is demoted first (an
@@ -418,6 +447,20 @@ async fn lifecycle(
                 }
                 continue; // The next monitor reports the new role.
             }
+        }
+        // Notifications, in order; a failed one is logged and ignored, as Pacemaker does.
+        loop {
+            let next = roles
+                .notices
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .0
+                .pop_front();
+            let Some(call) = next else { break };
+            let mut with = spec.clone();
+            with.extra_env.extend(call.env.clone());
+            run_action(&with, &instance, "notify", &log).await;
+            roles.notices.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(call.id);
         }
         tokio::select! {
             _ = tokio::time::sleep(spec.monitor_interval) => {}

@@ -110,6 +110,21 @@ impl Running {
         }
     }
 
+    /// Queues an OCF agent's `notify` actions (nothing for other instances).
+    pub fn notify(&self, calls: &[proto::NotifyCall]) {
+        if let Running::Ocf(r) = self {
+            r.notify(calls);
+        }
+    }
+
+    /// The highest `notify` id an OCF agent ran.
+    pub fn notified(&self) -> Option<u64> {
+        match self {
+            Running::Ocf(r) => r.notified(),
+            _ => None,
+        }
+    }
+
     /// True once the instance is up (an OCF resource after its first good monitor).
     pub fn is_up(&self) -> bool {
         match self {

@@ -259,9 +259,12 @@ fn usage(problem: &str) -> Answer {
 pub fn install(dir: &Path, exe: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for tool in TOOLS {
-        let link = dir.join(tool);
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(exe, &link)?;
+        // Made aside, then renamed over the old one: never a moment without the tool, and
+        // two agents sharing a data directory cannot trip over each other.
+        let fresh = dir.join(format!(".{tool}.{}", std::process::id()));
+        let _ = std::fs::remove_file(&fresh);
+        std::os::unix::fs::symlink(exe, &fresh)?;
+        std::fs::rename(&fresh, dir.join(tool))?;
     }
     Ok(())
 }

@@ -28,8 +28,15 @@ use crate::watchdog::client::WatchdogClient;
 /// How often the loop looks at its processes (crash detection latency).
 const TICK: Duration = Duration::from_millis(100);
 
-/// What the leader acts on in one copy's report: placement, epoch, phase and role.
-type Fingerprint = (String, Epoch, Phase, Option<proto::Role>);
+/// What the leader acts on in one copy's report: placement, epoch, phase, role and the
+/// last notification run.
+type Fingerprint = (String, Epoch, Phase, Option<proto::Role>, Option<u64>);
+
+/// A copy on its way out: its process, its last report and its stop timeout.
+type StoppingCopy = (Running, Observed, Duration);
+
+/// One group's copies on their way out, by (order in the group, name).
+type GroupQueue = BTreeMap<(u32, String), StoppingCopy>;
 
 /// One placement this host runs (or ran).
 struct Unit {
@@ -235,12 +242,13 @@ impl Supervisor {
         let mut now: Vec<Fingerprint> = r
             .instances
             .iter()
-            .map(|o| (o.placement.clone(), o.epoch, o.phase, o.role))
+            .map(|o| (o.placement.clone(), o.epoch, o.phase, o.role, o.notified))
             .collect();
         now.push((
             String::new(),
             Epoch(r.applied.unwrap_or(0)),
             Phase::Stopped,
+            None,
             None,
         ));
         let mut last = self.fingerprint.lock().unwrap_or_else(|p| p.into_inner());
@@ -314,6 +322,8 @@ impl Supervisor {
             })
             .map(|(id, _)| id.clone())
             .collect();
+        // A group's members stop one after the other, the last first.
+        let mut by_group: BTreeMap<String, GroupQueue> = BTreeMap::new();
         for id in gone {
             if let Some(mut u) = units.remove(&id)
                 && let Some(p) = u.process.take()
@@ -322,8 +332,18 @@ impl Supervisor {
                 info!(instance = %u.observed.name, "stopping: no longer placed here");
                 u.health = None;
                 u.set(Phase::Stopping, Some("no longer placed here".into()));
-                self.drain(p, u.observed.clone(), timeout);
+                let (group, order) = match &u.assignment.instance.group {
+                    Some(g) => (g.name.clone(), g.order),
+                    None => (format!("\0{id}"), 0),
+                };
+                by_group.entry(group).or_default().insert(
+                    (order, u.observed.name.clone()),
+                    (p, u.observed.clone(), timeout),
+                );
             }
+        }
+        for (_, members) in by_group {
+            self.drain_in_order(members.into_values().rev().collect());
         }
 
         // Start what is placed here and not running.
@@ -349,6 +369,12 @@ impl Supervisor {
                 ),
                 cleanup: None,
             });
+            // Notifications the leader asks for (each runs once).
+            if let Some(p) = &unit.process
+                && !a.notify.is_empty()
+            {
+                p.notify(&a.notify);
+            }
             // A promotion granted or revoked: the copy is promoted or demoted in place.
             if unit.assignment.promotion != a.promotion {
                 unit.assignment.promotion = a.promotion;
@@ -412,6 +438,7 @@ impl Supervisor {
             let Some(p) = u.process.as_mut() else {
                 continue;
             };
+            u.observed.notified = p.notified();
             let role = p.role();
             if u.observed.role != role {
                 info!(instance = %u.observed.name, epoch = %u.observed.epoch, ?role, promotion = ?u.assignment.promotion, "role");
@@ -509,34 +536,46 @@ impl Supervisor {
     /// (keyed by placement and epoch: the same placement may come back meanwhile), and nothing
     /// starts under its placement here; a stop that fails leaves it `stop_failed` and fences
     /// the host before the copy runs anywhere else (the watchdog keeps tracking it).
-    fn drain(&self, p: Running, mut observed: Observed, timeout: Duration) {
-        let placement = observed.placement.clone();
-        let key = format!("{placement}@{}", observed.epoch);
-        observed.phase = Phase::Stopping;
-        observed.since = Timestamp::now();
+    fn drain(&self, p: Running, observed: Observed, timeout: Duration) {
+        self.drain_in_order(vec![(p, observed, timeout)]);
+    }
+
+    /// [`Self::drain`] for copies that must stop one after the other, in the order given (a
+    /// group's members, last first): each stop starts once the one before it is done. A stop
+    /// that fails fences the host, and the rest still stop.
+    fn drain_in_order(&self, copies: Vec<StoppingCopy>) {
         let draining = self.draining.clone();
-        draining
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone(), observed);
+        let mut queue = Vec::new();
+        for (p, mut observed, timeout) in copies {
+            let key = format!("{}@{}", observed.placement, observed.epoch);
+            observed.phase = Phase::Stopping;
+            observed.since = Timestamp::now();
+            draining
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.clone(), observed.clone());
+            queue.push((p, observed.placement, key, timeout));
+        }
         let (fence, watchdog) = (self.fence.clone(), self.watchdog.clone());
         tokio::spawn(async move {
-            let how = p.stop(timeout).await;
-            let mut d = draining.lock().unwrap_or_else(|p| p.into_inner());
-            if !how.done {
-                if let Some(o) = d.get_mut(&key) {
-                    o.phase = Phase::StopFailed;
-                    o.reason = Some(format!("stop failed: {how}"));
-                    o.since = Timestamp::now();
-                    fence.request(format!("{}: stop failed: {how}", o.name));
+            for (p, placement, key, timeout) in queue {
+                let how = p.stop(timeout).await;
+                let mut d = draining.lock().unwrap_or_else(|p| p.into_inner());
+                if !how.done {
+                    if let Some(o) = d.get_mut(&key) {
+                        o.phase = Phase::StopFailed;
+                        o.reason = Some(format!("stop failed: {how}"));
+                        o.since = Timestamp::now();
+                        fence.request(format!("{}: stop failed: {how}", o.name));
+                    }
+                    continue;
                 }
-                return;
+                info!(%placement, %how, "stopped");
+                if let Some(w) = &watchdog {
+                    w.untrack(&placement);
+                }
+                d.remove(&key);
             }
-            info!(%placement, %how, "stopped");
-            if let Some(w) = watchdog {
-                w.untrack(&placement);
-            }
-            d.remove(&key);
         });
     }
 
@@ -684,6 +723,7 @@ mod tests {
             },
             instance: Instance::create(meta("i1"), &spec, "s1".into()).unwrap(),
             promotion: None,
+            notify: Vec::new(),
         }
     }
 

@@ -33,6 +33,8 @@ pub struct LeaseGrants {
     pub(super) table: Mutex<Option<(u64, LeaseTable)>>,
     /// What each host last reported about its instances (soft state, like leases).
     pub(super) reports: Mutex<BTreeMap<String, HostReport>>,
+    /// The notification rounds in progress (their calls travel with the assignments).
+    pub rounds: super::notify_rounds::NotifyRounds,
     /// The hosts with copies that have start conditions, at a change index.
     start_conditions: Mutex<Option<(u64, BTreeSet<String>)>>,
     /// Renewals waiting for the next leadership check.
@@ -49,6 +51,7 @@ impl LeaseGrants {
             table: Mutex::new(None),
             reports: Mutex::new(BTreeMap::new()),
             start_conditions: Mutex::new(None),
+            rounds: Default::default(),
             waiting: Mutex::new(Vec::new()),
             wake: Notify::new(),
         });
@@ -137,7 +140,7 @@ impl LeaseGrants {
                 .placements()
                 .filter(|p| {
                     st.instance(&p.instance)
-                        .is_some_and(|i| !i.start_after.is_empty())
+                        .is_some_and(engine::constraints::has_start_conditions)
                 })
                 .filter_map(|p| st.host(&p.host).map(|h| h.name.clone()))
                 .collect();
@@ -291,7 +294,7 @@ impl LeaseGrants {
             let index = st.change_index();
             // A copy with start conditions comes and goes with the reports, not the index:
             // its host gets its list at every renewal.
-            if known == Some(index) && !self.has_start_conditions(st, host) {
+            if known == Some(index) && !self.rounds.any() && !self.has_start_conditions(st, host) {
                 return (index, None);
             }
             // A copy waiting for its old host to confirm it stopped is held back, and the
@@ -308,6 +311,10 @@ impl LeaseGrants {
                     })
                 },
             );
+            let mut list = list;
+            for a in &mut list {
+                a.notify = self.rounds.calls_for(&a.placement.meta.id);
+            }
             (index, Some(list))
         });
         Ok(Grant {

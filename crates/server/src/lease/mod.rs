@@ -1,6 +1,8 @@
-//! Leases on the control plane: the leader's [`grants`], its HTTP [`routes`], and the
-//! [`renewals`] channel a server uses for its own lease.
+//! Leases on the control plane: the leader's [`grants`], its HTTP [`routes`], the
+//! [`renewals`] channel a server uses for its own lease, and the [`notify_rounds`] that
+//! travel with the grants.
 
 pub mod grants;
+pub mod notify_rounds;
 pub mod renewals;
 pub mod routes;

@@ -119,6 +119,7 @@ impl Recovery {
         self.external_failed.clear();
         self.copy_records.clear();
         self.unplaced.set(Default::default());
+        self.grants.rounds.forget();
     }
 
     async fn tick(&mut self) {

@@ -1,16 +1,22 @@
 //! Promotion on the leader: for every promotable instance, the steps `engine::promotion`
 //! decides from the hosts' reports and leases (grant, revoke, release), written one by one.
+//! With `notify`, a promotion or demotion waits for its pre round of `notify` actions on
+//! every active copy, and is followed by its post round (`lease::notify_rounds`).
 //! The state machine refuses a grant beyond `promoted_max`, so a step planned on a stale view
 //! is refused, never applied twice.
 
 use std::collections::BTreeSet;
 
-use model::instance::Mode;
-use model::{Op, Timestamp};
+use engine::notify::{Copy as NotifyCopy, Operation, When};
+use model::instance::{Instance, Mode};
+use model::promotion::PromotionStep;
+use model::{ClusterState, Op, Timestamp};
+use proto::{Phase, Report, Role};
 use tracing::{info, warn};
 
 use super::Recovery;
 use crate::lease::grants::stop_budget;
+use crate::lease::notify_rounds::{NotifyRounds, ROUND_TIMEOUT};
 
 impl Recovery {
     pub(super) async fn promote(&self) {
@@ -39,14 +45,16 @@ impl Recovery {
                 promotable
                     .iter()
                     .flat_map(|inst| {
-                        engine::promotion::plan(
-                            st,
-                            inst,
-                            |name| reports.get(name).map(|r| &r.report),
-                            |h| down.contains(&h.meta.id),
-                        )
-                        .into_iter()
-                        .map(|step| {
+                        let report_of = |name: &str| reports.get(name).map(|r| &r.report);
+                        let steps = engine::promotion::plan(st, inst, report_of, |h| {
+                            down.contains(&h.meta.id)
+                        });
+                        let steps = if inst.notify {
+                            gate(&self.grants.rounds, st, inst, steps, report_of, &down)
+                        } else {
+                            steps
+                        };
+                        steps.into_iter().map(|step| {
                             (
                                 inst.name.clone(),
                                 Op::Promotion {
@@ -70,4 +78,146 @@ impl Recovery {
             }
         }
     }
+}
+
+/// One copy as a notification round sees it.
+struct CopyNow {
+    replica: u32,
+    placement: String,
+    host: String,
+    node: String,
+    active: bool,
+    promoted: bool,
+    notified: Option<u64>,
+}
+
+/// The copies of `inst` from their hosts' reports (none active on a host that is down: its
+/// last report is history).
+fn copies_now<'a>(
+    st: &ClusterState,
+    inst: &Instance,
+    report_of: impl Fn(&str) -> Option<&'a Report>,
+    down: &BTreeSet<String>,
+) -> Vec<CopyNow> {
+    st.placements()
+        .filter(|p| p.instance == inst.meta.id)
+        .map(|p| {
+            let node = st.host(&p.host).map_or(p.host.clone(), |h| h.name.clone());
+            let o = report_of(&node).and_then(|r| {
+                r.instances
+                    .iter()
+                    .find(|o| o.placement == p.meta.id && o.epoch == p.epoch)
+            });
+            CopyNow {
+                replica: p.replica,
+                placement: p.meta.id.clone(),
+                host: p.host.clone(),
+                node,
+                active: o.is_some_and(|o| o.phase == Phase::Running) && !down.contains(&p.host),
+                promoted: o.is_some_and(|o| o.role == Some(Role::Promoted)),
+                notified: o.and_then(|o| o.notified),
+            }
+        })
+        .collect()
+}
+
+/// Starts a round of `inst` for `op` on `acting`, run by every active copy.
+fn start_round(
+    rounds: &NotifyRounds,
+    st: &ClusterState,
+    inst: &Instance,
+    copies: &[CopyNow],
+    when: When,
+    op: Operation,
+    acting: Vec<u32>,
+) {
+    let view: Vec<NotifyCopy> = copies
+        .iter()
+        .map(|c| NotifyCopy {
+            replica: c.replica,
+            node: c.node.clone(),
+            active: c.active,
+            promoted: c.promoted,
+        })
+        .collect();
+    let nodes: Vec<String> = st
+        .hosts()
+        .filter(|h| h.segment == inst.segment)
+        .map(|h| h.name.clone())
+        .collect();
+    let env = engine::notify::variables(&inst.name, when, op, &view, &acting, &nodes);
+    let targets = copies
+        .iter()
+        .filter(|c| c.active)
+        .map(|c| c.placement.clone())
+        .collect();
+    let id = rounds.start(&inst.meta.id, when, op, acting, env, targets);
+    info!(instance = %inst.name, id, ?when, ?op, "notify round");
+}
+
+/// The steps of a `notify` instance that may be written now. A promotion or demotion first
+/// gets its pre round on every active copy; once each ran it (or stopped, or its host is
+/// down, or the round timed out) the step goes, and its post round follows once the new
+/// role shows. Releases never wait.
+fn gate<'a>(
+    rounds: &NotifyRounds,
+    st: &ClusterState,
+    inst: &Instance,
+    steps: Vec<PromotionStep>,
+    report_of: impl Fn(&str) -> Option<&'a Report>,
+    down: &BTreeSet<String>,
+) -> Vec<PromotionStep> {
+    let id = inst.meta.id.as_str();
+    let copies = copies_now(st, inst, report_of, down);
+    let (releases, acts): (Vec<PromotionStep>, Vec<PromotionStep>) = steps
+        .into_iter()
+        .partition(|s| matches!(s, PromotionStep::Release { .. }));
+    let mut out = releases;
+    let op_of = |s: &PromotionStep| match s {
+        PromotionStep::Grant { replica, .. } => Some((Operation::Promote, *replica)),
+        PromotionStep::Revoke { replica } => Some((Operation::Demote, *replica)),
+        PromotionStep::Release { .. } => None,
+    };
+    if let Some(r) = rounds.round(id) {
+        let ran = |placement: &String| {
+            copies
+                .iter()
+                .find(|c| &c.placement == placement)
+                .is_none_or(|c| {
+                    !c.active || down.contains(&c.host) || c.notified.is_some_and(|n| n >= r.id)
+                })
+        };
+        let timed_out = r.started.elapsed() > ROUND_TIMEOUT;
+        if !r.targets.iter().all(ran) && !timed_out {
+            return out;
+        }
+        if timed_out {
+            warn!(instance = %inst.name, id = r.id, "notify round timed out: going on");
+        }
+        rounds.finish(id);
+        if r.when == When::Pre {
+            // The operation it announced, if still wanted.
+            if let Some(step) = acts
+                .into_iter()
+                .find(|s| op_of(s) == Some((r.op, r.acting[0])))
+            {
+                rounds.owe(id, r.op, r.acting[0]);
+                out.push(step);
+            }
+            return out;
+        }
+    }
+    if let Some((op, replica)) = rounds.owed(id) {
+        let copy = copies.iter().find(|c| c.replica == replica);
+        let shown = copy.is_none_or(|c| !c.active || (c.promoted == (op == Operation::Promote)));
+        if shown {
+            rounds.settle(id);
+            start_round(rounds, st, inst, &copies, When::Post, op, vec![replica]);
+        }
+        return out;
+    }
+    if let Some((op, replica)) = acts.first().and_then(op_of) {
+        start_round(rounds, st, inst, &copies, When::Pre, op, vec![replica]);
+    }
+    out
 }

@@ -562,18 +562,10 @@ impl Host {
 
     fn report(a: &Agent) -> Report {
         let since = Timestamp::from_unix_millis(0);
+        // Reports at a fixed time: the simulation stays deterministic.
         let observed = |placement: &str, instance: &str, name: &str, epoch, phase| Observed {
-            placement: placement.to_string(),
-            instance: instance.to_string(),
-            name: name.to_string(),
-            epoch,
-            phase,
             since,
-            pid: None,
-            reason: None,
-            exit_code: None,
-            restarts: 0,
-            role: None,
+            ..Observed::new(placement, instance, name, epoch, phase)
         };
         let mut instances: Vec<Observed> = a
             .units
