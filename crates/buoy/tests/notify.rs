@@ -100,6 +100,13 @@ fn every_active_copy_is_notified_before_and_after_a_promotion() {
         .find(|(_, _, w)| w.starts_with("notify post-promote"))
         .unwrap();
     assert!(post.2.contains(&format!("promoted=[{p}]")), "{post:?}");
+    // crm_mon (the shim) shows the promoted copy where it is, and none before.
+    assert!(post.2.contains(&format!("mon=[{p}]")), "{post:?}");
+    let pre = log(&c)
+        .into_iter()
+        .find(|(_, _, w)| w.starts_with("notify pre-promote"))
+        .unwrap();
+    assert!(pre.2.contains("mon=[]"), "{pre:?}");
 
     // The promoted host dies: the survivor is told (alone active) before its promotion.
     let killed_at = log(&c).last().map_or(0, |l| l.0);
@@ -116,7 +123,9 @@ fn every_active_copy_is_notified_before_and_after_a_promotion() {
     assert!(pre.0 < t2, "{:?}", log(&c));
     assert!(
         pre.2.contains(&format!("promote=[{other}]"))
-            && pre.2.contains(&format!("active=[{other}]")),
+            && pre.2.contains(&format!("active=[{other}]"))
+            // The dead host's copy does not look promoted to crm_mon.
+            && pre.2.contains("mon=[]"),
         "{pre:?}"
     );
 }

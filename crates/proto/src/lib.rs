@@ -10,11 +10,16 @@
 //! - [`lease`]: renewal request, grant, assignment.
 //! - [`attributes`]: a host's calls on the attribute store (the Pacemaker tool shims).
 //! - [`report`]: what a host reports about its instances.
+//! - [`status`]: a host's read of the cluster's status (`crm_mon`).
 
 pub mod attributes;
 pub mod lease;
 pub mod report;
+pub mod status;
 
 pub use attributes::{ATTRIBUTES_PATH, AttributeAnswer, AttributeCall, AttributeOp};
 pub use lease::{Assignment, Grant, NotifyCall, RENEW_PATH, RenewalRequest};
 pub use report::{Observed, Phase, Report, Role};
+pub use status::{
+    ClusterStatus, CopyRole, CopyStatus, NodeStatus, ResourceStatus, STATUS_PATH, StatusCall,
+};

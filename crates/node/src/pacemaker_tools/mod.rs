@@ -6,9 +6,11 @@
 //!
 //! - [`attribute`]: `crm_attribute`, `crm_master` and `attrd_updater` -> [`attribute::Request`].
 //! - [`crm_node`]: `crm_node -n|-p|-q|-l` from the membership as this host sees it.
+//! - [`crm_mon`]: `crm_mon -1 [--output-as=xml]` from the leader's status; `pacemakerd -$`.
 //! - [`service`]: the agent answers the shims on a Unix socket, as this host; the shims call it.
 
 pub mod attribute;
+pub mod crm_mon;
 pub mod crm_node;
 pub mod service;
 

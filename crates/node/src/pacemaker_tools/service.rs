@@ -1,6 +1,7 @@
 //! The agent's side of the Pacemaker tool shims: a Unix socket in the agent's data directory
 //! (only the agent's user can connect: the file's mode is the authentication), where the
-//! `buoy` shims (`crm_attribute`, `crm_master`, `attrd_updater`, `crm_node`, installed by
+//! `buoy` shims (`crm_attribute`, `crm_master`, `attrd_updater`, `crm_node`, `crm_mon`,
+//! `pacemakerd`, installed by
 //! [`install`]) send the command line an OCF agent ran. The agent reads it with the parsers of
 //! this module, makes the call on the attribute store as this host (signed with its
 //! credential, answered by the leader after the write is committed), and sends back what the
@@ -12,12 +13,16 @@ use std::time::Duration;
 
 use hyper::header::{HeaderMap, HeaderValue};
 use model::attribute::{AttributeKey, AttributeScope};
-use proto::{ATTRIBUTES_PATH, AttributeAnswer, AttributeCall, AttributeOp};
+use proto::{
+    ATTRIBUTES_PATH, AttributeAnswer, AttributeCall, AttributeOp, ClusterStatus, STATUS_PATH,
+    StatusCall,
+};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tracing::{info, warn};
 
 use super::attribute::{self, Defaults, Op, Request, Scope};
+use super::crm_mon;
 use super::crm_node::{Member, crm_node};
 use super::{Answer, EXIT_USAGE};
 use crate::gossip::runtime::Shared;
@@ -26,7 +31,14 @@ use crate::identity::{self, HostKey};
 use crate::servers::ServerDirectory;
 
 /// The tools the shims stand in for.
-pub const TOOLS: [&str; 4] = ["crm_attribute", "crm_master", "attrd_updater", "crm_node"];
+pub const TOOLS: [&str; 6] = [
+    "crm_attribute",
+    "crm_master",
+    "attrd_updater",
+    "crm_node",
+    "crm_mon",
+    "pacemakerd",
+];
 /// The variable that tells a shim where the agent's socket is.
 pub const SOCKET_ENV: &str = "BUOY_TOOLS_SOCKET";
 /// The longest call a shim may send.
@@ -93,6 +105,32 @@ impl ToolService {
                     Err(e) => usage(&e.to_string()),
                 };
             }
+            "pacemakerd" => return crm_mon::pacemakerd(&call.args),
+            "crm_mon" => {
+                let req = match crm_mon::parse(&call.args) {
+                    Ok(r) => r,
+                    Err(e) => return usage(&e.to_string()),
+                };
+                let ask = StatusCall {
+                    host: self.me.clone(),
+                };
+                let body = serde_json::to_vec(&ask).unwrap_or_default();
+                let status = self.call_leader(STATUS_PATH, body).await.and_then(|bytes| {
+                    serde_json::from_slice::<ClusterStatus>(&bytes)
+                        .map_err(|e| format!("not a status: {e}"))
+                });
+                return match status {
+                    Ok(st) => {
+                        let command = format!("crm_mon {}", call.args.join(" "));
+                        crm_mon::render(req, &st, command.trim())
+                    }
+                    Err(why) => Answer {
+                        stdout: String::new(),
+                        stderr: format!("crm_mon: {why}\n"),
+                        exit_code: EXIT_ERROR,
+                    },
+                };
+            }
             other => return usage(&format!("{other}: not a tool Buoy provides")),
         };
         let req = match parsed {
@@ -121,6 +159,20 @@ impl ToolService {
             },
         };
         let body = serde_json::to_vec(&call).map_err(|e| e.to_string())?;
+        let bytes = self.call_leader(ATTRIBUTES_PATH, body).await?;
+        serde_json::from_slice::<AttributeAnswer>(&bytes)
+            .map(|a| a.value)
+            .map_err(|e| {
+                format!(
+                    "not an attribute answer ({e}): {}",
+                    String::from_utf8_lossy(&bytes)
+                )
+            })
+    }
+
+    /// Posts `body` to `path` on the control plane as this host (signed), trying every
+    /// server until one answers or the call's time is up; the answer's body.
+    async fn call_leader(&self, path: &str, body: Vec<u8>) -> Result<Vec<u8>, String> {
         let mut last_signed = self.last_signed_ms.lock().await;
         let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
         let mut why = "no control-plane server is known to this host".to_string();
@@ -136,7 +188,7 @@ impl ToolService {
                     let time_ms = identity::wall_ms().max(*last_signed + 1);
                     *last_signed = time_ms;
                     let n = identity::nonce();
-                    key.sign("POST", ATTRIBUTES_PATH, time_ms, &n, &body)
+                    key.sign("POST", path, time_ms, &n, &body)
                         .insert_into(&mut headers);
                     nonce = Some(n);
                 } else if let Some(t) = &self.token
@@ -144,7 +196,7 @@ impl ToolService {
                 {
                     headers.insert(hyper::header::AUTHORIZATION, v);
                 }
-                let url = self.client.url(&target.http, ATTRIBUTES_PATH);
+                let url = self.client.url(&target.http, path);
                 let (status, answer_headers, bytes) = match self
                     .client
                     .post_json(&url, body.clone(), headers, left)
@@ -167,9 +219,7 @@ impl ToolService {
                 }
                 let text = String::from_utf8_lossy(&bytes);
                 if status.is_success() {
-                    return serde_json::from_slice::<AttributeAnswer>(&bytes)
-                        .map(|a| a.value)
-                        .map_err(|e| format!("not an attribute answer ({e}): {text}"));
+                    return Ok(bytes.to_vec());
                 }
                 if status.is_client_error() {
                     // Refused on its merits (not allowed, invalid): no other server says else.

@@ -24,8 +24,8 @@ pub const MAX_UNREGISTERED: usize = 1024;
 
 /// Leader side: grants renewals after confirming leadership.
 pub struct LeaseGrants {
-    replica: Arc<Replica>,
-    gossip: Arc<Shared>,
+    pub(super) replica: Arc<Replica>,
+    pub(super) gossip: Arc<Shared>,
     /// This server's configured TTL: written as the cluster's lease timing by the first
     /// leader, used until then.
     ttl: Duration,

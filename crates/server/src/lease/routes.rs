@@ -249,6 +249,10 @@ pub fn router(api: LeaseApi, cp: Arc<ControlPlane>, auth: Auth) -> axum::Router 
     // With host identity the renewal proves its host; hosts hold no API token.
     let renewals = axum::Router::new()
         .route(RENEW_PATH, axum::routing::post(renew))
+        .route(
+            proto::STATUS_PATH,
+            axum::routing::post(super::cluster_status::status),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             cp.clone(),
             crate::forward::to_leader,
