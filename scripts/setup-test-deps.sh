@@ -10,6 +10,11 @@ command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 [[ -x /bin/busybox ]] && /bin/busybox --list 2>/dev/null | grep -qx httpd || need+=(busybox-static)
 # A real fence agent (fence_dummy, file mode) for the STONITH protocol test (tests/fencing.rs).
 [[ -x /usr/sbin/fence_dummy ]] || need+=(fence-agents)
+# PostgreSQL 15 and xmllint (the pgsql and galera agents parse crm_mon's XML with it), for
+# the replicated-database tests (tests/postgres.rs).
+[[ -x /usr/lib/postgresql/15/bin/postgres ]] || need+=(postgresql-15)
+command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
+command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 # Headless Chromium and its WebDriver, for the dashboard test (tests/dashboard.rs).
 [[ -x /usr/bin/chromium ]] || need+=(chromium)
 [[ -x /usr/bin/chromedriver ]] || need+=(chromium-driver)

@@ -9,6 +9,10 @@
 //! `promoted_max` copies can act as promoted, whatever the network does.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How long a copy placed on a live host that has not reported it yet counts as starting.
+pub const UNREPORTED_START: Duration = Duration::from_secs(10);
 
 /// A copy's role, as its host last reported it (from the monitor's exit code).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,10 +197,12 @@ pub fn reported_role(
 
 /// The leader's promotion steps for promotable instance `inst` in `st`: its copies and
 /// grants as the hosts' reports (`report_of`, by host name) show them, with `down` saying
-/// which hosts provably run nothing, given to [`decide`].
+/// which hosts provably run nothing, given to [`decide`]. `now` (the leader's wall clock)
+/// tells a copy placed a moment ago, not yet reported by its host, from one held back.
 pub fn plan<'a>(
     st: &model::ClusterState,
     inst: &model::instance::Instance,
+    now: model::Timestamp,
     report_of: impl Fn(&str) -> Option<&'a proto::Report>,
     down: impl Fn(&model::host::Host) -> bool,
 ) -> Vec<model::promotion::PromotionStep> {
@@ -218,13 +224,19 @@ pub fn plan<'a>(
                 host: p.host.clone(),
                 role: reported_role(report(&p.host), since, id, &p.meta.id, Some(p.epoch)),
                 host_down: host_down(&p.host),
-                starting: report(&p.host).is_some_and(|r| {
-                    r.instances.iter().any(|o| {
-                        o.placement == p.meta.id
-                            && o.epoch == p.epoch
-                            && o.phase == proto::Phase::Starting
-                    })
-                }),
+                starting: {
+                    let seen = report(&p.host).and_then(|r| {
+                        r.instances
+                            .iter()
+                            .find(|o| o.placement == p.meta.id && o.epoch == p.epoch)
+                    });
+                    match seen {
+                        Some(o) => o.phase == proto::Phase::Starting,
+                        // Not reported yet: its host is about to start it, unless it was
+                        // placed long ago (then something holds its start back).
+                        None => now.since(p.meta.updated_at) < UNREPORTED_START,
+                    }
+                },
             }
         })
         .collect();

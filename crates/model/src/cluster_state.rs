@@ -743,7 +743,12 @@ impl ClusterState {
         };
         let allowed = match (&key.node, key.name.strip_prefix("master-")) {
             (Some(_), Some(resource)) => runs.contains(&resource.split(':').next().unwrap_or("")),
-            (Some(_), None) => false,
+            // pgsql marks its peers' data status (`RESOURCE-data-status`) on promotion.
+            (Some(_), None) => runs.iter().any(|r| {
+                key.name
+                    .strip_prefix(r)
+                    .is_some_and(|rest| rest.starts_with('-'))
+            }),
             (None, _) => runs.iter().any(|r| key.name.starts_with(r)),
         };
         if allowed {
@@ -751,7 +756,7 @@ impl ClusterState {
         }
         Err(match &key.node {
             Some(node) => format!(
-                "host `{host}` may not change attribute `{}` of node `{node}`: a host writes its own node's attributes, and another node's promotion score only for an instance it runs a copy of",
+                "host `{host}` may not change attribute `{}` of node `{node}`: a host writes its own node's attributes, and another node's only when named after an instance it runs a copy of (`master-NAME`, `NAME-...`)",
                 key.name
             ),
             None => format!(

@@ -906,9 +906,17 @@ fn a_host_writes_its_own_attributes_and_peers_scores_only_for_what_it_runs() {
             .unwrap_err()
             .contains("master-web")
     );
-    // Nor another node's other attributes, nor anything for a host running nothing.
-    let peer_other = attr(AttributeScope::Nodes, Some("node2"), "db-position");
-    assert!(s.may_write_attribute("node1", &peer_other).is_err());
+    // Another node's attributes named after `db` (pgsql marks its peers' data status), not
+    // others, nor anything for a host running nothing.
+    let peer_db_status = attr(AttributeScope::Nodes, Some("node2"), "db-data-status");
+    assert_eq!(s.may_write_attribute("node1", &peer_db_status), Ok(()));
+    for other in ["web-data-status", "dbx-status", "position", "db"] {
+        let peer_other = attr(AttributeScope::Nodes, Some("node2"), other);
+        assert!(
+            s.may_write_attribute("node1", &peer_other).is_err(),
+            "{other}"
+        );
+    }
     let from_node2 = attr(AttributeScope::Status, Some("node1"), "master-db");
     assert!(s.may_write_attribute("node2", &from_node2).is_err());
     // Cluster properties named after what it runs.

@@ -240,7 +240,8 @@ pub fn pacemakerd(words: &[String]) -> Answer {
     if words.len() == 1 && matches!(words[0].as_str(), "-$" | "--version") {
         return Answer {
             stdout: format!(
-                "Pacemaker {PACEMAKER_VERSION}\nWritten by Andrew Beekhof and the Pacemaker project contributors\n(Buoy's shim: the cluster is run by Buoy)\n"
+                // One line only names the version: `ocf_local_nodename` greps for it.
+                "Pacemaker {PACEMAKER_VERSION}\n(a shim: Buoy runs this cluster)\n"
             ),
             stderr: String::new(),
             exit_code: 0,
@@ -379,6 +380,14 @@ mod tests {
         let a = pacemakerd(&words("-$"));
         assert_eq!(a.exit_code, 0);
         assert!(a.stdout.starts_with("Pacemaker 2."));
+        // What `ocf_local_nodename` reads: `grep "Pacemaker .*" | awk '{ print $2 }'`.
+        let versions: Vec<&str> = a
+            .stdout
+            .lines()
+            .filter(|l| l.contains("Pacemaker "))
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .collect();
+        assert_eq!(versions, [PACEMAKER_VERSION]);
         assert_ne!(pacemakerd(&words("--foreground")).exit_code, 0);
     }
 }

@@ -21,6 +21,7 @@ use crate::lease::notify_rounds::{NotifyRounds, ROUND_TIMEOUT};
 impl Recovery {
     pub(super) async fn promote(&self) {
         let now = self.gossip.now();
+        let wall = Timestamp::now();
         let ops: Vec<(String, Op)> = self.replica.shared().read(|st| {
             let promotable: Vec<&model::instance::Instance> = st
                 .instances()
@@ -46,7 +47,7 @@ impl Recovery {
                     .iter()
                     .flat_map(|inst| {
                         let report_of = |name: &str| reports.get(name).map(|r| &r.report);
-                        let steps = engine::promotion::plan(st, inst, report_of, |h| {
+                        let steps = engine::promotion::plan(st, inst, wall, report_of, |h| {
                             down.contains(&h.meta.id)
                         });
                         let steps = if inst.notify {
