@@ -187,6 +187,17 @@ impl Recovery {
                 copy_moves.push((current.clone(), m));
             }
         }
+        // Said once per reason, not at every tick while it holds.
+        let said_before: Vec<bool> = p
+            .unplaced
+            .iter()
+            .map(|u| {
+                self.unplaced
+                    .reason(&u.slot.instance, u.slot.replica)
+                    .as_deref()
+                    == Some(u.reason.as_str())
+            })
+            .collect();
         self.unplaced.set(
             p.unplaced
                 .iter()
@@ -194,7 +205,7 @@ impl Recovery {
                 .collect(),
         );
         let mut blocked = Vec::new();
-        for u in &p.unplaced {
+        for (u, said) in p.unplaced.iter().zip(said_before) {
             let current = view.placement(&u.slot.instance, u.slot.replica);
             let copy_failed =
                 current.is_some_and(|c| failed.contains(&(c.meta.id.clone(), c.epoch)));
@@ -213,7 +224,9 @@ impl Recovery {
                 }
                 continue;
             }
-            warn!(instance = %view.instance_name(&u.slot.instance), replica = u.slot.replica, reason = %u.reason, "cannot place");
+            if !said {
+                warn!(instance = %view.instance_name(&u.slot.instance), replica = u.slot.replica, reason = %u.reason, "cannot place");
+            }
             if let Some(current) = current
                 && view.host_failed(&current.host)
             {
