@@ -161,9 +161,10 @@ impl Lab {
             .map(str::to_string)
     }
 
-    /// Which database host holds the virtual IP.
-    fn vip_holder(&self) -> Option<usize> {
-        DB.into_iter().find(|&i| {
+    /// Which database host holds the virtual IP, of those not in `crashed` (a crashed host's
+    /// namespace keeps its addresses behind its cut link).
+    fn vip_holder(&self, crashed: &[usize]) -> Option<usize> {
+        DB.into_iter().filter(|i| !crashed.contains(i)).find(|&i| {
             let out = self.run(i, "ip", &["-o", "addr", "show", "dev", "eth0"], &[]);
             String::from_utf8_lossy(&out.stdout).contains(&format!(" {VIP}/"))
         })
@@ -238,7 +239,16 @@ impl Drop for Lab {
             let _ = c.wait();
         }
         if std::env::var_os("BUOY_TEST_KEEP").is_none() {
-            let _ = std::fs::remove_dir_all(&self.dir);
+            // A process dying as the directory goes may still write into it: try again.
+            for _ in 0..20 {
+                if std::fs::remove_dir_all(&self.dir).is_ok() || !self.dir.exists() {
+                    break;
+                }
+                for i in 0..4 {
+                    kill_all_in(&self.net.ns(i));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
         }
     }
 }
@@ -397,7 +407,7 @@ fn postgres_fails_over_with_its_virtual_ip_and_loses_no_acknowledged_commit() {
             .is_ok_and(|s| s == "sync")
     })
     .unwrap_or_else(|| panic!("the replica never became synchronous:\n{}", lab.logs()));
-    let primary = lab.vip_holder().expect("the VIP is on no database host");
+    let primary = lab.vip_holder(&[]).expect("the VIP is on no database host");
     eprintln!("primary on {}", Lab::name(primary));
     // pgsql promotes only a replica its primary recorded as synchronous.
     let replica = Lab::name(if primary == DB[0] { DB[1] } else { DB[0] });
@@ -446,7 +456,7 @@ fn postgres_fails_over_with_its_virtual_ip_and_loses_no_acknowledged_commit() {
     lab.crash(primary);
     let resumed = wait_until(Duration::from_secs(120), || acked(&lab).len() > before + 5)
         .unwrap_or_else(|| panic!("writes never resumed:\n{}", lab.logs()));
-    let new_primary = lab.vip_holder();
+    let new_primary = lab.vip_holder(&[primary]);
     eprintln!(
         "{} crashed: writes through the VIP resumed after {:?} (on {:?})",
         Lab::name(primary),
@@ -483,4 +493,42 @@ fn postgres_fails_over_with_its_virtual_ip_and_loses_no_acknowledged_commit() {
     lab.sql(&format!("delete from acked where i = {}", acks[0]))
         .unwrap();
     assert_eq!(lost(&lab), [acks[0]], "the check missed a removed row");
+
+    // The old primary's host comes back. pgsql left its lock file there (it never stopped
+    // cleanly): its copy refuses to start and says why, for the operator to act on; the new
+    // primary keeps serving.
+    lab.net.link(primary, true).unwrap();
+    lab.start_agent(primary);
+    let old = Lab::name(primary);
+    // A failed host gets work again only once the operator says it is fit.
+    wait_until(Duration::from_secs(30), || {
+        lab.cli(&["host", "enable", &old]).0
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "cannot enable {old}: {}",
+            lab.cli(&["host", "enable", &old]).1
+        )
+    });
+    let reason = wait_until(Duration::from_secs(90), || {
+        let (ok, out) = lab.cli(&["instance", "show", "pg", "--json"]);
+        ok && serde_json::from_str::<Value>(&out).is_ok_and(|v| {
+            v["copies"].as_array().is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c["host"] == old.as_str()
+                        && c["reason"]
+                            .as_str()
+                            .is_some_and(|r| r.contains("PGSQL.lock"))
+                })
+            })
+        })
+    });
+    let (_, shown) = lab.cli(&["instance", "show", "pg", "--json"]);
+    assert!(
+        reason.is_some(),
+        "the old primary's copy does not say why it stays down:\n{shown}\n{}",
+        lab.logs()
+    );
+    eprintln!("the old primary's copy stays down, saying why: {shown}");
+    assert_eq!(lab.sql("select pg_is_in_recovery()").as_deref(), Ok("f"));
 }

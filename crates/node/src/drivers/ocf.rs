@@ -193,6 +193,26 @@ pub async fn run_action(
     action: &str,
     log: &Mutex<LogFile>,
 ) -> Option<i32> {
+    run_action_why(spec, instance, action, log).await.0
+}
+
+/// The last `ocf-exit-reason:` line an agent wrote (OCF's way to say why it failed).
+fn exit_reason(stderr: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("ocf-exit-reason:"))
+        .map(|r| r.trim().chars().take(300).collect())
+        .filter(|r: &String| !r.is_empty())
+}
+
+/// Runs one action; returns its exit code and the exit reason the agent gave, if any.
+pub async fn run_action_why(
+    spec: &OcfSpec,
+    instance: &str,
+    action: &str,
+    log: &Mutex<LogFile>,
+) -> (Option<i32>, Option<String>) {
     let child = tokio::process::Command::new(spec.agent_path())
         .arg(action)
         .envs(spec.env(instance, action))
@@ -208,7 +228,7 @@ pub async fn run_action(
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .append(format!("ocf {action}: cannot run the agent: {e}\n").as_bytes());
-            return None;
+            return (None, None);
         }
     };
     let out = tokio::time::timeout(spec.timeout, child.wait_with_output()).await;
@@ -236,12 +256,12 @@ pub async fn run_action(
                     .as_bytes(),
                 );
             }
-            code
+            (code, exit_reason(&o.stderr))
         }
         _ => {
             let _ =
                 l.append(format!("ocf {action}: timed out after {:?}\n", spec.timeout).as_bytes());
-            None
+            (None, None)
         }
     }
 }
@@ -251,19 +271,25 @@ pub async fn run_action(
 pub enum OcfState {
     Starting,
     Running,
-    /// An action failed: which one and its exit code (none: timed out).
+    /// An action failed: which one, its exit code (none: timed out) and the reason the agent
+    /// gave (`ocf-exit-reason:`).
     Failed {
         action: &'static str,
         code: Option<i32>,
+        why: Option<String>,
     },
 }
 
 impl OcfState {
     /// The failure, as the operator reads it.
-    pub fn describe(action: &str, code: Option<i32>) -> String {
-        match code {
+    pub fn describe(action: &str, code: Option<i32>, why: Option<&str>) -> String {
+        let what = match code {
             Some(c) => format!("ocf {action} returned {c} ({})", meaning(c)),
             None => format!("ocf {action} timed out or could not run"),
+        };
+        match why {
+            Some(w) => format!("{what}: {w}"),
+            None => what,
         }
     }
 }
@@ -407,16 +433,16 @@ async fn lifecycle(
 ) {
     let set = |s: OcfState| *state.lock().unwrap_or_else(|p| p.into_inner()) = s;
     for action in ["meta-data", "validate-all", "start"] {
-        let code = run_action(&spec, &instance, action, &log).await;
+        let (code, why) = run_action_why(&spec, &instance, action, &log).await;
         if code != Some(0) {
-            set(OcfState::Failed { action, code });
+            set(OcfState::Failed { action, code, why });
             return;
         }
     }
     // OCF: a started resource must pass its first monitor. A promotable one reports its role
     // (0 unpromoted, 8 promoted; 9 is a failed promoted copy).
     loop {
-        let code = run_action(&spec, &instance, "monitor", &log).await;
+        let (code, why) = run_action_why(&spec, &instance, "monitor", &log).await;
         let role = match code {
             Some(0) => proto::Role::Unpromoted,
             Some(8) if spec.promotable => proto::Role::Promoted,
@@ -424,6 +450,7 @@ async fn lifecycle(
                 set(OcfState::Failed {
                     action: "monitor",
                     code,
+                    why,
                 });
                 return;
             }
@@ -440,9 +467,9 @@ async fn lifecycle(
                 _ => None,
             };
             if let Some(action) = action {
-                let code = run_action(&spec, &instance, action, &log).await;
+                let (code, why) = run_action_why(&spec, &instance, action, &log).await;
                 if code != Some(0) {
-                    set(OcfState::Failed { action, code });
+                    set(OcfState::Failed { action, code, why });
                     return;
                 }
                 continue; // The next monitor reports the new role.
@@ -481,6 +508,24 @@ mod tests {
 
     fn dummy_installed() -> bool {
         Path::new("/usr/lib/ocf/resource.d/heartbeat/Dummy").is_file()
+    }
+
+    #[test]
+    fn the_agents_last_exit_reason_names_the_failure() {
+        let stderr = b"Dec 03 INFO: starting\nocf-exit-reason:first try\nnoise\nocf-exit-reason:My data may be inconsistent. You have to remove /x/PGSQL.lock file to force start.\n";
+        let why = exit_reason(stderr);
+        assert_eq!(
+            why.as_deref(),
+            Some(
+                "My data may be inconsistent. You have to remove /x/PGSQL.lock file to force start."
+            )
+        );
+        assert_eq!(exit_reason(b"nothing said\n"), None);
+        assert_eq!(exit_reason(b"ocf-exit-reason:   \n"), None);
+        assert_eq!(
+            OcfState::describe("start", Some(1), why.as_deref()),
+            format!("ocf start returned 1 (generic error): {}", why.unwrap())
+        );
     }
 
     #[test]
@@ -559,7 +604,8 @@ mod tests {
             r.state(),
             OcfState::Failed {
                 action: "monitor",
-                code: Some(7)
+                code: Some(7),
+                why: None
             }
         );
         // Start it again, then stop it: stop returns 0 and the state file is gone.

@@ -144,9 +144,9 @@ impl Running {
                 })
             }),
             Running::Ocf(r) => match r.state() {
-                OcfState::Failed { action, code } => Some(Ended {
+                OcfState::Failed { action, code, why } => Some(Ended {
                     code,
-                    reason: OcfState::describe(action, code),
+                    reason: OcfState::describe(action, code, why.as_deref()),
                 }),
                 _ => None,
             },
@@ -191,7 +191,7 @@ impl Running {
                 let code = r.stop().await;
                 StopOutcome {
                     done: code == Some(0),
-                    how: OcfState::describe("stop", code),
+                    how: OcfState::describe("stop", code, None),
                 }
             }
         }
