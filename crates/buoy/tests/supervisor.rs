@@ -286,7 +286,10 @@ fn an_ocf_dummy_resource_is_monitored_restarted_and_stopped_by_the_watchdog_of_a
         o["reason"]
             .as_str()
             .unwrap_or("")
-            .starts_with("ocf validate-all returned 2 (invalid arguments); 1 restarts within 1m"),
+            // With the agent's own `ocf-exit-reason:` words.
+            .starts_with(
+                "ocf validate-all returned 2 (invalid arguments): State file \"/proc/none/b.state\" is not writable; 1 restarts within 1m"
+            ),
         "{o}"
     );
 
