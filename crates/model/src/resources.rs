@@ -21,7 +21,8 @@ impl Cpu {
     /// From a number of cores; `None` unless 0 <= cores <= 4096 with at most 3 decimals.
     pub fn from_cores(cores: f64) -> Option<Cpu> {
         let m = (cores * 1000.0).round();
-        if !cores.is_finite() || !(0.0..=4_096_000.0).contains(&m) {
+        // A tiny non-zero amount is not a multiple of 0.001 (the fuzzer sent 6e-282).
+        if !cores.is_finite() || !(0.0..=4_096_000.0).contains(&m) || (m == 0.0 && cores != 0.0) {
             return None;
         }
         ((m - cores * 1000.0).abs() < 1e-6).then_some(Cpu(m as u32))
@@ -110,7 +111,7 @@ mod tests {
         assert_eq!(serde_json::from_str::<Cpu>("2").unwrap(), Cpu(2000));
         assert_eq!(serde_json::to_string(&Cpu(2000)).unwrap(), "2");
         assert_eq!(serde_json::to_string(&Cpu(250)).unwrap(), "0.25");
-        for bad in ["-1", "0.0001", "5000", "\"two\""] {
+        for bad in ["-1", "0.0001", "6.177461043944635e-282", "5000", "\"two\""] {
             assert!(serde_json::from_str::<Cpu>(bad).is_err(), "{bad}");
         }
     }

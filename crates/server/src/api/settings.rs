@@ -42,7 +42,7 @@ pub async fn set_lease(State(api): State<StateApi>, body: Bytes) -> Response {
         }
         let duration = |field: &str| -> ApiResult<Option<std::time::Duration>> {
             match v.get(field) {
-                None | Some(Value::Null) => Ok(None),
+                None => Ok(None),
                 Some(Value::String(s)) => model::duration_text::parse(s)
                     .map(Some)
                     .map_err(|e| bad_request(Some(field), &format!("{field}: {e}"))),
