@@ -605,7 +605,7 @@ mod tests {
             OcfState::Failed {
                 action: "monitor",
                 code: Some(7),
-                why: None
+                why: Some("No process state file found".into())
             }
         );
         // Start it again, then stop it: stop returns 0 and the state file is gone.
