@@ -449,8 +449,20 @@ mod tests {
             answered.contains("200 OK"),
             "no HTTP answer from the guest: {answered}"
         );
-        let console = std::fs::read_to_string(&log).unwrap();
-        assert!(console.contains("BUOY-GUEST-READY"), "{console}");
+        // The console is copied to the log by a task on this (single-threaded) runtime: the
+        // blocking HTTP exchange above may have run before it copied the marker, so give it time.
+        let mut console = String::new();
+        for _ in 0..50 {
+            console = std::fs::read_to_string(&log).unwrap_or_default();
+            if console.contains("BUOY-GUEST-READY") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            console.contains("BUOY-GUEST-READY"),
+            "no marker on the console:\n{console}"
+        );
         assert_eq!(vm.status().await.as_deref(), Ok("running"));
         // busybox's init ignores ACPI powerdown: after the grace period, QMP quit ends it.
         let how = vm.stop().await;
