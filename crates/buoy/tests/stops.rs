@@ -1,7 +1,9 @@
 //! Stops that fail or hang (issue 15, hole 4). Pacemaker's rule: a copy whose stop failed may
 //! still run, so its host is fenced before the copy runs anywhere else. Here the host fences
 //! itself (it renews no more and leaves the cluster), and the leader waits for its lease, the
-//! drift margin and the host's stop budget (the longest OCF `timeout` among its copies).
+//! drift margin and, for a host with OCF copies, the cluster's stop grace: by then the host
+//! has cut off any stop still running and killed the resource's cgroup (the agent and all it
+//! started).
 
 mod common;
 
@@ -10,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use common::{Cluster, get, json, request, wait_until};
 
-/// An OCF agent whose state file is per host (`$HANG_TEST_HOST`) and whose `stop` hangs while
-/// `<dir>/<host>.hang` exists.
+/// An OCF agent whose state file is per host (`$HANG_TEST_HOST`), whose `start` leaves a
+/// daemon (its PID in `<dir>/<host>.daemon`) and whose `stop` hangs while `<dir>/<host>.hang`
+/// exists.
 fn hang_agent(root: &Path) {
     let dir = root.join("resource.d/test");
     std::fs::create_dir_all(&dir).unwrap();
@@ -20,7 +23,11 @@ state="$OCF_RESKEY_dir/$HANG_TEST_HOST.state"
 case "$1" in
   meta-data) echo '<?xml version="1.0"?><resource-agent name="Hang"><actions><action name="start"/><action name="stop"/><action name="monitor"/></actions></resource-agent>'; exit 0 ;;
   validate-all) exit 0 ;;
-  start) touch "$state"; exit 0 ;;
+  start)
+    touch "$state"
+    setsid sleep 600 >/dev/null 2>&1 &
+    echo $! > "$OCF_RESKEY_dir/$HANG_TEST_HOST.daemon"
+    exit 0 ;;
   monitor) [ -f "$state" ] && exit 0; exit 7 ;;
   stop)
     if [ -f "$OCF_RESKEY_dir/$HANG_TEST_HOST.hang" ]; then exec sleep 30; fi
@@ -158,6 +165,118 @@ fn a_copy_whose_stop_hangs_moves_only_once_its_old_host_is_fenced() {
         log.contains("stop failed") && log.contains("fenced"),
         "h2 says it fenced itself and why:\n{log}"
     );
+    // The failed stop's resource was killed whole: the daemon its agent left is gone.
+    let daemon = daemon_pid(&state_dir.join("h2.daemon")).expect("h2's daemon pid");
+    let dead = gone(daemon);
+    kill_daemons(&state_dir);
+    assert!(
+        dead,
+        "the daemon of h2's failed copy still runs after the move"
+    );
+}
+
+/// Kills the daemons the Hang agent left (a test ends every process it starts).
+fn kill_daemons(dir: &Path) {
+    for h in ["h2", "h3"] {
+        if let Some(pid) = daemon_pid(&dir.join(format!("{h}.daemon"))) {
+            // SAFETY: a plain signal to a PID this test's agent started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The bound after a lease loss (issue 18: failover within seconds without giving up rule
+/// S1): an OCF stop that hangs is cut off at the lease's end plus the cluster's stop grace,
+/// and everything its agent started (a daemon) is killed then; the copy starts elsewhere only
+/// after that, and not a whole OCF `timeout` later. (Before, the leader waited the agent's
+/// `timeout`, here 10 s, and nothing killed what the agent had started.)
+#[test]
+fn after_a_lease_loss_a_hung_stop_is_cut_off_at_the_stop_grace_and_the_copy_moves_then() {
+    let mut c = Cluster::new(100);
+    let root: PathBuf = c.dir.join("ocf");
+    hang_agent(&root);
+    let state_dir = c.dir.join("state");
+    std::fs::create_dir_all(&state_dir).unwrap();
+    c.start_agent(1, None, &[]);
+    start_host(&mut c, 2);
+    start_host(&mut c, 3);
+    let (status, body) = request(
+        c.http(1),
+        "PUT",
+        "/v1/settings/lease",
+        r#"{"ttl": "3s", "stop_grace": "2s"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["lease"]["stop_grace_ms"], 2000, "{body}");
+    common::zone(&c, serde_json::json!({"auto_rejoin": true}), &["h2", "h3"]);
+    common::create_placed(
+        &c,
+        serde_json::json!({"name": "db", "segment": "zone", "driver": "ocf",
+            "params": {"agent": "test:Hang", "ocf_root": root.display().to_string(),
+                       "timeout": "10s", "monitor_interval": "200ms",
+                       "params": {"dir": state_dir.display().to_string()}}}),
+        "h2",
+    );
+    let on = |h: &str| state_dir.join(format!("{h}.state")).exists();
+    let mut daemon = None;
+    wait_until(Duration::from_secs(15), || {
+        daemon = daemon_pid(&state_dir.join("h2.daemon"));
+        on("h2") && daemon.is_some()
+    })
+    .unwrap_or_else(|| panic!("the resource never started on h2:\n{}", c.log(2)));
+    let daemon = daemon.unwrap();
+    // The grace reached h2 with its renewals.
+    wait_until(Duration::from_secs(5), || {
+        c.log(2).contains("db") && lease_until_ms(&c, 2).is_some()
+    });
+
+    // h2's stop hangs from now on, and h2 loses its lease: cut it from the server.
+    std::fs::write(state_dir.join("h2.hang"), b"").unwrap();
+    c.cut(2, 1);
+    let dead = wait_until(Duration::from_secs(20), || gone(daemon)).map(|_| unix_ms());
+    let moved = wait_until(Duration::from_secs(20), || on("h3"));
+    let _ = std::fs::remove_file(state_dir.join("h2.hang"));
+    let h2_until = lease_until_ms(&c, 2);
+    let h3_started_ms = std::fs::metadata(state_dir.join("h3.state"))
+        .and_then(|m| m.modified())
+        .map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64);
+    c.heal(&[1, 2]);
+    kill_daemons(&state_dir);
+    let (dead, h2_until) = (
+        dead.unwrap_or_else(|| {
+            panic!("h2's daemon outlived the lease loss by 20 s:\n{}", c.log(2))
+        }),
+        h2_until.expect("h2's lease end"),
+    );
+    moved.unwrap_or_else(|| panic!("the copy never moved to h3:\n{}", c.log(1)));
+    let h3_started_ms = h3_started_ms.unwrap();
+    assert!(
+        dead <= h2_until + 2_000 + 1_500,
+        "h2's daemon died {} ms after h2's lease ended: the stop was not cut off at the 2 s grace:\n{}",
+        dead - h2_until,
+        c.log(2)
+    );
+    assert!(
+        h3_started_ms >= h2_until + 2_000,
+        "h3 started the copy {} ms after h2's lease ended, within the 2 s stop grace:\n{}",
+        h3_started_ms as i64 - h2_until as i64,
+        c.log(1)
+    );
+    assert!(
+        h3_started_ms <= h2_until + 2_000 + 4_000,
+        "h3 started the copy {} ms after h2's lease ended: the leader waited longer than the grace",
+        h3_started_ms - h2_until
+    );
+    let log = c.log(2);
+    assert!(log.contains("cut off after the stop grace"), "{log}");
 }
 
 /// Whether `pid` is gone (or a zombie waiting to be reaped by its new parent).

@@ -28,6 +28,15 @@ pub struct LeaseTable {
     /// When this leader last received a renewal from each host: the first evidence of a
     /// host's failure is that renewals stop (recovery steps are timed from it).
     last: HashMap<String, Instant>,
+    /// The stop grace renewals get from now on: a host stops (or kills) what it ran by its
+    /// lease's end plus the grace it was granted with.
+    stop_grace: Duration,
+    /// No host's stops end before this: the floor plus the longest grace any leader may have
+    /// granted.
+    stops_floor: Instant,
+    /// By when each host has stopped everything, from the grants this leader made: the latest
+    /// lease end plus grace among them (a lowered grace never shortens an earlier grant's).
+    stops_end: HashMap<String, Instant>,
 }
 
 impl LeaseTable {
@@ -39,12 +48,17 @@ impl LeaseTable {
         ceiling: Duration,
         elected_at: Instant,
     ) -> Self {
+        let floor = elected_at + ttl.max(ceiling);
+        let grace = model::lease_settings::DEFAULT_STOP_GRACE;
         LeaseTable {
             ttl,
             drift_margin,
-            floor: elected_at + ttl.max(ceiling),
+            floor,
             ends: HashMap::new(),
             last: HashMap::new(),
+            stop_grace: grace,
+            stops_floor: floor + grace,
+            stops_end: HashMap::new(),
         }
     }
 
@@ -53,6 +67,18 @@ impl LeaseTable {
     pub fn set_timing(&mut self, ttl: Duration, drift_margin: Duration) {
         self.ttl = ttl;
         self.drift_margin = drift_margin;
+    }
+
+    /// Follows the cluster's stop grace: renewals from now on get `grace`; `ceiling` is the
+    /// longest any leader may have granted (a host not heard from in this term may hold it).
+    pub fn set_stop_grace(&mut self, grace: Duration, ceiling: Duration) {
+        self.stop_grace = grace;
+        self.stops_floor = self.stops_floor.max(self.floor + ceiling.max(grace));
+    }
+
+    /// The stop grace renewals get now.
+    pub fn stop_grace(&self) -> Duration {
+        self.stop_grace
     }
 
     /// No lease ends before this instant in this leader's view.
@@ -64,6 +90,11 @@ impl LeaseTable {
     /// leadership); returns the lease length granted.
     pub fn renew(&mut self, host: &str, received_at: Instant) -> Duration {
         let end = received_at + self.ttl;
+        let stops = self
+            .stops_end
+            .entry(host.to_string())
+            .or_insert(end + self.stop_grace);
+        *stops = (*stops).max(end + self.stop_grace);
         let last = self.last.entry(host.to_string()).or_insert(received_at);
         *last = (*last).max(received_at);
         match self.ends.get_mut(host) {
@@ -95,18 +126,23 @@ impl LeaseTable {
         self.ends_at(host) + self.drift_margin
     }
 
-    /// Whether `host` has surely stopped everything it ran at `now`: its lease, the drift
-    /// margin and `stop_budget` (the longest an OCF `stop` of its copies may take after the
-    /// lease's end, [`crate::stop_budget`]) are over. The budget is asked for only once the
-    /// lease and drift margin are over (it walks the placements).
-    pub fn lease_over(
-        &self,
-        host: &str,
-        now: Instant,
-        stop_budget: impl FnOnce() -> Duration,
-    ) -> bool {
-        let fenced_at = self.fenced_at(host);
-        fenced_at <= now && fenced_at + stop_budget() <= now
+    /// When `host` has stopped, or killed, whatever its stops left, in this leader's view: its
+    /// lease's end plus the stop grace of the grant, plus the drift margin.
+    pub fn stops_done_at(&self, host: &str) -> Instant {
+        self.stops_end
+            .get(host)
+            .copied()
+            .unwrap_or(self.stops_floor)
+            .max(self.stops_floor)
+            + self.drift_margin
+    }
+
+    /// Whether `host` has surely stopped everything it ran at `now`: its lease and the drift
+    /// margin are over and, where `slow_stops` says it has copies whose stop takes time (OCF
+    /// resources, [`crate::stop_budget`]), the stop grace too. `slow_stops` is asked only when
+    /// it decides (it walks the placements).
+    pub fn lease_over(&self, host: &str, now: Instant, slow_stops: impl FnOnce() -> bool) -> bool {
+        self.fenced_at(host) <= now && (self.stops_done_at(host) <= now || !slow_stops())
     }
 
     /// When this leader last received a renewal from `host`, if it ever did.
@@ -128,6 +164,7 @@ impl LeaseTable {
     pub fn forget(&mut self, host: &str) {
         self.ends.remove(host);
         self.last.remove(host);
+        self.stops_end.remove(host);
     }
 
     pub fn ttl(&self) -> Duration {
@@ -172,6 +209,35 @@ mod tests {
             "the new leader counts h's lease over at {first_expired} ms while h holds it"
         );
         assert_eq!(new.floor(), at(9_000));
+    }
+
+    /// The stop grace: a host with OCF copies is done at lease end + grace + drift; one
+    /// without at lease end + drift. A lowered grace never shortens a grant already made, and
+    /// a new leader assumes the longest grace ever set for hosts it has not heard from.
+    #[test]
+    fn hosts_with_slow_stops_are_over_only_after_the_grace_they_were_granted() {
+        let (ttl, drift) = (Duration::from_secs(3), Duration::from_millis(300));
+        let mut t = LeaseTable::new(ttl, drift, ttl, at(0));
+        t.set_stop_grace(Duration::from_secs(3), Duration::from_secs(3));
+        t.renew("h", at(1_000));
+        assert!(t.lease_over("h", at(4_300), || false));
+        assert!(!t.lease_over("h", at(4_299), || false));
+        assert!(!t.lease_over("h", at(7_299), || true));
+        assert!(t.lease_over("h", at(7_300), || true));
+        // Lowered to 1 s: the next grant ends at 5 s + 1 s, but the one before still
+        // allows stops until 7 s.
+        t.set_stop_grace(Duration::from_secs(1), Duration::from_secs(3));
+        t.renew("h", at(2_000));
+        assert!(!t.lease_over("h", at(7_299), || true));
+        t.renew("h", at(5_000));
+        assert_eq!(t.stops_done_at("h"), at(9_300));
+        // A new leader elected at 10 s, the ceiling grace 5 s: nobody is done before
+        // 10 + 3 + 5 s (+ drift), whatever its own grace.
+        let mut new = LeaseTable::new(ttl, drift, ttl, at(10_000));
+        new.set_stop_grace(Duration::from_secs(1), Duration::from_secs(5));
+        assert!(!new.lease_over("h", at(18_299), || true));
+        assert!(new.lease_over("h", at(18_300), || true));
+        assert!(new.lease_over("h", at(13_300), || false));
     }
 
     #[test]

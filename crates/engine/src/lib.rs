@@ -8,7 +8,7 @@
 //!   older than one it acted on).
 //! - [`lease_table`]: the leader's soft-state view of every host's lease.
 //! - [`member_down`]: when gossip counts a registered host down.
-//! - [`stop_budget`]: how long past its lease a host may still be stopping copies.
+//! - [`stop_budget`]: which hosts may still be stopping copies past their lease (the stop grace).
 //! - [`failures`]: where a copy failed, so that recovery avoids those hosts and never loops.
 //! - [`handoff`]: when a copy that moved between live hosts may start on the new one.
 //! - [`grant`]: what a lease grant assigns to a host.

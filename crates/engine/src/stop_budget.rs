@@ -1,25 +1,20 @@
-//! How long past its lease's end a host may still be stopping what it ran (rule S1 with stops
-//! that take time). At the lease's end a host kills its processes and VMs at once (SIGKILL)
-//! but must run an OCF resource's `stop`, which may take up to that resource's `timeout`. So
-//! the leader waits, before a copy of that host may run elsewhere, for: lease end + drift
-//! margin + the largest stop timeout among the copies placed on the host or still leaving it
-//! (zero when it has none). A stop that fails or overruns it fences the host, which then
-//! renews no more.
-
-use std::time::Duration;
+//! Which hosts may still be stopping what they ran past their lease's end (rule S1 with stops
+//! that take time). At the lease's end a host kills its processes and VMs at once (SIGKILL to
+//! their cgroups) but runs an OCF resource's `stop` (demote first), which may take time; the
+//! cluster's stop grace bounds it: at lease end + grace whatever is left of the resource (its
+//! cgroup: the agent and everything it started) is killed, by the agent or, if the agent
+//! hangs, by its watchdog. So the leader waits, before a copy of such a host runs elsewhere,
+//! for lease end + drift margin + the grace it granted ([`crate::lease_table`]); a host with no
+//! OCF copy placed or leaving is done at lease end + drift margin. A stop that fails or
+//! overruns fences the host, which then renews no more.
 
 use model::ClusterState;
 
-/// The stop budget of host `host_id`; `stop_timeout(instance_id)` is how long that instance's
-/// stop may run after the lease's end (zero for what is killed at once).
-pub fn stop_budget(
-    st: &ClusterState,
-    host_id: &str,
-    stop_timeout: impl Fn(&str) -> Duration,
-) -> Duration {
+/// Whether host `host_id` has copies whose stop takes time: `slow(instance_id)` says whether
+/// that instance's is (an OCF resource), among the copies placed on the host or still leaving
+/// it.
+pub fn has_slow_stops(st: &ClusterState, host_id: &str, slow: impl Fn(&str) -> bool) -> bool {
     st.placements()
         .filter(|p| p.host == host_id || p.handoffs.iter().any(|h| h.host == host_id))
-        .map(|p| stop_timeout(&p.instance))
-        .max()
-        .unwrap_or_default()
+        .any(|p| slow(&p.instance))
 }

@@ -69,6 +69,7 @@ impl ClusterState {
             Op::SetLease {
                 ttl_ms,
                 drift_margin_ms,
+                stop_grace_ms,
             } => {
                 let (ttl, drift) = (
                     Duration::from_millis(*ttl_ms),
@@ -77,7 +78,15 @@ impl ClusterState {
                 if let Err(e) = LeaseSettings::validate(ttl, drift) {
                     return (Err(e), None);
                 }
-                self.lease = Some(LeaseSettings::set(self.lease, ttl, drift));
+                let grace = stop_grace_ms.map(Duration::from_millis);
+                if let Some(Err(e)) = grace.map(LeaseSettings::validate_stop_grace) {
+                    return (Err(e), None);
+                }
+                let set = LeaseSettings::set(self.lease, ttl, drift);
+                self.lease = Some(match grace {
+                    Some(g) => set.with_stop_grace(g),
+                    None => set,
+                });
                 return (Ok(None), None);
             }
             Op::SetAttribute { key, value } => {

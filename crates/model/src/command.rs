@@ -101,8 +101,14 @@ pub enum Op {
     },
     /// Changes nothing: a new leader commits one to learn its commit point.
     Noop,
-    /// Sets the cluster's lease timing ([`crate::LeaseSettings`]).
-    SetLease { ttl_ms: u64, drift_margin_ms: u64 },
+    /// Sets the cluster's lease timing ([`crate::LeaseSettings`]); the stop grace only when
+    /// given.
+    SetLease {
+        ttl_ms: u64,
+        drift_margin_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stop_grace_ms: Option<u64>,
+    },
     /// Sets an attribute of the attribute store, or deletes it (`value: None`).
     SetAttribute {
         key: AttributeKey,

@@ -93,6 +93,33 @@ fn probe() -> Result<PathBuf, String> {
     Ok(base)
 }
 
+/// Makes the child `cmd` starts join the cgroup whose `cgroup.procs` is `procs` before it
+/// runs its program (so everything it starts is inside from the first instruction). Fails only
+/// when the path cannot be passed to the kernel (a NUL byte).
+pub fn join_on_start(cmd: &mut tokio::process::Command, procs: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(procs.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::other("the cgroup path contains a NUL byte"))?;
+    // SAFETY: between fork and exec the closure only makes async-signal-safe calls (open,
+    // write, close) on memory prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let n = libc::write(fd, b"0".as_ptr().cast(), 1);
+            let err = std::io::Error::last_os_error();
+            libc::close(fd);
+            if n != 1 {
+                return Err(err);
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
 /// One instance's cgroup.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cgroup {

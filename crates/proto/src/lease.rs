@@ -35,6 +35,10 @@ pub struct Grant {
     pub index: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignments: Option<Vec<Assignment>>,
+    /// How long past this lease's end the host may still be stopping OCF resources: then it
+    /// kills what is left of them (their cgroups). None from a leader that predates it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_ms: Option<u64>,
 }
 
 /// An instance placed on a host, as the host needs it to run it.

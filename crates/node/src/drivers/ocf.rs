@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use super::log_file::{DEFAULT_CAP, LogFile};
 use super::params::{DriverError, Params, param_err};
+use crate::cgroup::Cgroup;
 
 const PARAMS: [&str; 5] = ["agent", "params", "monitor_interval", "timeout", "ocf_root"];
 
@@ -51,6 +52,10 @@ pub struct OcfSpec {
     /// A promotable copy: the monitor reports the role (0 unpromoted, 8 promoted), and the
     /// copy is promoted and demoted as [`OcfResource::set_promoted`] says.
     pub promotable: bool,
+    /// The cgroup every action runs in (set by [`OcfResource::launch`] where cgroup v2 is
+    /// available): the agent and whatever it starts (a database's server), so that a stop
+    /// cut off after the stop grace can kill all of it.
+    pub cgroup: Option<PathBuf>,
 }
 
 /// The Pacemaker feature set the agents are told they run under (Pacemaker 2.1.5, Debian 12):
@@ -123,6 +128,7 @@ impl OcfSpec {
             timeout: p.duration("timeout", Duration::from_secs(20))?,
             extra_env: BTreeMap::new(),
             promotable: false,
+            cgroup: None,
         };
         if !spec.agent_path().is_file() {
             return Err(param_err(
@@ -213,14 +219,17 @@ pub async fn run_action_why(
     action: &str,
     log: &Mutex<LogFile>,
 ) -> (Option<i32>, Option<String>) {
-    let child = tokio::process::Command::new(spec.agent_path())
-        .arg(action)
+    let mut cmd = tokio::process::Command::new(spec.agent_path());
+    cmd.arg(action)
         .envs(spec.env(instance, action))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn();
+        .kill_on_drop(true);
+    if let Some(cg) = spec.cgroup.as_ref().filter(|c| c.is_dir()) {
+        let _ = crate::cgroup::join_on_start(&mut cmd, &cg.join("cgroup.procs"));
+    }
+    let child = cmd.spawn();
     let child = match child {
         Ok(c) => c,
         Err(e) => {
@@ -303,6 +312,9 @@ pub struct OcfResource {
     state: Arc<Mutex<OcfState>>,
     roles: Arc<Roles>,
     task: tokio::task::JoinHandle<()>,
+    /// Where its actions run (none without cgroup v2: then what the agent started is
+    /// beyond reach once a stop fails).
+    cgroup: Option<Cgroup>,
 }
 
 /// A promotable copy's role: the one asked for and the one its last monitor reported.
@@ -325,11 +337,19 @@ impl Roles {
 
 impl OcfResource {
     /// Validates and starts the resource in the background, then monitors it.
-    pub fn launch(spec: OcfSpec, instance: &str, log: &Path) -> Result<Self, DriverError> {
+    pub fn launch(mut spec: OcfSpec, instance: &str, log: &Path) -> Result<Self, DriverError> {
         let log_file = LogFile::open(log, DEFAULT_CAP).map_err(|e| DriverError::Log {
             path: log.to_path_buf(),
             reason: e.to_string(),
         })?;
+        let name = log
+            .file_stem()
+            .map_or(instance.into(), |s| s.to_string_lossy().into_owned());
+        let cgroup = Cgroup::create(&name).map_err(|e| DriverError::Start {
+            command: spec.agent_path().display().to_string(),
+            reason: format!("cannot create its cgroup: {e}"),
+        })?;
+        spec.cgroup = cgroup.as_ref().map(|c| c.path().to_path_buf());
         let log = Arc::new(Mutex::new(log_file));
         let state = Arc::new(Mutex::new(OcfState::Starting));
         let roles = Arc::new(Roles::default());
@@ -347,6 +367,7 @@ impl OcfResource {
             state,
             roles,
             task,
+            cgroup,
         })
     }
 
@@ -394,6 +415,11 @@ impl OcfResource {
             .1
     }
 
+    /// Its cgroup, if it has one.
+    pub fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref()
+    }
+
     /// The command that stops it, for the watchdog: a promotable copy is demoted first (an
     /// agent such as Stateful refuses to stop a promoted copy).
     pub fn stop_command(&self) -> (Vec<String>, BTreeMap<String, String>) {
@@ -412,15 +438,60 @@ impl OcfResource {
     }
 
     /// Stops monitoring, demotes a promoted copy (Pacemaker demotes before it stops), and runs
-    /// `stop`; returns its exit code.
-    pub async fn stop(self) -> Option<i32> {
+    /// `stop`; returns its exit code. With `cut_off` (after a lease loss: the stop grace),
+    /// demote and stop together get that long; past it, or when the stop failed, everything
+    /// in the resource's cgroup is killed (the second value says so). The cgroup goes once
+    /// empty.
+    pub async fn stop(self, cut_off: Option<Duration>) -> (Option<i32>, Option<String>) {
         self.task.abort();
-        if self.spec.promotable && self.roles.role() != Some(proto::Role::Unpromoted) {
-            // Promoted, or unknown (a promote may have been cut short): demote first; a failed
-            // demote is for `stop` to settle.
-            run_action(&self.spec, &self.instance, "demote", &self.log).await;
+        let run = async {
+            if self.spec.promotable && self.roles.role() != Some(proto::Role::Unpromoted) {
+                // Promoted, or unknown (a promote may have been cut short): demote first; a
+                // failed demote is for `stop` to settle.
+                run_action(&self.spec, &self.instance, "demote", &self.log).await;
+            }
+            run_action(&self.spec, &self.instance, "stop", &self.log).await
+        };
+        let (code, cut) = match cut_off {
+            Some(limit) => match tokio::time::timeout(limit, run).await {
+                Ok(code) => (code, false),
+                Err(_) => (None, true),
+            },
+            None => (run.await, false),
+        };
+        let mut note = None;
+        if let Some(cg) = &self.cgroup {
+            let left = cg.populated();
+            if left || code != Some(0) {
+                cg.kill();
+            }
+            let emptied = cg.remove(Duration::from_secs(5)).await;
+            let what = match (cut, left) {
+                (true, _) => Some(format!(
+                    "cut off after the stop grace ({} ms): its cgroup killed",
+                    cut_off.unwrap_or_default().as_millis()
+                )),
+                (false, true) => Some("what it left running was killed (its cgroup)".to_string()),
+                _ => None,
+            };
+            note = match (what, emptied) {
+                (Some(w), true) => Some(w),
+                (Some(w), false) => Some(format!("{w}; processes outlived SIGKILL for 5 s")),
+                (None, true) => None,
+                (None, false) => Some("processes of its cgroup outlived SIGKILL for 5 s".into()),
+            };
+            let _ = self.log.lock().unwrap_or_else(|p| p.into_inner()).append(
+                note.as_deref()
+                    .map_or(String::new(), |n| format!("ocf stop: {n}\n"))
+                    .as_bytes(),
+            );
+        } else if cut {
+            note = Some(format!(
+                "cut off after the stop grace ({} ms); no cgroup: what the agent started may run on",
+                cut_off.unwrap_or_default().as_millis()
+            ));
         }
-        run_action(&self.spec, &self.instance, "stop", &self.log).await
+        (code, note)
     }
 }
 
@@ -617,7 +688,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(state_file.exists());
-        assert_eq!(r.stop().await, Some(0));
+        assert_eq!(r.stop(None).await, (Some(0), None));
         assert!(!state_file.exists());
         let log = std::fs::read_to_string(dir.join("d1.log")).unwrap();
         assert!(log.contains("ocf monitor: exit 7 (not running)"), "{log}");

@@ -133,30 +133,10 @@ impl Drop for RunningProcess {
 
 /// Makes the child join `procs` (a `cgroup.procs` file) before it runs its program.
 fn join_cgroup(cmd: &mut Command, procs: &Path) -> Result<(), DriverError> {
-    use std::os::unix::ffi::OsStrExt;
-    let path =
-        std::ffi::CString::new(procs.as_os_str().as_bytes()).map_err(|_| DriverError::Start {
-            command: String::new(),
-            reason: "the cgroup path contains a NUL byte".into(),
-        })?;
-    // SAFETY: between fork and exec the closure only makes async-signal-safe calls (open,
-    // write, close) on memory prepared before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let n = libc::write(fd, b"0".as_ptr().cast(), 1);
-            let err = std::io::Error::last_os_error();
-            libc::close(fd);
-            if n != 1 {
-                return Err(err);
-            }
-            Ok(())
-        });
-    }
-    Ok(())
+    crate::cgroup::join_on_start(cmd, procs).map_err(|_| DriverError::Start {
+        command: String::new(),
+        reason: "the cgroup path contains a NUL byte".into(),
+    })
 }
 
 /// The user's uid and gid, from the password database.

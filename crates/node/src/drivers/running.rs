@@ -160,7 +160,11 @@ impl Running {
             Running::Qemu(vm) => vm.process.watchdog_target(),
             Running::Ocf(r) => {
                 let (argv, env) = r.stop_command();
-                Target::Exec { argv, env }
+                Target::Exec {
+                    argv,
+                    env,
+                    cgroup: r.cgroup().map(|c| c.path().to_path_buf()),
+                }
             }
         }
     }
@@ -169,6 +173,13 @@ impl Running {
     /// went. A process or a VM always ends (SIGKILL); an OCF resource whose `stop` failed or
     /// timed out may still run.
     pub async fn stop(self, timeout: Duration) -> StopOutcome {
+        self.stop_within(timeout, None).await
+    }
+
+    /// [`Self::stop`], with an OCF resource's demote and stop cut off after `cut_off` (the
+    /// stop grace, after a lease loss): then, as after a failed stop, its cgroup is killed.
+    /// Still reported not done: a resource may leave state no kill undoes (an address).
+    pub async fn stop_within(self, timeout: Duration, cut_off: Option<Duration>) -> StopOutcome {
         match self {
             Running::Process(mut p) => {
                 let exit = p.stop(timeout).await;
@@ -188,10 +199,14 @@ impl Running {
                 how: vm.stop().await,
             },
             Running::Ocf(r) => {
-                let code = r.stop().await;
+                let (code, note) = r.stop(cut_off).await;
+                let how = OcfState::describe("stop", code, None);
                 StopOutcome {
                     done: code == Some(0),
-                    how: OcfState::describe("stop", code, None),
+                    how: match note {
+                        Some(n) => format!("{how}; {n}"),
+                        None => how,
+                    },
                 }
             }
         }
@@ -213,7 +228,7 @@ impl Running {
             Running::Process(mut p) => p.kill(),
             Running::Qemu(mut vm) => vm.process.kill(),
             Running::Ocf(r) => {
-                tokio::spawn(r.stop());
+                tokio::spawn(r.stop(None));
             }
         }
     }

@@ -50,6 +50,8 @@ pub struct LeaseKeeper {
     reported: Mutex<(u64, Option<String>)>,
     /// Whose instances this host reports (the supervisor).
     reporter: std::sync::OnceLock<Arc<dyn Reporter>>,
+    /// The stop grace of the newest grant (none from a leader that predates it).
+    stop_grace: Mutex<Option<Duration>>,
 }
 
 impl LeaseKeeper {
@@ -63,7 +65,14 @@ impl LeaseKeeper {
             assignments: tokio::sync::watch::channel(None).0,
             reported: Mutex::new((0, None)),
             reporter: std::sync::OnceLock::new(),
+            stop_grace: Mutex::new(None),
         })
+    }
+
+    /// How long past its lease's end this host may still be stopping OCF resources (the
+    /// newest grant's stop grace): then it kills what is left of them.
+    pub fn stop_grace(&self) -> Option<Duration> {
+        *self.stop_grace.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Reports `reporter`'s instances with the renewals from now on.
@@ -228,6 +237,10 @@ impl LeaseKeeper {
                 .on_refused(id);
             return;
         };
+        if let Some(g) = grant.stop_grace_ms {
+            *self.stop_grace.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(Duration::from_millis(g));
+        }
         let mut l = self.lease.lock().unwrap_or_else(|p| p.into_inner());
         let granted_ttl = Duration::from_millis(grant.ttl_ms);
         if granted_ttl != ttl

@@ -32,8 +32,9 @@ const TICK: Duration = Duration::from_millis(100);
 /// last notification run.
 type Fingerprint = (String, Epoch, Phase, Option<proto::Role>, Option<u64>);
 
-/// A copy on its way out: its process, its last report and its stop timeout.
-type StoppingCopy = (Running, Observed, Duration);
+/// A copy on its way out: its process, its last report, its stop timeout and, after a lease
+/// loss, when an OCF stop is cut off (what is left of the stop grace).
+type StoppingCopy = (Running, Observed, Duration, Option<Duration>);
 
 /// One group's copies on their way out, by (order in the group, name).
 type GroupQueue = BTreeMap<(u32, String), StoppingCopy>;
@@ -98,6 +99,9 @@ pub struct Supervisor {
     stopping: std::sync::atomic::AtomicBool,
     /// Set when a stop failed or timed out: this host must be fenced (see [`Fence`]).
     fence: Arc<Fence>,
+    /// After a lease loss: how long OCF stops may still run (the stop grace from the lease's
+    /// end, less what has passed since), after which their cgroups are killed.
+    cut_off: Mutex<Option<Duration>>,
 }
 
 /// Pacemaker's rule for a stop that fails or times out: the copy may still run, so the host
@@ -155,6 +159,7 @@ impl Supervisor {
             highest_epoch: Mutex::new(BTreeMap::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
             fence: Arc::new(Fence::default()),
+            cut_off: Mutex::new(None),
         })
     }
 
@@ -225,6 +230,17 @@ impl Supervisor {
         loop {
             let t = now();
             let held = keeper.is_held(t);
+            // Stops after a lease loss end by the lease's end plus the grant's stop grace.
+            *self.cut_off.lock().unwrap_or_else(|p| p.into_inner()) = if held {
+                None
+            } else {
+                keeper.stop_grace().map(|g| {
+                    let late = keeper
+                        .with_lease(|l| l.until())
+                        .map_or(Duration::ZERO, |u| t.saturating_since(u));
+                    g.saturating_sub(late)
+                })
+            };
             let assignments = assigned.borrow_and_update().clone();
             self.reconcile(t, held, assignments.as_deref());
             self.notice_changes();
@@ -338,7 +354,7 @@ impl Supervisor {
                 };
                 by_group.entry(group).or_default().insert(
                     (order, u.observed.name.clone()),
-                    (p, u.observed.clone(), timeout),
+                    (p, u.observed.clone(), timeout, None),
                 );
             }
         }
@@ -524,7 +540,10 @@ impl Supervisor {
         match p {
             // Reported `stopping` until its stop is done: the leader must not count it
             // stopped, nor may it start here again, while the stop runs.
-            Running::Ocf(_) => self.drain(p, observed.clone(), Duration::ZERO),
+            Running::Ocf(_) => {
+                let cut_off = *self.cut_off.lock().unwrap_or_else(|p| p.into_inner());
+                self.drain_in_order(vec![(p, observed.clone(), Duration::ZERO, cut_off)]);
+            }
             other => {
                 other.kill();
                 self.untrack(&observed.placement);
@@ -532,21 +551,16 @@ impl Supervisor {
         }
     }
 
-    /// Stops `p` in the background. Until the stop is done the copy stays reported `stopping`
-    /// (keyed by placement and epoch: the same placement may come back meanwhile), and nothing
-    /// starts under its placement here; a stop that fails leaves it `stop_failed` and fences
-    /// the host before the copy runs anywhere else (the watchdog keeps tracking it).
-    fn drain(&self, p: Running, observed: Observed, timeout: Duration) {
-        self.drain_in_order(vec![(p, observed, timeout)]);
-    }
-
-    /// [`Self::drain`] for copies that must stop one after the other, in the order given (a
-    /// group's members, last first): each stop starts once the one before it is done. A stop
-    /// that fails fences the host, and the rest still stop.
+    /// Stops copies in the background, in the order given (a group's members, last first):
+    /// each stop starts once the one before it is done. Until its stop is done a copy stays
+    /// reported `stopping` (keyed by placement and epoch: the same placement may come back
+    /// meanwhile), and nothing starts under its placement here; a stop that fails (or is cut
+    /// off) leaves it `stop_failed` and fences the host before the copy runs anywhere else
+    /// (the watchdog keeps tracking it), and the rest still stop.
     fn drain_in_order(&self, copies: Vec<StoppingCopy>) {
         let draining = self.draining.clone();
         let mut queue = Vec::new();
-        for (p, mut observed, timeout) in copies {
+        for (p, mut observed, timeout, cut_off) in copies {
             let key = format!("{}@{}", observed.placement, observed.epoch);
             observed.phase = Phase::Stopping;
             observed.since = Timestamp::now();
@@ -554,12 +568,12 @@ impl Supervisor {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(key.clone(), observed.clone());
-            queue.push((p, observed.placement, key, timeout));
+            queue.push((p, observed.placement, key, timeout, cut_off));
         }
         let (fence, watchdog) = (self.fence.clone(), self.watchdog.clone());
         tokio::spawn(async move {
-            for (p, placement, key, timeout) in queue {
-                let how = p.stop(timeout).await;
+            for (p, placement, key, timeout, cut_off) in queue {
+                let how = p.stop_within(timeout, cut_off).await;
                 let mut d = draining.lock().unwrap_or_else(|p| p.into_inner());
                 if !how.done {
                     if let Some(o) = d.get_mut(&key) {

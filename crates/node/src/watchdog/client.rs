@@ -29,6 +29,8 @@ struct Desired {
     tracked_changed: bool,
     /// The deadline changed since it was last sent.
     deadline_changed: bool,
+    /// The stop grace of the lease (how long a stop command may run once the deadline passed).
+    stop_grace_ms: Option<u64>,
 }
 
 /// A handle the agent uses to feed its watchdog (cheap to share).
@@ -90,13 +92,17 @@ impl WatchdogClient {
         self.disarmed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Moves the deadline (CLOCK_BOOTTIME, see [`crate::clock`]) to `deadline`.
-    pub fn arm(&self, deadline: Duration) {
+    /// Moves the deadline (CLOCK_BOOTTIME, see [`crate::clock`]) to `deadline`; stop
+    /// commands run then are cut off after `stop_grace` (the lease's, when it has one).
+    pub fn arm(&self, deadline: Duration, stop_grace: Option<Duration>) {
         if self.is_disarmed() {
             return;
         }
         let mut d = self.desired.lock().unwrap_or_else(|p| p.into_inner());
         d.deadline_ns = Some(deadline.as_nanos() as u64);
+        if let Some(g) = stop_grace {
+            d.stop_grace_ms = Some(g.as_millis() as u64);
+        }
         d.deadline_changed = true;
         drop(d);
         self.wake.notify_one();
@@ -131,10 +137,13 @@ impl WatchdogClient {
             Some(Request::Sync {
                 deadline_ns: d.deadline_ns,
                 tracked: d.tracked.clone(),
+                stop_grace_ms: d.stop_grace_ms,
             })
         } else if d.deadline_changed {
-            d.deadline_ns
-                .map(|deadline_ns| Request::Arm { deadline_ns })
+            d.deadline_ns.map(|deadline_ns| Request::Arm {
+                deadline_ns,
+                stop_grace_ms: d.stop_grace_ms,
+            })
         } else {
             None
         };

@@ -16,7 +16,7 @@ pub async fn feed_watchdog(
     loop {
         if let Some(until) = *changed.borrow_and_update() {
             let left = until.saturating_since(gossip.now());
-            watchdog.arm(crate::clock::boot_now() + left);
+            watchdog.arm(crate::clock::boot_now() + left, keeper.stop_grace());
         }
         if changed.changed().await.is_err() {
             return;

@@ -16,11 +16,15 @@ pub enum Target {
     Cgroup { path: std::path::PathBuf, pgid: i32 },
     /// SIGKILL to one process (a QEMU virtual machine).
     Process(i32),
-    /// Run a command and wait for it (an OCF agent's `stop`).
+    /// Run a command and wait for it (an OCF agent's `stop`), inside `cgroup` if given, for
+    /// at most the stop grace; then kill whatever is left in `cgroup` (the agent and all it
+    /// started).
     Exec {
         argv: Vec<String>,
         #[serde(default)]
         env: BTreeMap<String, String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cgroup: Option<std::path::PathBuf>,
     },
 }
 
@@ -29,13 +33,19 @@ pub enum Target {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     /// Kill everything tracked at this CLOCK_BOOTTIME time (nanoseconds) unless moved
-    /// (sent at every lease renewal).
-    Arm { deadline_ns: u64 },
-    /// Replace the whole state: the deadline (none: nothing to enforce) and what runs here
-    /// (sent when an instance starts or stops, and after every reconnection).
+    /// (sent at every lease renewal), cutting off stop commands after `stop_grace_ms`.
+    Arm {
+        deadline_ns: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stop_grace_ms: Option<u64>,
+    },
+    /// Replace the whole state: the deadline (none: nothing to enforce), the stop grace and
+    /// what runs here (sent when an instance starts or stops, and after every reconnection).
     Sync {
         deadline_ns: Option<u64>,
         tracked: BTreeMap<String, Target>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stop_grace_ms: Option<u64>,
     },
     /// Answer with a [`Status`] line.
     Status,
@@ -52,6 +62,10 @@ pub struct Status {
     /// what they stop may still run, so the agent starts nothing (rule S1).
     #[serde(default)]
     pub killing: u32,
+    /// How long a stop command may run once the deadline passed (the lease's stop grace);
+    /// none: 20 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_ms: Option<u64>,
 }
 
 #[cfg(test)]
@@ -63,6 +77,7 @@ mod tests {
         let r = Request::Sync {
             deadline_ns: Some(7),
             tracked: [("web".to_string(), Target::ProcessGroup(42))].into(),
+            stop_grace_ms: None,
         };
         let line = serde_json::to_string(&r).unwrap();
         assert_eq!(

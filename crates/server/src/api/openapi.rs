@@ -68,8 +68,8 @@ fn routes() -> Vec<Route> {
         Route { method: "get", path: "/v1/servers", summary: "Control-plane voters and learners", tag: "cluster", body: None, ok: (200, Some(any_object)) },
         Route { method: "post", path: "/v1/servers", summary: "Add a running --server agent (`{\"name\": ...}`) to the voters", tag: "cluster", body: Some(any_object), ok: (200, Some(any_object)) },
         Route { method: "delete", path: "/v1/servers/{name}", summary: "Remove a server from the voters", tag: "cluster", body: None, ok: (200, Some(any_object)) },
-        Route { method: "get", path: "/v1/settings", summary: "Cluster-wide settings: the lease timing every leader grants (`ttl_ms`, `drift_margin_ms`, and `ceiling_ms`, the longest TTL ever set, which a new leader waits out)", tag: "cluster", body: None, ok: (200, Some(any_object)) },
-        Route { method: "put", path: "/v1/settings/lease", summary: "Set the cluster's lease timing (`{\"ttl\": \"5s\", \"drift_margin\": \"500ms\"}`; the margin defaults to a tenth of the TTL)", tag: "cluster", body: Some(any_object), ok: (200, Some(any_object)) },
+        Route { method: "get", path: "/v1/settings", summary: "Cluster-wide settings: the lease timing every leader grants (`ttl_ms`, `drift_margin_ms`, `stop_grace_ms`: how long past its lease's end a host may still stop OCF resources before it kills them, and the ceilings `ceiling_ms` and `stop_grace_ceiling_ms`, the longest ever set, which a new leader waits out)", tag: "cluster", body: None, ok: (200, Some(any_object)) },
+        Route { method: "put", path: "/v1/settings/lease", summary: "Set the cluster's lease timing (`{\"ttl\": \"5s\", \"drift_margin\": \"500ms\", \"stop_grace\": \"3s\"}`; the margin defaults to a tenth of the TTL, the TTL and the grace to what is set)", tag: "cluster", body: Some(any_object), ok: (200, Some(any_object)) },
         Route { method: "get", path: "/v1/lease", summary: "This agent's own lease: held, until (wall clock), remaining_ms, ttl_ms", tag: "leases", body: None, ok: (200, Some(any_object)) },
         Route { method: "get", path: "/v1/leases", summary: "The leader's view of every host's lease: ends_at, fenced_at (end plus the drift margin), expired", tag: "leases", body: None, ok: (200, Some(any_object)) },
         Route { method: "get", path: "/v1/supervisor", summary: "The instances this agent runs or ran: phase (starting, running, restarting, stopping, stopped, failed), epoch, pid, reason, exit_code, restarts", tag: "leases", body: None, ok: (200, Some(any_object)) },
@@ -159,8 +159,8 @@ fn small_bodies() -> Vec<(&'static str, &'static str, Value)> {
         (
             "/v1/settings/lease",
             "put",
-            json!({"type": "object", "additionalProperties": false, "required": ["ttl"], "properties": {
-                "ttl": duration, "drift_margin": duration}}),
+            json!({"type": "object", "additionalProperties": false, "properties": {
+                "ttl": duration, "drift_margin": duration, "stop_grace": duration}}),
         ),
         (
             "/v1/servers",

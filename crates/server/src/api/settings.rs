@@ -18,9 +18,10 @@ pub async fn show(State(api): State<StateApi>) -> Response {
     }
 }
 
-/// `PUT /v1/settings/lease` with `{"ttl": "5s", "drift_margin": "500ms"}` (the margin defaults
-/// to a tenth of the TTL): every leader grants this TTL from now on. The ceiling a new leader
-/// waits out keeps the longest TTL ever set.
+/// `PUT /v1/settings/lease` with `{"ttl": "5s", "drift_margin": "500ms", "stop_grace": "3s"}`
+/// (the margin defaults to a tenth of the TTL; the TTL and the grace to what is set): every
+/// leader grants this TTL and stop grace from now on. The ceilings a new leader waits out keep
+/// the longest TTL and grace ever set.
 pub async fn set_lease(State(api): State<StateApi>, body: Bytes) -> Response {
     let result: ApiResult<Value> = async {
         let v: Value = serde_json::from_slice(&body)
@@ -33,11 +34,11 @@ pub async fn set_lease(State(api): State<StateApi>, body: Bytes) -> Response {
         };
         if let Some(k) = fields
             .keys()
-            .find(|k| !["ttl", "drift_margin"].contains(&k.as_str()))
+            .find(|k| !["ttl", "drift_margin", "stop_grace"].contains(&k.as_str()))
         {
             return Err(bad_request(
                 Some(k),
-                &format!("unknown field `{k}`: expected ttl and drift_margin"),
+                &format!("unknown field `{k}`: expected ttl, drift_margin and stop_grace"),
             ));
         }
         let duration = |field: &str| -> ApiResult<Option<std::time::Duration>> {
@@ -54,13 +55,27 @@ pub async fn set_lease(State(api): State<StateApi>, body: Bytes) -> Response {
                 )),
             }
         };
-        let ttl = duration("ttl")?
-            .ok_or_else(|| bad_request(Some("ttl"), "ttl is required, e.g. {\"ttl\": \"5s\"}"))?;
+        let current = api.read(|st| st.lease()).await?;
+        let ttl = match (duration("ttl")?, current) {
+            (Some(t), _) => t,
+            (None, Some(c)) => c.ttl(),
+            (None, None) => {
+                return Err(bad_request(
+                    Some("ttl"),
+                    "ttl is required until the lease timing is set, e.g. {\"ttl\": \"5s\"}",
+                ));
+            }
+        };
         let drift = duration("drift_margin")?.unwrap_or(ttl / 10);
+        let grace = duration("stop_grace")?;
         LeaseSettings::validate(ttl, drift).map_err(|e| super::error::state_error(&e))?;
+        if let Some(g) = grace {
+            LeaseSettings::validate_stop_grace(g).map_err(|e| super::error::state_error(&e))?;
+        }
         api.propose(Op::SetLease {
             ttl_ms: ttl.as_millis() as u64,
             drift_margin_ms: drift.as_millis() as u64,
+            stop_grace_ms: grace.map(|g| g.as_millis() as u64),
         })
         .await?;
         let lease = api.read(|st| st.lease()).await?;

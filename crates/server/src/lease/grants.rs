@@ -79,21 +79,16 @@ impl LeaseGrants {
         }
     }
 
-    /// Whether `host`'s lease, the drift margin and `stop_budget` (see [`stop_budget`]) are
-    /// over as this leader sees it; false until this leader has started its lease table for
-    /// the current term.
-    /// The budget is asked for only once the lease and drift margin are over (it walks the
-    /// placements, and this runs for every withheld copy at every grant).
-    pub fn lease_over(
-        &self,
-        host: &str,
-        now: Instant,
-        stop_budget: impl FnOnce() -> Duration,
-    ) -> bool {
+    /// Whether `host`'s lease, the drift margin and, where `slow_stops` says it has OCF copies
+    /// (see [`has_slow_stops`]), the stop grace are over as this leader sees it; false until
+    /// this leader has started its lease table for the current term. `slow_stops` is asked
+    /// only when it decides (it walks the placements, and this runs for every withheld copy
+    /// at every grant).
+    pub fn lease_over(&self, host: &str, now: Instant, slow_stops: impl FnOnce() -> bool) -> bool {
         let term = self.replica.raft().metrics().borrow().current_term;
         let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         match table.as_ref() {
-            Some((t, lt)) if *t == term => lt.lease_over(host, now, stop_budget),
+            Some((t, lt)) if *t == term => lt.lease_over(host, now, slow_stops),
             _ => false,
         }
     }
@@ -271,11 +266,12 @@ impl LeaseGrants {
             .await
             .map_err(|_| "the leadership check stopped".to_string())??;
         let settings = self.settings();
-        let ttl = {
+        let (ttl, grace) = {
             let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
             let t = self.table_for(&mut table, term, settings);
             t.set_timing(settings.ttl(), settings.drift_margin());
-            t.renew(host, received_at)
+            t.set_stop_grace(settings.stop_grace(), settings.stop_grace_ceiling());
+            (t.renew(host, received_at), t.stop_grace())
         };
         if let Some(report) = report {
             self.reports
@@ -322,6 +318,7 @@ impl LeaseGrants {
             term,
             index,
             assignments,
+            stop_grace_ms: Some(grace.as_millis() as u64),
         })
     }
 
@@ -340,7 +337,8 @@ impl LeaseGrants {
             .iter()
             .filter_map(|h| st.host(&h.host))
             .filter(|left| {
-                left.fenced || self.lease_over(&left.name, now, || stop_budget(st, &left.meta.id))
+                left.fenced
+                    || self.lease_over(&left.name, now, || has_slow_stops(st, &left.meta.id))
             })
             .map(|left| left.meta.id.as_str())
             .collect();
@@ -408,22 +406,12 @@ impl LeaseGrants {
     }
 }
 
-/// How long past its lease's end `host` (an id) may still be stopping what it ran. At the
-/// lease's end a host kills its processes and VMs at once (SIGKILL) but must run an OCF
-/// resource's `stop`, which may take up to that resource's `timeout`. So the bound the leader
-/// waits for before a copy of `host` may run elsewhere is: lease end + drift margin + the
-/// largest OCF `timeout` among the copies placed on `host` or still leaving it (zero when it
-/// has none). A stop that fails or overruns it fences the host, which then renews no more.
-pub fn stop_budget(st: &model::ClusterState, host: &str) -> Duration {
-    engine::stop_budget::stop_budget(st, host, |instance| {
+/// Whether `host` (an id) has OCF copies, placed or still leaving it: their `stop` may run
+/// past the lease's end, up to the stop grace ([`engine::stop_budget`]).
+pub fn has_slow_stops(st: &model::ClusterState, host: &str) -> bool {
+    engine::stop_budget::has_slow_stops(st, host, |instance| {
         st.instance(instance)
-            .filter(|i| i.driver == model::instance::DriverKind::Ocf)
-            .map(|i| {
-                node::drivers::ocf::OcfSpec::from_params(&i.params)
-                    .map(|s| s.timeout)
-                    .unwrap_or(Duration::from_secs(20))
-            })
-            .unwrap_or_default()
+            .is_some_and(|i| i.driver == model::instance::DriverKind::Ocf)
     })
 }
 

@@ -47,13 +47,13 @@ impl Recovery {
                 None if self.grants.lease_over(&h.name, now, || {
                     self.replica
                         .shared()
-                        .read(|st| crate::lease::grants::stop_budget(st, &h.meta.id))
+                        .read(|st| crate::lease::grants::has_slow_stops(st, &h.meta.id))
                 }) =>
                 {
                     (
                     LEASE_EXPIRED,
                     Timestamp::now(),
-                        "its lease, the drift margin and its stop budget are over: it has fenced itself".to_string(),
+                        "its lease, the drift margin and (for OCF copies) the stop grace are over: it has fenced itself".to_string(),
                     )
                 }
                 None => {

@@ -152,6 +152,7 @@ impl Recovery {
         let op = Op::SetLease {
             ttl_ms: own.ttl_ms,
             drift_margin_ms: own.drift_margin_ms,
+            stop_grace_ms: None,
         };
         match self.replica.write(op, Timestamp::now()).await {
             Ok(Ok(_)) => tracing::info!(

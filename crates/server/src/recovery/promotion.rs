@@ -15,7 +15,7 @@ use proto::{Phase, Report, Role};
 use tracing::{info, warn};
 
 use super::Recovery;
-use crate::lease::grants::stop_budget;
+use crate::lease::grants::has_slow_stops;
 use crate::lease::notify_rounds::{NotifyRounds, ROUND_TIMEOUT};
 
 impl Recovery {
@@ -38,7 +38,7 @@ impl Recovery {
                     h.fenced
                         || self
                             .grants
-                            .lease_over(&h.name, now, || stop_budget(st, &h.meta.id))
+                            .lease_over(&h.name, now, || has_slow_stops(st, &h.meta.id))
                 })
                 .map(|h| h.meta.id.clone())
                 .collect();

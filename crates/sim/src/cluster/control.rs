@@ -176,7 +176,10 @@ impl Control {
         let broken = self.broken;
         let l = self.leader.as_mut()?;
         l.table.set_timing(settings.ttl(), settings.drift_margin());
+        l.table
+            .set_stop_grace(settings.stop_grace(), settings.stop_grace_ceiling());
         let ttl = l.table.renew(host, now);
+        let grace = l.table.stop_grace();
         l.reports.insert(host.to_string(), report);
         let l = &*l;
         let st = match &l.stale {
@@ -201,6 +204,7 @@ impl Control {
             term: l.term,
             index,
             assignments,
+            stop_grace_ms: Some(grace.as_millis() as u64),
         })
     }
 
@@ -224,6 +228,7 @@ impl Control {
                 Op::SetLease {
                     ttl_ms: own.ttl_ms,
                     drift_margin_ms: own.drift_margin_ms,
+                    stop_grace_ms: None,
                 },
             );
         }
@@ -394,15 +399,15 @@ impl Control {
     }
 }
 
-/// The stop budget of `host_id` (`engine::stop_budget`, as `server::lease::grants` asks it).
-fn stop_budget(st: &ClusterState, host_id: &str, drivers: &BTreeMap<String, Driver>) -> Duration {
-    engine::stop_budget::stop_budget(st, host_id, |instance| match drivers.get(instance) {
-        Some(Driver::Ocf { timeout }) => *timeout,
-        _ => Duration::ZERO,
+/// Whether `host_id` has OCF copies (`engine::stop_budget`, as `server::lease::grants` asks).
+fn has_slow_stops(st: &ClusterState, host_id: &str, drivers: &BTreeMap<String, Driver>) -> bool {
+    engine::stop_budget::has_slow_stops(st, host_id, |instance| {
+        matches!(drivers.get(instance), Some(Driver::Ocf { .. }))
     })
 }
 
-/// The host's lease, the drift margin and its stop budget are over (`LeaseGrants::lease_over`).
+/// The host's lease, the drift margin and, for OCF copies, the stop grace are over
+/// (`LeaseGrants::lease_over`).
 fn lease_over(
     l: &Leader,
     st: &ClusterState,
@@ -412,7 +417,7 @@ fn lease_over(
     drivers: &BTreeMap<String, Driver>,
 ) -> bool {
     l.table
-        .lease_over(name, now, || stop_budget(st, id, drivers))
+        .lease_over(name, now, || has_slow_stops(st, id, drivers))
 }
 
 /// Every handoff of `p` is confirmed (`LeaseGrants::handoffs_confirmed`).

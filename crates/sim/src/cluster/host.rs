@@ -138,6 +138,9 @@ pub struct Host {
     watchdog_asleep_until: Option<Instant>,
     /// The watchdog's kills under way end then (the agent starts nothing before).
     watchdog_killing: Option<Instant>,
+    /// The stop grace of the last grant: an OCF stop after a lease loss (the agent's, or the
+    /// watchdog's) ends by then, killed if it has not (`node::drivers::ocf`).
+    stop_grace: Duration,
     /// Grants that came while the agent could not read them.
     inbox: Vec<(u64, RenewalId, Grant)>,
     /// Bumped at every agent start: answers to an older agent are dropped.
@@ -173,6 +176,7 @@ impl Host {
             watchdog: None,
             watchdog_asleep_until: None,
             watchdog_killing: None,
+            stop_grace: model::lease_settings::DEFAULT_STOP_GRACE,
             inbox: Vec::new(),
             agent_gen: 0,
             resumed: Vec::new(),
@@ -459,7 +463,7 @@ impl Host {
             let driver = self.driver_of(&k, drivers);
             let end = match driver {
                 Driver::Process => t,
-                Driver::Ocf { .. } => t + self.ocf_stop(driver).0,
+                Driver::Ocf { .. } => t + self.ocf_stop(driver).0.min(self.stop_grace),
             };
             // Its status says `killing` until the last stop is done.
             self.watchdog_killing = Some(self.watchdog_killing.map_or(end, |b| b.max(end)));
@@ -550,6 +554,9 @@ impl Host {
             return;
         };
         a.lease.on_granted(id, Duration::from_millis(grant.ttl_ms));
+        if let Some(g) = grant.stop_grace_ms {
+            self.stop_grace = Duration::from_millis(g);
+        }
         // Assignments only from a grant that left the lease held, and never from a state older
         // than one this host acted on (as `node::lease::keeper`).
         if a.lease.is_held(now)
@@ -723,6 +730,15 @@ impl Host {
                         };
                         let (instance, name) = (u.instance.clone(), u.name.clone());
                         let (done_at, ok) = self.begin_stop(t, &k, drivers);
+                        // Past the grace its cgroup is killed: ended, but not a clean stop.
+                        let (done_at, ok) = if done_at > t + self.stop_grace {
+                            (t + self.stop_grace, false)
+                        } else {
+                            (done_at, ok)
+                        };
+                        if let Some(p) = self.procs.get_mut(&k) {
+                            p.dies_at = Some(p.dies_at.map_or(done_at, |d| d.min(done_at)));
+                        }
                         if let Some(a) = self.agent.as_mut() {
                             a.draining.insert(
                                 k,

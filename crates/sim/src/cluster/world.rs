@@ -593,6 +593,7 @@ impl World {
                 Op::SetLease {
                     ttl_ms: ttl.as_millis() as u64,
                     drift_margin_ms: (ttl / 10).as_millis() as u64,
+                    stop_grace_ms: None,
                 },
             ),
         };
