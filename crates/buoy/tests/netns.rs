@@ -184,28 +184,10 @@ fn a_virtual_ip_follows_its_placement_across_network_namespaces() {
     }
     for (i, host) in ["h1", "h2"].into_iter().enumerate() {
         let addr = nodes[i].1;
-        let data = net.dir.join(format!("data-{host}")).display().to_string();
-        let mut args = vec![
-            "agent".to_string(),
-            "--name".into(),
-            host.into(),
-            "--bind".into(),
-            format!("{addr}:7946"),
-            "--http".into(),
-            format!("{addr}:7070"),
-            "--profile".into(),
-            "local".into(),
-            "--unsafe-no-watchdog".into(),
-            "--data-dir".into(),
-            data,
-        ];
-        if host == "h1" {
-            args.push("--server".into());
-        } else {
-            args.extend(["--join".into(), "10.77.0.1:7946".into()]);
-        }
-        args.extend(lab::identity_files::agent_args(&net.dir, host, host == "h1").unwrap());
-        args.extend(lab::identity_files::keyring_args(&net.dir).unwrap());
+        let data = net.dir.join(format!("data-{host}"));
+        let args =
+            lab::netns::lab_agent_args(&net.dir, host, addr.parse().unwrap(), host == "h1", &data)
+                .unwrap();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         net.spawn(host, Path::new(BUOY), &args, &format!("agent-{host}.log"));
     }

@@ -11,6 +11,8 @@
 //! - [`identity_files`]: the cluster secret and host credentials of those clusters.
 //! - [`interrupt`]: Ctrl-C and SIGTERM end what those commands started.
 //! - [`bench`]: `buoy bench control-plane|planner|failover`.
+//! - [`postgres_lab`]: PostgreSQL under pgsql with its virtual IP, hosts in namespaces (the
+//!   PostgreSQL test and `buoy bench failover --workload postgres`).
 //! - [`sim`]: `buoy sim membership|control-plane`, the front end of the `sim` crate. With the
 //!   `huge-pages` feature the process allocator serves the simulator's large tables from
 //!   huge pages (`huge_arena`); the agent is built without it.
@@ -26,6 +28,8 @@ pub mod identity_files;
 pub mod interrupt;
 pub mod local_cluster;
 pub mod netns;
+pub mod ns_lab;
+pub mod postgres_lab;
 pub mod sandbox;
 pub mod sim;
 pub mod sim_cluster;

@@ -169,3 +169,38 @@ impl Drop for Netns {
         let _ = ip(&["netns", "del", &self.switch()]);
     }
 }
+
+/// The `buoy agent` arguments of lab host `name` in its namespace, at `addr`: gossip on port
+/// 7946 and HTTP on 7070 of that address, the `local` profile, no watchdog, data in `data`,
+/// its identity and the gossip keyring from files in `dir`. The server (`server`) is the
+/// first host; the others join it.
+pub fn lab_agent_args(
+    dir: &std::path::Path,
+    name: &str,
+    addr: Ipv4Addr,
+    server: bool,
+    data: &std::path::Path,
+) -> Result<Vec<String>> {
+    let mut args = vec![
+        "agent".to_string(),
+        "--name".into(),
+        name.into(),
+        "--bind".into(),
+        format!("{addr}:7946"),
+        "--http".into(),
+        format!("{addr}:7070"),
+        "--profile".into(),
+        "local".into(),
+        "--unsafe-no-watchdog".into(),
+        "--data-dir".into(),
+        data.display().to_string(),
+    ];
+    if server {
+        args.push("--server".into());
+    } else {
+        args.extend(["--join".into(), format!("{}:7946", Netns::gossip_ip(0))]);
+    }
+    args.extend(crate::identity_files::agent_args(dir, name, server)?);
+    args.extend(crate::identity_files::keyring_args(dir)?);
+    Ok(args)
+}

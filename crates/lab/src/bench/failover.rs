@@ -43,6 +43,17 @@ pub enum Fault {
     Isolate,
 }
 
+/// What runs on the hosts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// Demo apps (process driver, single copies) writing heartbeats.
+    Process,
+    /// PostgreSQL 15 under pgsql (primary and synchronous replica) with its virtual IP, each
+    /// host in namespaces of its own (root): the primary's host crashes in each run
+    /// ([`super::postgres_failover`]).
+    Postgres,
+}
+
 /// Flags of `buoy bench failover`.
 #[derive(Args, Debug)]
 pub struct FailoverBenchArgs {
@@ -77,6 +88,10 @@ pub struct FailoverBenchArgs {
     /// disarms its watchdog (rule S1 broken on purpose); the run must report double runs.
     #[arg(long)]
     pub inject_double_run: bool,
+    /// What runs on the hosts (`postgres`: --hosts, --instances, --fault and --net do not
+    /// apply; the primary's host crashes).
+    #[arg(long, value_enum, default_value = "process")]
+    pub workload: Workload,
 }
 
 /// One run's figures, in milliseconds.
@@ -118,6 +133,9 @@ fn wait(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) -> Result<(
 }
 
 pub fn failover(args: FailoverBenchArgs) -> Result<()> {
+    if args.workload == Workload::Postgres {
+        return super::postgres_failover::run(&args);
+    }
     if args.hosts < 3 {
         bail!("--hosts must be at least 3: one server and two hosts to move instances between");
     }

@@ -4,3 +4,4 @@
 pub mod control_plane;
 pub mod failover;
 pub mod planner;
+pub mod postgres_failover;

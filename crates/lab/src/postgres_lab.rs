@@ -1,0 +1,326 @@
+//! A PostgreSQL lab: PostgreSQL 15 under the unmodified `ocf:heartbeat:pgsql`, as a promotable
+//! instance of two copies with synchronous streaming replication, and an
+//! `ocf:heartbeat:IPaddr2` virtual IP colocated with the promoted copy and started after its
+//! promotion. Every host lives in a network namespace of its own and a mount namespace of its
+//! own (the same `pgdata` path is a different directory on each host, as on real machines): h1
+//! is the control-plane server, h2 and h3 the database hosts, and a fourth namespace holds the
+//! client, which writes through the virtual IP and records each acknowledged commit with the
+//! times it was sent and acknowledged. Used by `tests/postgres.rs` and by `buoy bench failover
+//! --workload postgres`.
+//!
+//! Needs root, `ip netns`, `unshare`, PostgreSQL 15 and resource-agents
+//! (scripts/setup-test-deps.sh installs them); [`PgLab::missing`] says what is absent.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+pub use crate::ns_lab::SERVER;
+use crate::ns_lab::{NsLab, must, wait_for};
+
+/// Where Debian's PostgreSQL 15 programs are.
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The virtual IP the client writes through.
+pub const VIP: &str = "10.77.0.50";
+/// Host indexes in the namespaces: the two database hosts and the client.
+pub const DB: [usize; 2] = [1, 2];
+pub const CLIENT: usize = 3;
+
+/// One acknowledged commit: the row id, when the client sent it and when the commit was
+/// acknowledged (Unix milliseconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ack {
+    pub id: i64,
+    pub sent_ms: u64,
+    pub acked_ms: u64,
+}
+
+/// The PostgreSQL lab (see the module's doc).
+pub struct PgLab {
+    pub ns: NsLab,
+}
+
+impl PgLab {
+    /// What this machine lacks to run the lab (none: it can run).
+    pub fn missing() -> Option<String> {
+        crate::ns_lab::missing(&[
+            "/usr/lib/ocf/resource.d/heartbeat/pgsql",
+            "/usr/lib/ocf/resource.d/heartbeat/IPaddr2",
+            "/usr/lib/postgresql/15/bin/postgres",
+            "/usr/bin/xmllint",
+        ])
+    }
+
+    /// Creates the namespaces and directory `dir` (emptied first); `buoy` is the binary the
+    /// agents run.
+    pub fn create(buoy: &Path, dir: PathBuf) -> Result<PgLab> {
+        Ok(PgLab {
+            ns: NsLab::create(buoy, dir, 4, 3)?,
+        })
+    }
+
+    pub fn name(i: usize) -> String {
+        NsLab::name(i)
+    }
+
+    /// Prepares the databases, starts the three agents, and creates the segment, the hosts,
+    /// the `pg` instance and its `vip`; returns once the control plane answers.
+    pub fn start(&mut self) -> Result<()> {
+        self.prepare_databases()?;
+        for i in [SERVER, DB[0], DB[1]] {
+            self.ns.start_agent(i)?;
+        }
+        self.ns.wait_for_leader().with_context(|| self.logs())?;
+        let mnt = self.ns.mnt();
+        let at = |p: &str| mnt.join(p).display().to_string();
+        let pg = json!({"segment": "db", "driver": "ocf", "mode": "promotable", "replicas": 2,
+            "notify": true,
+            "params": {"agent": "ocf:heartbeat:pgsql", "monitor_interval": "2s", "timeout": "20s",
+                "params": {"pgctl": format!("{PG_BIN}/pg_ctl"), "psql": format!("{PG_BIN}/psql"),
+                    "pgdata": at("pgdata"), "tmpdir": at("tmp"), "socketdir": at("run"),
+                    "logfile": at("pg.log"), "rep_mode": "sync", "node_list": "h2 h3",
+                    "master_ip": VIP, "restart_on_promote": "false", "check_wal_receiver": "false",
+                    "primary_conninfo_opt": "keepalives_idle=60 keepalives_interval=5 keepalives_count=5"}}});
+        let vip = json!({"segment": "db", "driver": "ocf",
+            "colocated_with": {"instance": "pg", "promoted": true},
+            "start_after": [{"instance": "pg", "promoted": true}],
+            "params": {"agent": "ocf:heartbeat:IPaddr2", "monitor_interval": "1s",
+                "params": {"ip": VIP, "cidr_netmask": 24, "nic": "eth0"}}});
+        for (name, spec) in [("pg", &pg), ("vip", &vip)] {
+            std::fs::write(self.ns.dir.join(format!("{name}.json")), spec.to_string())?;
+        }
+        let pg_file = self.ns.dir.join("pg.json").display().to_string();
+        let vip_file = self.ns.dir.join("vip.json").display().to_string();
+        for args in [
+            vec!["segment", "create", "db"],
+            vec!["host", "create", "h2", "--segment", "db"],
+            vec!["host", "create", "h3", "--segment", "db"],
+            vec!["instance", "create", "pg", "-f", &pg_file],
+            vec!["instance", "create", "vip", "-f", &vip_file],
+        ] {
+            self.ns.cli_ok(&args)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for a primary behind the virtual IP whose replica is synchronous and recorded as
+    /// such (pgsql promotes only a replica its primary recorded as synchronous); returns the
+    /// primary's host index.
+    pub fn wait_replicated(&self, timeout: Duration) -> Result<usize> {
+        if !wait_for(timeout, || {
+            self.sql("select pg_is_in_recovery()").as_deref() == Ok("f")
+        }) {
+            bail!("no primary behind the VIP:\n{}", self.logs());
+        }
+        let _ = self.sql("create table if not exists acked (i int primary key)");
+        if !wait_for(timeout, || {
+            self.sql("select sync_state from pg_stat_replication")
+                .is_ok_and(|s| s == "sync")
+        }) {
+            bail!("the replica never became synchronous:\n{}", self.logs());
+        }
+        let primary = self
+            .vip_holder(&[])
+            .context("the VIP is on no database host")?;
+        let replica = PgLab::name(if primary == DB[0] { DB[1] } else { DB[0] });
+        if !wait_for(Duration::from_secs(30), || {
+            self.ns.attribute(&replica, "pg-data-status").as_deref() == Some("STREAMING|SYNC")
+        }) {
+            bail!(
+                "the primary never recorded {replica} as synchronous ({:?}):\n{}",
+                self.ns.attribute(&replica, "pg-data-status"),
+                self.logs()
+            );
+        }
+        Ok(primary)
+    }
+
+    /// Starts the client in its namespace: one transaction per row, each acknowledged commit
+    /// appended to `acked` with its send and acknowledgement times. It runs until the lab is
+    /// dropped or [`Self::stop_client`].
+    pub fn start_client(&mut self) -> Result<()> {
+        let script = format!(
+            "i=$(cat {next} 2>/dev/null || echo 0); while :; do i=$((i+1)); echo $i > {next}; \
+             t=$(date +%s%3N); \
+             if {PG_BIN}/psql -h {VIP} -U postgres -d postgres -qAtc \"insert into acked values ($i)\" >/dev/null 2>&1; \
+             then echo \"$i $t $(date +%s%3N)\" >> {acked}; fi; done",
+            next = self.ns.dir.join("next").display(),
+            acked = self.ns.dir.join("acked").display()
+        );
+        self.ns
+            .spawn_in(CLIENT, &script, &[("PGCONNECT_TIMEOUT", "1")])
+    }
+
+    /// Ends the client (every process in its namespace).
+    pub fn stop_client(&self) {
+        self.ns.kill_all(CLIENT);
+    }
+
+    /// Every commit acknowledged to the client so far.
+    pub fn acked(&self) -> Vec<Ack> {
+        read_acks(&self.ns.dir.join("acked"))
+    }
+
+    /// The acknowledged commits missing from the database behind the virtual IP.
+    pub fn lost(&self) -> Result<Vec<i64>> {
+        let rows: BTreeSet<i64> = self
+            .sql("select i from acked")
+            .map_err(|e| anyhow::anyhow!("cannot read the rows back: {e}"))?
+            .lines()
+            .filter_map(|l| l.parse().ok())
+            .collect();
+        Ok(self
+            .acked()
+            .into_iter()
+            .map(|a| a.id)
+            .filter(|i| !rows.contains(i))
+            .collect())
+    }
+
+    /// Brings crashed host `i` back the way an operator rejoins an old primary (README,
+    /// "PostgreSQL"): its data rebuilt from the new primary with `pg_basebackup` and the lock
+    /// file removed before its agent starts; then enabled. Its copy starts as a replica.
+    pub fn rejoin(&mut self, i: usize, primary: usize) -> Result<()> {
+        self.ns.reboot(i)?;
+        let d = self.ns.host_dir(i);
+        let pgdata = d.join("pgdata");
+        let _ = std::fs::remove_dir_all(&pgdata);
+        let _ = std::fs::remove_file(d.join("tmp/PGSQL.lock"));
+        let out = self.ns.run(
+            i,
+            "runuser",
+            &[
+                "-u",
+                "postgres",
+                "--",
+                &format!("{PG_BIN}/pg_basebackup"),
+                "-h",
+                &NsLab::ip(primary),
+                "-U",
+                "postgres",
+                "-X",
+                "stream",
+                "-D",
+                &pgdata.display().to_string(),
+            ],
+            &[],
+        );
+        if !out.status.success() {
+            bail!(
+                "pg_basebackup from {} failed: {}",
+                PgLab::name(primary),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        self.ns.start_agent(i)?;
+        self.ns.enable(i)
+    }
+
+    /// `psql` from the client's namespace through the virtual IP: its output, or why it
+    /// failed.
+    pub fn sql(&self, query: &str) -> std::result::Result<String, String> {
+        let out = self.ns.run(
+            CLIENT,
+            &format!("{PG_BIN}/psql"),
+            &[
+                "-h", VIP, "-U", "postgres", "-d", "postgres", "-qAtc", query,
+            ],
+            &[("PGCONNECT_TIMEOUT", "2")],
+        );
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    }
+
+    /// Which database host holds the virtual IP, of those not in `crashed` (a crashed host's
+    /// namespace keeps its addresses behind its cut link).
+    pub fn vip_holder(&self, crashed: &[usize]) -> Option<usize> {
+        DB.into_iter().filter(|i| !crashed.contains(i)).find(|&i| {
+            let out = self
+                .ns
+                .run(i, "ip", &["-o", "addr", "show", "dev", "eth0"], &[]);
+            String::from_utf8_lossy(&out.stdout).contains(&format!(" {VIP}/"))
+        })
+    }
+
+    /// Everything a failure message needs.
+    pub fn logs(&self) -> String {
+        self.ns.logs(&[SERVER, DB[0], DB[1]], &["pg.log"])
+    }
+
+    /// One database cluster, initialised on the first host and copied (shut down cleanly) to
+    /// the second: the standby's base. Configured for streaming replication; the agent adds
+    /// its own include files (synchronous_standby_names, the recovery settings).
+    fn prepare_databases(&self) -> Result<()> {
+        for i in DB {
+            let d = self.ns.host_dir(i);
+            for sub in ["tmp", "run"] {
+                std::fs::create_dir_all(d.join(sub))?;
+            }
+            must(
+                Command::new("chown")
+                    .arg("-R")
+                    .arg("postgres:postgres")
+                    .arg(&d),
+            )?;
+        }
+        let first = self.ns.host_dir(DB[0]).join("pgdata");
+        must(
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(format!("{PG_BIN}/initdb"))
+                .args([
+                    "-A",
+                    "trust",
+                    "-U",
+                    "postgres",
+                    "--no-locale",
+                    "-E",
+                    "UTF8",
+                    "-D",
+                ])
+                .arg(&first),
+        )?;
+        let conf = format!(
+            "listen_addresses = '*'\nport = 5432\nunix_socket_directories = '{run}'\n\
+             wal_level = replica\nmax_wal_senders = 10\nwal_keep_size = 256MB\nhot_standby = on\n\
+             hot_standby_feedback = on\nwal_receiver_status_interval = 1s\n\
+             shared_buffers = 16MB\nrestart_after_crash = off\nlogging_collector = off\n",
+            run = self.ns.mnt().join("run").display()
+        );
+        let mut c = std::fs::read_to_string(first.join("postgresql.conf"))?;
+        c += &conf;
+        std::fs::write(first.join("postgresql.conf"), c)?;
+        let mut hba = std::fs::read_to_string(first.join("pg_hba.conf"))?;
+        hba += "host all all 10.77.0.0/24 trust\nhost replication all 10.77.0.0/24 trust\n";
+        std::fs::write(first.join("pg_hba.conf"), hba)?;
+        must(
+            Command::new("cp")
+                .arg("-a")
+                .arg(&first)
+                .arg(self.ns.host_dir(DB[1]).join("pgdata")),
+        )
+    }
+}
+
+/// The acknowledged commits a client recorded in `file` (`ID SENT_MS ACKED_MS` lines).
+pub fn read_acks(file: &Path) -> Vec<Ack> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace().map(str::parse::<u64>);
+            Some(Ack {
+                id: f.next()?.ok()? as i64,
+                sent_ms: f.next()?.ok()?,
+                acked_ms: f.next()?.ok()?,
+            })
+        })
+        .collect()
+}
