@@ -108,8 +108,9 @@ impl PgLab {
     }
 
     /// Waits for a primary behind the virtual IP whose replica is synchronous and recorded as
-    /// such (pgsql promotes only a replica its primary recorded as synchronous); returns the
-    /// primary's host index.
+    /// such, with its promotion score (pgsql promotes only a replica its primary recorded as
+    /// synchronous, and writes the two attributes one after the other); returns the primary's
+    /// host index.
     pub fn wait_replicated(&self, timeout: Duration) -> Result<usize> {
         if !wait_for(timeout, || {
             self.sql("select pg_is_in_recovery()").as_deref() == Ok("f")
@@ -129,10 +130,12 @@ impl PgLab {
         let replica = PgLab::name(if primary == DB[0] { DB[1] } else { DB[0] });
         if !wait_for(Duration::from_secs(30), || {
             self.ns.attribute(&replica, "pg-data-status").as_deref() == Some("STREAMING|SYNC")
+                && self.ns.attribute(&replica, "master-pg").as_deref() == Some("100")
         }) {
             bail!(
-                "the primary never recorded {replica} as synchronous ({:?}):\n{}",
+                "the primary never recorded {replica} as synchronous ({:?}, promotion score {:?}):\n{}",
                 self.ns.attribute(&replica, "pg-data-status"),
+                self.ns.attribute(&replica, "master-pg"),
                 self.logs()
             );
         }
