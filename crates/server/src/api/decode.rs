@@ -213,4 +213,20 @@ mod tests {
         let port = serde_json::to_value(&spec.health_checks.unwrap()[0]).unwrap()["port"].clone();
         assert_eq!(port, json!(165));
     }
+
+    /// Found by schemathesis in CI: `"memory_mb": 4340244467703318.0` (a whole number, so an
+    /// integer to JSON Schema) was read as 4340244467703318.5 by serde_json's fast float
+    /// parser and refused. The server parses floats exactly (`float_roundtrip`).
+    #[test]
+    fn a_large_whole_float_is_read_exactly_and_taken_as_an_integer() {
+        let text = r#"{"name": "h", "segment": "s", "capacity": {"cpu": 437.235, "memory_mb": 4340244467703318.0}}"#;
+        let Value::Object(map) = serde_json::from_str::<Value>(text).unwrap() else {
+            unreachable!()
+        };
+        let spec: HostSpec = decode_map(map).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            spec.capacity.unwrap().memory_mb,
+            Some(4_340_244_467_703_318)
+        );
+    }
 }
