@@ -15,6 +15,10 @@ command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 [[ -x /usr/lib/postgresql/15/bin/postgres ]] || need+=(postgresql-15)
 command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+# MariaDB with Galera (rsync for its state transfers), for tests/galera.rs.
+[[ -x /usr/sbin/mariadbd ]] || need+=(mariadb-server)
+[[ -f /usr/lib/galera/libgalera_smm.so ]] || need+=(galera-4)
+command -v rsync >/dev/null 2>&1 || need+=(rsync)
 # Headless Chromium and its WebDriver, for the dashboard test (tests/dashboard.rs).
 [[ -x /usr/bin/chromium ]] || need+=(chromium)
 [[ -x /usr/bin/chromedriver ]] || need+=(chromium-driver)

@@ -11,6 +11,7 @@
 //! - [`identity_files`]: the cluster secret and host credentials of those clusters.
 //! - [`interrupt`]: Ctrl-C and SIGTERM end what those commands started.
 //! - [`bench`]: `buoy bench control-plane|planner|failover`.
+//! - [`galera_lab`]: MariaDB with Galera under the galera agent, three hosts in namespaces.
 //! - [`postgres_lab`]: PostgreSQL under pgsql with its virtual IP, hosts in namespaces (the
 //!   PostgreSQL test and `buoy bench failover --workload postgres`).
 //! - [`sim`]: `buoy sim membership|control-plane`, the front end of the `sim` crate. With the
@@ -21,6 +22,7 @@
 pub mod bench;
 pub mod chaos;
 pub mod demo_app;
+pub mod galera_lab;
 #[cfg(feature = "huge-pages")]
 mod huge_arena;
 pub mod identity_files;

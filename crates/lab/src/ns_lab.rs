@@ -1,4 +1,4 @@
-//! Hosts in namespaces for the database labs ([`crate::postgres_lab`]):
+//! Hosts in namespaces for the database labs ([`crate::postgres_lab`], [`crate::galera_lab`]):
 //! host 0 runs the control-plane server, the next ones run database copies, and one more
 //! namespace holds a client. Each agent runs in its network namespace and a mount namespace of
 //! its own in which its directory is bind-mounted at [`NsLab::mnt`], so that the same path
@@ -157,6 +157,19 @@ impl NsLab {
     /// Brings crashed host `i` back as it was (its link up, its agent started) and enables it
     /// once the control plane takes it.
     pub fn revive(&mut self, i: usize) -> Result<()> {
+        // The control plane must have counted it failed first (a host is enabled back from
+        // there); a machine rebooting takes longer than that anyway.
+        let name = NsLab::name(i);
+        if !wait_for(Duration::from_secs(30), || {
+            self.cli(&["host", "show", &name, "--json"])
+                .1
+                .contains("\"failed\": true")
+        }) {
+            bail!(
+                "{name} was not counted failed within 30 s: {}",
+                self.cli(&["host", "show", &name, "--json"]).1
+            );
+        }
         self.reboot(i)?;
         self.start_agent(i)?;
         self.enable(i)

@@ -170,18 +170,10 @@ impl PgLab {
 
     /// The acknowledged commits missing from the database behind the virtual IP.
     pub fn lost(&self) -> Result<Vec<i64>> {
-        let rows: BTreeSet<i64> = self
+        let rows = self
             .sql("select i from acked")
-            .map_err(|e| anyhow::anyhow!("cannot read the rows back: {e}"))?
-            .lines()
-            .filter_map(|l| l.parse().ok())
-            .collect();
-        Ok(self
-            .acked()
-            .into_iter()
-            .map(|a| a.id)
-            .filter(|i| !rows.contains(i))
-            .collect())
+            .map_err(|e| anyhow::anyhow!("cannot read the rows back: {e}"))?;
+        Ok(missing_acks(&self.acked(), &rows))
     }
 
     /// Brings crashed host `i` back the way an operator rejoins an old primary (README,
@@ -325,5 +317,14 @@ pub fn read_acks(file: &Path) -> Vec<Ack> {
                 acked_ms: f.next()?.ok()?,
             })
         })
+        .collect()
+}
+
+/// The ids of `acks` absent from `rows` (one row id per line, as a SQL client prints them).
+pub fn missing_acks(acks: &[Ack], rows: &str) -> Vec<i64> {
+    let rows: BTreeSet<i64> = rows.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    acks.iter()
+        .map(|a| a.id)
+        .filter(|i| !rows.contains(i))
         .collect()
 }

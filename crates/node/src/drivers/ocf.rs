@@ -230,7 +230,7 @@ pub async fn run_action_why(
         let _ = crate::cgroup::join_on_start(&mut cmd, &cg.join("cgroup.procs"));
     }
     let child = cmd.spawn();
-    let child = match child {
+    let mut child = match child {
         Ok(c) => c,
         Err(e) => {
             let _ = log
@@ -240,7 +240,7 @@ pub async fn run_action_why(
             return (None, None);
         }
     };
-    let out = tokio::time::timeout(spec.timeout, child.wait_with_output()).await;
+    let out = tokio::time::timeout(spec.timeout, exit_and_output(&mut child)).await;
     let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
     match out {
         Ok(Ok(o)) => {
@@ -273,6 +273,56 @@ pub async fn run_action_why(
             (None, None)
         }
     }
+}
+
+/// Waits for `child` to exit and returns its status and what it wrote. The action is over
+/// when the agent exits, not when its output pipes close: a daemon it started in the
+/// background (`su -c "mysqld_safe ..." &`) may hold them open for its whole life, as it would
+/// under Pacemaker, whose executor also goes by the exit. What the pipes hold is read for a
+/// moment after the exit, then the readers are dropped.
+async fn exit_and_output(
+    child: &mut tokio::process::Child,
+) -> std::io::Result<std::process::Output> {
+    use tokio::io::AsyncReadExt;
+    fn reader(
+        pipe: Option<impl tokio::io::AsyncRead + Unpin + Send + 'static>,
+    ) -> (Arc<Mutex<Vec<u8>>>, tokio::task::JoinHandle<()>) {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let into = buf.clone();
+        let task = tokio::spawn(async move {
+            let Some(mut pipe) = pipe else { return };
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut chunk).await {
+                if n == 0 {
+                    return;
+                }
+                let mut b = into.lock().unwrap_or_else(|p| p.into_inner());
+                if b.len() < 1 << 20 {
+                    b.extend_from_slice(&chunk[..n]);
+                }
+            }
+        });
+        (buf, task)
+    }
+    let (out, out_task) = reader(child.stdout.take());
+    let (err, err_task) = reader(child.stderr.take());
+    let status = child.wait().await?;
+    for task in [out_task, err_task] {
+        let abort = task.abort_handle();
+        if tokio::time::timeout(Duration::from_millis(200), task)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
+    let take =
+        |b: &Arc<Mutex<Vec<u8>>>| std::mem::take(&mut *b.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(std::process::Output {
+        status,
+        stdout: take(&out),
+        stderr: take(&err),
+    })
 }
 
 /// Where a resource stands.
