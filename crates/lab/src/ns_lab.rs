@@ -1,4 +1,4 @@
-//! Hosts in namespaces for the database labs ([`crate::postgres_lab`], [`crate::galera_lab`]):
+//! Hosts in namespaces for the database labs (the PostgreSQL and Galera labs):
 //! host 0 runs the control-plane server, the next ones run database copies, and one more
 //! namespace holds a client. Each agent runs in its network namespace and a mount namespace of
 //! its own in which its directory is bind-mounted at [`NsLab::mnt`], so that the same path
