@@ -47,13 +47,7 @@ fn galera_bootstraps_keeps_serving_through_a_node_kill_and_after_a_full_stop() {
     let before = lab.acked().len();
     wait_until(Duration::from_secs(60), || lab.acked().len() > before + 20)
         .unwrap_or_else(|| panic!("writes stopped after the crash:\n{}", lab.logs()));
-    let acks = lab.acked();
-    let gap = acks
-        .windows(2)
-        .filter(|w| w[1].acked_ms >= crashed_ms)
-        .map(|w| w[1].acked_ms.saturating_sub(w[0].acked_ms.max(crashed_ms)))
-        .max()
-        .unwrap_or(0);
+    let gap = lab::acks::write_pause(&lab.acked(), crashed_ms).map_or(0, |p| p.ms);
     eprintln!(
         "{} crashed: the longest wait between two acknowledged writes after it was {gap} ms",
         GaleraLab::name(victim)

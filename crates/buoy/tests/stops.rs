@@ -85,32 +85,86 @@ fn held(c: &Cluster, i: u8) -> Option<bool> {
     (s == 200).then(|| json(&b)["held"].as_bool())?
 }
 
+/// A cluster of the server h1 and hosts h2, h3 (segment `zone`, with `zone_fields`) where h2
+/// runs `name`, a Hang agent's copy with OCF `timeout`, started and its daemon up. `lease` is
+/// a body for `PUT /v1/settings/lease`, sent first.
+struct Hung {
+    c: Cluster,
+    /// The agent's state directory.
+    state: PathBuf,
+    /// The copy's placement.
+    placement: serde_json::Value,
+    /// The daemon h2's copy left.
+    daemon: i32,
+}
+
+impl Hung {
+    fn start(
+        net: u8,
+        lease: Option<&str>,
+        zone_fields: serde_json::Value,
+        name: &str,
+        timeout: &str,
+    ) -> Hung {
+        let mut c = Cluster::new(net);
+        let root: PathBuf = c.dir.join("ocf");
+        hang_agent(&root);
+        let state = c.dir.join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        c.start_agent(1, None, &[]);
+        start_host(&mut c, 2);
+        start_host(&mut c, 3);
+        if let Some(body) = lease {
+            let (status, answer) = request(c.http(1), "PUT", "/v1/settings/lease", body).unwrap();
+            assert_eq!(status, 200, "{answer}");
+        }
+        common::zone(&c, zone_fields, &["h2", "h3"]);
+        let placement = common::create_placed(
+            &c,
+            serde_json::json!({"name": name, "segment": "zone", "driver": "ocf",
+                "params": {"agent": "test:Hang", "ocf_root": root.display().to_string(),
+                           "timeout": timeout, "monitor_interval": "200ms",
+                           "params": {"dir": state.display().to_string()}}}),
+            "h2",
+        );
+        let mut daemon = None;
+        wait_until(Duration::from_secs(15), || {
+            daemon = daemon_pid(&state.join("h2.daemon"));
+            state.join("h2.state").exists() && daemon.is_some()
+        })
+        .unwrap_or_else(|| panic!("the resource never started on h2:\n{}", c.log(2)));
+        Hung {
+            c,
+            state,
+            placement,
+            daemon: daemon.unwrap(),
+        }
+    }
+
+    /// Whether host `h` runs the copy (its state file is there).
+    fn on(&self, h: &str) -> bool {
+        self.state.join(format!("{h}.state")).exists()
+    }
+
+    /// When host `h` started the copy, in Unix milliseconds.
+    fn started_ms(&self, h: &str) -> Option<u64> {
+        std::fs::metadata(self.state.join(format!("{h}.state")))
+            .and_then(|m| m.modified())
+            .ok()
+            .map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64)
+    }
+}
+
 /// A copy whose stop hangs on its old host starts on the new one only once the old host has
 /// fenced itself: its lease is over. (Before the fix the stop's timeout counted as a stop, and
 /// the new host started the copy 1 s after the move while the old one still held its lease
 /// and its resource.)
 #[test]
 fn a_copy_whose_stop_hangs_moves_only_once_its_old_host_is_fenced() {
-    let mut c = Cluster::new(75);
-    let root: PathBuf = c.dir.join("ocf");
-    hang_agent(&root);
-    let state_dir = c.dir.join("state");
-    std::fs::create_dir_all(&state_dir).unwrap();
-    c.start_agent(1, None, &[]);
-    start_host(&mut c, 2);
-    start_host(&mut c, 3);
-    common::zone(&c, serde_json::json!({}), &["h2", "h3"]);
-    let placement = common::create_placed(
-        &c,
-        serde_json::json!({"name": "vip", "segment": "zone", "driver": "ocf",
-            "params": {"agent": "test:Hang", "ocf_root": root.display().to_string(),
-                       "timeout": "1s", "monitor_interval": "200ms",
-                       "params": {"dir": state_dir.display().to_string()}}}),
-        "h2",
-    );
-    let on = |h: &str| state_dir.join(format!("{h}.state")).exists();
-    wait_until(Duration::from_secs(15), || on("h2"))
-        .unwrap_or_else(|| panic!("the resource never started on h2:\n{}", c.log(2)));
+    let h = Hung::start(75, None, serde_json::json!({}), "vip", "1s");
+    let (c, state_dir) = (&h.c, &h.state);
+    let placement = &h.placement;
+    let on = |host: &str| h.on(host);
 
     // From now on h2's stop hangs. Move the copy to h3.
     std::fs::write(state_dir.join("h2.hang"), b"").unwrap();
@@ -138,14 +192,11 @@ fn a_copy_whose_stop_hangs_moves_only_once_its_old_host_is_fenced() {
             c.log(1)
         )
     });
-    let h3_started_ms = std::fs::metadata(state_dir.join("h3.state"))
-        .and_then(|m| m.modified())
-        .map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64)
-        .unwrap();
+    let h3_started_ms = h.started_ms("h3").unwrap();
     let mut h2_until = None;
     wait_until(Duration::from_secs(10), || {
-        h2_until = lease_until_ms(&c, 2);
-        h2_until.is_some() && held(&c, 2) == Some(false)
+        h2_until = lease_until_ms(c, 2);
+        h2_until.is_some() && held(c, 2) == Some(false)
     })
     .unwrap_or_else(|| {
         panic!(
@@ -168,7 +219,7 @@ fn a_copy_whose_stop_hangs_moves_only_once_its_old_host_is_fenced() {
     // The failed stop's resource was killed whole: the daemon its agent left is gone.
     let daemon = daemon_pid(&state_dir.join("h2.daemon")).expect("h2's daemon pid");
     let dead = gone(daemon);
-    kill_daemons(&state_dir);
+    kill_daemons(state_dir);
     assert!(
         dead,
         "the daemon of h2's failed copy still runs after the move"
@@ -199,43 +250,21 @@ fn unix_ms() -> u64 {
 /// `timeout`, here 10 s, and nothing killed what the agent had started.)
 #[test]
 fn after_a_lease_loss_a_hung_stop_is_cut_off_at_the_stop_grace_and_the_copy_moves_then() {
-    let mut c = Cluster::new(100);
-    let root: PathBuf = c.dir.join("ocf");
-    hang_agent(&root);
-    let state_dir = c.dir.join("state");
-    std::fs::create_dir_all(&state_dir).unwrap();
-    c.start_agent(1, None, &[]);
-    start_host(&mut c, 2);
-    start_host(&mut c, 3);
-    let (status, body) = request(
-        c.http(1),
-        "PUT",
-        "/v1/settings/lease",
-        r#"{"ttl": "3s", "stop_grace": "2s"}"#,
-    )
-    .unwrap();
+    let h = Hung::start(
+        100,
+        Some(r#"{"ttl": "3s", "stop_grace": "2s"}"#),
+        serde_json::json!({"auto_rejoin": true}),
+        "db",
+        "10s",
+    );
+    let (status, body) = request(h.c.http(1), "GET", "/v1/settings", "").unwrap();
     assert_eq!(status, 200, "{body}");
     assert_eq!(json(&body)["lease"]["stop_grace_ms"], 2000, "{body}");
-    common::zone(&c, serde_json::json!({"auto_rejoin": true}), &["h2", "h3"]);
-    common::create_placed(
-        &c,
-        serde_json::json!({"name": "db", "segment": "zone", "driver": "ocf",
-            "params": {"agent": "test:Hang", "ocf_root": root.display().to_string(),
-                       "timeout": "10s", "monitor_interval": "200ms",
-                       "params": {"dir": state_dir.display().to_string()}}}),
-        "h2",
-    );
-    let on = |h: &str| state_dir.join(format!("{h}.state")).exists();
-    let mut daemon = None;
-    wait_until(Duration::from_secs(15), || {
-        daemon = daemon_pid(&state_dir.join("h2.daemon"));
-        on("h2") && daemon.is_some()
-    })
-    .unwrap_or_else(|| panic!("the resource never started on h2:\n{}", c.log(2)));
-    let daemon = daemon.unwrap();
+    let (c, state_dir, daemon) = (&h.c, &h.state, h.daemon);
+    let on = |host: &str| h.on(host);
     // The grace reached h2 with its renewals.
     wait_until(Duration::from_secs(5), || {
-        c.log(2).contains("db") && lease_until_ms(&c, 2).is_some()
+        c.log(2).contains("db") && lease_until_ms(c, 2).is_some()
     });
 
     // h2's stop hangs from now on, and h2 loses its lease: cut it from the server.
@@ -244,12 +273,10 @@ fn after_a_lease_loss_a_hung_stop_is_cut_off_at_the_stop_grace_and_the_copy_move
     let dead = wait_until(Duration::from_secs(20), || gone(daemon)).map(|_| unix_ms());
     let moved = wait_until(Duration::from_secs(20), || on("h3"));
     let _ = std::fs::remove_file(state_dir.join("h2.hang"));
-    let h2_until = lease_until_ms(&c, 2);
-    let h3_started_ms = std::fs::metadata(state_dir.join("h3.state"))
-        .and_then(|m| m.modified())
-        .map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64);
+    let h2_until = lease_until_ms(c, 2);
+    let h3_started_ms = h.started_ms("h3");
     c.heal(&[1, 2]);
-    kill_daemons(&state_dir);
+    kill_daemons(state_dir);
     let (dead, h2_until) = (
         dead.unwrap_or_else(|| {
             panic!("h2's daemon outlived the lease loss by 20 s:\n{}", c.log(2))

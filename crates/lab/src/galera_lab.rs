@@ -21,9 +21,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use crate::acks::{Ack, missing_acks, read_acks};
 pub use crate::ns_lab::SERVER;
 use crate::ns_lab::{NsLab, must, wait_for};
-use crate::postgres_lab::{Ack, missing_acks, read_acks};
 
 /// Host indexes in the namespaces: the three database hosts and the client.
 pub const DB: [usize; 3] = [1, 2, 3];

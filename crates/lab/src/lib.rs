@@ -10,6 +10,7 @@
 //!   S1-S3.
 //! - [`identity_files`]: the cluster secret and host credentials of those clusters.
 //! - [`interrupt`]: Ctrl-C and SIGTERM end what those commands started.
+//! - [`acks`]: what the database labs' clients record, and the checks read from it.
 //! - [`bench`]: `buoy bench control-plane|planner|failover`.
 //! - [`galera_lab`]: MariaDB with Galera under the galera agent, three hosts in namespaces.
 //! - [`postgres_lab`]: PostgreSQL under pgsql with its virtual IP, hosts in namespaces (the
@@ -19,6 +20,7 @@
 //!   huge pages (`huge_arena`); the agent is built without it.
 //! - [`sim_cluster`]: `buoy sim cluster`, the whole system under faults on the virtual clock.
 
+pub mod acks;
 pub mod bench;
 pub mod chaos;
 pub mod demo_app;

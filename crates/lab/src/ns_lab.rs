@@ -87,6 +87,11 @@ impl NsLab {
         self.keep = true;
     }
 
+    /// Whether the directory is kept when dropped.
+    pub fn kept(&self) -> bool {
+        self.keep
+    }
+
     pub fn name(i: usize) -> String {
         format!("h{}", i + 1)
     }
@@ -161,9 +166,8 @@ impl NsLab {
         // there); a machine rebooting takes longer than that anyway.
         let name = NsLab::name(i);
         if !wait_for(Duration::from_secs(30), || {
-            self.cli(&["host", "show", &name, "--json"])
-                .1
-                .contains("\"failed\": true")
+            let (ok, out) = self.cli(&["host", "show", &name, "--json"]);
+            ok && serde_json::from_str::<Value>(&out).is_ok_and(|v| v["failed"] == true)
         }) {
             bail!(
                 "{name} was not counted failed within 30 s: {}",

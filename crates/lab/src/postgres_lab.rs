@@ -11,7 +11,6 @@
 //! Needs root, `ip netns`, `unshare`, PostgreSQL 15 and resource-agents
 //! (scripts/setup-test-deps.sh installs them); [`PgLab::missing`] says what is absent.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -19,6 +18,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
+use crate::acks::{Ack, missing_acks, read_acks};
 pub use crate::ns_lab::SERVER;
 use crate::ns_lab::{NsLab, must, wait_for};
 
@@ -29,15 +29,6 @@ pub const VIP: &str = "10.77.0.50";
 /// Host indexes in the namespaces: the two database hosts and the client.
 pub const DB: [usize; 2] = [1, 2];
 pub const CLIENT: usize = 3;
-
-/// One acknowledged commit: the row id, when the client sent it and when the commit was
-/// acknowledged (Unix milliseconds).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ack {
-    pub id: i64,
-    pub sent_ms: u64,
-    pub acked_ms: u64,
-}
 
 /// The PostgreSQL lab (see the module's doc).
 pub struct PgLab {
@@ -302,29 +293,4 @@ impl PgLab {
                 .arg(self.ns.host_dir(DB[1]).join("pgdata")),
         )
     }
-}
-
-/// The acknowledged commits a client recorded in `file` (`ID SENT_MS ACKED_MS` lines).
-pub fn read_acks(file: &Path) -> Vec<Ack> {
-    std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace().map(str::parse::<u64>);
-            Some(Ack {
-                id: f.next()?.ok()? as i64,
-                sent_ms: f.next()?.ok()?,
-                acked_ms: f.next()?.ok()?,
-            })
-        })
-        .collect()
-}
-
-/// The ids of `acks` absent from `rows` (one row id per line, as a SQL client prints them).
-pub fn missing_acks(acks: &[Ack], rows: &str) -> Vec<i64> {
-    let rows: BTreeSet<i64> = rows.lines().filter_map(|l| l.trim().parse().ok()).collect();
-    acks.iter()
-        .map(|a| a.id)
-        .filter(|i| !rows.contains(i))
-        .collect()
 }

@@ -52,6 +52,10 @@ pub enum Workload {
     /// host in namespaces of its own (root): the primary's host crashes in each run
     /// ([`super::postgres_failover`]).
     Postgres,
+    /// MariaDB with Galera under the galera agent (three nodes, all promoted), each host in
+    /// namespaces of its own (root): a node the client does not write to crashes in each run
+    /// ([`super::galera_failover`]).
+    Galera,
 }
 
 /// Flags of `buoy bench failover`.
@@ -88,8 +92,8 @@ pub struct FailoverBenchArgs {
     /// disarms its watchdog (rule S1 broken on purpose); the run must report double runs.
     #[arg(long)]
     pub inject_double_run: bool,
-    /// What runs on the hosts (`postgres`: --hosts, --instances, --fault and --net do not
-    /// apply; the primary's host crashes).
+    /// What runs on the hosts (`postgres`, `galera`: --hosts, --instances, --fault and --net
+    /// do not apply; a database host crashes).
     #[arg(long, value_enum, default_value = "process")]
     pub workload: Workload,
 }
@@ -133,8 +137,10 @@ fn wait(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) -> Result<(
 }
 
 pub fn failover(args: FailoverBenchArgs) -> Result<()> {
-    if args.workload == Workload::Postgres {
-        return super::postgres_failover::run(&args);
+    match args.workload {
+        Workload::Postgres => return super::postgres_failover::run(&args),
+        Workload::Galera => return super::galera_failover::run(&args),
+        Workload::Process => {}
     }
     if args.hosts < 3 {
         bail!("--hosts must be at least 3: one server and two hosts to move instances between");

@@ -8,15 +8,13 @@
 //! `pg_basebackup` from the new primary, pgsql's lock file removed) and the next run waits for
 //! it to be a synchronous replica again. Exits non-zero when a commit was lost.
 
-use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use sim::stats::Percentiles;
 
 use super::failover::FailoverBenchArgs;
+use super::wait_until;
 use crate::postgres_lab::PgLab;
 
 /// One run: which host crashed, which took over, and how long writes were refused.
@@ -28,21 +26,9 @@ struct Run {
 
 /// Runs the benchmark (see the module's doc).
 pub fn run(args: &FailoverBenchArgs) -> Result<()> {
-    if let Some(why) = PgLab::missing() {
-        bail!("--workload postgres cannot run here: {why}");
-    }
-    if args.runs == 0 {
-        bail!("--runs must be at least 1");
-    }
-    let stop = crate::interrupt::flag();
-    let say = |m: &str| {
-        if !args.json {
-            eprintln!("{m}");
-        }
-    };
-    let dir: PathBuf = std::env::temp_dir().join(format!("buoy-bench-pg-{}", std::process::id()));
-    let exe = std::env::current_exe().context("cannot find the buoy binary")?;
-    let mut lab = PgLab::create(&exe, dir)?;
+    let bench = super::DatabaseBench::begin("postgres", PgLab::missing(), args.runs, args.json)?;
+    let say = |m: &str| bench.say(m);
+    let mut lab = PgLab::create(&bench.exe, bench.dir.clone())?;
     if args.keep {
         lab.ns.keep_files();
     }
@@ -61,7 +47,7 @@ pub fn run(args: &FailoverBenchArgs) -> Result<()> {
 
     let mut runs: Vec<Run> = Vec::new();
     for n in 0..args.runs {
-        if stop.load(Ordering::Relaxed) {
+        if bench.interrupted() {
             bail!("interrupted");
         }
         let crashed_ms = lab.ns.crash(primary);
@@ -73,7 +59,7 @@ pub fn run(args: &FailoverBenchArgs) -> Result<()> {
                 .filter(|a| a.sent_ms >= crashed_ms)
                 .map(|a| a.acked_ms)
                 .min();
-            first.is_some() || stop.load(Ordering::Relaxed)
+            first.is_some() || bench.interrupted()
         })
         .with_context(|| {
             format!(
@@ -117,58 +103,17 @@ pub fn run(args: &FailoverBenchArgs) -> Result<()> {
     let acked = lab.acked();
     let lost = lab.lost()?;
 
-    let rec = Percentiles::of(
-        &runs
-            .iter()
-            .map(|r| Duration::from_millis(r.recovery_ms))
-            .collect::<Vec<_>>(),
-    );
     let report = json!({
         "workload": "postgres",
         "runs": args.runs,
         "profile": "local",
         "lease": settings["lease"],
-        "recovery_ms": {"p50": rec.p50 as u64, "p99": rec.p99 as u64, "max": rec.max as u64},
+        "recovery_ms": super::percentiles_ms(runs.iter().map(|r| r.recovery_ms)),
         "per_run": runs.iter().map(|r| json!({
             "crashed": PgLab::name(r.crashed),
             "promoted": r.promoted.map(PgLab::name),
             "recovery_ms": r.recovery_ms,
         })).collect::<Vec<_>>(),
-        "acked_transactions": acked.len(),
-        "lost_acked_transactions": lost.len(),
-        "lost_ids": lost.iter().take(20).collect::<Vec<_>>(),
     });
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!(
-            "recovery_ms p50 {} p99 {} max {}; {} acknowledged transactions, {} lost",
-            report["recovery_ms"]["p50"],
-            report["recovery_ms"]["p99"],
-            report["recovery_ms"]["max"],
-            acked.len(),
-            lost.len()
-        );
-    }
-    if args.keep {
-        eprintln!("files kept in {}", lab.ns.dir.display());
-    }
-    if !lost.is_empty() {
-        eprintln!("LOST: acknowledged commits missing after failover: {lost:?}");
-        drop(lab);
-        std::process::exit(1);
-    }
-    Ok(())
-}
-
-/// Polls `ok` every 100 ms until it holds, or `timeout` passes (an error).
-fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        if Instant::now() >= deadline {
-            bail!("timed out after {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
+    super::finish_database_bench(args.json, report, "recovery_ms", acked.len(), &lost, lab.ns)
 }
