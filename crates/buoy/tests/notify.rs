@@ -2,7 +2,8 @@
 //! (`tests/ocf/Recorder`, a real OCF script run through Buoy's driver and shims) that logs
 //! every action with Pacemaker's notification lists. Every active copy runs the pre-promote
 //! notification before the promotion and the post-promote one after it, with the promoted
-//! node named; after the promoted host dies, the survivor is told before it is promoted.
+//! node named; after the promoted host dies, the survivor is told before it is promoted. The
+//! agent reads the status through the `crm_mon` and `cibadmin` shims as it runs.
 
 mod common;
 
@@ -107,6 +108,12 @@ fn every_active_copy_is_notified_before_and_after_a_promotion() {
         .find(|(_, _, w)| w.starts_with("notify pre-promote"))
         .unwrap();
     assert!(pre.2.contains("mon=[]"), "{pre:?}");
+    // cibadmin (the shim) lists both online nodes' transient attributes, read with
+    // rabbitmq-cluster's XPath and pipeline.
+    assert!(
+        post.2.contains("cib=[h2 h3]") || post.2.contains("cib=[h3 h2]"),
+        "{post:?}"
+    );
 
     // The promoted host dies: the survivor is told (alone active) before its promotion.
     let killed_at = log(&c).last().map_or(0, |l| l.0);
@@ -125,7 +132,9 @@ fn every_active_copy_is_notified_before_and_after_a_promotion() {
         pre.2.contains(&format!("promote=[{other}]"))
             && pre.2.contains(&format!("active=[{other}]"))
             // The dead host's copy does not look promoted to crm_mon.
-            && pre.2.contains("mon=[]"),
+            && pre.2.contains("mon=[]")
+            // Nor is the dead host online in the CIB.
+            && pre.2.contains(&format!("cib=[{other}]")),
         "{pre:?}"
     );
 }

@@ -1,6 +1,9 @@
 //! A host's read of the cluster's status, for the Pacemaker tool shims that print it
-//! (`crm_mon`): the hosts and whether they are online, and every instance's copies with their
-//! roles, as the leader sees them. Signed by the host that asks, like its attribute calls.
+//! (`crm_mon`, `cibadmin -Q`): the hosts, whether they are online and their node attributes,
+//! and every instance's copies with their roles, as the leader sees them. Signed by the host
+//! that asks, like its attribute calls.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,13 +29,21 @@ pub struct ClusterStatus {
 }
 
 /// A registered host.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStatus {
     pub name: String,
     /// It holds its lease and is not marked failed: it is a member, running what it is given.
     pub online: bool,
     /// Marked failed or fenced and not back yet.
     pub unclean: bool,
+    /// Its node attributes kept until it restarts (`-l reboot`), by name: the CIB's
+    /// `transient_attributes`.
+    #[serde(default)]
+    pub transient: BTreeMap<String, String>,
+    /// Its node attributes kept for good (`-l forever`), by name: the CIB's node
+    /// `instance_attributes`.
+    #[serde(default)]
+    pub permanent: BTreeMap<String, String>,
 }
 
 /// One instance.

@@ -292,10 +292,7 @@ pub fn answer(req: &Request, value: Option<&str>) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn words(s: &str) -> Vec<String> {
-        s.split_whitespace().map(str::to_string).collect()
-    }
+    use crate::pacemaker_tools::words;
 
     fn env() -> Defaults {
         Defaults {

@@ -83,7 +83,7 @@ pub fn parse(words: &[String]) -> Result<Request, UsageError> {
 }
 
 /// `s` with XML's special characters escaped, for an attribute value.
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('"', "&quot;")
         .replace('<', "&lt;")
@@ -105,7 +105,7 @@ pub fn render(req: Request, st: &ClusterStatus, command: &str) -> Answer {
 }
 
 /// Node ids: 1-based positions in the status's list.
-fn node_id(st: &ClusterStatus, name: &str) -> usize {
+pub(super) fn node_id(st: &ClusterStatus, name: &str) -> usize {
     st.nodes
         .iter()
         .position(|n| n.name == name)
@@ -259,11 +259,8 @@ pub fn pacemakerd(words: &[String]) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pacemaker_tools::words;
     use proto::{CopyStatus, NodeStatus, ResourceStatus};
-
-    fn words(s: &str) -> Vec<String> {
-        s.split_whitespace().map(str::to_string).collect()
-    }
 
     fn status() -> ClusterStatus {
         ClusterStatus {
@@ -274,11 +271,13 @@ mod tests {
                     name: "h1".into(),
                     online: true,
                     unclean: false,
+                    ..NodeStatus::default()
                 },
                 NodeStatus {
                     name: "h2".into(),
                     online: false,
                     unclean: true,
+                    ..NodeStatus::default()
                 },
             ],
             resources: vec![ResourceStatus {

@@ -1,5 +1,5 @@
 //! Pacemaker's command-line tools as the unmodified OCF resource agents call them
-//! (`crm_attribute`, `crm_master`, `attrd_updater`, `crm_node`): the command forms they use,
+//! (`crm_attribute`, `crm_master`, `attrd_updater`, `crm_node`, `crm_mon`, `cibadmin`): the command forms they use,
 //! read into requests, and the answers in the formats and exit codes they parse
 //! (`../shared/OCF-CONTRACT.md`, section 4). The parsers are pure: the `buoy` shims run these against the
 //! cluster's attribute store through the local agent.
@@ -7,9 +7,12 @@
 //! - [`attribute`]: `crm_attribute`, `crm_master` and `attrd_updater` -> [`attribute::Request`].
 //! - [`crm_node`]: `crm_node -n|-p|-q|-l` from the membership as this host sees it.
 //! - [`crm_mon`]: `crm_mon -1 [--output-as=xml]` from the leader's status; `pacemakerd -$`.
+//! - [`cibadmin`]: `cibadmin -Q [--xpath ...]`, the CIB's nodes and node attributes, from the
+//!   same status.
 //! - [`service`]: the agent answers the shims on a Unix socket, as this host; the shims call it.
 
 pub mod attribute;
+pub mod cibadmin;
 pub mod crm_mon;
 pub mod crm_node;
 pub mod service;
@@ -100,4 +103,10 @@ impl<'a> Args<'a> {
             problem,
         }
     }
+}
+
+/// A command line's words, split on spaces (the tools' tests).
+#[cfg(test)]
+fn words(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_string).collect()
 }

@@ -1,7 +1,7 @@
 //! The agent's side of the Pacemaker tool shims: a Unix socket in the agent's data directory
 //! (only the agent's user can connect: the file's mode is the authentication), where the
 //! `buoy` shims (`crm_attribute`, `crm_master`, `attrd_updater`, `crm_node`, `crm_mon`,
-//! `pacemakerd`, installed by
+//! `pacemakerd`, `cibadmin`, installed by
 //! [`install`]) send the command line an OCF agent ran. The agent reads it with the parsers of
 //! this module, makes the call on the attribute store as this host (signed with its
 //! credential, answered by the leader after the write is committed), and sends back what the
@@ -22,22 +22,23 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tracing::{info, warn};
 
 use super::attribute::{self, Defaults, Op, Request, Scope};
-use super::crm_mon;
 use super::crm_node::{Member, crm_node};
 use super::{Answer, EXIT_USAGE};
+use super::{cibadmin, crm_mon};
 use crate::gossip::runtime::Shared;
 use crate::http::client::HttpClient;
 use crate::identity::{self, HostKey};
 use crate::servers::ServerDirectory;
 
 /// The tools the shims stand in for.
-pub const TOOLS: [&str; 6] = [
+pub const TOOLS: [&str; 7] = [
     "crm_attribute",
     "crm_master",
     "attrd_updater",
     "crm_node",
     "crm_mon",
     "pacemakerd",
+    "cibadmin",
 ];
 /// The variable that tells a shim where the agent's socket is.
 pub const SOCKET_ENV: &str = "BUOY_TOOLS_SOCKET";
@@ -111,24 +112,20 @@ impl ToolService {
                     Ok(r) => r,
                     Err(e) => return usage(&e.to_string()),
                 };
-                let ask = StatusCall {
-                    host: self.me.clone(),
+                let command = format!("crm_mon {}", call.args.join(" "));
+                return match self.cluster_status().await {
+                    Ok(st) => crm_mon::render(req, &st, command.trim()),
+                    Err(why) => failed("crm_mon", &why),
                 };
-                let body = serde_json::to_vec(&ask).unwrap_or_default();
-                let status = self.call_leader(STATUS_PATH, body).await.and_then(|bytes| {
-                    serde_json::from_slice::<ClusterStatus>(&bytes)
-                        .map_err(|e| format!("not a status: {e}"))
-                });
-                return match status {
-                    Ok(st) => {
-                        let command = format!("crm_mon {}", call.args.join(" "));
-                        crm_mon::render(req, &st, command.trim())
-                    }
-                    Err(why) => Answer {
-                        stdout: String::new(),
-                        stderr: format!("crm_mon: {why}\n"),
-                        exit_code: EXIT_ERROR,
-                    },
+            }
+            "cibadmin" => {
+                let req = match cibadmin::parse(&call.args) {
+                    Ok(r) => r,
+                    Err(e) => return usage(&e.to_string()),
+                };
+                return match self.cluster_status().await {
+                    Ok(st) => cibadmin::render(&req, &st),
+                    Err(why) => failed("cibadmin", &why),
                 };
             }
             other => return usage(&format!("{other}: not a tool Buoy provides")),
@@ -139,12 +136,18 @@ impl ToolService {
         };
         match self.send(&req).await {
             Ok(value) => attribute::answer(&req, value.as_deref()),
-            Err(why) => Answer {
-                stdout: String::new(),
-                stderr: format!("{}: {why}\n", call.tool),
-                exit_code: EXIT_ERROR,
-            },
+            Err(why) => failed(&call.tool, &why),
         }
+    }
+
+    /// The cluster's status as the leader sees it (`crm_mon`, `cibadmin`).
+    async fn cluster_status(&self) -> Result<ClusterStatus, String> {
+        let ask = StatusCall {
+            host: self.me.clone(),
+        };
+        let body = serde_json::to_vec(&ask).unwrap_or_default();
+        let bytes = self.call_leader(STATUS_PATH, body).await?;
+        serde_json::from_slice::<ClusterStatus>(&bytes).map_err(|e| format!("not a status: {e}"))
     }
 
     /// Makes `req` on the attribute store; the value after it.
@@ -294,6 +297,15 @@ fn message_of(text: &str) -> String {
         .ok()
         .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
         .unwrap_or_else(|| text.trim().to_string())
+}
+
+/// What a shim prints when its call could not be made.
+fn failed(tool: &str, why: &str) -> Answer {
+    Answer {
+        stdout: String::new(),
+        stderr: format!("{tool}: {why}\n"),
+        exit_code: EXIT_ERROR,
+    }
 }
 
 fn usage(problem: &str) -> Answer {

@@ -1,5 +1,6 @@
 //! `POST /internal/status` (a [`StatusCall`], signed by the host that asks) -> the
-//! [`ClusterStatus`] the leader sees: what `crm_mon` prints to the resource agents. Hosts are
+//! [`ClusterStatus`] the leader sees: what `crm_mon` and `cibadmin -Q` print to the resource
+//! agents. Hosts are
 //! online while they hold their lease and are not marked failed; a copy's role is the one its
 //! host last reported, and a copy on a host that is not online counts as stopped (its last
 //! report is history: a dead primary must not look promoted to the replicas).
@@ -10,6 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use model::ClusterState;
+use model::attribute::AttributeScope;
 use model::instance::{DriverKind, Instance, Mode};
 use node::http::error::error;
 use proto::{
@@ -74,14 +76,32 @@ impl LeaseGrants {
         let now = self.gossip.now();
         let leader = self.gossip.read(|sw| sw.me().name().to_string());
         Ok(self.replica.shared().read(|st: &ClusterState| {
-            let nodes: Vec<NodeStatus> = st
+            let mut nodes: Vec<NodeStatus> = st
                 .hosts()
                 .map(|h| NodeStatus {
                     name: h.name.clone(),
                     online: !h.failed && !h.fenced && self.holds_lease(&h.name, now),
                     unclean: h.failed || h.fenced,
+                    ..NodeStatus::default()
                 })
                 .collect();
+            let index: std::collections::HashMap<String, usize> = nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.name.clone(), i))
+                .collect();
+            for a in st.attributes() {
+                let Some(&i) = a.key.node.as_ref().and_then(|n| index.get(n)) else {
+                    continue;
+                };
+                let n = &mut nodes[i];
+                let kept = match a.key.scope {
+                    AttributeScope::Status => &mut n.transient,
+                    AttributeScope::Nodes => &mut n.permanent,
+                    AttributeScope::CrmConfig => continue,
+                };
+                kept.insert(a.key.name.clone(), a.value.clone());
+            }
             let online = |host_id: &str| {
                 st.host(host_id)
                     .and_then(|h| nodes.iter().find(|n| n.name == h.name))
