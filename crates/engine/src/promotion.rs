@@ -111,6 +111,19 @@ pub fn decide(
             steps.push(Step::Demote { replica: g.replica });
         }
     }
+    // More kept grants than `promoted_max` (lowered by the operator): the lowest-scored give
+    // theirs up (the grants stay counted until released, so nothing new is promoted
+    // meanwhile).
+    let mut kept: Vec<&&Grant> = live
+        .iter()
+        .filter(|g| !g.revoked && !steps.contains(&Step::Demote { replica: g.replica }))
+        .collect();
+    if kept.len() > promoted_max as usize {
+        kept.sort_by_key(|g| (scores.get(&g.host).copied().unwrap_or(i64::MIN), g.replica));
+        for g in &kept[..kept.len() - promoted_max as usize] {
+            steps.push(Step::Demote { replica: g.replica });
+        }
+    }
     // A switchover: the preferred copy is ready and no room is left or being made.
     let ready = |c: &&CopyView| {
         !c.host_down
@@ -388,6 +401,35 @@ mod tests {
                 }
             ]
         );
+    }
+
+    /// `promoted_max` lowered below the grants held: the lowest-scored promoted copies are
+    /// demoted until it holds, and nothing is promoted meanwhile.
+    #[test]
+    fn a_lowered_promoted_max_demotes_the_surplus() {
+        let s = scores(&[("h1", 10), ("h2", 30), ("h3", 20)]);
+        let copies = [
+            copy(0, "h1", Some(Role::Promoted), false),
+            copy(1, "h2", Some(Role::Promoted), false),
+            copy(2, "h3", Some(Role::Promoted), false),
+        ];
+        let held = [
+            grant(0, "h1", false),
+            grant(1, "h2", false),
+            grant(2, "h3", false),
+        ];
+        assert!(decide(3, &copies, &held, &s, None).is_empty());
+        assert_eq!(
+            decide(1, &copies, &held, &s, None),
+            [Step::Demote { replica: 0 }, Step::Demote { replica: 2 }]
+        );
+        // Revoked, not yet confirmed: no more steps, and the kept one stays.
+        let revoking = [
+            grant(0, "h1", true),
+            grant(1, "h2", false),
+            grant(2, "h3", true),
+        ];
+        assert!(decide(1, &copies, &revoking, &s, None).is_empty());
     }
 
     /// A switchover: the preferred copy, once ready, gets the grant, after the old one is
