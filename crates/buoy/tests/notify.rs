@@ -2,8 +2,10 @@
 //! (`tests/ocf/Recorder`, a real OCF script run through Buoy's driver and shims) that logs
 //! every action with Pacemaker's notification lists. Every active copy runs the pre-promote
 //! notification before the promotion and the post-promote one after it, with the promoted
-//! node named; after the promoted host dies, the survivor is told before it is promoted. The
-//! agent reads the status through the `crm_mon` and `cibadmin` shims as it runs.
+//! node named; after the promoted host dies, the survivor is told before it is promoted. Copies
+//! that start are announced to every running copy (post-start), and so is the copy lost with
+//! its host (post-stop). The agent reads the status through the `crm_mon` and `cibadmin` shims
+//! as it runs.
 
 mod common;
 
@@ -108,6 +110,29 @@ fn every_active_copy_is_notified_before_and_after_a_promotion() {
         .find(|(_, _, w)| w.starts_with("notify pre-promote"))
         .unwrap();
     assert!(pre.2.contains("mon=[]"), "{pre:?}");
+    // Both starts were announced to the running copies, naming the started nodes.
+    for node in ["h2", "h3"] {
+        wait_until(Duration::from_secs(10), || {
+            log(&c).iter().any(|(_, n, w)| {
+                n == node && w.starts_with("notify post-start") && !w.contains("start=[ ]")
+            })
+        })
+        .unwrap_or_else(|| panic!("{node} was never told of a start: {:?}", log(&c)));
+    }
+    let started: Vec<String> = log(&c)
+        .into_iter()
+        .filter(|(_, _, w)| w.starts_with("notify post-start"))
+        .filter_map(|(_, _, w)| {
+            let list = w.split("start=[").nth(1)?;
+            Some(list[..list.find(']')?].to_string())
+        })
+        .collect();
+    for node in ["h2", "h3"] {
+        assert!(
+            started.iter().any(|l| l.split(' ').any(|n| n == node)),
+            "{node}'s start never announced: {started:?}"
+        );
+    }
     // cibadmin (the shim) lists both online nodes' transient attributes, read with
     // rabbitmq-cluster's XPath and pipeline.
     assert!(
@@ -137,4 +162,15 @@ fn every_active_copy_is_notified_before_and_after_a_promotion() {
             && pre.2.contains(&format!("cib=[{other}]")),
         "{pre:?}"
     );
+    // The lost copy is announced stopped to the survivor, after its promotion (promotion
+    // goes first).
+    wait_until(Duration::from_secs(10), || {
+        log(&c).iter().any(|(t, n, w)| {
+            *t > killed_at
+                && n == other
+                && w.starts_with("notify post-stop")
+                && w.contains(&format!("stop=[{p}]"))
+        })
+    })
+    .unwrap_or_else(|| panic!("{other} was never told {p}'s copy stopped: {:?}", log(&c)));
 }

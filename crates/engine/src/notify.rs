@@ -122,6 +122,29 @@ pub fn variables(
     out
 }
 
+/// What changed in a clone between two looks at its running copies (replica -> node): the
+/// replicas that stopped, with the node they ran on, and those that started, with theirs. A
+/// copy that moved to another node counts as both.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lifecycle {
+    pub stopped: Vec<(u32, String)>,
+    pub started: Vec<(u32, String)>,
+}
+
+/// The [`Lifecycle`] from `before` to `now`.
+pub fn lifecycle(before: &BTreeMap<u32, String>, now: &BTreeMap<u32, String>) -> Lifecycle {
+    let gone = |a: &BTreeMap<u32, String>, b: &BTreeMap<u32, String>| {
+        a.iter()
+            .filter(|(r, n)| b.get(r) != Some(n))
+            .map(|(r, n)| (*r, n.clone()))
+            .collect()
+    };
+    Lifecycle {
+        stopped: gone(before, now),
+        started: gone(now, before),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +184,22 @@ mod tests {
         assert_eq!(get("slave_uname"), "node1 node3");
         assert_eq!(get("unpromoted_resource"), "db:0 db:2");
         assert_eq!(get("all_uname"), "node1 node2 node3");
+    }
+
+    #[test]
+    fn starts_stops_and_moves_are_told_apart() {
+        let map = |pairs: &[(u32, &str)]| -> BTreeMap<u32, String> {
+            pairs.iter().map(|(r, n)| (*r, n.to_string())).collect()
+        };
+        let before = map(&[(0, "h1"), (1, "h2"), (2, "h3")]);
+        let now = map(&[(0, "h1"), (2, "h4"), (3, "h5")]);
+        assert_eq!(
+            lifecycle(&before, &now),
+            Lifecycle {
+                stopped: vec![(1, "h2".into()), (2, "h3".into())],
+                started: vec![(2, "h4".into()), (3, "h5".into())],
+            }
+        );
+        assert_eq!(lifecycle(&now, &now), Lifecycle::default());
     }
 }

@@ -1,9 +1,12 @@
 //! The `ocf` driver: runs an OCF resource agent (the Pacemaker standard; Debian's
 //! `resource-agents` installs 141 of them) by the OCF rules: `meta-data` (it must describe
-//! itself), `validate-all`, then `start`, then `monitor` on its interval; `stop` to stop. The instance's params become `OCF_RESKEY_*`.
+//! itself), `validate-all`, a probe (`monitor` with interval 0: a resource already running is
+//! taken over), `start` where it is not running, then `monitor` on its interval; `stop` to
+//! stop. The instance's params become `OCF_RESKEY_*`.
 //!
 //! Params: `agent` (`heartbeat:Dummy`, or `ocf:heartbeat:Dummy`), `params` (map of strings),
-//! `monitor_interval` (default 10s), `timeout` (per action, default 20s), `ocf_root`
+//! `monitor_interval` (default 10s), `promoted_monitor_interval` (a promotable copy's monitor
+//! while promoted; default `monitor_interval`), `timeout` (per action, default 20s), `ocf_root`
 //! (default /usr/lib/ocf).
 
 use std::collections::BTreeMap;
@@ -18,7 +21,14 @@ use super::log_file::{DEFAULT_CAP, LogFile};
 use super::params::{DriverError, Params, param_err};
 use crate::cgroup::Cgroup;
 
-const PARAMS: [&str; 5] = ["agent", "params", "monitor_interval", "timeout", "ocf_root"];
+const PARAMS: [&str; 6] = [
+    "agent",
+    "params",
+    "monitor_interval",
+    "promoted_monitor_interval",
+    "timeout",
+    "ocf_root",
+];
 
 /// The meaning of an OCF exit code, for the operator.
 pub fn meaning(code: i32) -> &'static str {
@@ -45,6 +55,9 @@ pub struct OcfSpec {
     pub agent_type: String,
     pub params: BTreeMap<String, String>,
     pub monitor_interval: Duration,
+    /// The monitor's interval while a promotable copy is promoted (Pacemaker's monitor
+    /// operation with `role=Promoted`).
+    pub promoted_monitor_interval: Duration,
     pub timeout: Duration,
     /// What the agent's host adds to every action's environment (the shims' directory, the
     /// clone's meta attributes...): see [`clone_meta`].
@@ -119,17 +132,30 @@ impl OcfSpec {
             }
         };
         let agent_params = p.string_map("params")?;
+        let monitor_interval = p.duration("monitor_interval", Duration::from_secs(10))?;
         let spec = OcfSpec {
             ocf_root: PathBuf::from(p.text("ocf_root")?.as_deref().unwrap_or("/usr/lib/ocf")),
             provider: provider.to_string(),
             agent_type: agent_type.to_string(),
             params: agent_params,
-            monitor_interval: p.duration("monitor_interval", Duration::from_secs(10))?,
+            monitor_interval,
+            promoted_monitor_interval: p.duration("promoted_monitor_interval", monitor_interval)?,
             timeout: p.duration("timeout", Duration::from_secs(20))?,
             extra_env: BTreeMap::new(),
             promotable: false,
             cgroup: None,
         };
+        for (name, interval) in [
+            ("monitor_interval", spec.monitor_interval),
+            ("promoted_monitor_interval", spec.promoted_monitor_interval),
+        ] {
+            if interval.is_zero() {
+                return Err(param_err(
+                    name,
+                    "must be above 0 (an interval of 0 is Pacemaker's probe, which Buoy runs itself before each start)",
+                ));
+            }
+        }
         if !spec.agent_path().is_file() {
             return Err(param_err(
                 "agent",
@@ -140,6 +166,24 @@ impl OcfSpec {
             ));
         }
         Ok(spec)
+    }
+
+    /// The spec a recurring monitor runs with, for a copy last seen in `role`: a promotable
+    /// copy's monitor has the interval of its role and says the role in
+    /// `OCF_RESKEY_CRM_meta_role`, as Pacemaker's role-specific monitors do.
+    pub fn monitor_for(&self, role: Option<proto::Role>) -> OcfSpec {
+        let mut spec = self.clone();
+        if self.promotable {
+            let promoted = role == Some(proto::Role::Promoted);
+            if promoted {
+                spec.monitor_interval = self.promoted_monitor_interval;
+            }
+            spec.extra_env.insert(
+                "OCF_RESKEY_CRM_meta_role".into(),
+                if promoted { "Promoted" } else { "Unpromoted" }.into(),
+            );
+        }
+        spec
     }
 
     /// The agent's executable.
@@ -219,6 +263,12 @@ pub async fn run_action_why(
     action: &str,
     log: &Mutex<LogFile>,
 ) -> (Option<i32>, Option<String>) {
+    // A monitor with interval 0 is Pacemaker's probe: logged as one.
+    let label = if action == "monitor" && spec.monitor_interval.is_zero() {
+        "probe"
+    } else {
+        action
+    };
     let mut cmd = tokio::process::Command::new(spec.agent_path());
     cmd.arg(action)
         .envs(spec.env(instance, action))
@@ -236,7 +286,7 @@ pub async fn run_action_why(
             let _ = log
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .append(format!("ocf {action}: cannot run the agent: {e}\n").as_bytes());
+                .append(format!("ocf {label}: cannot run the agent: {e}\n").as_bytes());
             return (None, None);
         }
     };
@@ -253,10 +303,10 @@ pub async fn run_action_why(
             }
             let _ = l.append(&o.stderr);
             let code = o.status.code();
-            if action != "monitor" || code != Some(0) {
+            if label != "monitor" || code != Some(0) {
                 let _ = l.append(
                     format!(
-                        "ocf {action}: {}\n",
+                        "ocf {label}: {}\n",
                         code.map_or("killed by a signal".into(), |c| format!(
                             "exit {c} ({})",
                             meaning(c)
@@ -269,7 +319,7 @@ pub async fn run_action_why(
         }
         _ => {
             let _ =
-                l.append(format!("ocf {action}: timed out after {:?}\n", spec.timeout).as_bytes());
+                l.append(format!("ocf {label}: timed out after {:?}\n", spec.timeout).as_bytes());
             (None, None)
         }
     }
@@ -545,6 +595,14 @@ impl OcfResource {
     }
 }
 
+/// Appends `line` (about the resource, not from its agent) to its log.
+fn note(log: &Mutex<LogFile>, line: &str) {
+    let _ = log
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .append(format!("buoy: {line}\n").as_bytes());
+}
+
 async fn lifecycle(
     spec: OcfSpec,
     instance: String,
@@ -553,17 +611,58 @@ async fn lifecycle(
     roles: Arc<Roles>,
 ) {
     let set = |s: OcfState| *state.lock().unwrap_or_else(|p| p.into_inner()) = s;
-    for action in ["meta-data", "validate-all", "start"] {
+    for action in ["meta-data", "validate-all"] {
         let (code, why) = run_action_why(&spec, &instance, action, &log).await;
         if code != Some(0) {
             set(OcfState::Failed { action, code, why });
             return;
         }
     }
+    // Pacemaker's probe: a monitor with interval 0 before the start, so that a resource
+    // already running here (started by hand, or left by an earlier agent) is taken over,
+    // not started twice. Running (0, or 8: a promoted copy then is demoted below unless it
+    // is granted) skips the start; not running (7) starts it; anything else is a failure
+    // here, as the start would be.
+    let probe = OcfSpec {
+        monitor_interval: Duration::ZERO,
+        ..spec.clone()
+    };
+    let (code, why) = run_action_why(&probe, &instance, "monitor", &log).await;
+    match code {
+        Some(7) => {
+            let (code, why) = run_action_why(&spec, &instance, "start", &log).await;
+            if code != Some(0) {
+                set(OcfState::Failed {
+                    action: "start",
+                    code,
+                    why,
+                });
+                return;
+            }
+        }
+        Some(0) => note(
+            &log,
+            "the probe found it running: taken over, not started again",
+        ),
+        Some(8) if spec.promotable => note(
+            &log,
+            "the probe found it running promoted: taken over, not started again",
+        ),
+        _ => {
+            set(OcfState::Failed {
+                action: "probe",
+                code,
+                why,
+            });
+            return;
+        }
+    }
     // OCF: a started resource must pass its first monitor. A promotable one reports its role
     // (0 unpromoted, 8 promoted; 9 is a failed promoted copy).
+    let mut last_role = None;
     loop {
-        let (code, why) = run_action_why(&spec, &instance, "monitor", &log).await;
+        let (code, why) =
+            run_action_why(&spec.monitor_for(last_role), &instance, "monitor", &log).await;
         let role = match code {
             Some(0) => proto::Role::Unpromoted,
             Some(8) if spec.promotable => proto::Role::Promoted,
@@ -577,6 +676,7 @@ async fn lifecycle(
             }
         };
         *roles.role.lock().unwrap_or_else(|p| p.into_inner()) = Some(role);
+        last_role = Some(role);
         set(OcfState::Running);
         if spec.promotable {
             use std::sync::atomic::Ordering;
@@ -611,7 +711,7 @@ async fn lifecycle(
             roles.notices.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(call.id);
         }
         tokio::select! {
-            _ = tokio::time::sleep(spec.monitor_interval) => {}
+            _ = tokio::time::sleep(spec.monitor_for(last_role).monitor_interval) => {}
             _ = roles.changed.notified() => {}
         }
     }
@@ -669,6 +769,10 @@ mod tests {
             (
                 json!({"agent": "x:y", "interval": "1s"}),
                 "unknown param `interval`",
+            ),
+            (
+                json!({"agent": "x:y", "monitor_interval": "0s"}),
+                "param `monitor_interval`: must be above 0",
             ),
         ] {
             let e = OcfSpec::from_params(&params(bad.clone()))
@@ -746,6 +850,95 @@ mod tests {
             log.contains("ocf meta-data: ") && !log.contains("<resource-agent"),
             "{log}"
         );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A promotable copy's monitor runs at its role's interval and names the role; a plain
+    /// resource's monitor has neither.
+    #[test]
+    fn monitors_are_role_specific_for_promotable_copies() {
+        let mut s = OcfSpec {
+            ocf_root: "/nonexistent".into(),
+            provider: "x".into(),
+            agent_type: "y".into(),
+            params: BTreeMap::new(),
+            monitor_interval: Duration::from_secs(11),
+            promoted_monitor_interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(20),
+            extra_env: BTreeMap::new(),
+            promotable: false,
+            cgroup: None,
+        };
+        let env = |s: &OcfSpec| s.env("db", "monitor");
+        let plain = s.monitor_for(Some(proto::Role::Promoted));
+        assert_eq!(env(&plain)["OCF_RESKEY_CRM_meta_interval"], "11000");
+        assert!(!env(&plain).contains_key("OCF_RESKEY_CRM_meta_role"));
+        s.promotable = true;
+        let promoted = s.monitor_for(Some(proto::Role::Promoted));
+        assert_eq!(env(&promoted)["OCF_RESKEY_CRM_meta_interval"], "10000");
+        assert_eq!(env(&promoted)["OCF_RESKEY_CRM_meta_role"], "Promoted");
+        for role in [None, Some(proto::Role::Unpromoted)] {
+            let m = s.monitor_for(role);
+            assert_eq!(env(&m)["OCF_RESKEY_CRM_meta_interval"], "11000");
+            assert_eq!(env(&m)["OCF_RESKEY_CRM_meta_role"], "Unpromoted");
+        }
+        let spec = OcfSpec::from_params(&params(json!({
+            "agent": "x:y", "promoted_monitor_interval": "0s"
+        })));
+        assert!(
+            spec.unwrap_err()
+                .to_string()
+                .contains("param `promoted_monitor_interval`: must be above 0")
+        );
+    }
+
+    /// Pacemaker's probe: a resource already running where its copy is placed is taken over,
+    /// not started again; one that is not running is started. (Without the probe the start
+    /// runs in both cases.)
+    #[tokio::test]
+    async fn a_resource_already_running_is_taken_over_not_started_again() {
+        if !dummy_installed() {
+            eprintln!(
+                "SKIPPED: ocf:heartbeat:Dummy missing (scripts/setup-test-deps.sh installs resource-agents)"
+            );
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("buoy-ocf-probe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let state_file = dir.join("p1.state");
+        let spec = OcfSpec::from_params(&params(json!({
+            "agent": "ocf:heartbeat:Dummy",
+            "params": {"state": state_file.display().to_string()},
+            "monitor_interval": "100ms"
+        })))
+        .unwrap();
+        let run = |name: &'static str| {
+            let (spec, dir) = (spec.clone(), dir.clone());
+            async move {
+                let r = OcfResource::launch(spec, "p1", &dir.join(name)).unwrap();
+                for _ in 0..100 {
+                    if r.state() == OcfState::Running {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                let state = r.state();
+                r.task.abort();
+                (state, std::fs::read_to_string(dir.join(name)).unwrap())
+            }
+        };
+        // Not running: probed (7), then started.
+        let (state, log) = run("first.log").await;
+        assert_eq!(state, OcfState::Running, "{log}");
+        assert!(log.contains("ocf probe: exit 7 (not running)"), "{log}");
+        assert!(log.contains("ocf start: exit 0"), "{log}");
+        // Running already (its state file is there): taken over, no start.
+        assert!(state_file.exists());
+        let (state, log) = run("second.log").await;
+        assert_eq!(state, OcfState::Running, "{log}");
+        assert!(log.contains("ocf probe: exit 0"), "{log}");
+        assert!(log.contains("taken over, not started again"), "{log}");
+        assert!(!log.contains("ocf start:"), "{log}");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -1,5 +1,6 @@
 //! The leader's notification rounds (soft state, like leases): for a clone with `notify`,
-//! the `notify` action every active copy runs before and after a promotion or demotion. A
+//! the `notify` action every active copy runs before and after a promotion or demotion, and
+//! after copies start or stop. A
 //! round travels with the lease grants (each target copy's assignment carries it until its
 //! host reports it run); the recovery loop starts rounds and waits for them
 //! (`recovery::promotion`). Ids come from the wall clock, so a new leader's rounds are newer
@@ -43,6 +44,9 @@ struct Inner {
     rounds: BTreeMap<String, Round>,
     /// Per instance: the operation just done, whose post round starts once it shows.
     owed: BTreeMap<String, (Operation, u32)>,
+    /// Per instance: its running copies (replica -> node) as last announced by start and
+    /// stop rounds.
+    running: BTreeMap<String, BTreeMap<u32, String>>,
 }
 
 impl NotifyRounds {
@@ -124,11 +128,27 @@ impl NotifyRounds {
         })
     }
 
+    /// `instance`'s running copies as last announced (`None`: not looked at yet).
+    pub fn announced(&self, instance: &str) -> Option<BTreeMap<u32, String>> {
+        self.with(|i| i.running.get(instance).cloned())
+    }
+
+    /// Forgets the announced copies of instances `exists` says are gone.
+    pub fn keep_announced(&self, exists: impl Fn(&str) -> bool) {
+        self.with(|i| i.running.retain(|id, _| exists(id)));
+    }
+
+    /// Records `instance`'s running copies as announced.
+    pub fn set_announced(&self, instance: &str, running: BTreeMap<u32, String>) {
+        self.with(|i| i.running.insert(instance.to_string(), running));
+    }
+
     /// Drops everything (leadership lost: the next leader starts its own rounds).
     pub fn forget(&self) {
         self.with(|i| {
             i.rounds.clear();
             i.owed.clear();
+            i.running.clear();
         });
     }
 }

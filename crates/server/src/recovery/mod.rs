@@ -14,7 +14,8 @@
 //!   (`engine::handoff`), and the loop clears those handoffs once confirmed.
 //! - Promotable instances: the copies with the best promotion scores are promoted, each
 //!   under a grant, and a new grant only once the old copy is confirmed demoted or its host
-//!   is down (`promotion`, `engine::promotion`).
+//!   is down (`promotion`, `engine::promotion`). With `notify`, copies that started or
+//!   stopped are announced to the others (`notify_lifecycle`).
 //! - With the segment's `failback`, copies return to the host a recovery moved them from once
 //!   it takes work again.
 //!
@@ -26,6 +27,7 @@ mod detect;
 mod external;
 mod failback;
 pub mod fence;
+mod notify_lifecycle;
 mod placing;
 mod progress;
 mod promotion;
@@ -135,6 +137,7 @@ impl Recovery {
         external::process(self, &states).await;
         self.clear_handoffs().await;
         self.promote().await;
+        self.announce_starts_and_stops();
         self.prune().await;
         self.expire_failures().await;
         self.replan().await;

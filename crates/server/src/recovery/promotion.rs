@@ -16,9 +16,23 @@ use tracing::{info, warn};
 
 use super::Recovery;
 use crate::lease::grants::has_slow_stops;
-use crate::lease::notify_rounds::{NotifyRounds, ROUND_TIMEOUT};
+use crate::lease::notify_rounds::{NotifyRounds, ROUND_TIMEOUT, Round};
 
 impl Recovery {
+    /// The hosts (ids) that provably run nothing: fenced, or their lease (with the drift
+    /// margin, and the stop grace where OCF copies may still be stopping) is over.
+    pub(super) fn down_hosts(&self, st: &ClusterState, now: swim::Instant) -> BTreeSet<String> {
+        st.hosts()
+            .filter(|h| {
+                h.fenced
+                    || self
+                        .grants
+                        .lease_over(&h.name, now, || has_slow_stops(st, &h.meta.id))
+            })
+            .map(|h| h.meta.id.clone())
+            .collect()
+    }
+
     pub(super) async fn promote(&self) {
         let now = self.gossip.now();
         let wall = Timestamp::now();
@@ -32,16 +46,7 @@ impl Recovery {
             }
             // Which hosts provably run nothing, decided before the reports' lock is taken
             // (the lease table's lock is never taken under it).
-            let down: BTreeSet<String> = st
-                .hosts()
-                .filter(|h| {
-                    h.fenced
-                        || self
-                            .grants
-                            .lease_over(&h.name, now, || has_slow_stops(st, &h.meta.id))
-                })
-                .map(|h| h.meta.id.clone())
-                .collect();
+            let down = self.down_hosts(st, now);
             self.grants.with_reports(|reports| {
                 promotable
                     .iter()
@@ -82,19 +87,19 @@ impl Recovery {
 }
 
 /// One copy as a notification round sees it.
-struct CopyNow {
-    replica: u32,
-    placement: String,
-    host: String,
-    node: String,
-    active: bool,
-    promoted: bool,
-    notified: Option<u64>,
+pub(super) struct CopyNow {
+    pub replica: u32,
+    pub placement: String,
+    pub host: String,
+    pub node: String,
+    pub active: bool,
+    pub promoted: bool,
+    pub notified: Option<u64>,
 }
 
 /// The copies of `inst` from their hosts' reports (none active on a host that is down: its
 /// last report is history).
-fn copies_now<'a>(
+pub(super) fn copies_now<'a>(
     st: &ClusterState,
     inst: &Instance,
     report_of: impl Fn(&str) -> Option<&'a Report>,
@@ -123,7 +128,7 @@ fn copies_now<'a>(
 }
 
 /// Starts a round of `inst` for `op` on `acting`, run by every active copy.
-fn start_round(
+pub(super) fn start_round(
     rounds: &NotifyRounds,
     st: &ClusterState,
     inst: &Instance,
@@ -156,6 +161,46 @@ fn start_round(
     info!(instance = %inst.name, id, ?when, ?op, "notify round");
 }
 
+/// Where `inst`'s notification round stands.
+pub(super) enum RoundNow {
+    /// None in progress.
+    None,
+    /// Some copy has still to run it.
+    Running,
+    /// Every copy ran it (or stopped, or its host is down, or the round timed out): it is
+    /// over, and removed.
+    Finished(Round),
+}
+
+/// Checks `inst`'s round against its copies' reports, ending it when it is over.
+pub(super) fn check_round(
+    rounds: &NotifyRounds,
+    inst: &Instance,
+    copies: &[CopyNow],
+    down: &BTreeSet<String>,
+) -> RoundNow {
+    let Some(r) = rounds.round(&inst.meta.id) else {
+        return RoundNow::None;
+    };
+    let ran = |placement: &String| {
+        copies
+            .iter()
+            .find(|c| &c.placement == placement)
+            .is_none_or(|c| {
+                !c.active || down.contains(&c.host) || c.notified.is_some_and(|n| n >= r.id)
+            })
+    };
+    let timed_out = r.started.elapsed() > ROUND_TIMEOUT;
+    if !r.targets.iter().all(ran) && !timed_out {
+        return RoundNow::Running;
+    }
+    if timed_out {
+        warn!(instance = %inst.name, id = r.id, "notify round timed out: going on");
+    }
+    rounds.finish(&inst.meta.id);
+    RoundNow::Finished(r)
+}
+
 /// The steps of a `notify` instance that may be written now. A promotion or demotion first
 /// gets its pre round on every active copy; once each ran it (or stopped, or its host is
 /// down, or the round timed out) the step goes, and its post round follows once the new
@@ -179,24 +224,9 @@ fn gate<'a>(
         PromotionStep::Revoke { replica } => Some((Operation::Demote, *replica)),
         PromotionStep::Release { .. } => None,
     };
-    if let Some(r) = rounds.round(id) {
-        let ran = |placement: &String| {
-            copies
-                .iter()
-                .find(|c| &c.placement == placement)
-                .is_none_or(|c| {
-                    !c.active || down.contains(&c.host) || c.notified.is_some_and(|n| n >= r.id)
-                })
-        };
-        let timed_out = r.started.elapsed() > ROUND_TIMEOUT;
-        if !r.targets.iter().all(ran) && !timed_out {
-            return out;
-        }
-        if timed_out {
-            warn!(instance = %inst.name, id = r.id, "notify round timed out: going on");
-        }
-        rounds.finish(id);
-        if r.when == When::Pre {
+    match check_round(rounds, inst, &copies, down) {
+        RoundNow::Running => return out,
+        RoundNow::Finished(r) if r.when == When::Pre => {
             // The operation it announced, if still wanted.
             if let Some(step) = acts
                 .into_iter()
@@ -207,6 +237,7 @@ fn gate<'a>(
             }
             return out;
         }
+        RoundNow::Finished(_) | RoundNow::None => {}
     }
     if let Some((op, replica)) = rounds.owed(id) {
         let copy = copies.iter().find(|c| c.replica == replica);
