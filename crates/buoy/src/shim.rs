@@ -1,5 +1,5 @@
 //! `buoy` called as one of Pacemaker's tools (`crm_attribute`, `crm_master`,
-//! `attrd_updater`, `crm_node`, `crm_mon`, `pacemakerd`, `cibadmin`) through a link in the agent's shim directory: it sends its
+//! `attrd_updater`, `crm_node`, `crm_mon`, `pacemakerd`, `cibadmin`, `crm_resource`) through a link in the agent's shim directory: it sends its
 //! command line to the local agent (`BUOY_TOOLS_SOCKET`), prints the answer and exits with
 //! its code, as the real tool would.
 

@@ -16,8 +16,6 @@ use common::{Cluster, get, json, request, wait_until};
 /// daemon (its PID in `<dir>/<host>.daemon`) and whose `stop` hangs while `<dir>/<host>.hang`
 /// exists.
 fn hang_agent(root: &Path) {
-    let dir = root.join("resource.d/test");
-    std::fs::create_dir_all(&dir).unwrap();
     let script = r#"#!/bin/sh
 state="$OCF_RESKEY_dir/$HANG_TEST_HOST.state"
 case "$1" in
@@ -35,10 +33,7 @@ case "$1" in
   *) exit 3 ;;
 esac
 "#;
-    let path = dir.join("Hang");
-    std::fs::write(&path, script).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    common::install_ocf_agent(root, "Hang", script);
 }
 
 fn start_host(c: &mut Cluster, i: u8) {

@@ -1,5 +1,6 @@
 //! What the OCF agents on this host get from Buoy in place of Pacemaker: the tool shims
-//! (`crm_attribute`, `crm_master`, `attrd_updater`, `crm_node`: links to this binary in
+//! (`crm_attribute`, `crm_master`, `attrd_updater`, `crm_node`, `crm_mon`, `cibadmin`,
+//! `crm_resource`, `pacemakerd`: links to this binary in
 //! `DATA_DIR/sbin`), the socket where this agent answers them
 //! (`node::pacemaker_tools::service`), and a private `HA_RSCTMP`.
 
@@ -22,7 +23,7 @@ pub fn start(
     cp: &ControlPlane,
     gossip: Arc<Shared>,
     keeper: Arc<LeaseKeeper>,
-    supervisor: &Supervisor,
+    supervisor: &Arc<Supervisor>,
 ) -> Result<()> {
     let sbin = s.data_dir.join("sbin");
     let exe = std::env::current_exe().context("cannot find the buoy binary for the tool shims")?;
@@ -48,6 +49,10 @@ pub fn start(
             _ => None,
         },
         quorate: Box::new(move || keeper.is_held(clock.now())),
+        ban: {
+            let supervisor = supervisor.clone();
+            Box::new(move |resource: &str| supervisor.ban(resource))
+        },
         last_signed_ms: Default::default(),
     });
     let path = socket.clone();

@@ -513,3 +513,14 @@ pub fn netns_available() -> bool {
         .output()
         .is_ok_and(|o| o.status.success())
 }
+
+/// Installs OCF agent `test:NAME` (the shell `script`) under the OCF root `root`.
+#[allow(dead_code)]
+pub fn install_ocf_agent(root: &Path, name: &str, script: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = root.join("resource.d/test");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}

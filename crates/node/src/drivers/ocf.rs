@@ -427,6 +427,9 @@ struct Roles {
     changed: tokio::sync::Notify,
     /// `notify` actions to run, in order, and the highest id run so far.
     notices: Mutex<(std::collections::VecDeque<proto::NotifyCall>, Option<u64>)>,
+    /// Why its agent banned it from this host: the action under way ends, then the resource
+    /// is failed and nothing else runs.
+    banned: Mutex<Option<String>>,
 }
 
 impl Roles {
@@ -478,6 +481,14 @@ impl OcfResource {
     /// A promotable copy's role, as its last monitor reported it.
     pub fn role(&self) -> Option<proto::Role> {
         self.spec.promotable.then(|| self.roles.role()).flatten()
+    }
+
+    /// Fails the resource for `why` (its agent banned it from this host) once the action
+    /// under way (the one that asked) ends; the supervisor then stops it as after any
+    /// failure.
+    pub fn ban(&self, why: String) {
+        *self.roles.banned.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+        self.roles.changed.notify_one();
     }
 
     /// Asks a promotable copy to be promoted (`true`, under a promotion grant) or not.
@@ -611,6 +622,22 @@ async fn lifecycle(
     roles: Arc<Roles>,
 ) {
     let set = |s: OcfState| *state.lock().unwrap_or_else(|p| p.into_inner()) = s;
+    // Banned by its agent during the action just done: failed, and nothing more runs.
+    let banned = || {
+        let why = roles
+            .banned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        why.map(|why| {
+            set(OcfState::Failed {
+                action: "ban",
+                code: None,
+                why: Some(why),
+            })
+        })
+        .is_some()
+    };
     for action in ["meta-data", "validate-all"] {
         let (code, why) = run_action_why(&spec, &instance, action, &log).await;
         if code != Some(0) {
@@ -628,9 +655,15 @@ async fn lifecycle(
         ..spec.clone()
     };
     let (code, why) = run_action_why(&probe, &instance, "monitor", &log).await;
+    if banned() {
+        return;
+    }
     match code {
         Some(7) => {
             let (code, why) = run_action_why(&spec, &instance, "start", &log).await;
+            if banned() {
+                return;
+            }
             if code != Some(0) {
                 set(OcfState::Failed {
                     action: "start",
@@ -663,6 +696,9 @@ async fn lifecycle(
     loop {
         let (code, why) =
             run_action_why(&spec.monitor_for(last_role), &instance, "monitor", &log).await;
+        if banned() {
+            return;
+        }
         let role = match code {
             Some(0) => proto::Role::Unpromoted,
             Some(8) if spec.promotable => proto::Role::Promoted,
@@ -689,6 +725,9 @@ async fn lifecycle(
             };
             if let Some(action) = action {
                 let (code, why) = run_action_why(&spec, &instance, action, &log).await;
+                if banned() {
+                    return;
+                }
                 if code != Some(0) {
                     set(OcfState::Failed { action, code, why });
                     return;
@@ -709,10 +748,16 @@ async fn lifecycle(
             with.extra_env.extend(call.env.clone());
             run_action(&with, &instance, "notify", &log).await;
             roles.notices.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(call.id);
+            if banned() {
+                return;
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(spec.monitor_for(last_role).monitor_interval) => {}
             _ = roles.changed.notified() => {}
+        }
+        if banned() {
+            return;
         }
     }
 }

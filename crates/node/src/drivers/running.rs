@@ -110,6 +110,18 @@ impl Running {
         }
     }
 
+    /// Fails an OCF resource for `why` once its action under way ends (its agent banned it
+    /// from this host); false for other instances, which have no agent to ask for that.
+    pub fn ban(&self, why: String) -> bool {
+        match self {
+            Running::Ocf(r) => {
+                r.ban(why);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Queues an OCF agent's `notify` actions (nothing for other instances).
     pub fn notify(&self, calls: &[proto::NotifyCall]) {
         if let Running::Ocf(r) = self {

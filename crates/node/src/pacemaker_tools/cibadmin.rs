@@ -15,7 +15,7 @@
 use proto::ClusterStatus;
 
 use super::crm_mon::{esc, node_id};
-use super::{Answer, EXIT_NO_SUCH, UsageError};
+use super::{Answer, Args, EXIT_NO_SUCH, UsageError};
 use crate::drivers::ocf::CRM_FEATURE_SET;
 
 /// What `cibadmin` was asked for.
@@ -29,53 +29,39 @@ pub struct Request {
 
 /// Reads a `cibadmin` command line: `-Q` with `--xpath`, `--scope`, `-l` (local) allowed.
 pub fn parse(words: &[String]) -> Result<Request, UsageError> {
-    let usage = |problem: String| UsageError {
-        tool: "cibadmin",
-        problem,
-    };
+    let mut args = Args::new("cibadmin", words);
     let mut query = false;
     let mut req = Request {
         xpath: None,
         scope: None,
     };
-    let mut words = words.iter();
-    while let Some(w) = words.next() {
-        let (key, inline) = match w.split_once('=') {
-            Some((k, v)) if k.starts_with("--") => (k, Some(v.to_string())),
-            _ => (w.as_str(), None),
-        };
-        let mut value = |name: &str| {
-            inline
-                .clone()
-                .or_else(|| words.next().cloned())
-                .ok_or_else(|| usage(format!("{name} needs a value")))
-        };
-        match key {
+    while let Some(option) = args.next_option() {
+        let (key, attached) = option?;
+        match key.as_str() {
             "-Q" | "--query" => query = true,
             "-l" | "--local" | "-s" | "--sync-call" | "--no-children" | "-n" => {}
-            "-A" | "--xpath" => req.xpath = Some(XPath::parse(&value("--xpath")?)?),
+            "-A" | "--xpath" => req.xpath = Some(XPath::parse(&args.value("--xpath", attached)?)?),
             "-o" | "--scope" => {
-                let s = value("--scope")?;
+                let s = args.value("--scope", attached)?;
                 if !SECTIONS.contains(&s.as_str()) {
-                    return Err(usage(format!(
-                        "no section `{s}` (one of {})",
-                        SECTIONS.join(", ")
-                    )));
+                    return Err(
+                        args.usage(format!("no section `{s}` (one of {})", SECTIONS.join(", ")))
+                    );
                 }
                 req.scope = Some(s);
             }
             "-R" | "--replace" | "-C" | "--create" | "-M" | "--modify" | "-D" | "--delete"
             | "-E" | "--erase" | "-P" | "--patch" | "-B" | "--bump" | "-u" | "--upgrade" => {
-                return Err(usage(format!(
-                    "{w}: only queries (-Q) are provided; Buoy keeps the cluster's configuration \
+                return Err(args.usage(format!(
+                    "{key}: only queries (-Q) are provided; Buoy keeps the cluster's configuration \
                      (use the `buoy` CLI or API)"
                 )));
             }
-            other => return Err(usage(format!("unknown option {other}"))),
+            other => return Err(args.usage(format!("unknown option {other}"))),
         }
     }
     if !query {
-        return Err(usage("only queries (-Q) are provided".into()));
+        return Err(args.usage("only queries (-Q) are provided".into()));
     }
     Ok(req)
 }

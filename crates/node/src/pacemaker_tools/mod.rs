@@ -1,5 +1,6 @@
 //! Pacemaker's command-line tools as the unmodified OCF resource agents call them
-//! (`crm_attribute`, `crm_master`, `attrd_updater`, `crm_node`, `crm_mon`, `cibadmin`): the command forms they use,
+//! (`crm_attribute`, `crm_master`, `attrd_updater`, `crm_node`, `crm_mon`, `cibadmin`,
+//! `crm_resource`): the command forms they use,
 //! read into requests, and the answers in the formats and exit codes they parse
 //! (`../shared/OCF-CONTRACT.md`, section 4). The parsers are pure: the `buoy` shims run these against the
 //! cluster's attribute store through the local agent.
@@ -7,6 +8,7 @@
 //! - [`attribute`]: `crm_attribute`, `crm_master` and `attrd_updater` -> [`attribute::Request`].
 //! - [`crm_node`]: `crm_node -n|-p|-q|-l` from the membership as this host sees it.
 //! - [`crm_mon`]: `crm_mon -1 [--output-as=xml]` from the leader's status; `pacemakerd -$`.
+//! - [`crm_resource`]: `crm_resource -B` (an agent bans its copy from this host).
 //! - [`cibadmin`]: `cibadmin -Q [--xpath ...]`, the CIB's nodes and node attributes, from the
 //!   same status.
 //! - [`service`]: the agent answers the shims on a Unix socket, as this host; the shims call it.
@@ -15,6 +17,7 @@ pub mod attribute;
 pub mod cibadmin;
 pub mod crm_mon;
 pub mod crm_node;
+pub mod crm_resource;
 pub mod service;
 
 /// A command line the tool does not take: the shim prints it and exits 64 (usage), as the

@@ -1,7 +1,7 @@
 //! The agent's side of the Pacemaker tool shims: a Unix socket in the agent's data directory
 //! (only the agent's user can connect: the file's mode is the authentication), where the
 //! `buoy` shims (`crm_attribute`, `crm_master`, `attrd_updater`, `crm_node`, `crm_mon`,
-//! `pacemakerd`, `cibadmin`, installed by
+//! `pacemakerd`, `cibadmin`, `crm_resource`, installed by
 //! [`install`]) send the command line an OCF agent ran. The agent reads it with the parsers of
 //! this module, makes the call on the attribute store as this host (signed with its
 //! credential, answered by the leader after the write is committed), and sends back what the
@@ -24,14 +24,14 @@ use tracing::{info, warn};
 use super::attribute::{self, Defaults, Op, Request, Scope};
 use super::crm_node::{Member, crm_node};
 use super::{Answer, EXIT_USAGE};
-use super::{cibadmin, crm_mon};
+use super::{cibadmin, crm_mon, crm_resource};
 use crate::gossip::runtime::Shared;
 use crate::http::client::HttpClient;
 use crate::identity::{self, HostKey};
 use crate::servers::ServerDirectory;
 
 /// The tools the shims stand in for.
-pub const TOOLS: [&str; 7] = [
+pub const TOOLS: [&str; 8] = [
     "crm_attribute",
     "crm_master",
     "attrd_updater",
@@ -39,6 +39,7 @@ pub const TOOLS: [&str; 7] = [
     "crm_mon",
     "pacemakerd",
     "cibadmin",
+    "crm_resource",
 ];
 /// The variable that tells a shim where the agent's socket is.
 pub const SOCKET_ENV: &str = "BUOY_TOOLS_SOCKET";
@@ -60,6 +61,9 @@ pub struct ShimCall {
     pub node: Option<String>,
 }
 
+/// Bans an OCF resource's copy from this host: the instance's name, or why not.
+pub type BanFn = dyn Fn(&str) -> Result<String, String> + Send + Sync;
+
 /// Answers the shims of this host.
 pub struct ToolService {
     /// This host's name.
@@ -72,6 +76,9 @@ pub struct ToolService {
     pub token: Option<String>,
     /// Whether this host's partition holds a quorum (it holds its lease).
     pub quorate: Box<dyn Fn() -> bool + Send + Sync>,
+    /// Bans an OCF resource's copy from this host (`crm_resource -B`): the supervisor's
+    /// [`crate::supervisor::reconciler::Supervisor::ban`].
+    pub ban: Box<BanFn>,
     /// The time of the last signed call (each is newer than the one before); held for the
     /// whole call, so calls reach the leader in the order they were signed.
     pub last_signed_ms: tokio::sync::Mutex<u64>,
@@ -116,6 +123,29 @@ impl ToolService {
                 return match self.cluster_status().await {
                     Ok(st) => crm_mon::render(req, &st, command.trim()),
                     Err(why) => failed("crm_mon", &why),
+                };
+            }
+            "crm_resource" => {
+                let ban = match crm_resource::parse(&call.args) {
+                    Ok(b) => b,
+                    Err(e) => return usage(&e.to_string()),
+                };
+                let node = ban.node.unwrap_or_else(|| defaults.node.clone());
+                if node != self.me {
+                    return failed(
+                        "crm_resource",
+                        &format!(
+                            "{} may ban copies from itself only, not from `{node}`",
+                            self.me
+                        ),
+                    );
+                }
+                return match (self.ban)(&ban.resource) {
+                    Ok(name) => {
+                        info!(instance = %name, "an OCF agent banned its copy from this host");
+                        Answer::default()
+                    }
+                    Err(why) => failed("crm_resource", &why),
                 };
             }
             "cibadmin" => {

@@ -51,6 +51,9 @@ struct Unit {
     /// An OCF resource that failed is being stopped before anything else happens to it: what
     /// ended it, and where the stop's outcome lands.
     cleanup: Option<(Ended, Arc<Mutex<Option<StopOutcome>>>)>,
+    /// Its agent banned it from this host (`crm_resource -B`): once stopped it is failed
+    /// here, with this reason, and not restarted.
+    banned: Option<String>,
 }
 
 impl Unit {
@@ -200,6 +203,31 @@ impl Supervisor {
         for placement in futures_util::future::join_all(stops).await {
             self.untrack(&placement);
         }
+    }
+
+    /// Bans OCF resource `resource`'s copy from this host, as its agent asked
+    /// (`crm_resource -B`, Pacemaker's location ban): it is stopped and reported failed here,
+    /// not restarted, so the leader counts the failure and places the copy elsewhere (or
+    /// nowhere) until `buoy instance reset`. The instance's name, or why not.
+    pub fn ban(&self, resource: &str) -> Result<String, String> {
+        // A clone's copy may be named `NAME:N`.
+        let name = resource.split(':').next().unwrap_or(resource);
+        let mut units = self.units.lock().unwrap_or_else(|p| p.into_inner());
+        let unit = units
+            .values_mut()
+            .find(|u| u.assignment.instance.name == name && u.process.is_some())
+            .ok_or_else(|| format!("no copy of `{name}` runs on this host"))?;
+        let why = format!(
+            "banned from this host by its agent (crm_resource -B); `buoy instance reset {name}` lets it back"
+        );
+        let p = unit.process.as_ref().expect("a running copy");
+        if !p.ban(why.clone()) {
+            return Err(format!("`{name}` is not an OCF resource"));
+        }
+        warn!(instance = %name, "banned from this host by its agent: stopping it");
+        unit.banned = Some(why);
+        self.changed.notify_one();
+        Ok(name.to_string())
     }
 
     /// Every placement this host runs, ran, or is still stopping.
@@ -384,6 +412,7 @@ impl Supervisor {
                     Phase::Starting,
                 ),
                 cleanup: None,
+                banned: None,
             });
             // Notifications the leader asks for (each runs once).
             if let Some(p) = &unit.process
@@ -448,6 +477,11 @@ impl Supervisor {
                     continue;
                 }
                 self.untrack(&u.observed.placement);
+                if let Some(why) = u.banned.take() {
+                    u.restart_at = None;
+                    u.set(Phase::Failed, Some(why));
+                    continue;
+                }
                 self.after_crash(u, now, ended);
                 continue;
             }
