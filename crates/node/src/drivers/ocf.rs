@@ -354,8 +354,19 @@ async fn exit_and_output(
         });
         (buf, task)
     }
+    /// Ends the readers if the action is given up (timed out): a daemon holding the pipes
+    /// would keep them alive for its whole life.
+    struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            for h in &self.0 {
+                h.abort();
+            }
+        }
+    }
     let (out, out_task) = reader(child.stdout.take());
     let (err, err_task) = reader(child.stderr.take());
+    let _readers = AbortOnDrop(vec![out_task.abort_handle(), err_task.abort_handle()]);
     let status = child.wait().await?;
     for task in [out_task, err_task] {
         let abort = task.abort_handle();
@@ -985,5 +996,51 @@ mod tests {
         assert!(log.contains("taken over, not started again"), "{log}");
         assert!(!log.contains("ocf start:"), "{log}");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// An action that times out while a process it started holds its output open leaves no
+    /// reader task behind (before, each such timeout leaked two for the process's life).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_timed_out_action_leaves_no_reader_behind() {
+        let dir = std::env::temp_dir().join(format!("buoy-ocf-readers-{}", std::process::id()));
+        let agent_dir = dir.join("resource.d/test");
+        std::fs::create_dir_all(&agent_dir).unwrap();
+        let pid_file = dir.join("daemon.pid");
+        let script = format!(
+            "#!/bin/sh\nsleep 30 &\necho $! > {}\nexec sleep 30\n",
+            pid_file.display()
+        );
+        let agent = agent_dir.join("Holder");
+        std::fs::write(&agent, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let spec = OcfSpec {
+            ocf_root: dir.clone(),
+            provider: "test".into(),
+            agent_type: "Holder".into(),
+            params: BTreeMap::new(),
+            monitor_interval: Duration::from_secs(1),
+            promoted_monitor_interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(300),
+            extra_env: BTreeMap::new(),
+            promotable: false,
+            cgroup: None,
+        };
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let before = metrics.num_alive_tasks();
+        let log = Mutex::new(LogFile::open(&dir.join("holder.log"), DEFAULT_CAP).unwrap());
+        let (code, _) = run_action_why(&spec, "h1", "start", &log).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let after = metrics.num_alive_tasks();
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            // SAFETY: a plain signal to the process this test's agent started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(code, None, "timed out");
+        assert_eq!(after, before, "reader tasks outlived the timed-out action");
     }
 }
