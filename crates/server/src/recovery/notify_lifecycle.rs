@@ -7,8 +7,9 @@
 //!
 //! Not sent: pre-start and pre-stop. A copy's host starts or stops it as soon as its
 //! placement says so (after a crash nobody could be told first anyway); holding each start
-//! until the other copies ran a notification is not built. The agents in use read the post
-//! rounds (pgsql's primary re-checks its replicas after a start or a stop).
+//! until the other copies ran a notification is not built. Of Debian's resource-agents only
+//! `db2` acts on pre-start and none on pre-stop; the post rounds are read (pgsql's primary
+//! re-checks its replicas after a start or a stop, rabbitmq-cluster forgets a stopped node).
 
 use std::collections::BTreeMap;
 
