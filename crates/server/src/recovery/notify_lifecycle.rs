@@ -41,12 +41,19 @@ impl Recovery {
                 for inst in instances {
                     let report_of = |name: &str| reports.get(name).map(|r| &r.report);
                     let copies = copies_now(st, inst, report_of, &down);
-                    if !matches!(
-                        check_round(&self.grants.rounds, inst, &copies, &down),
-                        RoundNow::Running
-                    ) {
-                        announce(&self.grants.rounds, st, inst, copies);
+                    let rounds = &self.grants.rounds;
+                    match rounds.round(&inst.meta.id).map(|r| r.op) {
+                        // A promotion's round is the promotion's to end (its pre round
+                        // lets the step go).
+                        Some(Operation::Promote | Operation::Demote) => continue,
+                        Some(Operation::Start | Operation::Stop) => {
+                            if let RoundNow::Running = check_round(rounds, inst, &copies, &down) {
+                                continue;
+                            }
+                        }
+                        None => {}
                     }
+                    announce(rounds, st, inst, copies);
                 }
             });
         });
