@@ -162,15 +162,14 @@ fn a_virtual_ip_and_its_service_move_together_in_order_when_their_host_crashes()
     let file = |name: &str| lab.dir.join(format!("{name}.json")).display().to_string();
     let (svc_file, vip_file) = (file("svc"), file("vip"));
     // The service is created first: the group still starts the address before it.
-    for args in [
+    lab.cli_all(&[
         vec!["segment", "create", "web"],
         vec!["host", "create", "h2", "--segment", "web"],
         vec!["host", "create", "h3", "--segment", "web"],
         vec!["instance", "create", "svc", "-f", &svc_file],
         vec!["instance", "create", "vip", "-f", &vip_file],
-    ] {
-        lab.cli_ok(&args).unwrap_or_else(|e| panic!("{e:#}"));
-    }
+    ])
+    .unwrap_or_else(|e| panic!("{e:#}"));
     let records = || -> Vec<(String, u64, bool)> {
         std::fs::read_to_string(&starts)
             .unwrap_or_default()

@@ -130,6 +130,14 @@ impl NsLab {
         Ok(out)
     }
 
+    /// Runs the CLI with each of `commands` in turn; the first failure's error.
+    pub fn cli_all(&self, commands: &[Vec<&str>]) -> Result<()> {
+        for args in commands {
+            self.cli_ok(args)?;
+        }
+        Ok(())
+    }
+
     /// Runs `script` (sh) in host `i`'s namespace in the background until the lab is dropped
     /// or [`Self::kill_all`] ends it.
     pub fn spawn_in(&mut self, i: usize, script: &str, env: &[(&str, &str)]) -> Result<()> {

@@ -86,16 +86,13 @@ impl PgLab {
         }
         let pg_file = self.ns.dir.join("pg.json").display().to_string();
         let vip_file = self.ns.dir.join("vip.json").display().to_string();
-        for args in [
+        self.ns.cli_all(&[
             vec!["segment", "create", "db"],
             vec!["host", "create", "h2", "--segment", "db"],
             vec!["host", "create", "h3", "--segment", "db"],
             vec!["instance", "create", "pg", "-f", &pg_file],
             vec!["instance", "create", "vip", "-f", &vip_file],
-        ] {
-            self.ns.cli_ok(&args)?;
-        }
-        Ok(())
+        ])
     }
 
     /// Waits for a primary behind the virtual IP whose replica is synchronous and recorded as

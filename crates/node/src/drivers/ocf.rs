@@ -787,6 +787,43 @@ mod tests {
         Path::new("/usr/lib/ocf/resource.d/heartbeat/Dummy").is_file()
     }
 
+    /// A directory `buoy-ocf-TAG-PID` and a Dummy resource whose state file `NAME.state` is
+    /// in it, monitored every 100 ms; `None` (said loudly) where Dummy is not installed.
+    fn dummy(tag: &str, name: &str) -> Option<(PathBuf, PathBuf, OcfSpec)> {
+        if !dummy_installed() {
+            eprintln!(
+                "SKIPPED: ocf:heartbeat:Dummy missing (scripts/setup-test-deps.sh installs resource-agents)"
+            );
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("buoy-ocf-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let state_file = dir.join(format!("{name}.state"));
+        let spec = OcfSpec::from_params(&params(json!({
+            "agent": "ocf:heartbeat:Dummy",
+            "params": {"state": state_file.display().to_string()},
+            "monitor_interval": "100ms"
+        })))
+        .unwrap();
+        Some((dir, state_file, spec))
+    }
+
+    /// A spec of agent `test:TYPE` under `root`, read from no params (for tests of one field).
+    fn bare_spec(root: &Path, agent_type: &str) -> OcfSpec {
+        OcfSpec {
+            ocf_root: root.to_path_buf(),
+            provider: "test".into(),
+            agent_type: agent_type.into(),
+            params: BTreeMap::new(),
+            monitor_interval: Duration::from_secs(1),
+            promoted_monitor_interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(20),
+            extra_env: BTreeMap::new(),
+            promotable: false,
+            cgroup: None,
+        }
+    }
+
     #[test]
     fn the_agents_last_exit_reason_names_the_failure() {
         let stderr = b"Dec 03 INFO: starting\nocf-exit-reason:first try\nnoise\nocf-exit-reason:My data may be inconsistent. You have to remove /x/PGSQL.lock file to force start.\n";
@@ -842,21 +879,9 @@ mod tests {
 
     #[tokio::test]
     async fn the_dummy_agent_starts_is_monitored_detected_when_gone_and_stops() {
-        if !dummy_installed() {
-            eprintln!(
-                "SKIPPED: ocf:heartbeat:Dummy missing (scripts/setup-test-deps.sh installs resource-agents)"
-            );
+        let Some((dir, state_file, spec)) = dummy("dummy", "d1") else {
             return;
-        }
-        let dir = std::env::temp_dir().join(format!("buoy-ocf-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let state_file = dir.join("d1.state");
-        let spec = OcfSpec::from_params(&params(json!({
-            "agent": "ocf:heartbeat:Dummy",
-            "params": {"state": state_file.display().to_string()},
-            "monitor_interval": "100ms"
-        })))
-        .unwrap();
+        };
         assert_eq!(
             spec.env("d1", "start")["OCF_RESKEY_state"],
             state_file.display().to_string()
@@ -914,16 +939,9 @@ mod tests {
     #[test]
     fn monitors_are_role_specific_for_promotable_copies() {
         let mut s = OcfSpec {
-            ocf_root: "/nonexistent".into(),
-            provider: "x".into(),
-            agent_type: "y".into(),
-            params: BTreeMap::new(),
             monitor_interval: Duration::from_secs(11),
             promoted_monitor_interval: Duration::from_secs(10),
-            timeout: Duration::from_secs(20),
-            extra_env: BTreeMap::new(),
-            promotable: false,
-            cgroup: None,
+            ..bare_spec(Path::new("/nonexistent"), "y")
         };
         let env = |s: &OcfSpec| s.env("db", "monitor");
         let plain = s.monitor_for(Some(proto::Role::Promoted));
@@ -953,21 +971,9 @@ mod tests {
     /// runs in both cases.)
     #[tokio::test]
     async fn a_resource_already_running_is_taken_over_not_started_again() {
-        if !dummy_installed() {
-            eprintln!(
-                "SKIPPED: ocf:heartbeat:Dummy missing (scripts/setup-test-deps.sh installs resource-agents)"
-            );
+        let Some((dir, state_file, spec)) = dummy("probe", "p1") else {
             return;
-        }
-        let dir = std::env::temp_dir().join(format!("buoy-ocf-probe-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let state_file = dir.join("p1.state");
-        let spec = OcfSpec::from_params(&params(json!({
-            "agent": "ocf:heartbeat:Dummy",
-            "params": {"state": state_file.display().to_string()},
-            "monitor_interval": "100ms"
-        })))
-        .unwrap();
+        };
         let run = |name: &'static str| {
             let (spec, dir) = (spec.clone(), dir.clone());
             async move {
@@ -1015,16 +1021,8 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
         let spec = OcfSpec {
-            ocf_root: dir.clone(),
-            provider: "test".into(),
-            agent_type: "Holder".into(),
-            params: BTreeMap::new(),
-            monitor_interval: Duration::from_secs(1),
-            promoted_monitor_interval: Duration::from_secs(1),
             timeout: Duration::from_millis(300),
-            extra_env: BTreeMap::new(),
-            promotable: false,
-            cgroup: None,
+            ..bare_spec(&dir, "Holder")
         };
         let metrics = tokio::runtime::Handle::current().metrics();
         let before = metrics.num_alive_tasks();
