@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Cluster, create, wait_until, zone};
+use common::{Cluster, create, get, json, request, wait_until, zone};
 use serde_json::json;
 
 /// Start records of member `name`: (host, nanoseconds since the epoch).
@@ -78,6 +78,55 @@ fn a_group_runs_together_starts_in_order_and_moves_as_one() {
         (starts(&c, "fs").len(), starts(&c, "svc").len()),
         (2, 2),
         "started once each"
+    );
+}
+
+/// A leader change must not restart a group: the new leader decides the follower's start
+/// condition from the hosts' reports, and a follower it withheld would be stopped by its host.
+/// Three servers, the group on two other hosts; the leader is killed: the group runs on,
+/// started once. (Leases of 6 s, so that no host loses its lease during the election.)
+#[test]
+fn a_new_leader_leaves_a_running_group_alone() {
+    let mut c = Cluster::new(102);
+    c.start_three_servers();
+    let leader_of = |c: &Cluster, i: u8| -> Option<String> {
+        let (s, b) = get(c.http(i), "/v1/status")?;
+        (s == 200).then(|| json(&b)["leader"]["name"].as_str().map(String::from))?
+    };
+    wait_until(Duration::from_secs(20), || {
+        get(c.http(1), "/v1/settings")
+            .is_some_and(|(s, b)| s == 200 && !json(&b)["lease"].is_null())
+    })
+    .expect("the first leader writes the cluster's lease timing");
+    let (status, body) =
+        request(c.http(1), "PUT", "/v1/settings/lease", r#"{"ttl": "6s"}"#).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let _watchdogs: Vec<common::Watchdog> = (4..=5)
+        .map(|i| c.start_watched(i, &["--lease-ttl", "6s"]))
+        .collect();
+    zone(&c, json!({}), &["h4", "h5"]);
+    create(&c, "/v1/instances", member(&c, "fs", 0));
+    create(&c, "/v1/instances", member(&c, "svc", 1));
+    let counts = |c: &Cluster| (starts(c, "fs").len(), starts(c, "svc").len());
+    wait_until(Duration::from_secs(20), || counts(&c) == (1, 1))
+        .unwrap_or_else(|| panic!("never started: {:?}\n{}", counts(&c), c.log(4)));
+
+    let old = leader_of(&c, 1).expect("a leader");
+    c.kill(&old);
+    let survivor = (1..=3u8).find(|i| format!("h{i}") != old).unwrap();
+    wait_until(Duration::from_secs(20), || {
+        leader_of(&c, survivor).is_some_and(|l| l != old)
+    })
+    .unwrap_or_else(|| panic!("no new leader\n{}", c.log(survivor)));
+    // Several renewals with the new leader, the first ones without reports.
+    std::thread::sleep(Duration::from_secs(6));
+    let host = starts(&c, "svc")[0].0.clone();
+    let agent: u8 = host[1..].parse().unwrap();
+    assert_eq!(
+        counts(&c),
+        (1, 1),
+        "the group was restarted under the new leader\n{}",
+        c.log(agent)
     );
 }
 

@@ -113,14 +113,7 @@ fn a_host_cut_from_the_servers_loses_its_lease_before_the_leader_counts_it_gone(
 #[test]
 fn a_new_leader_waits_out_the_longest_lease_the_cluster_ever_granted() {
     let mut c = Cluster::new(72);
-    for i in 1..=3u8 {
-        let data = c.dir.join(format!("data-h{i}")).display().to_string();
-        let args: Vec<String> = ["--server", "--bootstrap-expect", "3", "--data-dir", &data]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        c.start(i, &args);
-    }
+    c.start_three_servers();
     let settings = |c: &Cluster| -> Value {
         get(c.http(1), "/v1/settings")
             .filter(|(s, _)| *s == 200)

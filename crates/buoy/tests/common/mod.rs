@@ -425,6 +425,19 @@ impl Cluster {
         self.start(i, &args);
     }
 
+    /// Starts agents 1 to 3 as the three servers of a new cluster (`--bootstrap-expect 3`),
+    /// their data in the test's directory.
+    pub fn start_three_servers(&mut self) {
+        for i in 1..=3u8 {
+            let data = self.dir.join(format!("data-h{i}")).display().to_string();
+            let args: Vec<String> = ["--server", "--bootstrap-expect", "3", "--data-dir", &data]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            self.start(i, &args);
+        }
+    }
+
     /// Starts agent 1 as a server whose API needs `tokens` (`(token, role)`); its address.
     pub fn start_with_tokens(&mut self, tokens: &[(&str, &str)]) -> SocketAddr {
         use std::os::unix::fs::PermissionsExt;
