@@ -9,13 +9,14 @@ use proto::Assignment;
 /// The assignments of host `host` (by name) in `st`, and the change index they reflect: one
 /// less than the state's when a copy was held back, so the host asks again until it comes.
 /// `confirmed` says whether a placement's handoffs are all confirmed; `may_start` whether
-/// an instance's start conditions hold on this host (`constraints`): a copy whose
-/// conditions do not hold is left out (its host stops it), at the full index.
+/// a copy may run now: its instance's start conditions hold on this host (`constraints`),
+/// and, for a clone with `notify`, the running copies were told of its start first. A copy
+/// it refuses is left out (its host stops it, or does not start it), at the full index.
 pub fn assignments(
     st: &ClusterState,
     host: &str,
     mut confirmed: impl FnMut(&Placement) -> bool,
-    mut may_start: impl FnMut(&model::instance::Instance) -> bool,
+    mut may_start: impl FnMut(&model::instance::Instance, &Placement) -> bool,
 ) -> (u64, Vec<Assignment>) {
     let index = st.change_index();
     let mut withheld = false;
@@ -38,7 +39,7 @@ pub fn assignments(
                 })
                 .filter_map(|p| {
                     st.instance(&p.instance)
-                        .filter(|i| !crate::constraints::has_start_conditions(i) || may_start(i))
+                        .filter(|i| may_start(i, p))
                         .map(|i| Assignment {
                             placement: p.clone(),
                             instance: i.clone(),

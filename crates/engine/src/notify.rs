@@ -85,7 +85,14 @@ pub fn variables(
             .filter(|c| pick(c))
             .collect::<Vec<_>>()
     };
-    let acts = |c: &Copy| acting.contains(&c.replica);
+    // A copy moving between nodes shows twice with one replica number: the one acting is
+    // the one running before a stop or after a start (and either for a role change).
+    let running_then = match (op, when) {
+        (Operation::Start, When::Pre) | (Operation::Stop, When::Post) => Some(false),
+        (Operation::Start, When::Post) | (Operation::Stop, When::Pre) => Some(true),
+        _ => None,
+    };
+    let acts = |c: &Copy| acting.contains(&c.replica) && running_then.is_none_or(|r| r == c.active);
     for o in [
         Operation::Start,
         Operation::Stop,
@@ -145,6 +152,28 @@ pub fn lifecycle(before: &BTreeMap<u32, String>, now: &BTreeMap<u32, String>) ->
     }
 }
 
+/// Whether `inst` announces its copies' starts and stops (`notify` on a clone).
+pub fn announces(inst: &model::instance::Instance) -> bool {
+    inst.notify && inst.mode.is_clone()
+}
+
+/// The copies host `host` (an id) reports running that `st` no longer places there at that
+/// epoch (moved away, restarted in place, or removed), of instances that [`announces`]: the
+/// leader lets them run until every active copy was told of their stop (pre-stop).
+pub fn departing<'a>(
+    st: &model::ClusterState,
+    host: &str,
+    report: &'a proto::Report,
+) -> impl Iterator<Item = &'a proto::Observed> {
+    report.instances.iter().filter(move |o| {
+        o.phase == proto::Phase::Running
+            && st.instance(&o.instance).is_some_and(announces)
+            && !st
+                .placements()
+                .any(|p| p.meta.id == o.placement && p.host == host && p.epoch == o.epoch)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +213,28 @@ mod tests {
         assert_eq!(get("slave_uname"), "node1 node3");
         assert_eq!(get("unpromoted_resource"), "db:0 db:2");
         assert_eq!(get("all_uname"), "node1 node2 node3");
+    }
+
+    /// A copy moving from node1 to node2 keeps its replica number: the pre-stop names the
+    /// node it leaves, the pre-start the node it goes to.
+    #[test]
+    fn a_moving_copy_is_named_where_it_acts() {
+        let copies = [
+            copy(0, "node1", true, false),
+            copy(0, "node2", false, false),
+            copy(1, "node3", true, true),
+        ];
+        let nodes = ["node1".to_string(), "node2".into(), "node3".into()];
+        let get = |v: &BTreeMap<String, String>, k: &str| {
+            v[&format!("OCF_RESKEY_CRM_meta_notify_{k}")].clone()
+        };
+        let stop = variables("db", When::Pre, Operation::Stop, &copies, &[0], &nodes);
+        assert_eq!(get(&stop, "stop_uname"), "node1");
+        assert_eq!(get(&stop, "active_uname"), "node1 node3");
+        let start = variables("db", When::Pre, Operation::Start, &copies, &[0], &nodes);
+        assert_eq!(get(&start, "start_uname"), "node2");
+        let post = variables("db", When::Post, Operation::Stop, &copies, &[0], &nodes);
+        assert_eq!(get(&post, "stop_uname"), "node2", "the copy not running");
     }
 
     #[test]

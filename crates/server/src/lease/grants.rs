@@ -123,7 +123,9 @@ impl LeaseGrants {
     }
 
     /// Whether host `host` (by name) has a copy placed whose instance has start conditions
-    /// (the hosts that do are found once per change index: this runs at every renewal).
+    /// or announces its starts (`notify`): its list follows the reports and the rounds, not
+    /// only the index. The hosts that do are found once per change index: this runs at
+    /// every renewal.
     fn has_start_conditions(&self, st: &model::ClusterState, host: &str) -> bool {
         let mut cache = self
             .start_conditions
@@ -134,8 +136,10 @@ impl LeaseGrants {
             let hosts: BTreeSet<String> = st
                 .placements()
                 .filter(|p| {
-                    st.instance(&p.instance)
-                        .is_some_and(engine::constraints::has_start_conditions)
+                    st.instance(&p.instance).is_some_and(|i| {
+                        engine::constraints::has_start_conditions(i)
+                            || (i.notify && i.mode.is_clone())
+                    })
                 })
                 .filter_map(|p| st.host(&p.host).map(|h| h.name.clone()))
                 .collect();
@@ -290,7 +294,12 @@ impl LeaseGrants {
             let index = st.change_index();
             // A copy with start conditions comes and goes with the reports, not the index:
             // its host gets its list at every renewal.
-            if known == Some(index) && !self.rounds.any() && !self.has_start_conditions(st, host) {
+            // So does a copy leaving its host, held until its stop was announced.
+            if known == Some(index)
+                && !self.rounds.any()
+                && !self.has_start_conditions(st, host)
+                && !self.runs_announced_copies(st, host)
+            {
                 return (index, None);
             }
             // A copy waiting for its old host to confirm it stopped is held back, and the
@@ -299,18 +308,13 @@ impl LeaseGrants {
                 st,
                 host,
                 |p| self.handoffs_confirmed(st, p, now),
-                |i| {
-                    let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
-                    let host_id = st.host_by_name(host).map_or("", |h| h.meta.id.as_str());
-                    engine::constraints::start_conditions_hold(st, i, host_id, |name| {
-                        reports.get(name).map(|r| &r.report)
-                    })
-                },
+                |i, p| self.may_start(st, host, i, p),
             );
             let mut list = list;
             for a in &mut list {
                 a.notify = self.rounds.calls_for(&a.placement.meta.id);
             }
+            list.extend(self.held(st, host));
             (index, Some(list))
         });
         Ok(Grant {
@@ -320,6 +324,86 @@ impl LeaseGrants {
             assignments,
             stop_grace_ms: Some(grace.as_millis() as u64),
         })
+    }
+
+    /// Whether host `host`'s copy `p` of `i` may run now: its start conditions hold
+    /// (`engine::constraints`), and, for a clone with `notify`, its start was announced to
+    /// the running copies (the pre-start round), or it started already (its host reports it:
+    /// a running copy is never withheld for a notification, nor is any copy of a host this
+    /// leader has no report from yet).
+    fn may_start(
+        &self,
+        st: &model::ClusterState,
+        host: &str,
+        i: &model::instance::Instance,
+        p: &Placement,
+    ) -> bool {
+        let announce = i.notify && i.mode.is_clone();
+        if !announce && !engine::constraints::has_start_conditions(i) {
+            return true;
+        }
+        let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        let host_id = st.host_by_name(host).map_or("", |h| h.meta.id.as_str());
+        if !engine::constraints::start_conditions_hold(st, i, host_id, |name| {
+            reports.get(name).map(|r| &r.report)
+        }) {
+            return false;
+        }
+        !announce
+            || reports.get(host).is_none_or(|r| {
+                r.report
+                    .instances
+                    .iter()
+                    .any(|o| o.placement == p.meta.id && o.epoch == p.epoch)
+            })
+            || self.rounds.may_start(&p.meta.id, p.epoch)
+    }
+
+    /// Whether `host`'s last report lists a copy of an instance that announces its starts and
+    /// stops (its list then follows the rounds: a copy leaving it is held, then released).
+    fn runs_announced_copies(&self, st: &model::ClusterState, host: &str) -> bool {
+        let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        reports.get(host).is_some_and(|r| {
+            r.report.instances.iter().any(|o| {
+                st.instance(&o.instance)
+                    .is_some_and(engine::notify::announces)
+            })
+        })
+    }
+
+    /// The copies `host` runs that are leaving it (`engine::notify::departing`) and whose
+    /// stop was not announced yet: its list keeps them (at their old epoch, with the notify
+    /// calls of the pre-stop round) until the round is over. A moved copy's new host waits
+    /// for the old one's stop anyway (its handoff).
+    fn held(&self, st: &model::ClusterState, host: &str) -> Vec<proto::Assignment> {
+        let Some(h) = st.host_by_name(host) else {
+            return Vec::new();
+        };
+        let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(report) = reports.get(host) else {
+            return Vec::new();
+        };
+        engine::notify::departing(st, &h.meta.id, &report.report)
+            .filter(|o| !self.rounds.released(&o.placement, o.epoch))
+            .filter_map(|o| {
+                let instance = st.instance(&o.instance)?.clone();
+                let mut placement = self.rounds.placement(&o.placement)?;
+                placement.host = h.meta.id.clone();
+                placement.epoch = o.epoch;
+                placement.handoffs.clear();
+                let promotion = st
+                    .promotion_grants(&instance.meta.id)
+                    .iter()
+                    .find(|g| g.replica == placement.replica && g.host == h.meta.id && !g.revoked)
+                    .map(|g| g.epoch);
+                Some(proto::Assignment {
+                    notify: self.rounds.calls_for(&departing_key(&o.placement, o.epoch)),
+                    placement,
+                    instance,
+                    promotion,
+                })
+            })
+            .collect()
     }
 
     /// Whether every host `p` moved away from has confirmed its old copy stopped (or is down).
@@ -404,6 +488,12 @@ impl LeaseGrants {
         });
         t
     }
+}
+
+/// The target a notification round names a copy leaving its host by (its placement id
+/// goes with its new host, or with nothing).
+pub fn departing_key(placement: &str, epoch: model::placement::Epoch) -> String {
+    format!("{placement}@{epoch}")
 }
 
 /// Whether `host` (an id) has OCF copies, placed or still leaving it: their `stop` may run

@@ -1,5 +1,7 @@
 //! The leader's notification rounds (soft state, like leases): for a clone with `notify`,
-//! the `notify` action every active copy runs before and after a promotion or demotion, and
+//! the `notify` action every active copy runs before and after a promotion or demotion,
+//! before copies start (their hosts get them only once it ran: [`NotifyRounds::may_start`]),
+//! before copies stop (their hosts keep them until it ran: [`NotifyRounds::released`]), and
 //! after copies start or stop. A
 //! round travels with the lease grants (each target copy's assignment carries it until its
 //! host reports it run); the recovery loop starts rounds and waits for them
@@ -11,6 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use engine::notify::{Operation, When};
+use model::placement::{Epoch, Placement};
 use proto::NotifyCall;
 
 /// How long a round waits for copies that neither run it nor stop: then the operation goes
@@ -47,6 +50,17 @@ struct Inner {
     /// Per instance: its running copies (replica -> node) as last announced by start and
     /// stop rounds.
     running: BTreeMap<String, BTreeMap<u32, String>>,
+    /// Copies (placement, epoch) whose start the running copies were told of (or that had
+    /// nobody to tell): their hosts may start them.
+    cleared: BTreeSet<(String, Epoch)>,
+    /// Per instance: the copies its pre-start or pre-stop round in progress announces.
+    announcing: BTreeMap<String, Vec<(String, Epoch)>>,
+    /// Copies (placement, epoch) leaving their host whose stop was announced: their host
+    /// may stop them.
+    released: BTreeSet<(String, Epoch)>,
+    /// The placements of instances with notifications as last seen, kept while a host
+    /// still runs a copy of one that was removed (its held assignment is made from it).
+    placed: BTreeMap<String, Placement>,
 }
 
 impl NotifyRounds {
@@ -94,9 +108,19 @@ impl NotifyRounds {
         })
     }
 
-    /// Ends `instance`'s round.
+    /// Ends `instance`'s round (a pre-start round lets the copies it announced start).
     pub fn finish(&self, instance: &str) {
-        self.with(|i| i.rounds.remove(instance));
+        self.with(|i| {
+            let Some(ended) = i.rounds.remove(instance) else {
+                return;
+            };
+            let copies = i.announcing.remove(instance).unwrap_or_default();
+            match (ended.when, ended.op) {
+                (When::Pre, Operation::Start) => i.cleared.extend(copies),
+                (When::Pre, Operation::Stop) => i.released.extend(copies),
+                _ => {}
+            }
+        });
     }
 
     /// Records that `instance` owes a post round for `op` on `replica`.
@@ -143,12 +167,67 @@ impl NotifyRounds {
         self.with(|i| i.running.insert(instance.to_string(), running));
     }
 
+    /// Whether the copy of `placement` at `epoch` may start: the running copies were told.
+    pub fn may_start(&self, placement: &str, epoch: Epoch) -> bool {
+        self.with(|i| i.cleared.contains(&(placement.to_string(), epoch)))
+    }
+
+    /// Lets `copies` start (nobody had to be told, or they were).
+    pub fn clear(&self, copies: impl IntoIterator<Item = (String, Epoch)>) {
+        self.with(|i| i.cleared.extend(copies));
+    }
+
+    /// Records the copies `instance`'s pre-start round (started now) announces.
+    pub fn announcing(&self, instance: &str, copies: Vec<(String, Epoch)>) {
+        self.with(|i| i.announcing.insert(instance.to_string(), copies));
+    }
+
+    /// Whether the copy of `placement` at `epoch`, leaving its host, may stop: every active
+    /// copy was told.
+    pub fn released(&self, placement: &str, epoch: Epoch) -> bool {
+        self.with(|i| i.released.contains(&(placement.to_string(), epoch)))
+    }
+
+    /// Remembers `placements` (those of instances with notifications, as placed now), and
+    /// forgets the removed ones and released copies that `reported` says no host reports
+    /// any more.
+    pub fn remember(
+        &self,
+        placements: impl IntoIterator<Item = Placement>,
+        reported: impl Fn(&str, Option<Epoch>) -> bool,
+    ) {
+        self.with(|i| {
+            let now: BTreeMap<String, Placement> = placements
+                .into_iter()
+                .map(|p| (p.meta.id.clone(), p))
+                .collect();
+            i.placed
+                .retain(|id, _| !now.contains_key(id) && reported(id, None));
+            i.placed.extend(now);
+            i.released.retain(|(p, e)| reported(p, Some(*e)));
+        });
+    }
+
+    /// The placement `id` as last seen.
+    pub fn placement(&self, id: &str) -> Option<Placement> {
+        self.with(|i| i.placed.get(id).cloned())
+    }
+
+    /// Forgets the cleared copies `exists` says are no longer placed.
+    pub fn keep_cleared(&self, exists: impl Fn(&str, Epoch) -> bool) {
+        self.with(|i| i.cleared.retain(|(p, e)| exists(p, *e)));
+    }
+
     /// Drops everything (leadership lost: the next leader starts its own rounds).
     pub fn forget(&self) {
         self.with(|i| {
             i.rounds.clear();
             i.owed.clear();
             i.running.clear();
+            i.cleared.clear();
+            i.announcing.clear();
+            i.released.clear();
+            i.placed.clear();
         });
     }
 }

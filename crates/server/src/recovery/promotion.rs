@@ -15,7 +15,7 @@ use proto::{Phase, Report, Role};
 use tracing::{info, warn};
 
 use super::Recovery;
-use crate::lease::grants::has_slow_stops;
+use crate::lease::grants::{departing_key, has_slow_stops};
 use crate::lease::notify_rounds::{NotifyRounds, ROUND_TIMEOUT, Round};
 
 impl Recovery {
@@ -90,26 +90,35 @@ impl Recovery {
 pub(super) struct CopyNow {
     pub replica: u32,
     pub placement: String,
+    pub epoch: model::placement::Epoch,
     pub host: String,
     pub node: String,
     pub active: bool,
     pub promoted: bool,
     pub notified: Option<u64>,
+    /// Its host reports and does not list it: not started there yet.
+    pub unstarted: bool,
+    /// Leaving its host (`engine::notify::departing`): its placement's id, `placement`
+    /// being the round's key for it (`lease::grants::departing_key`).
+    pub departing: Option<String>,
 }
 
 /// The copies of `inst` from their hosts' reports (none active on a host that is down: its
-/// last report is history).
+/// last report is history), and the copies leaving their hosts that still run there.
 pub(super) fn copies_now<'a>(
+    rounds: &NotifyRounds,
     st: &ClusterState,
     inst: &Instance,
     report_of: impl Fn(&str) -> Option<&'a Report>,
     down: &BTreeSet<String>,
 ) -> Vec<CopyNow> {
-    st.placements()
+    let mut copies: Vec<CopyNow> = st
+        .placements()
         .filter(|p| p.instance == inst.meta.id)
         .map(|p| {
             let node = st.host(&p.host).map_or(p.host.clone(), |h| h.name.clone());
-            let o = report_of(&node).and_then(|r| {
+            let report = report_of(&node);
+            let o = report.and_then(|r| {
                 r.instances
                     .iter()
                     .find(|o| o.placement == p.meta.id && o.epoch == p.epoch)
@@ -117,6 +126,9 @@ pub(super) fn copies_now<'a>(
             CopyNow {
                 replica: p.replica,
                 placement: p.meta.id.clone(),
+                epoch: p.epoch,
+                unstarted: report.is_some() && o.is_none(),
+                departing: None,
                 host: p.host.clone(),
                 node,
                 active: o.is_some_and(|o| o.phase == Phase::Running) && !down.contains(&p.host),
@@ -124,7 +136,33 @@ pub(super) fn copies_now<'a>(
                 notified: o.and_then(|o| o.notified),
             }
         })
-        .collect()
+        .collect();
+    for h in st.hosts().filter(|h| !down.contains(&h.meta.id)) {
+        let Some(report) = report_of(&h.name) else {
+            continue;
+        };
+        for o in engine::notify::departing(st, &h.meta.id, report) {
+            let Some(placed) = rounds.placement(&o.placement) else {
+                continue;
+            };
+            if o.instance != inst.meta.id {
+                continue;
+            }
+            copies.push(CopyNow {
+                replica: placed.replica,
+                placement: departing_key(&o.placement, o.epoch),
+                epoch: o.epoch,
+                host: h.meta.id.clone(),
+                node: h.name.clone(),
+                active: true,
+                promoted: o.role == Some(Role::Promoted),
+                notified: o.notified,
+                unstarted: false,
+                departing: Some(o.placement.clone()),
+            });
+        }
+    }
+    copies
 }
 
 /// Starts a round of `inst` for `op` on `acting`, run by every active copy.
@@ -214,7 +252,7 @@ fn gate<'a>(
     down: &BTreeSet<String>,
 ) -> Vec<PromotionStep> {
     let id = inst.meta.id.as_str();
-    let copies = copies_now(st, inst, report_of, down);
+    let copies = copies_now(rounds, st, inst, report_of, down);
     let (releases, acts): (Vec<PromotionStep>, Vec<PromotionStep>) = steps
         .into_iter()
         .partition(|s| matches!(s, PromotionStep::Release { .. }));

@@ -190,12 +190,12 @@ impl Control {
         let (index, assignments) = if known == Some(index) {
             (index, None)
         } else {
-            // The simulated instances have no start conditions.
+            // The simulated instances have no start conditions and no notifications.
             let (index, list) = engine::grant::assignments(
                 st,
                 host,
                 |p| broken.skip_handoffs || handoffs_confirmed(l, st, p, now, drivers),
-                |_| true,
+                |_, _| true,
             );
             (index, Some(list))
         };
