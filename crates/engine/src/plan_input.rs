@@ -37,6 +37,7 @@ pub fn plan_input(
             on_maintenance: h.on_maintenance,
             failed: h.failed,
             starting: starting.get(&h.name).copied().unwrap_or(0),
+            labels: h.labels.clone(),
         });
     }
     for i in st.instances() {
@@ -58,6 +59,8 @@ pub fn plan_input(
                 name: c.instance.clone(),
                 promoted: c.promoted,
             }),
+            host_labels: i.host_labels.clone(),
+            spread: i.spread.as_ref().map(|s| s.label.clone()),
         });
         if i.mode == Mode::Promotable {
             let grants = st.promotion_grants(&i.meta.id);

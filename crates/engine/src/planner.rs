@@ -7,16 +7,19 @@
 //! the copies of one clone, go to distinct hosts; the highest priority is placed first; each
 //! destination starts at most `max_starts_per_host` instances per plan (the rest wait for the
 //! next round); the segment's recovery method says whether reserved hosts are used first,
-//! last, only, or never. Whatever cannot be placed is listed with the reason.
+//! last, only, or never; a host must carry the instance's `host_labels`; the copies of a
+//! clone with `spread` go to the zone (host label value) holding the fewest of them first.
+//! Whatever cannot be placed is listed with the reason.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 pub use model::segment::RecoveryMethod;
 
-/// How much a host is preferred (smaller is better): the recovery method's pass, then the
-/// most free memory, then the most free CPU.
-type Preference = (u8, Reverse<u64>, Reverse<u64>);
+/// How much a host is preferred (smaller is better): the fewest copies of the instance in
+/// its zone (spread instances), the recovery method's pass, then the most free memory, then
+/// the most free CPU.
+type Preference = (u32, u8, Reverse<u64>, Reverse<u64>);
 
 /// CPU in millicores and memory in MB.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -55,6 +58,7 @@ pub struct HostView {
     pub failed: bool,
     /// Copies starting there right now (they count against `max_starts_per_host`).
     pub starting: u32,
+    pub labels: BTreeMap<String, String>,
 }
 
 /// An instance as the planner sees it.
@@ -72,6 +76,10 @@ pub struct InstanceView {
     pub wanted: bool,
     /// Runs where another instance runs (a `single` instance).
     pub colocate: Option<Colocate>,
+    /// Labels a host must carry to run it.
+    pub host_labels: BTreeMap<String, String>,
+    /// Its copies spread over the values of this host label.
+    pub spread: Option<String>,
 }
 
 /// "On the host of instance `target`" (of its promoted copy, with `promoted`).
@@ -403,8 +411,19 @@ fn choose<'a>(
     let mut usable = 0;
     let mut failed_there = 0;
     let mut blocked_by_rules = 0;
+    let mut unlabeled = 0;
     let mut at_start_limit = 0;
     let mut best: Option<(Preference, &'a str)> = None;
+    // A spread instance: how many of its copies each zone holds (this plan's included).
+    fn zone<'h>(inst: &InstanceView, v: &'h HostView) -> Option<&'h String> {
+        inst.spread.as_ref().and_then(|label| v.labels.get(label))
+    }
+    let mut per_zone: HashMap<&String, u32> = HashMap::new();
+    for h in hosts.values() {
+        if let Some(z) = zone(inst, h.view).filter(|_| h.instances.contains(inst.id.as_str())) {
+            *per_zone.entry(z).or_default() += 1;
+        }
+    }
     for (id, h) in hosts {
         let v = h.view;
         if v.segment != inst.segment || only.is_some_and(|o| !o.contains(*id)) {
@@ -415,6 +434,22 @@ fn choose<'a>(
             continue;
         }
         usable += 1;
+        let labeled = inst
+            .host_labels
+            .iter()
+            .all(|(k, want)| v.labels.get(k) == Some(want));
+        let load = match (&inst.spread, zone(inst, v)) {
+            (None, _) => 0,
+            (Some(_), Some(z)) => per_zone.get(z).copied().unwrap_or(0),
+            (Some(_), None) => {
+                unlabeled += 1;
+                continue;
+            }
+        };
+        if !labeled {
+            unlabeled += 1;
+            continue;
+        }
         if avoid.contains(id) {
             failed_there += 1;
             continue;
@@ -442,7 +477,12 @@ fn choose<'a>(
             at_start_limit += 1;
             continue;
         }
-        let key = (pass, Reverse(h.free.memory_mb), Reverse(h.free.cpu_millis));
+        let key = (
+            load,
+            pass,
+            Reverse(h.free.memory_mb),
+            Reverse(h.free.cpu_millis),
+        );
         if best.as_ref().is_none_or(|(k, _)| key < *k) {
             best = Some((key, id));
         }
@@ -456,6 +496,18 @@ fn choose<'a>(
         format!(
             "{BLOCKED}: it failed on every usable host of segment `{}` ({usable})",
             inst.segment
+        )
+    } else if unlabeled > 0 && unlabeled == usable {
+        let mut wanted: Vec<String> = inst
+            .host_labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        wanted.extend(inst.spread.iter().map(|l| format!("{l} (spread)")));
+        format!(
+            "no usable host in segment `{}` carries the label(s) {}",
+            inst.segment,
+            wanted.join(", ")
         )
     } else if at_start_limit > 0 {
         format!(
@@ -527,6 +579,7 @@ mod tests {
             on_maintenance: false,
             failed: false,
             starting: 0,
+            labels: BTreeMap::new(),
         }
     }
 
@@ -543,6 +596,8 @@ mod tests {
             anti_affinity: None,
             wanted: true,
             colocate: None,
+            host_labels: BTreeMap::new(),
+            spread: None,
         }
     }
 
@@ -853,6 +908,165 @@ mod tests {
             }
             input
         })
+    }
+
+    /// Hosts `z{zone}h{n}` in segment `s`, labelled `zone=z{zone}`, and a clone of `copies`
+    /// spread over the zones.
+    fn zoned(zones: u32, per_zone: u32, copies: u32) -> PlanInput {
+        let mut input = PlanInput::default();
+        for z in 0..zones {
+            for n in 0..per_zone {
+                let mut h = host(&format!("z{z}h{n}"), "s", 64_000, 64_000);
+                h.labels.insert("zone".into(), format!("z{z}"));
+                input.hosts.push(h);
+            }
+        }
+        let mut web = inst("web", "s", 100, 100, 500);
+        web.copies = copies;
+        web.spread = Some("zone".into());
+        input.instances.push(web);
+        input
+    }
+
+    /// Applies `p`'s moves to `input`'s placements.
+    fn apply(input: &mut PlanInput, p: &Plan) {
+        for m in &p.moves {
+            input.placements.insert(m.slot.clone(), m.to.clone());
+        }
+    }
+
+    /// Copies per zone among the zones with a usable host (failed hosts' copies not counted).
+    fn zone_counts(input: &PlanInput) -> BTreeMap<String, u32> {
+        let mut out: BTreeMap<String, u32> = BTreeMap::new();
+        for h in input.hosts.iter().filter(|h| !h.failed) {
+            out.entry(h.labels["zone"].clone()).or_default();
+        }
+        for host in input.placements.values() {
+            let h = input.hosts.iter().find(|h| &h.id == host).unwrap();
+            if !h.failed {
+                *out.entry(h.labels["zone"].clone()).or_default() += 1;
+            }
+        }
+        out
+    }
+
+    /// Six copies over three zones of three hosts go two to a zone, even though the first
+    /// zone's hosts have the most room; a whole zone fails: its copies go one to each
+    /// surviving zone.
+    #[test]
+    fn a_spread_clone_fills_the_zones_evenly_and_refills_them_when_one_fails() {
+        let mut input = zoned(3, 3, 6);
+        // The first zone's hosts have the most room: without spreading they would come first.
+        for h in input.hosts.iter_mut().filter(|h| h.labels["zone"] == "z0") {
+            h.capacity.memory_mb = 128_000;
+        }
+        let p = plan(&input);
+        assert!(p.unplaced.is_empty(), "{:?}", p.unplaced);
+        apply(&mut input, &p);
+        assert_eq!(
+            zone_counts(&input).values().copied().collect::<Vec<_>>(),
+            [2, 2, 2]
+        );
+        for h in input.hosts.iter_mut().filter(|h| h.labels["zone"] == "z1") {
+            h.failed = true;
+        }
+        let p = plan(&input);
+        assert_eq!(p.moves.len(), 2, "{p:?}");
+        apply(&mut input, &p);
+        let counts = zone_counts(&input);
+        assert_eq!(
+            counts.values().copied().collect::<Vec<_>>(),
+            [3, 3],
+            "{counts:?}"
+        );
+        // The negative control: without spreading, zone 0's roomier hosts fill first.
+        let mut plain = zoned(3, 3, 6);
+        plain.instances[0].spread = None;
+        for h in plain.hosts.iter_mut().filter(|h| h.labels["zone"] == "z0") {
+            h.capacity.memory_mb = 128_000;
+        }
+        let p = plan(&plain);
+        apply(&mut plain, &p);
+        assert_eq!(zone_counts(&plain)["z0"], 3, "{p:?}");
+    }
+
+    /// A host must carry the instance's `host_labels`, and a spread instance's label; else
+    /// the copy says which labels no host has.
+    #[test]
+    fn host_labels_and_the_spread_label_are_required() {
+        let mut input = zoned(1, 2, 1);
+        input.instances[0]
+            .host_labels
+            .insert("disk".into(), "ssd".into());
+        let p = plan(&input);
+        assert!(p.moves.is_empty());
+        let why = &p.unplaced[0].reason;
+        assert!(
+            why.contains("disk=ssd") && why.contains("zone (spread)"),
+            "{why}"
+        );
+        input.hosts[1].labels.insert("disk".into(), "ssd".into());
+        let p = plan(&input);
+        assert_eq!(p.moves[0].to, "z0h1", "{p:?}");
+        input.hosts[1].labels.remove("zone");
+        let p = plan(&input);
+        assert!(
+            p.moves.is_empty(),
+            "no zone label: no copy of a spread instance"
+        );
+    }
+
+    proptest! {
+        /// Zones fail one after another (whole zones, or single hosts): after every plan, the
+        /// zones with a usable host hold counts at most one apart, as long as the surviving
+        /// hosts can take every copy; no host holds two copies.
+        #[test]
+        fn a_spread_clone_stays_within_a_skew_of_one_through_failures(
+            zones in 2u32..5,
+            per_zone in 1u32..4,
+            copies in 1u32..12,
+            failures in proptest::collection::vec((0u32..5, proptest::option::of(0u32..4)), 0..4),
+        ) {
+            let mut input = zoned(zones, per_zone, copies);
+            let p = plan(&input);
+            apply(&mut input, &p);
+            for (zone, host) in failures {
+                for h in input.hosts.iter_mut() {
+                    let in_zone = h.labels["zone"] == format!("z{}", zone % zones);
+                    if in_zone && host.is_none_or(|n| h.id.ends_with(&format!("h{}", n % per_zone))) {
+                        h.failed = true;
+                    }
+                }
+                let p = plan(&input);
+                apply(&mut input, &p);
+                let live = input.hosts.iter().filter(|h| !h.failed).count() as u32;
+                let mut seen = BTreeSet::new();
+                for (s, h) in &input.placements {
+                    if input.hosts.iter().any(|x| &x.id == h && !x.failed) {
+                        prop_assert!(seen.insert(h.clone()), "two copies on {h}: {s:?}");
+                    }
+                }
+                if live >= copies {
+                    prop_assert!(p.unplaced.is_empty(), "{:?}", p.unplaced);
+                    let counts = zone_counts(&input);
+                    // Zones whose every host holds a copy cannot take more: they may lag.
+                    let full: BTreeSet<String> = counts
+                        .iter()
+                        .filter(|(z, n)| {
+                            **n == input.hosts.iter().filter(|h| !h.failed && &h.labels["zone"] == *z).count() as u32
+                        })
+                        .map(|(z, _)| z.clone())
+                        .collect();
+                    let max = counts.values().max().copied().unwrap_or(0);
+                    for (z, n) in &counts {
+                        prop_assert!(
+                            max - n <= 1 || full.contains(z),
+                            "skew over 1 in {counts:?} after {:?}", input.hosts.iter().filter(|h| h.failed).map(|h| &h.id).collect::<Vec<_>>()
+                        );
+                    }
+                }
+            }
+        }
     }
 
     proptest! {

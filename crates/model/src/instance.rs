@@ -118,6 +118,9 @@ pub struct Instance {
     /// The group it belongs to, and its place there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<GroupMember>,
+    /// Spread the copies over zones (`clone` and `promotable` instances).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread: Option<crate::spread::Spread>,
 }
 
 fn one() -> u32 {
@@ -216,6 +219,14 @@ pub struct InstanceSpec {
     )]
     #[schemars(with = "Option<GroupMember>")]
     pub group: Option<Option<GroupMember>>,
+    /// `null` stops spreading.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::host::some_or_null"
+    )]
+    #[schemars(with = "Option<crate::spread::Spread>")]
+    pub spread: Option<Option<crate::spread::Spread>>,
 }
 
 impl Instance {
@@ -258,6 +269,7 @@ impl Instance {
             colocated_with: None,
             start_after: Vec::new(),
             group: None,
+            spread: None,
         };
         i.update(spec, None)?;
         Ok(i)
@@ -292,6 +304,7 @@ impl Instance {
         set(&mut next.colocated_with, &spec.colocated_with);
         set(&mut next.start_after, &spec.start_after);
         set(&mut next.group, &spec.group);
+        set(&mut next.spread, &spec.spread);
         if next.mode == Mode::Single && spec.replicas.is_none() {
             next.replicas = 1;
         }
@@ -381,6 +394,15 @@ impl Instance {
             ));
         }
         check_labels("host_labels", &self.host_labels)?;
+        if let Some(spread) = &self.spread {
+            if !self.mode.is_clone() {
+                return Err(StateError::unprocessable(
+                    "spread",
+                    "only the copies of a clone or promotable instance spread over zones",
+                ));
+            }
+            spread.validate()?;
+        }
         if self.restart_window.is_zero() && self.max_restarts > 0 {
             return Err(StateError::unprocessable(
                 "restart_window",
@@ -498,6 +520,40 @@ mod tests {
         assert_eq!(i.desired_state, DesiredState::Started);
         let out = serde_json::to_value(&i).unwrap();
         assert_eq!(out["restart_window"], "5m");
+    }
+
+    #[test]
+    fn a_clone_spreads_over_a_label_checked_with_its_skew() {
+        let base = r#""name":"web","driver":"process","params":{"command":"sleep"}"#;
+        let i = create(&format!(
+            r#"{{{base},"mode":"clone","replicas":6,"spread":{{}}}}"#
+        ))
+        .unwrap();
+        let s = i.spread.unwrap();
+        assert_eq!((s.label.as_str(), s.max_skew), ("zone", 1), "defaults");
+        let e = create(&format!(r#"{{{base},"spread":{{"label":"zone"}}}}"#)).unwrap_err();
+        assert_eq!(
+            e.field(),
+            Some("spread"),
+            "a single instance has nothing to spread"
+        );
+        for (bad, field) in [
+            (r#"{"label":""}"#, "spread.label"),
+            (r#"{"max_skew":0}"#, "spread.max_skew"),
+        ] {
+            let e = create(&format!(
+                r#"{{{base},"mode":"clone","replicas":2,"spread":{bad}}}"#
+            ))
+            .unwrap_err();
+            assert_eq!(e.field(), Some(field), "{bad}");
+        }
+        // `null` stops spreading.
+        let mut i = create(&format!(
+            r#"{{{base},"mode":"clone","replicas":2,"spread":{{}}}}"#
+        ))
+        .unwrap();
+        i.update(&spec(r#"{"spread":null}"#), None).unwrap();
+        assert_eq!(i.spread, None);
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod promotion;
 pub mod resources;
 pub mod segment;
 pub mod server;
+pub mod spread;
 pub mod timestamp;
 
 pub use cluster_state::ClusterState;

@@ -66,6 +66,7 @@ pub fn planner(args: PlannerBenchArgs) -> Result<()> {
             // One host in twenty is kept as a reserved spare.
             reserved: h % 20 == 19,
             starting: 0,
+            labels: Default::default(),
             on_maintenance: false,
             failed: false,
         });
@@ -89,6 +90,8 @@ pub fn planner(args: PlannerBenchArgs) -> Result<()> {
             anti_affinity: (rng.below(20) == 0).then(|| format!("group-{}", rng.below(50))),
             wanted: true,
             colocate: None,
+            host_labels: Default::default(),
+            spread: None,
         });
     }
     // Initial placement: the planner places everything on the healthy cluster.
