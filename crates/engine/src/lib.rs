@@ -32,6 +32,7 @@ pub mod notify;
 pub mod plan_input;
 pub mod planner;
 pub mod promotion;
+pub mod respread;
 pub mod stop_budget;
 
 pub use swim::Instant;

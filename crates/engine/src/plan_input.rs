@@ -60,7 +60,7 @@ pub fn plan_input(
                 promoted: c.promoted,
             }),
             host_labels: i.host_labels.clone(),
-            spread: i.spread.as_ref().map(|s| s.label.clone()),
+            spread: i.spread.clone(),
         });
         if i.mode == Mode::Promotable {
             let grants = st.promotion_grants(&i.meta.id);

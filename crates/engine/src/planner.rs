@@ -38,7 +38,7 @@ impl Resources {
             memory_mb: self.memory_mb + o.memory_mb,
         }
     }
-    fn minus(self, o: Resources) -> Resources {
+    pub(crate) fn minus(self, o: Resources) -> Resources {
         Resources {
             cpu_millis: self.cpu_millis.saturating_sub(o.cpu_millis),
             memory_mb: self.memory_mb.saturating_sub(o.memory_mb),
@@ -78,8 +78,8 @@ pub struct InstanceView {
     pub colocate: Option<Colocate>,
     /// Labels a host must carry to run it.
     pub host_labels: BTreeMap<String, String>,
-    /// Its copies spread over the values of this host label.
-    pub spread: Option<String>,
+    /// Its copies spread over the values of a host label.
+    pub spread: Option<model::spread::Spread>,
 }
 
 /// "On the host of instance `target`" (of its promoted copy, with `promoted`).
@@ -148,18 +148,20 @@ pub struct Plan {
 pub const BLOCKED: &str = "blocked";
 
 /// Per-host bookkeeping while planning.
-struct HostState<'a> {
-    view: &'a HostView,
-    free: Resources,
-    groups: HashSet<&'a str>,
-    instances: HashSet<&'a str>,
-    starts: u32,
+pub(crate) struct HostState<'a> {
+    pub(crate) view: &'a HostView,
+    pub(crate) free: Resources,
+    pub(crate) groups: HashSet<&'a str>,
+    pub(crate) instances: HashSet<&'a str>,
+    pub(crate) starts: u32,
 }
 
-/// Plans the moves for everything that has no usable placement.
-pub fn plan(input: &PlanInput) -> Plan {
-    let instances: HashMap<&str, &InstanceView> =
-        input.instances.iter().map(|i| (i.id.as_str(), i)).collect();
+/// The hosts as a plan starts, with what stays where it is using its host, and the copies
+/// that stay.
+pub(crate) fn bookkeeping<'a>(
+    input: &'a PlanInput,
+    instances: &HashMap<&str, &'a InstanceView>,
+) -> (BTreeMap<&'a str, HostState<'a>>, BTreeSet<&'a Slot>) {
     let mut hosts: BTreeMap<&str, HostState> = input
         .hosts
         .iter()
@@ -176,9 +178,6 @@ pub fn plan(input: &PlanInput) -> Plan {
             )
         })
         .collect();
-
-    // What stays where it is uses its host; everything else must be placed.
-    let mut to_place: Vec<(&InstanceView, Slot, Option<&str>)> = Vec::new();
     let mut staying: BTreeSet<&Slot> = BTreeSet::new();
     for (slot, host) in &input.placements {
         let Some(inst) = instances.get(slot.instance.as_str()) else {
@@ -203,6 +202,16 @@ pub fn plan(input: &PlanInput) -> Plan {
             }
         }
     }
+    (hosts, staying)
+}
+
+/// Plans the moves for everything that has no usable placement.
+pub fn plan(input: &PlanInput) -> Plan {
+    let instances: HashMap<&str, &InstanceView> =
+        input.instances.iter().map(|i| (i.id.as_str(), i)).collect();
+    // What stays where it is uses its host; everything else must be placed.
+    let (mut hosts, staying) = bookkeeping(input, &instances);
+    let mut to_place: Vec<(&InstanceView, Slot, Option<&str>)> = Vec::new();
     for inst in input
         .instances
         .iter()
@@ -399,7 +408,7 @@ fn place_colocated<'a>(
 }
 
 /// The best host for `inst` (among `only`, when given), or why there is none.
-fn choose<'a>(
+pub(crate) fn choose<'a>(
     hosts: &BTreeMap<&'a str, HostState<'a>>,
     inst: &InstanceView,
     avoid: &BTreeSet<&str>,
@@ -416,7 +425,7 @@ fn choose<'a>(
     let mut best: Option<(Preference, &'a str)> = None;
     // A spread instance: how many of its copies each zone holds (this plan's included).
     fn zone<'h>(inst: &InstanceView, v: &'h HostView) -> Option<&'h String> {
-        inst.spread.as_ref().and_then(|label| v.labels.get(label))
+        inst.spread.as_ref().and_then(|s| v.labels.get(&s.label))
     }
     let mut per_zone: HashMap<&String, u32> = HashMap::new();
     for h in hosts.values() {
@@ -503,7 +512,7 @@ fn choose<'a>(
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        wanted.extend(inst.spread.iter().map(|l| format!("{l} (spread)")));
+        wanted.extend(inst.spread.iter().map(|s| format!("{} (spread)", s.label)));
         format!(
             "no usable host in segment `{}` carries the label(s) {}",
             inst.segment,
@@ -562,7 +571,7 @@ pub fn overcommitted(input: &PlanInput, plan: &Plan) -> Vec<String> {
 
 #[cfg(test)]
 #[allow(clippy::field_reassign_with_default)] // inputs are built step by step, as a reader would
-mod tests {
+pub(crate) mod tests {
     use proptest::prelude::*;
 
     use super::*;
@@ -912,7 +921,7 @@ mod tests {
 
     /// Hosts `z{zone}h{n}` in segment `s`, labelled `zone=z{zone}`, and a clone of `copies`
     /// spread over the zones.
-    fn zoned(zones: u32, per_zone: u32, copies: u32) -> PlanInput {
+    pub(crate) fn zoned(zones: u32, per_zone: u32, copies: u32) -> PlanInput {
         let mut input = PlanInput::default();
         for z in 0..zones {
             for n in 0..per_zone {
@@ -923,20 +932,23 @@ mod tests {
         }
         let mut web = inst("web", "s", 100, 100, 500);
         web.copies = copies;
-        web.spread = Some("zone".into());
+        web.spread = Some(model::spread::Spread {
+            label: "zone".into(),
+            max_skew: 1,
+        });
         input.instances.push(web);
         input
     }
 
-    /// Applies `p`'s moves to `input`'s placements.
-    fn apply(input: &mut PlanInput, p: &Plan) {
-        for m in &p.moves {
+    /// Applies `moves` to `input`'s placements.
+    pub(crate) fn apply(input: &mut PlanInput, moves: &[Move]) {
+        for m in moves {
             input.placements.insert(m.slot.clone(), m.to.clone());
         }
     }
 
     /// Copies per zone among the zones with a usable host (failed hosts' copies not counted).
-    fn zone_counts(input: &PlanInput) -> BTreeMap<String, u32> {
+    pub(crate) fn zone_counts(input: &PlanInput) -> BTreeMap<String, u32> {
         let mut out: BTreeMap<String, u32> = BTreeMap::new();
         for h in input.hosts.iter().filter(|h| !h.failed) {
             out.entry(h.labels["zone"].clone()).or_default();
@@ -962,7 +974,7 @@ mod tests {
         }
         let p = plan(&input);
         assert!(p.unplaced.is_empty(), "{:?}", p.unplaced);
-        apply(&mut input, &p);
+        apply(&mut input, &p.moves);
         assert_eq!(
             zone_counts(&input).values().copied().collect::<Vec<_>>(),
             [2, 2, 2]
@@ -972,7 +984,7 @@ mod tests {
         }
         let p = plan(&input);
         assert_eq!(p.moves.len(), 2, "{p:?}");
-        apply(&mut input, &p);
+        apply(&mut input, &p.moves);
         let counts = zone_counts(&input);
         assert_eq!(
             counts.values().copied().collect::<Vec<_>>(),
@@ -986,7 +998,7 @@ mod tests {
             h.capacity.memory_mb = 128_000;
         }
         let p = plan(&plain);
-        apply(&mut plain, &p);
+        apply(&mut plain, &p.moves);
         assert_eq!(zone_counts(&plain)["z0"], 3, "{p:?}");
     }
 
@@ -1029,7 +1041,7 @@ mod tests {
         ) {
             let mut input = zoned(zones, per_zone, copies);
             let p = plan(&input);
-            apply(&mut input, &p);
+            apply(&mut input, &p.moves);
             for (zone, host) in failures {
                 for h in input.hosts.iter_mut() {
                     let in_zone = h.labels["zone"] == format!("z{}", zone % zones);
@@ -1038,7 +1050,7 @@ mod tests {
                     }
                 }
                 let p = plan(&input);
-                apply(&mut input, &p);
+                apply(&mut input, &p.moves);
                 let live = input.hosts.iter().filter(|h| !h.failed).count() as u32;
                 let mut seen = BTreeSet::new();
                 for (s, h) in &input.placements {

@@ -32,6 +32,7 @@ mod placing;
 mod progress;
 mod promotion;
 mod records;
+mod respread;
 pub mod unplaced;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -142,6 +143,7 @@ impl Recovery {
         self.expire_failures().await;
         self.replan().await;
         self.failback(&states).await;
+        self.respread().await;
         self.progress().await;
     }
 
