@@ -22,12 +22,22 @@ command -v rsync >/dev/null 2>&1 || need+=(rsync)
 # Headless Chromium and its WebDriver, for the dashboard test (tests/dashboard.rs).
 [[ -x /usr/bin/chromium ]] || need+=(chromium)
 [[ -x /usr/bin/chromedriver ]] || need+=(chromium-driver)
+# HAProxy (its Runtime API on an admin socket) and Alertmanager, for the zones tests (issue 19).
+[[ -x /usr/sbin/haproxy ]] || need+=(haproxy)
+[[ -x /usr/bin/prometheus-alertmanager ]] || need+=(prometheus-alertmanager)
 if ((${#need[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "setup-test-deps: missing ${need[*]}; run as root to install them" >&2
     exit 1
   fi
   echo "setup-test-deps: installing ${need[*]}"
+  # Packaged services (haproxy, alertmanager, mariadb...) are not started on install: the
+  # tests start their own, on their own addresses.
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update -qq
   # Never remove what the machine has: ask apt first. When it would (e.g. qemu-system-x86
   # from the stable release replacing a newer qemu-utils from backports), take the packages

@@ -21,6 +21,7 @@
 //! `lease` -> `gossip`, `http`, `servers`. Nothing here knows the server side: a server
 //! plugs its own grants in through [`lease::channel::RenewalChannel`].
 
+pub mod balancer;
 pub mod cgroup;
 pub mod clock;
 pub mod drivers;

@@ -1,0 +1,7 @@
+//! Load balancers kept in sync with placements: a clone that names a balancer has its
+//! running, healthy copies as that balancer's backend servers. `haproxy` speaks HAProxy's
+//! Runtime API (sans-IO: it reads `show servers state` and says which commands bring the
+//! backend to what is wanted; `admin_socket` sends them).
+
+pub mod admin_socket;
+pub mod haproxy;
