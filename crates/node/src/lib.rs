@@ -15,6 +15,7 @@
 //! - [`http`]: the error body, tokens, the agent-to-agent client, TLS.
 //! - [`pacemaker_tools`]: Pacemaker's command-line tools as OCF agents call them (the shims'
 //!   command forms and answers).
+//! - [`balancer`]: load balancers kept in sync with placements (HAProxy's Runtime API).
 //!
 //! Arrows inside: `supervisor` -> `lease`, `drivers`, `watchdog`; `watchdog` -> `lease`,
 //! `cgroup`; `drivers` -> `watchdog` (what to kill), `cgroup`; `local_api` -> `supervisor`;

@@ -14,10 +14,13 @@
 //!   (`engine::handoff`), and the loop clears those handoffs once confirmed.
 //! - Promotable instances: the copies with the best promotion scores are promoted, each
 //!   under a grant, and a new grant only once the old copy is confirmed demoted or its host
-//!   is down (`promotion`, `engine::promotion`). With `notify`, copies that started or
-//!   stopped are announced to the others (`notify_lifecycle`).
+//!   is down (`promotion`, `engine::promotion`). With `notify`, copies about to start or
+//!   stop, and copies that started or stopped, are announced to the others
+//!   (`notify_lifecycle`).
 //! - With the segment's `failback`, copies return to the host a recovery moved them from once
 //!   it takes work again.
+//! - A spread instance whose zones drifted apart (a zone came back) gets one copy at a time
+//!   moved to the zone holding the fewest (`respread`, `engine::respread`).
 //!
 //! Files: `detect` (failed and returning hosts), `external` (outside notifications), `fence`
 //! (STONITH), `engine::plan_input` (the planner's view), `placing` (moves and new placements), `failback`,
