@@ -33,6 +33,7 @@ pub mod plan_input;
 pub mod planner;
 pub mod promotion;
 pub mod respread;
+pub mod scaling;
 pub mod stop_budget;
 
 pub use swim::Instant;
