@@ -34,37 +34,37 @@ impl Recovery {
         self.replica.shared().read(|st: &ClusterState| {
             let rounds = &self.grants.rounds;
             rounds.keep_announced(|id| st.instance(id).is_some());
+            let instances: Vec<&Instance> = st
+                .instances()
+                .filter(|i| engine::notify::announces(i))
+                .collect();
             let placed: std::collections::BTreeSet<(&str, Epoch)> = st
                 .placements()
+                .filter(|p| instances.iter().any(|i| i.meta.id == p.instance))
                 .map(|p| (p.meta.id.as_str(), p.epoch))
                 .collect();
             rounds.keep_cleared(|p, e| placed.contains(&(p, e)));
-            // What each host runs, for the copies leaving their hosts.
+            // What each host runs of them, for the copies leaving their hosts.
             let running: std::collections::BTreeSet<(String, Epoch)> =
                 self.grants.with_reports(|reports| {
                     reports
                         .values()
                         .flat_map(|r| r.report.instances.iter())
+                        .filter(|o| instances.iter().any(|i| i.meta.id == o.instance))
                         .map(|o| (o.placement.clone(), o.epoch))
                         .collect()
                 });
+            let running_ids: std::collections::BTreeSet<&str> =
+                running.iter().map(|(p, _)| p.as_str()).collect();
             rounds.remember(
                 st.placements()
-                    .filter(|p| {
-                        st.instance(&p.instance)
-                            .is_some_and(engine::notify::announces)
-                    })
+                    .filter(|p| instances.iter().any(|i| i.meta.id == p.instance))
                     .cloned(),
-                |p, e| {
-                    running
-                        .iter()
-                        .any(|(rp, re)| rp == p && e.is_none_or(|e| e == *re))
+                |p, e| match e {
+                    Some(e) => running.contains(&(p.to_string(), e)),
+                    None => running_ids.contains(p),
                 },
             );
-            let instances: Vec<&Instance> = st
-                .instances()
-                .filter(|i| i.notify && i.mode.is_clone())
-                .collect();
             if instances.is_empty() {
                 return;
             }
