@@ -16,11 +16,11 @@ const MOVE_BUDGET: usize = 1;
 
 impl Recovery {
     pub(super) async fn respread(&self) {
-        let starting = self.grants.starting();
         let ops: Vec<Op> = self.replica.shared().read(|st| {
             if !st.instances().any(|i| i.spread.is_some()) {
                 return Vec::new();
             }
+            let starting = self.grants.starting();
             let settled = self.settled(st);
             let input =
                 engine::plan_input::plan_input(st, &BTreeSet::new(), &starting, Timestamp::now());
