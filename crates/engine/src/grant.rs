@@ -43,11 +43,7 @@ pub fn assignments(
                         .map(|i| Assignment {
                             placement: p.clone(),
                             instance: i.clone(),
-                            promotion: st
-                                .promotion_grants(&i.meta.id)
-                                .iter()
-                                .find(|g| g.replica == p.replica && g.host == p.host && !g.revoked)
-                                .map(|g| g.epoch),
+                            promotion: promotion_of(st, p),
                             // The leader adds its notify rounds (soft state).
                             notify: Vec::new(),
                         })
@@ -56,4 +52,12 @@ pub fn assignments(
         })
         .unwrap_or_default();
     (if withheld { index - 1 } else { index }, list)
+}
+
+/// The epoch of copy `p`'s live promotion grant (its replica, on its host), if it has one.
+pub fn promotion_of(st: &ClusterState, p: &Placement) -> Option<u64> {
+    st.promotion_grants(&p.instance)
+        .iter()
+        .find(|g| g.replica == p.replica && g.host == p.host && !g.revoked)
+        .map(|g| g.epoch)
 }

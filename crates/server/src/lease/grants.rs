@@ -137,8 +137,7 @@ impl LeaseGrants {
                 .placements()
                 .filter(|p| {
                     st.instance(&p.instance).is_some_and(|i| {
-                        engine::constraints::has_start_conditions(i)
-                            || (i.notify && i.mode.is_clone())
+                        engine::constraints::has_start_conditions(i) || engine::notify::announces(i)
                     })
                 })
                 .filter_map(|p| st.host(&p.host).map(|h| h.name.clone()))
@@ -338,7 +337,7 @@ impl LeaseGrants {
         i: &model::instance::Instance,
         p: &Placement,
     ) -> bool {
-        let announce = i.notify && i.mode.is_clone();
+        let announce = engine::notify::announces(i);
         if !announce && !engine::constraints::has_start_conditions(i) {
             return true;
         }
@@ -391,13 +390,11 @@ impl LeaseGrants {
                 placement.host = h.meta.id.clone();
                 placement.epoch = o.epoch;
                 placement.handoffs.clear();
-                let promotion = st
-                    .promotion_grants(&instance.meta.id)
-                    .iter()
-                    .find(|g| g.replica == placement.replica && g.host == h.meta.id && !g.revoked)
-                    .map(|g| g.epoch);
+                let promotion = engine::grant::promotion_of(st, &placement);
                 Some(proto::Assignment {
-                    notify: self.rounds.calls_for(&departing_key(&o.placement, o.epoch)),
+                    notify: self
+                        .rounds
+                        .calls_for(&super::notify_rounds::departing_key(&o.placement, o.epoch)),
                     placement,
                     instance,
                     promotion,
@@ -488,12 +485,6 @@ impl LeaseGrants {
         });
         t
     }
-}
-
-/// The target a notification round names a copy leaving its host by (its placement id
-/// goes with its new host, or with nothing).
-pub fn departing_key(placement: &str, epoch: model::placement::Epoch) -> String {
-    format!("{placement}@{epoch}")
 }
 
 /// Whether `host` (an id) has OCF copies, placed or still leaving it: their `stop` may run

@@ -20,6 +20,12 @@ use proto::NotifyCall;
 /// on (Pacemaker ignores failed notifications too).
 pub const ROUND_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The target a round names a copy leaving its host by (its placement id goes with its new
+/// host, or with nothing).
+pub fn departing_key(placement: &str, epoch: Epoch) -> String {
+    format!("{placement}@{epoch}")
+}
+
 /// One round of one instance.
 #[derive(Clone, Debug)]
 pub struct Round {

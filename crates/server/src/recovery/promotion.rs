@@ -15,8 +15,8 @@ use proto::{Phase, Report, Role};
 use tracing::{info, warn};
 
 use super::Recovery;
-use crate::lease::grants::{departing_key, has_slow_stops};
-use crate::lease::notify_rounds::{NotifyRounds, ROUND_TIMEOUT, Round};
+use crate::lease::grants::has_slow_stops;
+use crate::lease::notify_rounds::{NotifyRounds, ROUND_TIMEOUT, Round, departing_key};
 
 impl Recovery {
     /// The hosts (ids) that provably run nothing: fenced, or their lease (with the drift
