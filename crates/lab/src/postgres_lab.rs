@@ -132,12 +132,16 @@ impl PgLab {
 
     /// Starts the client in its namespace: one transaction per row, each acknowledged commit
     /// appended to `acked` with its send and acknowledgement times. It runs until the lab is
-    /// dropped or [`Self::stop_client`].
+    /// dropped or [`Self::stop_client`]. Like an HA-aware client it gives up on a connection whose data goes
+    /// unacknowledged for 1 s (`tcp_user_timeout`): a write in flight when the primary's host
+    /// crashes would otherwise wait out TCP's retransmission backoff (about 12.6 s until a
+    /// retransmission meets the VIP's new holder), which measures the client, not the failover.
+    /// A write given up on counts as not acknowledged, as for any client.
     pub fn start_client(&mut self) -> Result<()> {
         let script = format!(
             "i=$(cat {next} 2>/dev/null || echo 0); while :; do i=$((i+1)); echo $i > {next}; \
              t=$(date +%s%3N); \
-             if {PG_BIN}/psql -h {VIP} -U postgres -d postgres -qAtc \"insert into acked values ($i)\" >/dev/null 2>&1; \
+             if {PG_BIN}/psql \"host={VIP} user=postgres dbname=postgres tcp_user_timeout=1000\" -qAtc \"insert into acked values ($i)\" >/dev/null 2>&1; \
              then echo \"$i $t $(date +%s%3N)\" >> {acked}; fi; done",
             next = self.ns.dir.join("next").display(),
             acked = self.ns.dir.join("acked").display()
