@@ -163,53 +163,17 @@ pub fn start_conditions_hold<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use model::host::{Host, HostSpec};
+    use crate::test_state::{meta, put, segment_with_hosts};
+    use model::Object;
     use model::instance::InstanceSpec;
     use model::placement::{Epoch, PlacementSpec};
-    use model::segment::{Segment, SegmentSpec};
-    use model::{Command, Expect, Object, ObjectMeta, Op, Timestamp};
     use proto::Observed;
-
-    fn meta(id: &str) -> ObjectMeta {
-        ObjectMeta {
-            id: id.into(),
-            ..Default::default()
-        }
-    }
-
-    fn put(st: &mut ClusterState, o: Object) -> Object {
-        let cmd = Command {
-            at: Timestamp::from_unix_millis(1_800_000_000_000),
-            op: Op::Put {
-                object: Box::new(o),
-                expect: Expect::Absent,
-            },
-        };
-        st.apply(&cmd).0.unwrap().unwrap()
-    }
 
     /// Hosts h1, h2; `db` (a process here) placed on h1; `vip` on h2, colocated with db and
     /// started after it.
     fn cluster(optional: bool) -> (ClusterState, Placement) {
         let mut st = ClusterState::default();
-        let seg = SegmentSpec {
-            name: Some("s".into()),
-            ..Default::default()
-        };
-        put(
-            &mut st,
-            Object::Segment(Segment::create(meta("s1"), &seg).unwrap()),
-        );
-        for h in ["h1", "h2"] {
-            let spec = HostSpec {
-                name: Some(h.into()),
-                ..Default::default()
-            };
-            put(
-                &mut st,
-                Object::Host(Host::create(meta(h), &spec, "s1".into()).unwrap()),
-            );
-        }
+        segment_with_hosts(&mut st, &["h1", "h2"]);
         for (id, extra) in [
             ("db", serde_json::json!({})),
             (

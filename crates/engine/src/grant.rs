@@ -46,6 +46,8 @@ pub fn assignments(
                             promotion: promotion_of(st, p),
                             // The leader adds its notify rounds (soft state).
                             notify: Vec::new(),
+                            // And a load balancer's backends (they follow the reports).
+                            backends: Vec::new(),
                         })
                 })
                 .collect()

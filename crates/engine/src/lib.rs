@@ -17,10 +17,14 @@
 //! - [`constraints`]: where a colocated instance may run, and whether an instance's start
 //!   conditions hold.
 //! - [`notify`]: Pacemaker's notification lists for a clone's `notify` action.
+//! - [`balance`]: which copies a load balancer's backends hold.
+//! - [`respread`]: which copy moves when a spread instance's zones drifted apart.
+//! - [`scaling`]: a clone's copy count moved by alerts within its bounds.
 //! - [`promotion`]: which copies of a promotable instance to promote and demote, and when a
 //!   promotion may be granted (rule S1 for the promoted role).
 
 pub mod assignment_floor;
+pub mod balance;
 pub mod constraints;
 pub mod failures;
 pub mod grant;
@@ -35,5 +39,7 @@ pub mod promotion;
 pub mod respread;
 pub mod scaling;
 pub mod stop_budget;
+#[cfg(test)]
+mod test_state;
 
 pub use swim::Instant;

@@ -131,10 +131,7 @@ pub fn plan_input(
 
 /// How many copies an instance runs.
 pub fn copies(i: &model::instance::Instance) -> u32 {
-    match i.mode {
-        Mode::Single => 1,
-        Mode::Clone | Mode::Promotable => i.replicas,
-    }
+    i.copies()
 }
 
 /// Whether some started instance has fewer placed copies than it wants, a copy sits on a

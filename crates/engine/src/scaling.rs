@@ -8,6 +8,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use model::Timestamp;
+use model::instance::Instance;
+use model::scale::{MAX_FIRING, ScaleEvent, Scaling};
+
 /// Adds `step` copies while an alert matching `matchers` fires.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
@@ -136,6 +140,168 @@ pub struct Decision {
     pub why: String,
 }
 
+impl Policy {
+    /// The policy of instance `i` (none without `scale`).
+    pub fn of(i: &Instance) -> Option<Policy> {
+        let s = i.scale.as_ref()?;
+        Some(Policy {
+            replicas: i.replicas,
+            min: s.min_replicas,
+            max: s.max_replicas,
+            rules: s
+                .rules
+                .iter()
+                .map(|r| Rule {
+                    name: r.name.clone(),
+                    matchers: r.matchers.clone(),
+                    step: r.step,
+                })
+                .collect(),
+            cooldown_ms: s.cooldown.as_millis() as u64,
+        })
+    }
+}
+
+/// What a webhook did to one instance.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Applied {
+    /// The instance with its new `scaling` (to write), if anything changed.
+    pub instance: Option<Instance>,
+    /// Alerts a rule of this instance matched.
+    pub matched: usize,
+    /// The count change, if any.
+    pub decision: Option<Decision>,
+}
+
+/// Takes a webhook's `alerts` (sent by `by`, Alertmanager's receiver) into instance `i` at
+/// `now`: the alerts its rules match fire or resolve, and the count follows
+/// ([`Policy::decide`]). Each change is recorded in `scaling.events`.
+pub fn on_alerts(i: &Instance, alerts: &[Alert], by: &str, now: Timestamp) -> Applied {
+    let Some(policy) = Policy::of(i) else {
+        return Applied {
+            instance: None,
+            matched: 0,
+            decision: None,
+        };
+    };
+    let before = current(i);
+    let mut scaling = before.clone();
+    let mut matched = 0;
+    for a in alerts {
+        if policy.rule_for(a).is_none() {
+            continue;
+        }
+        matched += 1;
+        if a.firing
+            && scaling.firing.len() >= MAX_FIRING
+            && !scaling.firing.contains_key(&a.fingerprint)
+        {
+            scaling.record(event(
+                now,
+                "ignored",
+                None,
+                Some(a),
+                by,
+                format!("more than {MAX_FIRING} alerts fire for this instance"),
+            ));
+            continue;
+        }
+        match policy.take(&mut scaling.firing, a) {
+            Effect::Fires(rule) => scaling.record(event(
+                now,
+                "fired",
+                Some(rule),
+                Some(a),
+                by,
+                "alert fires".into(),
+            )),
+            Effect::Resolved(rule) => scaling.record(event(
+                now,
+                "resolved",
+                Some(rule),
+                Some(a),
+                by,
+                "alert resolved".into(),
+            )),
+            Effect::Unmatched | Effect::Unchanged => {}
+        }
+    }
+    let decision = decide(&policy, &mut scaling, by, now);
+    Applied {
+        instance: changed(i, before, scaling),
+        matched,
+        decision,
+    }
+}
+
+/// The leader's periodic look at instance `i`: a count due to come down after its
+/// cool-down, or moved by the operator's `replicas` or bounds.
+pub fn on_tick(i: &Instance, now: Timestamp) -> Option<(Instance, Decision)> {
+    let policy = Policy::of(i)?;
+    let before = current(i);
+    let mut scaling = before.clone();
+    let d = decide(&policy, &mut scaling, "buoy", now)?;
+    Some((changed(i, before, scaling)?, d))
+}
+
+/// `i`'s scaling record, or a fresh one at its count.
+fn current(i: &Instance) -> Scaling {
+    let mut s = i.scaling.as_deref().cloned().unwrap_or_default();
+    s.replicas = i.copies();
+    s
+}
+
+fn decide(policy: &Policy, scaling: &mut Scaling, by: &str, now: Timestamp) -> Option<Decision> {
+    let d = policy.decide(
+        scaling.replicas,
+        &scaling.firing,
+        now.unix_millis(),
+        scaling.last_change.map(Timestamp::unix_millis),
+    )?;
+    scaling.replicas = d.to;
+    scaling.last_change = Some(now);
+    let mut e = event(now, "scaled", None, None, by, d.why.clone());
+    e.from = Some(d.from);
+    e.to = Some(d.to);
+    scaling.record(e);
+    Some(d)
+}
+
+fn changed(i: &Instance, before: Scaling, after: Scaling) -> Option<Instance> {
+    if i.scaling.is_some() && after == before {
+        return None;
+    }
+    if i.scaling.is_none() && after.events.is_empty() {
+        return None;
+    }
+    let mut next = i.clone();
+    next.scaling = Some(Box::new(after));
+    Some(next)
+}
+
+fn event(
+    at: Timestamp,
+    kind: &str,
+    rule: Option<String>,
+    alert: Option<&Alert>,
+    by: &str,
+    why: String,
+) -> ScaleEvent {
+    ScaleEvent {
+        at,
+        kind: kind.into(),
+        rule,
+        alert: alert.map(|a| {
+            let name = a.labels.get("alertname").map_or("?", String::as_str);
+            format!("{name} ({})", a.fingerprint)
+        }),
+        by: by.into(),
+        from: None,
+        to: None,
+        why,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,5 +396,74 @@ mod tests {
             ..policy()
         };
         assert_eq!(low.wanted(&Firing::new()), 2);
+    }
+
+    fn web() -> Instance {
+        let spec: model::instance::InstanceSpec = serde_json::from_value(serde_json::json!({
+            "name": "web", "driver": "process", "mode": "clone", "replicas": 3,
+            "params": {"command": "sleep", "args": ["100"]},
+            "scale": {"min_replicas": 2, "max_replicas": 5, "cooldown": "1m",
+                      "rules": [{"name": "latency", "match": {"alertname": "HighLatency"}, "step": 2}]}
+        }))
+        .unwrap();
+        Instance::create(model::ObjectMeta::default(), &spec, "seg".into()).unwrap()
+    }
+
+    #[test]
+    fn a_webhook_scales_the_instance_and_records_who_and_why() {
+        let i = web();
+        assert_eq!(i.copies(), 3);
+        let t0 = Timestamp::from_unix_millis(1_000_000);
+        let fire = [
+            alert("a", "HighLatency", true),
+            alert("z", "DiskFull", true),
+        ];
+        let out = on_alerts(&i, &fire, "ops", t0);
+        assert_eq!(out.matched, 1, "DiskFull matches no rule");
+        let d = out.decision.expect("scaled up");
+        assert_eq!((d.from, d.to), (3, 5));
+        let i = out.instance.expect("changed");
+        assert_eq!(i.copies(), 5);
+        let s = i.scaling.as_ref().unwrap();
+        let kinds: Vec<&str> = s.events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["fired", "scaled"]);
+        assert_eq!(s.events[1].by, "ops");
+        assert!(
+            s.events[0]
+                .alert
+                .as_deref()
+                .unwrap()
+                .contains("HighLatency")
+        );
+        // The same webhook again (Alertmanager repeats): nothing to write.
+        assert!(on_alerts(&i, &fire, "ops", t0).instance.is_none());
+        // Resolved: recorded, but the count waits for the cool-down.
+        let out = on_alerts(&i, &[alert("a", "HighLatency", false)], "ops", t0);
+        assert!(out.decision.is_none());
+        let i = out.instance.expect("the resolution is recorded");
+        assert_eq!(i.copies(), 5);
+        assert!(on_tick(&i, Timestamp::from_unix_millis(1_030_000)).is_none());
+        let (i, d) = on_tick(&i, Timestamp::from_unix_millis(1_060_000)).expect("cooled");
+        assert_eq!((d.from, d.to), (5, 3));
+        assert_eq!(i.copies(), 3);
+        assert_eq!(
+            i.scaling.as_ref().unwrap().events.last().unwrap().by,
+            "buoy"
+        );
+        assert!(on_tick(&i, Timestamp::from_unix_millis(2_000_000)).is_none());
+    }
+
+    #[test]
+    fn without_a_policy_nothing_changes() {
+        let mut i = web();
+        i.scale = None;
+        let out = on_alerts(
+            &i,
+            &[alert("a", "HighLatency", true)],
+            "ops",
+            Timestamp::now(),
+        );
+        assert!(out.instance.is_none() && out.decision.is_none());
+        assert!(on_tick(&i, Timestamp::now()).is_none());
     }
 }

@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::cluster_state::ClusterState;
-use crate::instance::{DesiredState, Instance, Mode};
+use crate::instance::{DesiredState, Instance};
 use crate::segment::RecoveryMethod;
 
 /// CPU (millicores) and memory (MB), signed so that a shortfall shows as negative.
@@ -64,10 +64,7 @@ fn needs(i: &Instance) -> Amount {
     if i.desired_state != DesiredState::Started {
         return Amount::default();
     }
-    let copies = match i.mode {
-        Mode::Single => 1,
-        Mode::Clone | Mode::Promotable => i64::from(i.replicas),
-    };
+    let copies = i64::from(i.copies());
     Amount {
         cpu_millis: i64::from(i.cpu.millicores()) * copies,
         memory_mb: i.memory_mb as i64 * copies,

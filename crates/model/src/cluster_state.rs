@@ -12,7 +12,6 @@ use crate::command::{Action, Change, Command, Expect, Object, Op, Outcome};
 use crate::error::StateError;
 use crate::host::Host;
 use crate::instance::Instance;
-use crate::instance::Mode;
 use crate::lease_settings::LeaseSettings;
 use crate::notification::Notification;
 use crate::object::Kind;
@@ -385,10 +384,7 @@ impl ClusterState {
                 ),
             ));
         }
-        let copies = match instance.mode {
-            Mode::Single => 1,
-            Mode::Clone | Mode::Promotable => instance.replicas,
-        };
+        let copies = instance.copies();
         if p.replica >= copies {
             return Err(StateError::unprocessable(
                 "replica",

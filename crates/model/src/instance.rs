@@ -121,6 +121,18 @@ pub struct Instance {
     /// Spread the copies over zones (`clone` and `promotable` instances).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spread: Option<crate::spread::Spread>,
+    /// Scale the copy count between bounds on alerts (`clone` and `promotable` instances).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<Box<crate::scale::Scale>>,
+    /// What the scale policy did (kept by the leader; read-only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<Box<crate::scale::Scaling>>,
+    /// Its copies run HAProxy, driven through this admin socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<Box<crate::balancer::LoadBalancer>>,
+    /// Its running copies are the servers of a backend of this load balancer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balancer: Option<Box<crate::balancer::BalancerLink>>,
 }
 
 fn one() -> u32 {
@@ -227,9 +239,49 @@ pub struct InstanceSpec {
     )]
     #[schemars(with = "Option<crate::spread::Spread>")]
     pub spread: Option<Option<crate::spread::Spread>>,
+    /// `null` removes the policy (the count goes back to `replicas`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::host::some_or_null"
+    )]
+    #[schemars(with = "Option<crate::scale::Scale>")]
+    pub scale: Option<Option<Box<crate::scale::Scale>>>,
+    /// `null` removes it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::host::some_or_null"
+    )]
+    #[schemars(with = "Option<crate::balancer::LoadBalancer>")]
+    pub load_balancer: Option<Option<Box<crate::balancer::LoadBalancer>>>,
+    /// `null` takes its copies out of the load balancer.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::host::some_or_null"
+    )]
+    #[schemars(with = "Option<crate::balancer::BalancerLink>")]
+    pub balancer: Option<Option<Box<crate::balancer::BalancerLink>>>,
 }
 
 impl Instance {
+    /// The copies wanted now: 1 for `single`; for a clone `replicas`, or the count its scale
+    /// policy set, within the policy's bounds.
+    pub fn copies(&self) -> u32 {
+        if !self.mode.is_clone() {
+            return 1;
+        }
+        match &self.scale {
+            None => self.replicas,
+            Some(s) => self
+                .scaling
+                .as_ref()
+                .map_or(self.replicas, |now| now.replicas)
+                .clamp(s.min_replicas, s.max_replicas),
+        }
+    }
+
     /// A new instance from a create request; `segment` is the resolved segment id.
     pub fn create(
         meta: ObjectMeta,
@@ -270,6 +322,10 @@ impl Instance {
             start_after: Vec::new(),
             group: None,
             spread: None,
+            scale: None,
+            scaling: None,
+            load_balancer: None,
+            balancer: None,
         };
         i.update(spec, None)?;
         Ok(i)
@@ -305,6 +361,12 @@ impl Instance {
         set(&mut next.start_after, &spec.start_after);
         set(&mut next.group, &spec.group);
         set(&mut next.spread, &spec.spread);
+        set(&mut next.scale, &spec.scale);
+        set(&mut next.load_balancer, &spec.load_balancer);
+        set(&mut next.balancer, &spec.balancer);
+        if next.scale.is_none() {
+            next.scaling = None;
+        }
         if next.mode == Mode::Single && spec.replicas.is_none() {
             next.replicas = 1;
         }
@@ -402,6 +464,21 @@ impl Instance {
                 ));
             }
             spread.validate()?;
+        }
+        if let Some(scale) = &self.scale {
+            if !self.mode.is_clone() {
+                return Err(StateError::unprocessable(
+                    "scale",
+                    "only a clone or promotable instance scales its copy count",
+                ));
+            }
+            scale.validate((self.mode == Mode::Promotable).then_some(self.promoted_max))?;
+        }
+        if let Some(lb) = &self.load_balancer {
+            lb.validate()?;
+        }
+        if let Some(link) = &self.balancer {
+            link.validate(&self.name)?;
         }
         if self.restart_window.is_zero() && self.max_restarts > 0 {
             return Err(StateError::unprocessable(

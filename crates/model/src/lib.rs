@@ -11,6 +11,7 @@
 //! - [`promotion`]: which copies of a promotable instance may act as promoted.
 
 pub mod attribute;
+pub mod balancer;
 pub mod capacity;
 pub mod cluster_state;
 pub mod command;
@@ -26,6 +27,7 @@ pub mod object;
 pub mod placement;
 pub mod promotion;
 pub mod resources;
+pub mod scale;
 pub mod segment;
 pub mod server;
 pub mod spread;

@@ -54,6 +54,25 @@ pub struct Assignment {
     /// once, by id; the host reports the highest id run ([`crate::Observed::notified`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<NotifyCall>,
+    /// A copy of a load balancer (`load_balancer`): the backends it serves, each with the
+    /// copies that run now (the host keeps HAProxy's servers equal to them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<Backend>,
+}
+
+/// One HAProxy backend and the servers it should have.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backend {
+    pub name: String,
+    pub servers: Vec<BackendServer>,
+}
+
+/// A copy serving a backend: `INSTANCE-REPLICA` at its host's address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendServer {
+    pub name: String,
+    pub addr: String,
+    pub port: u16,
 }
 
 /// One `notify` action: its id (grows with every round the leader starts) and the variables

@@ -18,7 +18,9 @@ pub mod report;
 pub mod status;
 
 pub use attributes::{ATTRIBUTES_PATH, AttributeAnswer, AttributeCall, AttributeOp};
-pub use lease::{Assignment, Grant, NotifyCall, RENEW_PATH, RenewalRequest};
+pub use lease::{
+    Assignment, Backend, BackendServer, Grant, NotifyCall, RENEW_PATH, RenewalRequest,
+};
 pub use report::{Observed, Phase, Report, Role};
 pub use status::{
     ClusterStatus, CopyRole, CopyStatus, NodeStatus, ResourceStatus, STATUS_PATH, StatusCall,

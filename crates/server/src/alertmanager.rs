@@ -11,26 +11,29 @@ use serde::Deserialize;
 /// receiver should set it).
 pub const MAX_ALERTS: usize = 1000;
 
-/// A webhook as Alertmanager posts it (the fields Buoy reads).
-#[derive(Debug, Deserialize)]
+/// A webhook as Alertmanager posts it (the fields Buoy reads; others are ignored).
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Webhook {
+    #[schemars(extend("enum" = ["4"]))]
     pub version: String,
     /// The receiver's name in Alertmanager's configuration: who asked.
     #[serde(default)]
     pub receiver: String,
     #[serde(default)]
     pub group_key: String,
+    #[schemars(length(max = 1000))]
     pub alerts: Vec<WebhookAlert>,
 }
 
 /// One alert of a webhook.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct WebhookAlert {
+    #[schemars(extend("enum" = ["firing", "resolved"]))]
     pub status: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    #[serde(default)]
+    #[schemars(length(min = 1, max = 64))]
     pub fingerprint: String,
     #[serde(default, rename = "startsAt")]
     pub starts_at: String,

@@ -170,12 +170,51 @@ pub(super) fn print_object(v: &Value) {
     if let Some(map) = v.as_object() {
         let width = map.keys().map(String::len).max().unwrap_or(0);
         for (k, val) in map {
+            if k == "scaling" {
+                continue;
+            }
             let shown = match val {
                 Value::Object(_) | Value::Array(_) => val.to_string(),
                 other => text(other),
             };
             println!("{k:<width$}  {shown}");
         }
+        if let Some(s) = map.get("scaling") {
+            print_scaling(s);
+        }
+    }
+}
+
+/// An instance's scale record: the count in force, the alerts firing, what happened.
+fn print_scaling(s: &Value) {
+    let firing = s["firing"].as_object().map_or(0, |f| f.len());
+    println!(
+        "scaling: {} copies, {firing} alert(s) firing{}",
+        text(&s["replicas"]),
+        s["last_change"]
+            .as_str()
+            .map(|t| format!(", last change {t}"))
+            .unwrap_or_default()
+    );
+    for e in s["events"].as_array().map_or(&[][..], |a| a) {
+        let what = match e["kind"].as_str() {
+            Some("scaled") => format!("scaled {} -> {}", text(&e["from"]), text(&e["to"])),
+            Some(kind) => format!(
+                "{kind} {}{}",
+                text(&e["alert"]),
+                e["rule"]
+                    .as_str()
+                    .map(|r| format!(" (rule {r})"))
+                    .unwrap_or_default()
+            ),
+            None => "?".into(),
+        };
+        println!(
+            "  {}  {what}  by {}: {}",
+            text(&e["at"]),
+            text(&e["by"]),
+            text(&e["why"])
+        );
     }
 }
 

@@ -683,7 +683,7 @@ impl Supervisor {
                 &self.host,
                 a.instance.mode,
                 a.placement.replica,
-                a.instance.replicas,
+                a.instance.copies(),
                 a.instance.promoted_max,
                 a.instance.notify,
             ));
@@ -772,6 +772,7 @@ mod tests {
             instance: Instance::create(meta("i1"), &spec, "s1".into()).unwrap(),
             promotion: None,
             notify: Vec::new(),
+            backends: Vec::new(),
         }
     }
 

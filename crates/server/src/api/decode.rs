@@ -8,14 +8,14 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 /// Decodes a JSON object body into `S`, naming the offending field on error. Read-only
-/// fields (`id`, timestamps) are dropped; `version` is returned apart, for concurrency checks.
+/// fields (`id`, timestamps, the leader's `membership` and `scaling`) are dropped; `version` is returned apart, for concurrency checks.
 pub fn decode_spec<S: DeserializeOwned>(body: &[u8]) -> ApiResult<(S, Option<u64>)> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| bad_request(None, &format!("the body is not valid JSON: {e}")))?;
     let Value::Object(mut map) = value else {
         return Err(bad_request(None, "the body must be a JSON object"));
     };
-    for read_only in ["id", "created_at", "updated_at", "membership"] {
+    for read_only in ["id", "created_at", "updated_at", "membership", "scaling"] {
         map.remove(read_only);
     }
     let version =

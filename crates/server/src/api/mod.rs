@@ -8,6 +8,7 @@
 //! - `notifications`, `instance_logs`, `events` (SSE), `servers`, `status`, `host_actions`, `instance_actions`.
 //! - `openapi`: the OpenAPI document of all of it.
 
+mod alert_webhook;
 mod crud;
 mod decode;
 mod error;
@@ -122,6 +123,10 @@ pub fn router(api: StateApi) -> Router {
         .route(
             "/v1/instances/{id}/reset",
             axum::routing::post(instance_actions::reset),
+        )
+        .route(
+            "/v1/alertmanager/webhook",
+            axum::routing::post(alert_webhook::receive),
         )
         .route("/v1/settings", get(settings::show))
         .route(

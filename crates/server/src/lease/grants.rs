@@ -398,6 +398,7 @@ impl LeaseGrants {
                     placement,
                     instance,
                     promotion,
+                    backends: Vec::new(),
                 })
             })
             .collect()

@@ -21,6 +21,8 @@
 //!   it takes work again.
 //! - A spread instance whose zones drifted apart (a zone came back) gets one copy at a time
 //!   moved to the zone holding the fewest (`respread`, `engine::respread`).
+//! - A scaled instance comes back down once its alerts resolved and the cool-down passed
+//!   (`scaling`, `engine::scaling`; alerts arrive through `POST /v1/alertmanager/webhook`).
 //!
 //! Files: `detect` (failed and returning hosts), `external` (outside notifications), `fence`
 //! (STONITH), `engine::plan_input` (the planner's view), `placing` (moves and new placements), `failback`,
@@ -36,6 +38,7 @@ mod progress;
 mod promotion;
 mod records;
 mod respread;
+mod scaling;
 pub mod unplaced;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -144,6 +147,7 @@ impl Recovery {
         self.announce_starts_and_stops();
         self.prune().await;
         self.expire_failures().await;
+        self.scale().await;
         self.replan().await;
         self.failback(&states).await;
         self.respread().await;

@@ -75,7 +75,7 @@ impl Recovery {
                 .filter(|i| {
                     placed
                         .get(i.meta.id.as_str())
-                        .is_some_and(|(n, ok)| *ok && *n == i.replicas)
+                        .is_some_and(|(n, ok)| *ok && *n == i.copies())
                 })
                 .map(|i| i.meta.id.clone())
                 .collect()
