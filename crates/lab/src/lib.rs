@@ -15,6 +15,8 @@
 //! - [`galera_lab`]: MariaDB with Galera under the galera agent, three hosts in namespaces.
 //! - [`postgres_lab`]: PostgreSQL under pgsql with its virtual IP, hosts in namespaces (the
 //!   PostgreSQL test and `buoy bench failover --workload postgres`).
+//! - [`zone_lab`]: zones of hosts in namespaces, the clock behind HAProxy (a Buoy clone) and
+//!   its virtual IP, and a client through it (the zones test and `buoy bench zone-failure`).
 //! - [`sim`]: `buoy sim membership|control-plane`, the front end of the `sim` crate. With the
 //!   `huge-pages` feature the process allocator serves the simulator's large tables from
 //!   huge pages (`huge_arena`); the agent is built without it.
@@ -37,6 +39,7 @@ pub mod postgres_lab;
 pub mod sandbox;
 pub mod sim;
 pub mod sim_cluster;
+pub mod zone_lab;
 
 /// The process allocator, with the huge-page arena that only `buoy sim` switches on.
 #[cfg(feature = "huge-pages")]

@@ -53,7 +53,8 @@ impl Netns {
         format!("{}-h{}", self.tag, i + 1)
     }
 
-    fn switch(&self) -> String {
+    /// The switch namespace (the bridge every host is on).
+    pub fn switch(&self) -> String {
         format!("{}-sw", self.tag)
     }
 

@@ -318,6 +318,10 @@ async fn serve(s: Settings) -> Result<()> {
         let clock = shared.clone();
         tokio::spawn(supervisor.clone().run(keeper.clone(), move || clock.now()));
     }
+    // HAProxy copies run here keep their backends equal to the leader's lists.
+    tokio::spawn(
+        node::balancer::syncer::Syncer::new(s.name.clone(), supervisor.clone()).run(keeper.clone()),
+    );
     let host_actions = host_actions::router(host_actions::HostActions {
         api: state_api.clone(),
         grants: grants.clone(),

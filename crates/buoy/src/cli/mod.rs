@@ -177,6 +177,9 @@ pub enum BenchCommand {
     Planner(lab::bench::planner::PlannerBenchArgs),
     /// Real agents on loopback: kill -9 hosts and time until their instances run elsewhere.
     Failover(lab::bench::failover::FailoverBenchArgs),
+    /// Zones in network namespaces: crash a whole zone under a client requesting through
+    /// HAProxy's VIP; failed requests, recovery and HAProxy's backend sync times.
+    ZoneFailure(lab::bench::zone_failure::ZoneFailureBenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -224,6 +227,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench {
             what: BenchCommand::Failover(args),
         } => lab::bench::failover::failover(args)?,
+        Command::Bench {
+            what: BenchCommand::ZoneFailure(args),
+        } => lab::bench::zone_failure::zone_failure(args)?,
         Command::Segment { op, common } => segment::segment(&common, op)?,
         Command::Host { op, common } => host::host(&common, op)?,
         Command::Fence(args) => fence::fence(args)?,

@@ -21,7 +21,7 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn new(net: u8) -> Self {
-        let dir = std::env::temp_dir().join(format!("buoy-test-{}-{net}", std::process::id()));
+        let dir = cluster_dir(net);
         std::fs::create_dir_all(&dir).unwrap();
         Cluster {
             net,
@@ -536,4 +536,37 @@ pub fn install_ocf_agent(root: &Path, name: &str, script: &str) {
     let path = dir.join(name);
     std::fs::write(&path, script).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Kills, by PID, every process whose command line names `dir` when dropped: the instances
+/// a test's agents started, which outlive agents killed with SIGKILL (no watchdog in these
+/// tests). Declare it before the [`Cluster`] so that it drops after the agents are gone.
+#[allow(dead_code)]
+pub struct Reaper(pub PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let needle = self.0.display().to_string();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for e in entries.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&needle)
+                && pid != std::process::id() as i32
+            {
+                // SAFETY: kill(2) on a process whose command line names this test's directory.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// The directory [`Cluster::new`] makes for net `net` (for a [`Reaper`] made before it).
+#[allow(dead_code)]
+pub fn cluster_dir(net: u8) -> PathBuf {
+    std::env::temp_dir().join(format!("buoy-test-{}-{net}", std::process::id()))
 }

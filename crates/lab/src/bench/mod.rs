@@ -1,12 +1,14 @@
 //! Benchmarks that start what they measure and print figures (JSON with `--json`):
 //! the replicated [`control_plane`], the recovery [`planner`], and [`failover`] of real hosts
-//! ([`postgres_failover`] and [`galera_failover`] with real databases).
+//! ([`postgres_failover`] and [`galera_failover`] with real databases), and a whole
+//! [`zone_failure`] behind HAProxy.
 
 pub mod control_plane;
 pub mod failover;
 pub mod galera_failover;
 pub mod planner;
 pub mod postgres_failover;
+pub mod zone_failure;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -283,7 +283,16 @@ impl StateApi {
                     .and_then(|g| g.observed(&host, &p.meta.id, p.epoch));
                 let blocked = engine::failures::failed_here(p)
                     && observed.as_ref().is_none_or(|o| o.phase == proto::Phase::Failed);
+                // A failed host's last report still says what ran there: its copy is lost
+                // until recovery places it elsewhere (no other host may have room).
+                let lost = st.host(&p.host).is_some_and(|h| h.failed);
                 let (phase, reason) = match (&observed, blocked) {
+                    _ if lost => (
+                        "lost".to_string(),
+                        Some(format!(
+                            "its host {host} failed; recovery places it on another host once one can take it"
+                        )),
+                    ),
                     (_, true) => (
                         "blocked".to_string(),
                         Some(format!(

@@ -122,9 +122,10 @@ impl LeaseGrants {
         table.as_ref().is_some_and(|(t, lt)| *t == term && f(lt))
     }
 
-    /// Whether host `host` (by name) has a copy placed whose instance has start conditions
-    /// or announces its starts (`notify`): its list follows the reports and the rounds, not
-    /// only the index. The hosts that do are found once per change index: this runs at
+    /// Whether host `host` (by name) has a copy placed whose instance has start conditions,
+    /// announces its starts (`notify`) or balances others (its backends): its list follows
+    /// the reports and the rounds, not only the index. The hosts that do are found once per
+    /// change index: this runs at
     /// every renewal.
     fn has_start_conditions(&self, st: &model::ClusterState, host: &str) -> bool {
         let mut cache = self
@@ -133,11 +134,17 @@ impl LeaseGrants {
             .unwrap_or_else(|p| p.into_inner());
         let index = st.change_index();
         if cache.as_ref().is_none_or(|(i, _)| *i != index) {
+            let balancers: BTreeSet<&str> = st
+                .instances()
+                .filter_map(|i| i.balancer.as_ref().map(|b| b.instance.as_str()))
+                .collect();
             let hosts: BTreeSet<String> = st
                 .placements()
                 .filter(|p| {
                     st.instance(&p.instance).is_some_and(|i| {
-                        engine::constraints::has_start_conditions(i) || engine::notify::announces(i)
+                        engine::constraints::has_start_conditions(i)
+                            || engine::notify::announces(i)
+                            || (i.load_balancer.is_some() && balancers.contains(i.name.as_str()))
                     })
                 })
                 .filter_map(|p| st.host(&p.host).map(|h| h.name.clone()))
@@ -312,6 +319,9 @@ impl LeaseGrants {
             let mut list = list;
             for a in &mut list {
                 a.notify = self.rounds.calls_for(&a.placement.meta.id);
+                if a.instance.load_balancer.is_some() {
+                    a.backends = self.backends(st, &a.instance, now);
+                }
             }
             list.extend(self.held(st, host));
             (index, Some(list))
@@ -323,6 +333,41 @@ impl LeaseGrants {
             assignments,
             stop_grace_ms: Some(grace.as_millis() as u64),
         })
+    }
+
+    /// The backends of load balancer `lb` (`engine::balance`): the copies their hosts report
+    /// running at their epoch, at the hosts' gossip addresses, on hosts that still renew
+    /// their leases (a crashed host's last report still says running; its copy leaves the
+    /// backend once two renewals were missed, not when the copy moves, which it may never do
+    /// when no other host can take it).
+    fn backends(
+        &self,
+        st: &model::ClusterState,
+        lb: &model::instance::Instance,
+        now: Instant,
+    ) -> Vec<proto::Backend> {
+        let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        engine::balance::backends(
+            st,
+            lb,
+            |p| {
+                st.host(&p.host)
+                    .filter(|h| self.renews(&h.name, now))
+                    .and_then(|h| reports.get(&h.name))
+                    .is_some_and(|r| {
+                        r.report.instances.iter().any(|o| {
+                            o.placement == p.meta.id
+                                && o.epoch == p.epoch
+                                && o.phase == proto::Phase::Running
+                        })
+                    })
+            },
+            |host| {
+                let name = &st.host(host)?.name;
+                self.gossip
+                    .read(|sw| sw.member(name).map(|m| m.addr().ip().to_string()))
+            },
+        )
     }
 
     /// Whether host `host`'s copy `p` of `i` may run now: its start conditions hold
