@@ -147,3 +147,51 @@ fn finishes_well(child: std::process::Child) -> String {
     );
     text
 }
+
+/// The zones scenario (`--zones 3`): the clock spread over three zones behind HAProxy (a
+/// Buoy clone of 2 copies); the demo crashes a whole zone; the customer sees no failed
+/// request, the copies run again in the other zones, and HAProxy's backends follow.
+#[test]
+fn the_sandbox_zones_scenario_loses_a_zone_without_a_failed_request() {
+    if !std::path::Path::new("/usr/sbin/haproxy").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "/usr/sbin/haproxy is missing: scripts/setup-test-deps.sh installs haproxy"
+        );
+        eprintln!("SKIPPED: no /usr/sbin/haproxy (scripts/setup-test-deps.sh installs it)");
+        return;
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_buoy"))
+        .args([
+            "sandbox",
+            "--zones",
+            "3",
+            "--hosts",
+            "7",
+            "--instances",
+            "0",
+        ])
+        .args(["--demo-delay", "0", "--duration", "25", "--net", "68"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let text = finishes_well(child);
+    assert!(text.contains("demo: zone "), "{text}");
+    assert!(
+        text.contains("copies run again in the other zones"),
+        "{text}"
+    );
+    assert!(
+        text.contains("was down the clock answered") && text.contains(" requests, 0 failed"),
+        "{text}"
+    );
+    // HAProxy's backends changed: a line without the dead zone's copy, then one with its
+    // replacement.
+    let backend_lines = text.matches("HAProxy backends: ").count();
+    assert!(backend_lines >= 3, "{text}");
+    assert!(
+        text.contains("clock app seen by its customer:") && text.contains("answered, 0 failed"),
+        "{text}"
+    );
+}

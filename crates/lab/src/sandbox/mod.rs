@@ -5,10 +5,12 @@
 //! a health-checked TCP load balancer. It prints the dashboard's URL, shows a host crash and
 //! its recovery, then a live summary until Ctrl-C (or `--duration`), and stops everything it
 //! started and removes its files. `buoy sandbox chaos ACTION HOST` (or the dashboard's
-//! buttons) injects faults through its control endpoint.
+//! buttons) injects faults through its control endpoint. `--zones N` runs the zones
+//! scenario instead (`zones`: the clock spread over zones behind HAProxy, a zone crashed).
 
 mod chaos;
 mod lb;
+mod zones;
 
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
@@ -55,6 +57,11 @@ pub struct SandboxArgs {
     /// Third octet of the 127.0.X.0/24 network the sandbox uses.
     #[arg(long, default_value_t = 10)]
     pub net: u8,
+    /// The zones scenario: hosts labelled with N zones in turn, the clock spread over them
+    /// (one copy per zone) behind HAProxy run as a Buoy clone of 2 copies (where Debian's
+    /// haproxy is installed), and a demo that crashes a whole zone. 0: off.
+    #[arg(long, default_value_t = 0)]
+    pub zones: usize,
 }
 
 /// `buoy sandbox chaos ...`: faults for a running sandbox.
@@ -81,9 +88,24 @@ fn service(net: u8, port: u16) -> SocketAddr {
 const CLOCK_PORT: u16 = 8080;
 const CONTROL_PORT: u16 = 7000;
 
-pub fn run(args: SandboxArgs) -> Result<()> {
+pub fn run(mut args: SandboxArgs) -> Result<()> {
     if let Some(SandboxAction::Chaos { action, host, net }) = &args.action {
         return chaos::send(*net, action, host.as_deref());
+    }
+    if args.zones > 0 {
+        if !(2..=6).contains(&args.zones) {
+            bail!("--zones {}: expected 2 to 6 (or 0: off)", args.zones);
+        }
+        if args.hosts < 2 * args.zones + args.servers {
+            bail!(
+                "--zones {} needs at least {} hosts (two per zone, besides the servers' zone): give --hosts {}",
+                args.zones,
+                2 * args.zones + args.servers,
+                2 * args.zones + args.servers
+            );
+        }
+        // One failover domain: the zones are the hosts' labels.
+        args.segments = 1;
     }
     if !(2..=99).contains(&args.hosts) {
         bail!("--hosts {}: expected 2 to 99", args.hosts);
@@ -128,16 +150,26 @@ pub fn run(args: SandboxArgs) -> Result<()> {
         segments.join(", "),
         args.hosts
     ));
-    let lb = lb::LoadBalancer::start(
-        service(args.net, CLOCK_PORT),
+    let haproxy = args.zones > 0 && zones::haproxy_available();
+    if args.zones > 0 && !haproxy {
+        say(format!(
+            "{} is not installed (scripts/setup-test-deps.sh installs it): the sandbox's own balancer serves the clock directly",
+            zones::HAPROXY
+        ));
+    }
+    // With HAProxy the sandbox's address stands in for the virtual IP, in front of the
+    // HAProxy copies; else it balances over the clock's copies itself.
+    let targets = if haproxy {
+        zones::fronted(&c)?
+    } else {
         c.hosts
             .iter()
             .map(|h| format!("{}:{CLOCK_PORT}", h.ip).parse())
-            .collect::<Result<Vec<SocketAddr>, _>>()?,
-        stop.clone(),
-    )?;
+            .collect::<Result<Vec<SocketAddr>, _>>()?
+    };
+    let lb = lb::LoadBalancer::start(service(args.net, CLOCK_PORT), targets, stop.clone())?;
     let control = chaos::Control::start(service(args.net, CONTROL_PORT), stop.clone())?;
-    let wanted = args.instances + clock_copies(&args) + args.vms;
+    let wanted = args.instances + clock_copies(&args) + args.vms + if haproxy { 2 } else { 0 };
     let t = Instant::now();
     while running_copies(api) < wanted {
         if stop.load(Ordering::Relaxed) || t.elapsed() > Duration::from_secs(60) {
@@ -196,7 +228,9 @@ pub fn run(args: SandboxArgs) -> Result<()> {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        if !stop.load(Ordering::Relaxed) {
+        if !stop.load(Ordering::Relaxed) && args.zones > 0 {
+            demo_zone(&mut c, &say, &stop, &mut clock, &args, haproxy)?;
+        } else if !stop.load(Ordering::Relaxed) {
             told.extend(demo(
                 &mut c,
                 api,
@@ -218,6 +252,7 @@ pub fn run(args: SandboxArgs) -> Result<()> {
     ));
     let until = args.duration.map(|d| started + Duration::from_secs(d));
     let mut last_summary = Instant::now() - Duration::from_secs(10);
+    let mut backends = String::new();
     let mut shown = String::new();
     let mut last_shown = Instant::now();
     while !stop.load(Ordering::Relaxed) && until.is_none_or(|u| Instant::now() < u) {
@@ -229,6 +264,13 @@ pub fn run(args: SandboxArgs) -> Result<()> {
             for (id, r) in finished_records(api) {
                 if told.insert(id) {
                     say(recovery_line(&r, None));
+                }
+            }
+            if haproxy {
+                let now = zones::backends(&c);
+                if now != backends {
+                    say(format!("HAProxy backends: {now}"));
+                    backends = now;
                 }
             }
             let line = summary(api, &clock, lb.healthy_count());
@@ -268,6 +310,9 @@ pub fn run(args: SandboxArgs) -> Result<()> {
 /// Copies of the clock app: up to 3, leaving one host of its segment free to take a copy
 /// when a host fails.
 fn clock_copies(args: &SandboxArgs) -> usize {
+    if args.zones > 0 {
+        return args.zones;
+    }
     let in_first_segment = args.hosts.div_ceil(args.segments);
     in_first_segment.saturating_sub(1).clamp(1, 3)
 }
@@ -286,11 +331,16 @@ fn setup(c: &LocalCluster, args: &SandboxArgs) -> Result<Vec<String>> {
         )?;
     }
     for (i, h) in c.hosts.iter().enumerate() {
-        call(
-            "/v1/hosts",
-            json!({"name": h.name, "segment": names[i % names.len()],
-                   "capacity": {"cpu": 8, "memory_mb": 8192}}),
-        )?;
+        let mut host = json!({"name": h.name, "segment": names[i % names.len()],
+                              "capacity": {"cpu": 8, "memory_mb": 8192}});
+        if args.zones > 0 {
+            host["labels"] = json!({"zone": zones::zone_name(zones::zone_of(i, args.zones))});
+        }
+        call("/v1/hosts", host)?;
+    }
+    let haproxy = args.zones > 0 && zones::haproxy_available();
+    if haproxy {
+        zones::create_lb(c, &names[0])?;
     }
     let exe = std::env::current_exe()?.display().to_string();
     let heartbeats = c.path().join("heartbeats").display().to_string();
@@ -304,17 +354,22 @@ fn setup(c: &LocalCluster, args: &SandboxArgs) -> Result<Vec<String>> {
                               "stop_timeout": "2s"}}),
         )?;
     }
-    // The clock app: an active-active clone in the first segment, one copy per host.
-    call(
-        "/v1/instances",
-        json!({"name": "clock", "segment": names[0], "driver": "process", "mode": "clone",
+    // The clock app: an active-active clone in the first segment, one copy per host (per
+    // zone, behind HAProxy, in the zones scenario).
+    let mut clock = json!({"name": "clock", "segment": names[0], "driver": "process", "mode": "clone",
                "replicas": clock_copies(args),
                "cpu": 0.25, "memory_mb": 64, "priority": 900,
                "params": {"command": exe, "args": ["demo-app", "--http-port", CLOCK_PORT.to_string()],
                           "stop_timeout": "2s"},
                "health_checks": [{"type": "tcp", "host": "host-ip", "port": CLOCK_PORT, "interval": "500ms",
-                                   "timeout": "300ms", "failure_threshold": 3}]}),
-    )?;
+                                   "timeout": "300ms", "failure_threshold": 3}]});
+    if args.zones > 0 {
+        clock["spread"] = json!({"label": "zone"});
+    }
+    if haproxy {
+        clock["balancer"] = json!({"instance": "lb", "backend": "clock", "port": CLOCK_PORT});
+    }
+    call("/v1/instances", clock)?;
     if args.vms > 0 {
         create_vms(c, args, &names)?;
     }
@@ -554,4 +609,103 @@ fn demo(
     ));
     c.start_agent(victim)?;
     Ok(told)
+}
+
+/// The zones demo: every host of a zone without a control-plane server crashes; the clock
+/// keeps answering (HAProxy retries on the other zones' copies), its copies come back in the
+/// other zones, and HAProxy's backends follow (printed as they change). Then the zone's
+/// agents start again and the hosts rejoin.
+fn demo_zone(
+    c: &mut LocalCluster,
+    say: &dyn Fn(String),
+    stop: &AtomicBool,
+    clock: &mut ClockProbe,
+    args: &SandboxArgs,
+    haproxy: bool,
+) -> Result<()> {
+    let z = zones::victim_zone(c, args.zones, args.servers)
+        .context("every zone holds a control-plane server: give more --hosts")?;
+    let victims: Vec<usize> = (0..c.hosts.len())
+        .filter(|&i| zones::zone_of(i, args.zones) == z)
+        .collect();
+    let names: Vec<String> = victims.iter().map(|&i| c.hosts[i].name.clone()).collect();
+    // Both HAProxy copies serve every copy before the crash.
+    let t = Instant::now();
+    while haproxy
+        && !stop.load(Ordering::Relaxed)
+        && t.elapsed() < Duration::from_secs(15)
+        && !zones::in_sync(c, args.zones)
+    {
+        clock.poll(args.net);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut last = if haproxy {
+        zones::backends(c)
+    } else {
+        String::new()
+    };
+    if haproxy {
+        say(format!("HAProxy backends: {last}"));
+    }
+    say(format!(
+        "demo: zone {} crashes: kill -9 of {} and their instances",
+        zones::zone_name(z),
+        names.join(", ")
+    ));
+    let before = (clock.ok, clock.failed);
+    for &i in &victims {
+        c.crash(i);
+    }
+    let t = Instant::now();
+    let api = c.http(0);
+    let mut back = None;
+    while !stop.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(30) {
+        clock.poll(args.net);
+        if haproxy {
+            let now = zones::backends(c);
+            if now != last {
+                say(format!("HAProxy backends: {now}"));
+                last = now;
+            }
+        }
+        if back.is_none() {
+            let v =
+                client::call_json(api, "GET", "/v1/instances/clock", None).unwrap_or(Value::Null);
+            let running = v["copies"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|c| {
+                    c["phase"] == "running" && !names.iter().any(|n| c["host"] == n.as_str())
+                })
+                .count();
+            if running == args.zones {
+                back = Some(t.elapsed());
+                say(format!(
+                    "demo: the clock's {} copies run again in the other zones after {:.2} s",
+                    args.zones,
+                    t.elapsed().as_secs_f64()
+                ));
+            }
+        }
+        if back.is_some_and(|b| t.elapsed() > b + Duration::from_secs(3)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    say(format!(
+        "demo: while zone {} was down the clock answered {} requests, {} failed",
+        zones::zone_name(z),
+        clock.ok - before.0,
+        clock.failed - before.1
+    ));
+    say(format!(
+        "demo: restarting {}; they rejoin by themselves and copies spread back to zone {}",
+        names.join(", "),
+        zones::zone_name(z)
+    ));
+    for &i in &victims {
+        c.start_agent(i)?;
+    }
+    Ok(())
 }
