@@ -269,5 +269,51 @@ fn a_real_haproxy_backend_follows_the_running_copies() {
         )
     });
     in_sync(&c, &dir, 3, "after a host was killed");
+
+    // A balancer whose socket does not answer: a recorded failure on its host, never a
+    // crash, and its copy keeps running.
+    create(
+        &c,
+        "/v1/instances",
+        json!({"name": "ghost", "segment": "zone", "driver": "process",
+               "params": {"command": env!("CARGO_BIN_EXE_buoy"),
+                          "args": ["demo-app", "--heartbeats", format!("{d}/idle")]},
+               "load_balancer": {"admin_socket": format!("{d}/nowhere/{{host}}.sock")}}),
+    );
+    create(
+        &c,
+        "/v1/instances",
+        json!({"name": "api", "segment": "zone", "driver": "process",
+               "params": {"command": env!("CARGO_BIN_EXE_buoy"),
+                          "args": ["demo-app", "--heartbeats", format!("{d}/idle")]},
+               "balancer": {"instance": "ghost", "backend": "api", "port": 9}}),
+    );
+    let alive: Vec<u8> = HOSTS.into_iter().filter(|i| *i != victim).collect();
+    let mut seen = None;
+    wait_until(Duration::from_secs(20), || {
+        seen = alive.iter().find_map(|&i| {
+            let (_, body) = c.host_get(i, "/v1/supervisor")?;
+            let v = common::json(&body);
+            v["balancers"]
+                .as_array()?
+                .iter()
+                .find(|b| b["backend"] == "api" && b["failures"].as_u64() >= Some(2))
+                .map(|b| (i, b.clone()))
+        });
+        seen.is_some()
+    })
+    .unwrap_or_else(|| panic!("no failure recorded for the ghost balancer"));
+    let (i, status) = seen.unwrap();
+    assert!(
+        status["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("nowhere/h") && e.contains("admin socket")),
+        "{status}"
+    );
+    assert_eq!(
+        observed(&c, i, "ghost").map(|o| o["phase"].clone()),
+        Some(json!("running")),
+        "the balancer's copy keeps running"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

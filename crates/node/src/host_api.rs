@@ -30,6 +30,8 @@ pub struct HostApi {
     pub keeper: Arc<LeaseKeeper>,
     pub gossip: Arc<Shared>,
     pub supervisor: Arc<Supervisor>,
+    /// The HAProxy syncs of the load balancer copies run here.
+    pub balancers: Arc<crate::balancer::syncer::Syncer>,
 }
 
 /// `GET /v1/lease`: this agent's own lease.
@@ -50,7 +52,7 @@ pub async fn own_lease(State(api): State<HostApi>) -> Json<serde_json::Value> {
 
 /// `GET /v1/supervisor`: the instances this agent runs or ran, with their state.
 pub async fn supervised(State(api): State<HostApi>) -> Json<serde_json::Value> {
-    Json(json!({"instances": api.supervisor.observed()}))
+    Json(json!({"instances": api.supervisor.observed(), "balancers": api.balancers.status()}))
 }
 
 /// Query of `GET /v1/supervisor/logs/{name}`.

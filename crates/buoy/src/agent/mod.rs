@@ -319,9 +319,8 @@ async fn serve(s: Settings) -> Result<()> {
         tokio::spawn(supervisor.clone().run(keeper.clone(), move || clock.now()));
     }
     // HAProxy copies run here keep their backends equal to the leader's lists.
-    tokio::spawn(
-        node::balancer::syncer::Syncer::new(s.name.clone(), supervisor.clone()).run(keeper.clone()),
-    );
+    let balancers = node::balancer::syncer::Syncer::new(s.name.clone(), supervisor.clone());
+    tokio::spawn(balancers.clone().run(keeper.clone()));
     let host_actions = host_actions::router(host_actions::HostActions {
         api: state_api.clone(),
         grants: grants.clone(),
@@ -353,6 +352,7 @@ async fn serve(s: Settings) -> Result<()> {
             keeper: keeper.clone(),
             gossip: shared.clone(),
             supervisor: supervisor.clone(),
+            balancers,
         },
         host_gate.clone(),
     );

@@ -45,8 +45,27 @@ pub struct Syncer {
     supervisor: Arc<Supervisor>,
     /// When each leaving server (socket, backend/server) began draining.
     drains: Mutex<BTreeMap<(String, String), Instant>>,
-    /// The last outcome per socket and backend (an error is logged when it changes).
-    outcomes: Mutex<BTreeMap<(String, String), Result<usize, String>>>,
+    /// The last outcome per socket and backend (an error is logged when it changes), and
+    /// how many syncs failed.
+    outcomes: Mutex<BTreeMap<(String, String), Outcome>>,
+}
+
+/// A backend's last sync (servers serving, or why not) and the failures counted.
+type Outcome = (Result<usize, String>, u64);
+
+/// How one HAProxy backend stands (`GET /v1/supervisor`'s `balancers`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BackendStatus {
+    pub admin_socket: String,
+    pub backend: String,
+    /// Servers serving after the last sync that worked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub servers: Option<usize>,
+    /// Why the last sync failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Syncs that failed since the agent started.
+    pub failures: u64,
 }
 
 impl Syncer {
@@ -57,6 +76,21 @@ impl Syncer {
             drains: Mutex::new(BTreeMap::new()),
             outcomes: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Every backend synced so far, with its last outcome.
+    pub fn status(&self) -> Vec<BackendStatus> {
+        let outcomes = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
+        outcomes
+            .iter()
+            .map(|((socket, backend), (last, failures))| BackendStatus {
+                admin_socket: socket.clone(),
+                backend: backend.clone(),
+                servers: last.as_ref().ok().copied(),
+                error: last.as_ref().err().cloned(),
+                failures: *failures,
+            })
+            .collect()
     }
 
     /// Syncs at every new grant and every [`PERIOD`].
@@ -158,19 +192,20 @@ impl Syncer {
             });
             let mut outcomes = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
             let k = (job.socket.clone(), b.name.clone());
-            let changed = outcomes.get(&k) != Some(&outcome);
-            if changed {
+            let before = outcomes.get(&k).cloned();
+            if before.as_ref().map(|(o, _)| o) != Some(&outcome) {
                 match &outcome {
                     Err(e) => {
                         warn!(backend = %b.name, error = %e, "load balancer: backend not in sync (tried again every second)")
                     }
-                    Ok(n) if outcomes.get(&k).is_some_and(|o| o.is_err()) => {
+                    Ok(n) if before.as_ref().is_some_and(|(o, _)| o.is_err()) => {
                         info!(backend = %b.name, servers = n, "load balancer: backend in sync again")
                     }
                     Ok(_) => {}
                 }
             }
-            outcomes.insert(k, outcome);
+            let failures = before.map_or(0, |(_, f)| f) + u64::from(outcome.is_err());
+            outcomes.insert(k, (outcome, failures));
         }
     }
 }
