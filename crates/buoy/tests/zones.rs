@@ -1,7 +1,8 @@
 //! Zones end to end (issue 19): a clone of three copies spread over three zones of two
 //! hosts each (a host label `zone`). A whole zone is cut off from everyone: its copy comes
 //! back in a surviving zone. The zone returns: a copy moves back to it, so each zone holds
-//! one again (re-spreading), and every copy runs.
+//! one again (re-spreading), and every copy runs. The move makes before it breaks: the
+//! heartbeats show the new copy running before the old one stopped.
 
 mod common;
 
@@ -46,7 +47,9 @@ fn running(c: &Cluster) -> usize {
 
 #[test]
 fn a_failed_zone_s_copy_moves_to_another_zone_and_comes_back_when_the_zone_returns() {
+    let _reaper = common::Reaper(common::cluster_dir(103));
     let mut c = Cluster::new(103);
+    let beats = c.dir.join("heartbeats");
     c.start_agent(1, None, &[]);
     let _watchdogs: Vec<common::Watchdog> = (2..=7).map(|i| c.start_watched(i, &[])).collect();
     create(
@@ -68,7 +71,11 @@ fn a_failed_zone_s_copy_moves_to_another_zone_and_comes_back_when_the_zone_retur
         "/v1/instances",
         json!({"name": "web", "segment": "zone", "driver": "process", "mode": "clone",
                "replicas": 3, "spread": {"label": "zone"},
-               "params": {"command": "/bin/sleep", "args": ["600"]}}),
+               "params": {"command": env!("CARGO_BIN_EXE_buoy"),
+                          "args": ["demo-app", "--heartbeats", beats.display().to_string(),
+                                   "--http-port", "8081"]},
+               // Running means answering: the old copy is held until then.
+               "health_checks": [{"type": "http", "host": "host-ip", "port": 8081}]}),
     );
     let even = |c: &Cluster| per_zone(c).values().all(|n| *n == 1) && running(c) == 3;
     wait_until(Duration::from_secs(20), || even(&c))
@@ -101,6 +108,7 @@ fn a_failed_zone_s_copy_moves_to_another_zone_and_comes_back_when_the_zone_retur
     });
 
     // The zone returns: one copy moves back, and each zone holds one again.
+    let healed_ms = now_ms();
     c.heal(&[1, 2, 3, 4, 5, 6, 7]);
     wait_until(Duration::from_secs(60), || even(&c)).unwrap_or_else(|| {
         panic!(
@@ -115,4 +123,58 @@ fn a_failed_zone_s_copy_moves_to_another_zone_and_comes_back_when_the_zone_retur
         "the leader logs the move:\n{}",
         c.log(1)
     );
+    // The move made before it broke (a surge): the new copy's first heartbeat came before
+    // the old copy's last, so the copies serving never dropped to 2.
+    std::thread::sleep(Duration::from_millis(500));
+    let spans = spans(&std::fs::read_to_string(&beats).unwrap_or_default());
+    let quiet = now_ms() - 300;
+    let newest = spans
+        .iter()
+        .filter(|(_, (first, _))| *first >= healed_ms)
+        .max_by_key(|(_, (first, _))| *first)
+        .expect("a copy started after the heal");
+    let stopped = spans
+        .iter()
+        .filter(|(_, (_, last))| *last < quiet && *last >= healed_ms)
+        .max_by_key(|(_, (_, last))| *last)
+        .expect("a copy stopped after the heal");
+    let (first, last) = (newest.1.0, stopped.1.1);
+    eprintln!(
+        "re-spread: new copy {:?} first beat {first}, old copy {:?} last beat {last}: overlap {} ms",
+        newest.0,
+        stopped.0,
+        last as i64 - first as i64
+    );
+    assert!(
+        first < last,
+        "the old copy {:?} stopped {} ms before the new one {:?} ran: the move broke before it made",
+        stopped.0,
+        first - last,
+        newest.0
+    );
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Heartbeat lines `instance epoch host unix_millis`: (epoch, host) -> (first, last).
+fn spans(text: &str) -> BTreeMap<(String, String), (u64, u64)> {
+    let mut out: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(epoch), Some(host), Some(t)) = (f.get(1), f.get(2), f.get(3)) else {
+            continue;
+        };
+        let Ok(t) = t.parse::<u64>() else { continue };
+        let e = out
+            .entry((epoch.to_string(), host.to_string()))
+            .or_insert((t, t));
+        e.0 = e.0.min(t);
+        e.1 = e.1.max(t);
+    }
+    out
 }

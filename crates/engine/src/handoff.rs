@@ -9,8 +9,9 @@
 
 use model::ClusterState;
 use model::host::Host;
+use model::instance::{DesiredState, DriverKind, Instance, Mode};
 use model::placement::{Handoff, Placement};
-use proto::Report;
+use proto::{Phase, Report};
 
 /// What the leader knows about the host a copy left.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,11 +60,65 @@ pub fn all_confirmed<'r>(
     })
 }
 
+/// Whether moves of `i`'s copies make before they break (a surge): a `clone` whose copies
+/// carry no identity to guard (not promotable, not an OCF resource, whose agents keep state
+/// per clone number) starts its copy on the new host at once, and the old copy runs until the
+/// new one does ([`surge_holds`]), so a move never leaves fewer copies serving.
+pub fn surges(i: &Instance) -> bool {
+    i.mode == Mode::Clone && i.driver != DriverKind::Ocf
+}
+
+/// The handoffs `p` waits for before it starts: all of them, or for an instance that surges
+/// only those from its own host (a restart in place).
+pub fn blocking(i: &Instance, p: &Placement) -> Vec<Handoff> {
+    p.handoffs
+        .iter()
+        .filter(|h| !surges(i) || h.host == p.host)
+        .cloned()
+        .collect()
+}
+
+/// The copies host `host_id` keeps running past a surging move away from it: those its
+/// `report` shows running at the epoch they left with, while the new copy does not run yet
+/// (`running(p)`: its host reports it running at its epoch) and its new host still renews
+/// (`renews(host id)`). Each comes as the placement on this host at its old epoch.
+pub fn surge_holds(
+    st: &ClusterState,
+    host_id: &str,
+    report: &Report,
+    running: impl Fn(&Placement) -> bool,
+    renews: impl Fn(&str) -> bool,
+) -> Vec<(Instance, Placement)> {
+    st.placements()
+        .filter(|p| p.host != host_id && !p.handoffs.is_empty())
+        .filter_map(|p| {
+            let left = p.handoffs.iter().rev().find(|h| h.host == host_id)?;
+            let i = st.instance(&p.instance)?;
+            let still = report.instances.iter().any(|o| {
+                o.placement == p.meta.id && o.epoch == left.epoch && o.phase == Phase::Running
+            });
+            if !surges(i)
+                || i.desired_state != DesiredState::Started
+                || !still
+                || running(p)
+                || !renews(&p.host)
+            {
+                return None;
+            }
+            let mut held = p.clone();
+            held.host = host_id.to_string();
+            held.epoch = left.epoch;
+            held.handoffs.clear();
+            Some((i.clone(), held))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use model::placement::Epoch;
-    use proto::{Observed, Phase};
+    use proto::Observed;
 
     fn handoff(change: u64) -> Handoff {
         Handoff {
@@ -119,5 +174,84 @@ mod tests {
         assert!(!confirmed("p-new", &h, LeftHost::Up(Some(&r))));
         let r = report(Some(11), &[("p-new", 5)]);
         assert!(confirmed("p-new", &h, LeftHost::Up(Some(&r))));
+    }
+
+    /// A clone `web` (driver as given) with replica 0 placed on h1, then moved to h2.
+    fn moved(driver: &str) -> (ClusterState, Placement, Epoch) {
+        use crate::test_state::{meta, put, segment_with_hosts};
+        use model::{Command, Expect, Object, Op, Timestamp};
+        let mut st = ClusterState::default();
+        segment_with_hosts(&mut st, &["h1", "h2"]);
+        let params = if driver == "ocf" {
+            serde_json::json!({"agent": "ocf:heartbeat:Dummy"})
+        } else {
+            serde_json::json!({"command": "sleep"})
+        };
+        let spec: model::instance::InstanceSpec = serde_json::from_value(serde_json::json!({
+            "name": "web", "driver": driver, "mode": "clone", "replicas": 2, "params": params}))
+        .unwrap();
+        put(
+            &mut st,
+            Object::Instance(Instance::create(meta("web"), &spec, "s1".into()).unwrap()),
+        );
+        let p =
+            Placement::create(meta("p0"), &Default::default(), "web".into(), "h1".into()).unwrap();
+        let Object::Placement(p) = put(&mut st, Object::Placement(p)) else {
+            unreachable!()
+        };
+        let old = p.epoch;
+        let mut next = p.clone();
+        next.host = "h2".into();
+        let cmd = Command {
+            at: Timestamp::from_unix_millis(1_800_000_000_001),
+            op: Op::Put {
+                expect: Expect::Version(p.meta.version),
+                object: Box::new(Object::Placement(next)),
+            },
+        };
+        let Some(Object::Placement(p)) = st.apply(&cmd).0.unwrap() else {
+            unreachable!()
+        };
+        (st, p, old)
+    }
+
+    #[test]
+    fn a_process_clone_surges_and_its_old_copy_is_held_until_the_new_one_runs() {
+        let (st, p, old) = moved("process");
+        let i = st.instance("web").unwrap();
+        assert!(surges(i));
+        assert_eq!(p.handoffs.len(), 1, "the move left a handoff on h1");
+        assert!(blocking(i, &p).is_empty(), "the new copy starts at once");
+        let report = Report {
+            applied: Some(1),
+            instances: vec![Observed::new("p0", "web", "web", old, Phase::Running)],
+        };
+        let held = surge_holds(&st, "h1", &report, |_| false, |_| true);
+        assert_eq!(held.len(), 1);
+        assert_eq!((held[0].1.host.as_str(), held[0].1.epoch), ("h1", old));
+        assert!(held[0].1.handoffs.is_empty());
+        // Released once the new copy runs, when its host stops renewing, or once h1 no
+        // longer runs the old copy.
+        assert!(surge_holds(&st, "h1", &report, |_| true, |_| true).is_empty());
+        assert!(surge_holds(&st, "h1", &report, |_| false, |_| false).is_empty());
+        assert!(surge_holds(&st, "h1", &Report::default(), |_| false, |_| true).is_empty());
+        assert!(surge_holds(&st, "h2", &report, |_| false, |_| true).is_empty());
+    }
+
+    #[test]
+    fn an_ocf_clone_stops_before_it_starts() {
+        let (st, p, old) = moved("ocf");
+        let i = st.instance("web").unwrap();
+        assert!(!surges(i));
+        assert_eq!(
+            blocking(i, &p).len(),
+            1,
+            "the new copy waits for the old one's stop"
+        );
+        let report = Report {
+            applied: Some(1),
+            instances: vec![Observed::new("p0", "web", "web", old, Phase::Running)],
+        };
+        assert!(surge_holds(&st, "h1", &report, |_| false, |_| true).is_empty());
     }
 }

@@ -113,7 +113,22 @@ impl LeaseGrants {
     /// lease (two renewals at the default pace). A host gossip calls dead that still renews
     /// is isolated, not failed, and is not fenced.
     pub fn renews(&self, host: &str, now: Instant) -> bool {
-        self.with_table(|t| t.renewed(host) && t.ends_at(host) + t.ttl() / 3 > now + t.ttl())
+        self.with_table(|t| still_renews(t, host, now))
+    }
+
+    /// The hosts that still renew ([`Self::renews`]), under one lock: for the code that reads
+    /// the reports (the table's lock is never taken under the reports').
+    fn renewing(&self, now: Instant) -> BTreeSet<String> {
+        let term = self.replica.raft().metrics().borrow().current_term;
+        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        match table.as_ref() {
+            Some((t, lt)) if *t == term => lt
+                .hosts()
+                .filter(|h| still_renews(lt, h, now))
+                .map(String::from)
+                .collect(),
+            _ => BTreeSet::new(),
+        }
     }
 
     fn with_table(&self, f: impl FnOnce(&LeaseTable) -> bool) -> bool {
@@ -148,6 +163,17 @@ impl LeaseGrants {
                     })
                 })
                 .filter_map(|p| st.host(&p.host).map(|h| h.name.clone()))
+                .chain(
+                    // A host a surging copy left keeps it until the new one runs.
+                    st.placements()
+                        .filter(|p| !p.handoffs.is_empty())
+                        .filter(|p| {
+                            st.instance(&p.instance)
+                                .is_some_and(engine::handoff::surges)
+                        })
+                        .flat_map(|p| p.handoffs.iter())
+                        .filter_map(|h| st.host(&h.host).map(|h| h.name.clone())),
+                )
                 .collect();
             *cache = Some((index, hosts));
         }
@@ -313,7 +339,7 @@ impl LeaseGrants {
             let (index, list) = engine::grant::assignments(
                 st,
                 host,
-                |p| self.handoffs_confirmed(st, p, now),
+                |p| self.start_confirmed(st, p, now),
                 |i, p| self.may_start(st, host, i, p),
             );
             let mut list = list;
@@ -324,6 +350,7 @@ impl LeaseGrants {
                 }
             }
             list.extend(self.held(st, host));
+            list.extend(self.surge_held(st, host, now));
             (index, Some(list))
         });
         Ok(Grant {
@@ -346,13 +373,14 @@ impl LeaseGrants {
         lb: &model::instance::Instance,
         now: Instant,
     ) -> Vec<proto::Backend> {
+        let renewing = self.renewing(now);
         let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
         engine::balance::backends(
             st,
             lb,
             |p| {
                 st.host(&p.host)
-                    .filter(|h| self.renews(&h.name, now))
+                    .filter(|h| renewing.contains(&h.name))
                     .and_then(|h| reports.get(&h.name))
                     .is_some_and(|r| {
                         r.report.instances.iter().any(|o| {
@@ -449,6 +477,68 @@ impl LeaseGrants {
             .collect()
     }
 
+    /// Whether copy `p` may start on its host by its handoffs (`engine::handoff::blocking`:
+    /// a surging clone's copy waits only for a restart in place on its own host).
+    fn start_confirmed(&self, st: &model::ClusterState, p: &Placement, now: Instant) -> bool {
+        match st.instance(&p.instance) {
+            Some(i) if engine::handoff::surges(i) && !p.handoffs.is_empty() => {
+                let mut own = p.clone();
+                own.handoffs = engine::handoff::blocking(i, p);
+                own.handoffs.is_empty() || self.handoffs_confirmed(st, &own, now)
+            }
+            _ => self.handoffs_confirmed(st, p, now),
+        }
+    }
+
+    /// The copies `host` keeps running past a surging move away from it, until their new
+    /// copies run (`engine::handoff::surge_holds`): at their old epoch, in its list.
+    fn surge_held(
+        &self,
+        st: &model::ClusterState,
+        host: &str,
+        now: Instant,
+    ) -> Vec<proto::Assignment> {
+        let Some(h) = st.host_by_name(host) else {
+            return Vec::new();
+        };
+        if !st
+            .placements()
+            .any(|p| p.handoffs.iter().any(|x| x.host == h.meta.id))
+        {
+            return Vec::new();
+        }
+        let renewing = self.renewing(now);
+        let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(report) = reports.get(host) else {
+            return Vec::new();
+        };
+        let name = |id: &str| st.host(id).map(|h| h.name.as_str());
+        engine::handoff::surge_holds(
+            st,
+            &h.meta.id,
+            &report.report,
+            |p| {
+                name(&p.host).and_then(|n| reports.get(n)).is_some_and(|r| {
+                    r.report.instances.iter().any(|o| {
+                        o.placement == p.meta.id
+                            && o.epoch == p.epoch
+                            && o.phase == proto::Phase::Running
+                    })
+                })
+            },
+            |id| name(id).is_some_and(|n| renewing.contains(n)),
+        )
+        .into_iter()
+        .map(|(instance, placement)| proto::Assignment {
+            placement,
+            instance,
+            promotion: None,
+            notify: Vec::new(),
+            backends: Vec::new(),
+        })
+        .collect()
+    }
+
     /// Whether every host `p` moved away from has confirmed its old copy stopped (or is down).
     pub fn handoffs_confirmed(
         &self,
@@ -540,6 +630,11 @@ pub fn has_slow_stops(st: &model::ClusterState, host: &str) -> bool {
         st.instance(instance)
             .is_some_and(|i| i.driver == model::instance::DriverKind::Ocf)
     })
+}
+
+/// Whether `host` renewed with this table's leader within the last third of a lease.
+fn still_renews(t: &LeaseTable, host: &str, now: Instant) -> bool {
+    t.renewed(host) && t.ends_at(host) + t.ttl() / 3 > now + t.ttl()
 }
 
 /// What one host last reported about its instances, and when.
