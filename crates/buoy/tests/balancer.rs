@@ -187,6 +187,21 @@ fn a_real_haproxy_backend_follows_the_running_copies() {
                "balancer": {"instance": "lb", "backend": "web", "port": 8081}}),
     );
     in_sync(&c, &dir, 3, "after the start");
+    // The API shows what the leader sends the HAProxy copies.
+    let (_, body) = get(c.http(1), "/v1/instances/lb").unwrap();
+    let shown: BTreeSet<(String, String, u16)> = common::json(&body)["backends"][0]["servers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or("").to_string(),
+                s["addr"].as_str().unwrap_or("").to_string(),
+                s["port"].as_u64().unwrap_or(0) as u16,
+            )
+        })
+        .collect();
+    assert_eq!(shown, running_copies(&c), "{body}");
 
     // Requests through each HAProxy reach a copy.
     for i in lb_hosts(&c) {

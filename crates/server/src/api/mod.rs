@@ -253,6 +253,25 @@ impl StateApi {
             map.insert("copies".into(), copies.into());
             map.insert("status".into(), status.into());
             map.insert("reason".into(), reason.map_or(Value::Null, Value::String));
+            // A load balancer: the servers its backends should hold now (what the leader
+            // sends its copies; each host's HAProxy is in its `/v1/supervisor`).
+            if i.load_balancer.is_some()
+                && let Some(g) = &self.grants
+            {
+                let backends: Vec<Value> = g
+                    .backends_now(st, i)
+                    .into_iter()
+                    .map(|b| {
+                        let servers: Vec<Value> = b
+                            .servers
+                            .iter()
+                            .map(|s| json!({"name": s.name, "addr": s.addr, "port": s.port}))
+                            .collect();
+                        json!({"name": b.name, "servers": servers})
+                    })
+                    .collect();
+                map.insert("backends".into(), backends.into());
+            }
         }
         v
     }

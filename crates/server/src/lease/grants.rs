@@ -362,6 +362,15 @@ impl LeaseGrants {
         })
     }
 
+    /// The backends of load balancer `lb` now, as its copies' next grants carry them.
+    pub fn backends_now(
+        &self,
+        st: &model::ClusterState,
+        lb: &model::instance::Instance,
+    ) -> Vec<proto::Backend> {
+        self.backends(st, lb, self.gossip.now())
+    }
+
     /// The backends of load balancer `lb` (`engine::balance`): the copies their hosts report
     /// running at their epoch, at the hosts' gossip addresses, on hosts that still renew
     /// their leases (a crashed host's last report still says running; its copy leaves the
