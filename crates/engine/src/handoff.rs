@@ -239,6 +239,33 @@ mod tests {
     }
 
     #[test]
+    fn no_copy_is_planned_onto_a_host_a_surging_copy_is_still_leaving() {
+        let (st, _, _) = moved("process");
+        let input = crate::plan_input::plan_input(
+            &st,
+            &Default::default(),
+            &Default::default(),
+            model::Timestamp::from_unix_millis(1_800_000_000_002),
+        );
+        let slot = |replica| crate::planner::Slot {
+            instance: "web".into(),
+            replica,
+        };
+        assert!(input.failed_on[&slot(0)].contains("h1"));
+        let (st, _, _) = moved("ocf");
+        let input = crate::plan_input::plan_input(
+            &st,
+            &Default::default(),
+            &Default::default(),
+            model::Timestamp::from_unix_millis(1_800_000_000_002),
+        );
+        assert!(
+            !input.failed_on.contains_key(&slot(0)),
+            "an OCF clone waits anyway"
+        );
+    }
+
+    #[test]
     fn an_ocf_clone_stops_before_it_starts() {
         let (st, p, old) = moved("ocf");
         let i = st.instance("web").unwrap();

@@ -99,6 +99,30 @@ pub fn plan_input(
         placements.insert(slot, p.host.clone());
     }
     input.placements = placements;
+    // A host a surging copy left may still run it (`handoff::surge_holds`): no copy of that
+    // instance goes there until it stopped, never two copies of a clone on one host.
+    for p in st.placements().filter(|p| !p.handoffs.is_empty()) {
+        if !st.instance(&p.instance).is_some_and(crate::handoff::surges) {
+            continue;
+        }
+        let left: Vec<&String> = p
+            .handoffs
+            .iter()
+            .map(|h| &h.host)
+            .filter(|h| **h != p.host)
+            .collect();
+        for q in st.placements().filter(|q| q.instance == p.instance) {
+            let slot = Slot {
+                instance: q.instance.clone(),
+                replica: q.replica,
+            };
+            input
+                .failed_on
+                .entry(slot)
+                .or_default()
+                .extend(left.iter().map(|h| h.to_string()));
+        }
+    }
     // A group member that failed past its budget moves the whole group: its first member
     // moves, and the others follow it.
     let failed_members: Vec<Slot> = input
