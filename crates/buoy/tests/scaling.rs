@@ -1,8 +1,9 @@
 //! Scale policies driven by a real Prometheus Alertmanager (Debian's
 //! `prometheus-alertmanager`, installed by `scripts/setup-test-deps.sh`; issue 19). A clone
 //! of 2 copies with `scale: {min 2, max 4, rule HighLatency +2}`. The test posts an alert to
-//! Alertmanager's own API; Alertmanager delivers its webhook to Buoy (with the admin token,
-//! as its `http_config` says); the clone grows to 4. The alert is resolved; the clone comes
+//! Alertmanager's own API; Alertmanager delivers its webhook to Buoy (with a token of the
+//! `alerts` role, which posts webhooks and nothing else, as its `http_config` says); the clone
+//! grows to 4. The alert is resolved; the clone comes
 //! back to 2 only after the cool-down. Every step is recorded with who asked and why, shown
 //! by `buoy instance show`. Bad webhooks are refused with the field named.
 
@@ -16,6 +17,8 @@ use common::{Cluster, get, observed, request_with, wait_until};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "scaling-admin-token-0123456789";
+/// Alertmanager's token: the `alerts` role posts webhooks and nothing else.
+const ALERTS_TOKEN: &str = "scaling-alerts-token-0123456789";
 const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
 const COOLDOWN_S: u64 = 8;
 
@@ -100,7 +103,7 @@ fn alertmanager_alerts_grow_a_clone_and_it_shrinks_after_the_cool_down() {
         return;
     }
     let mut c = Cluster::new(104);
-    c.start_with_tokens(&[(TOKEN, "admin")]);
+    c.start_with_tokens(&[(TOKEN, "admin"), (ALERTS_TOKEN, "alerts")]);
     for i in 2..=5 {
         c.start_agent(i, None, &[]);
     }
@@ -151,6 +154,16 @@ fn alertmanager_alerts_grow_a_clone_and_it_shrinks_after_the_cool_down() {
     )
     .expect("an answer");
     assert_eq!(s, 401, "a webhook without the token is refused: {b}");
+    let alerts_auth = format!("Bearer {ALERTS_TOKEN}");
+    let (s, b) = request_with(
+        c.http(1),
+        "PATCH",
+        "/v1/instances/web",
+        &[("Authorization", &alerts_auth)],
+        r#"{"replicas": 4}"#,
+    )
+    .expect("an answer");
+    assert_eq!(s, 403, "the alerts token changes nothing else: {b}");
     let (s, b) = call(
         &c,
         "POST",
@@ -167,7 +180,7 @@ fn alertmanager_alerts_grow_a_clone_and_it_shrinks_after_the_cool_down() {
     let am: SocketAddr = ([127, 0, 104, 9], 9093).into();
     let config = format!(
         "route:\n  receiver: buoy\n  group_by: [alertname]\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\n\
-         receivers:\n  - name: buoy\n    webhook_configs:\n      - url: http://{}/v1/alertmanager/webhook\n        send_resolved: true\n        max_alerts: 100\n        http_config:\n          authorization:\n            type: Bearer\n            credentials: {TOKEN}\n",
+         receivers:\n  - name: buoy\n    webhook_configs:\n      - url: http://{}/v1/alertmanager/webhook\n        send_resolved: true\n        max_alerts: 100\n        http_config:\n          authorization:\n            type: Bearer\n            credentials: {ALERTS_TOKEN}\n",
         c.http(1)
     );
     std::fs::write(dir.join("alertmanager.yml"), config).unwrap();

@@ -22,9 +22,15 @@ use super::error::error;
 pub enum Role {
     /// GET only.
     Read,
+    /// Prometheus Alertmanager's webhook (`POST` [`ALERTS_PATH`]) and nothing else: the token
+    /// to give Alertmanager, so that its configuration holds no admin token.
+    Alerts,
     /// Everything.
     Admin,
 }
+
+/// The one route an `alerts` token may call.
+pub const ALERTS_PATH: &str = "/v1/alertmanager/webhook";
 
 /// The tokens file: `{"tokens": [{"token": "...", "role": "admin"}, ...]}`.
 #[derive(Deserialize)]
@@ -143,6 +149,11 @@ impl Auth {
             Some(Role::Read) if !matches!(*req.method(), Method::GET | Method::HEAD) => {
                 Err(Denied::ReadOnly)
             }
+            Some(Role::Alerts)
+                if !(req.method() == Method::POST && req.uri().path() == ALERTS_PATH) =>
+            {
+                Err(Denied::AlertsOnly)
+            }
             Some(_) => Ok(()),
         }
     }
@@ -218,13 +229,14 @@ enum Denied {
     NoToken,
     UnknownToken,
     ReadOnly,
+    AlertsOnly,
 }
 
 impl Denied {
     fn status(self) -> StatusCode {
         match self {
             Denied::NoToken | Denied::UnknownToken => StatusCode::UNAUTHORIZED,
-            Denied::ReadOnly => StatusCode::FORBIDDEN,
+            Denied::ReadOnly | Denied::AlertsOnly => StatusCode::FORBIDDEN,
         }
     }
 
@@ -238,6 +250,10 @@ impl Denied {
             Denied::ReadOnly => (
                 "forbidden",
                 "this token is read-only: changes need an admin token",
+            ),
+            Denied::AlertsOnly => (
+                "forbidden",
+                "this token only posts Alertmanager webhooks (POST /v1/alertmanager/webhook)",
             ),
         };
         error(self.status(), code, message, None)
@@ -277,6 +293,7 @@ mod tests {
         let tokens = [
             (digest("admin-token-0123456789"), Role::Admin),
             (digest("read-token-0123456789"), Role::Read),
+            (digest("alerts-token-0123456789"), Role::Alerts),
         ];
         Auth {
             tokens: Some(Arc::new(tokens.into_iter().collect())),
@@ -330,6 +347,24 @@ mod tests {
         );
         assert_eq!(status(Auth::open().check(&req("POST", None))), None);
         assert_eq!(a.admin_token().as_deref(), Some("admin-token-0123456789"));
+    }
+
+    #[test]
+    fn an_alerts_token_posts_webhooks_and_nothing_else() {
+        let a = auth();
+        let call = |method: &str, path: &str| {
+            let r = Request::builder()
+                .method(method)
+                .uri(path)
+                .header("authorization", "Bearer alerts-token-0123456789")
+                .body(Body::empty())
+                .unwrap();
+            a.check(&r).err().map(Denied::status)
+        };
+        assert_eq!(call("POST", ALERTS_PATH), None);
+        assert_eq!(call("GET", ALERTS_PATH), Some(StatusCode::FORBIDDEN));
+        assert_eq!(call("GET", "/v1/segments"), Some(StatusCode::FORBIDDEN));
+        assert_eq!(call("POST", "/v1/instances"), Some(StatusCode::FORBIDDEN));
     }
 
     #[test]
