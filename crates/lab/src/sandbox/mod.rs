@@ -171,7 +171,9 @@ pub fn run(mut args: SandboxArgs) -> Result<()> {
     let control = chaos::Control::start(service(args.net, CONTROL_PORT), stop.clone())?;
     let wanted = args.instances + clock_copies(&args) + args.vms + if haproxy { 2 } else { 0 };
     let t = Instant::now();
-    while running_copies(api) < wanted {
+    // With HAProxy, also until both copies serve every clock copy: an HAProxy with an empty
+    // backend answers 503, which the customer would count as failed.
+    while running_copies(api) < wanted || (haproxy && !zones::in_sync(&c, args.zones)) {
         if stop.load(Ordering::Relaxed) || t.elapsed() > Duration::from_secs(60) {
             break;
         }
