@@ -226,6 +226,15 @@ pub fn on_alerts(i: &Instance, alerts: &[Alert], by: &str, now: Timestamp) -> Ap
             Effect::Unmatched | Effect::Unchanged => {}
         }
     }
+    if matched == 0 {
+        // Not this instance's alerts: its own changes (a cool-down) are the tick's, not
+        // this receiver's.
+        return Applied {
+            instance: None,
+            matched,
+            decision: None,
+        };
+    }
     let decision = decide(&policy, &mut scaling, by, now);
     Applied {
         instance: changed(i, before, scaling),
@@ -443,6 +452,14 @@ mod tests {
         let i = out.instance.expect("the resolution is recorded");
         assert_eq!(i.copies(), 5);
         assert!(on_tick(&i, Timestamp::from_unix_millis(1_030_000)).is_none());
+        // Another instance's alert does not bring this one's cool-down decision with it.
+        let other = on_alerts(
+            &i,
+            &[alert("x", "DiskFull", true)],
+            "ops",
+            Timestamp::from_unix_millis(1_060_000),
+        );
+        assert!(other.instance.is_none() && other.decision.is_none());
         let (i, d) = on_tick(&i, Timestamp::from_unix_millis(1_060_000)).expect("cooled");
         assert_eq!((d.from, d.to), (5, 3));
         assert_eq!(i.copies(), 3);
