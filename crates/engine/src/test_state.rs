@@ -21,7 +21,10 @@ pub fn put(st: &mut ClusterState, o: Object) -> Object {
             expect: Expect::Absent,
         },
     };
-    st.apply(&cmd).0.unwrap().unwrap()
+    st.apply(&cmd)
+        .0
+        .expect("a test's object is valid and its id new")
+        .expect("a put returns the object stored")
 }
 
 /// Segment `s1` with `hosts` (each host's id is its name).
@@ -32,7 +35,7 @@ pub fn segment_with_hosts(st: &mut ClusterState, hosts: &[&str]) {
     };
     put(
         st,
-        Object::Segment(Segment::create(meta("s1"), &seg).unwrap()),
+        Object::Segment(Segment::create(meta("s1"), &seg).expect("segment `s` is valid")),
     );
     for h in hosts {
         let spec = HostSpec {
@@ -41,7 +44,9 @@ pub fn segment_with_hosts(st: &mut ClusterState, hosts: &[&str]) {
         };
         put(
             st,
-            Object::Host(Host::create(meta(h), &spec, "s1".into()).unwrap()),
+            Object::Host(
+                Host::create(meta(h), &spec, "s1".into()).expect("a test host name is valid"),
+            ),
         );
     }
 }
