@@ -105,13 +105,7 @@ impl Netns {
 
     /// Moves the calling thread into the switch namespace (threads it starts follow).
     pub fn enter_switch(&self) -> Result<()> {
-        let path = format!("/run/netns/{}", self.switch());
-        let f = std::fs::File::open(&path).with_context(|| format!("cannot open {path}"))?;
-        // SAFETY: setns on a namespace file we hold open; affects only this thread.
-        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            bail!("setns into {path}: {}", std::io::Error::last_os_error());
-        }
-        Ok(())
+        enter(&format!("/run/netns/{}", self.switch()))
     }
 
     /// Brings host `i`'s link down (everything cut) or up.
@@ -169,6 +163,16 @@ impl Drop for Netns {
         }
         let _ = ip(&["netns", "del", &self.switch()]);
     }
+}
+
+/// Moves the calling thread into the network namespace at `path` (`/run/netns/NAME`).
+pub fn enter(path: &str) -> Result<()> {
+    let f = std::fs::File::open(path).with_context(|| format!("cannot open {path}"))?;
+    // SAFETY: setns on a namespace file we hold open; affects only this thread.
+    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        bail!("setns into {path}: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The `buoy agent` arguments of lab host `name` in its namespace, at `addr`: gossip on port

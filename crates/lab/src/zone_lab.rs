@@ -23,6 +23,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use crate::netns::enter;
 pub use crate::ns_lab::SERVER;
 use crate::ns_lab::{NsLab, unix_ms, wait_for};
 
@@ -407,15 +408,4 @@ impl ZoneLab {
         all.extend(self.hosts());
         self.ns.logs(&all, &[])
     }
-}
-
-/// Moves the calling thread into the network namespace at `path`.
-fn enter(path: &str) -> Result<()> {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::File::open(path).with_context(|| format!("cannot open {path}"))?;
-    // SAFETY: setns on a namespace file we hold open; affects only this thread.
-    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        bail!("setns into {path}: {}", std::io::Error::last_os_error());
-    }
-    Ok(())
 }
