@@ -125,8 +125,16 @@ fn a_failed_zone_s_copy_moves_to_another_zone_and_comes_back_when_the_zone_retur
     );
     // The move made before it broke (a surge): the new copy's first heartbeat came before
     // the old copy's last, so the copies serving never dropped to 2.
-    std::thread::sleep(Duration::from_millis(500));
-    let spans = spans(&std::fs::read_to_string(&beats).unwrap_or_default());
+    // The old copy's heartbeats end once its stop is done (it may outlast `even` by a report):
+    // wait until one that beat after the heal has been quiet for 300 ms.
+    let read = || spans(&std::fs::read_to_string(&beats).unwrap_or_default());
+    let ended = |s: &BTreeMap<(String, String), (u64, u64)>| {
+        let quiet = now_ms() - 300;
+        s.values()
+            .any(|(_, last)| *last < quiet && *last >= healed_ms)
+    };
+    wait_until(Duration::from_secs(15), || ended(&read()));
+    let spans = read();
     let quiet = now_ms() - 300;
     let newest = spans
         .iter()
