@@ -33,6 +33,28 @@ pub const CLIENT: usize = 3;
 /// The PostgreSQL lab (see the module's doc).
 pub struct PgLab {
     pub ns: NsLab,
+    pub pg: PgPair,
+}
+
+/// A replicated PostgreSQL in an [`NsLab`]: the `pg` promotable instance (the unmodified
+/// `ocf:heartbeat:pgsql`, 2 copies, synchronous replication) on two hosts and the `pg-vip`
+/// address (`ocf:heartbeat:IPaddr2`) colocated with its primary, started after its promotion.
+/// Shared by the PostgreSQL lab and the zones lab (whose clock reads its time from it).
+pub struct PgPair {
+    /// The two database hosts.
+    pub hosts: [usize; 2],
+    /// The namespace `psql` runs in to reach the virtual IP.
+    pub from: usize,
+    /// The virtual IP of the primary.
+    pub vip: &'static str,
+    /// The instances' segment.
+    pub segment: &'static str,
+    /// Host labels the database hosts carry (none: the segment holds only them).
+    pub host_labels: serde_json::Map<String, serde_json::Value>,
+    /// The name of the virtual IP's instance.
+    pub vip_instance: &'static str,
+    /// The host whose copy is promoted when both are ready (`preferred_promoted`).
+    pub preferred: Option<String>,
 }
 
 impl PgLab {
@@ -51,6 +73,15 @@ impl PgLab {
     pub fn create(buoy: &Path, dir: PathBuf) -> Result<PgLab> {
         Ok(PgLab {
             ns: NsLab::create(buoy, dir, 4, 3)?,
+            pg: PgPair {
+                hosts: DB,
+                from: CLIENT,
+                vip: VIP,
+                segment: "db",
+                host_labels: serde_json::Map::new(),
+                vip_instance: "vip",
+                preferred: None,
+            },
         })
     }
 
@@ -61,38 +92,17 @@ impl PgLab {
     /// Prepares the databases, starts the three agents, and creates the segment, the hosts,
     /// the `pg` instance and its `vip`; returns once the control plane answers.
     pub fn start(&mut self) -> Result<()> {
-        self.prepare_databases()?;
+        self.pg.prepare_databases(&self.ns)?;
         for i in [SERVER, DB[0], DB[1]] {
             self.ns.start_agent(i)?;
         }
         self.ns.wait_for_leader().with_context(|| self.logs())?;
-        let mnt = self.ns.mnt();
-        let at = |p: &str| mnt.join(p).display().to_string();
-        let pg = json!({"segment": "db", "driver": "ocf", "mode": "promotable", "replicas": 2,
-            "notify": true,
-            "params": {"agent": "ocf:heartbeat:pgsql", "monitor_interval": "2s", "timeout": "20s",
-                "params": {"pgctl": format!("{PG_BIN}/pg_ctl"), "psql": format!("{PG_BIN}/psql"),
-                    "pgdata": at("pgdata"), "tmpdir": at("tmp"), "socketdir": at("run"),
-                    "logfile": at("pg.log"), "rep_mode": "sync", "node_list": "h2 h3",
-                    "master_ip": VIP, "restart_on_promote": "false", "check_wal_receiver": "false",
-                    "primary_conninfo_opt": "keepalives_idle=60 keepalives_interval=5 keepalives_count=5"}}});
-        let vip = json!({"segment": "db", "driver": "ocf",
-            "colocated_with": {"instance": "pg", "promoted": true},
-            "start_after": [{"instance": "pg", "promoted": true}],
-            "params": {"agent": "ocf:heartbeat:IPaddr2", "monitor_interval": "1s",
-                "params": {"ip": VIP, "cidr_netmask": 24, "nic": "eth0"}}});
-        for (name, spec) in [("pg", &pg), ("vip", &vip)] {
-            std::fs::write(self.ns.dir.join(format!("{name}.json")), spec.to_string())?;
-        }
-        let pg_file = self.ns.dir.join("pg.json").display().to_string();
-        let vip_file = self.ns.dir.join("vip.json").display().to_string();
         self.ns.cli_all(&[
             vec!["segment", "create", "db"],
             vec!["host", "create", "h2", "--segment", "db"],
             vec!["host", "create", "h3", "--segment", "db"],
-            vec!["instance", "create", "pg", "-f", &pg_file],
-            vec!["instance", "create", "vip", "-f", &vip_file],
-        ])
+        ])?;
+        self.pg.create_instances(&self.ns)
     }
 
     /// Waits for a primary behind the virtual IP whose replica is synchronous and recorded as
@@ -100,34 +110,9 @@ impl PgLab {
     /// synchronous, and writes the two attributes one after the other); returns the primary's
     /// host index.
     pub fn wait_replicated(&self, timeout: Duration) -> Result<usize> {
-        if !wait_for(timeout, || {
-            self.sql("select pg_is_in_recovery()").as_deref() == Ok("f")
-        }) {
-            bail!("no primary behind the VIP:\n{}", self.logs());
-        }
-        let _ = self.sql("create table if not exists acked (i int primary key)");
-        if !wait_for(timeout, || {
-            self.sql("select sync_state from pg_stat_replication")
-                .is_ok_and(|s| s == "sync")
-        }) {
-            bail!("the replica never became synchronous:\n{}", self.logs());
-        }
-        let primary = self
-            .vip_holder(&[])
-            .context("the VIP is on no database host")?;
-        let replica = PgLab::name(if primary == DB[0] { DB[1] } else { DB[0] });
-        if !wait_for(Duration::from_secs(30), || {
-            self.ns.attribute(&replica, "pg-data-status").as_deref() == Some("STREAMING|SYNC")
-                && self.ns.attribute(&replica, "master-pg").as_deref() == Some("100")
-        }) {
-            bail!(
-                "the primary never recorded {replica} as synchronous ({:?}, promotion score {:?}):\n{}",
-                self.ns.attribute(&replica, "pg-data-status"),
-                self.ns.attribute(&replica, "master-pg"),
-                self.logs()
-            );
-        }
-        Ok(primary)
+        self.pg
+            .wait_replicated(&self.ns, timeout)
+            .with_context(|| self.logs())
     }
 
     /// Starts the client in its namespace: one transaction per row, each acknowledged commit
@@ -210,11 +195,101 @@ impl PgLab {
     /// `psql` from the client's namespace through the virtual IP: its output, or why it
     /// failed.
     pub fn sql(&self, query: &str) -> std::result::Result<String, String> {
-        let out = self.ns.run(
-            CLIENT,
+        self.pg.sql(&self.ns, query)
+    }
+
+    /// Which database host holds the virtual IP, of those not in `crashed`.
+    pub fn vip_holder(&self, crashed: &[usize]) -> Option<usize> {
+        self.pg.vip_holder(&self.ns, crashed)
+    }
+
+    /// Everything a failure message needs.
+    pub fn logs(&self) -> String {
+        self.ns.logs(&[SERVER, DB[0], DB[1]], &["pg.log"])
+    }
+}
+
+impl PgPair {
+    /// Creates `pg` and its virtual IP (the hosts and the segment exist).
+    pub fn create_instances(&self, ns: &NsLab) -> Result<()> {
+        let mnt = ns.mnt();
+        let at = |p: &str| mnt.join(p).display().to_string();
+        let node_list = format!(
+            "{} {}",
+            NsLab::name(self.hosts[0]),
+            NsLab::name(self.hosts[1])
+        );
+        let pg = json!({"segment": self.segment, "driver": "ocf", "mode": "promotable", "replicas": 2,
+            "notify": true, "host_labels": self.host_labels, "preferred_promoted": self.preferred,
+            "params": {"agent": "ocf:heartbeat:pgsql", "monitor_interval": "2s", "timeout": "20s",
+                "params": {"pgctl": format!("{PG_BIN}/pg_ctl"), "psql": format!("{PG_BIN}/psql"),
+                    "pgdata": at("pgdata"), "tmpdir": at("tmp"), "socketdir": at("run"),
+                    "logfile": at("pg.log"), "rep_mode": "sync", "node_list": node_list,
+                    "master_ip": self.vip, "restart_on_promote": "false", "check_wal_receiver": "false",
+                    "primary_conninfo_opt": "keepalives_idle=60 keepalives_interval=5 keepalives_count=5"}}});
+        let vip = json!({"segment": self.segment, "driver": "ocf",
+            "colocated_with": {"instance": "pg", "promoted": true},
+            "start_after": [{"instance": "pg", "promoted": true}],
+            "params": {"agent": "ocf:heartbeat:IPaddr2", "monitor_interval": "1s",
+                "params": {"ip": self.vip, "cidr_netmask": 24, "nic": "eth0"}}});
+        let mut commands = Vec::new();
+        let mut files = Vec::new();
+        for (name, spec) in [("pg", &pg), (self.vip_instance, &vip)] {
+            let file = ns.dir.join(format!("{name}.json"));
+            std::fs::write(&file, spec.to_string())?;
+            files.push((name, file.display().to_string()));
+        }
+        for (name, file) in &files {
+            commands.push(vec!["instance", "create", name, "-f", file.as_str()]);
+        }
+        ns.cli_all(&commands)
+    }
+
+    /// Waits for a primary behind the virtual IP whose replica is synchronous and recorded as
+    /// such, with its promotion score (pgsql promotes only a replica its primary recorded as
+    /// synchronous, and writes the two attributes one after the other); returns the primary's
+    /// host index.
+    pub fn wait_replicated(&self, ns: &NsLab, timeout: Duration) -> Result<usize> {
+        if !wait_for(timeout, || {
+            self.sql(ns, "select pg_is_in_recovery()").as_deref() == Ok("f")
+        }) {
+            bail!("no primary behind the VIP");
+        }
+        let _ = self.sql(ns, "create table if not exists acked (i int primary key)");
+        if !wait_for(timeout, || {
+            self.sql(ns, "select sync_state from pg_stat_replication")
+                .is_ok_and(|s| s == "sync")
+        }) {
+            bail!("the replica never became synchronous");
+        }
+        let primary = self
+            .vip_holder(ns, &[])
+            .context("the VIP is on no database host")?;
+        let replica = NsLab::name(if primary == self.hosts[0] {
+            self.hosts[1]
+        } else {
+            self.hosts[0]
+        });
+        if !wait_for(Duration::from_secs(30), || {
+            ns.attribute(&replica, "pg-data-status").as_deref() == Some("STREAMING|SYNC")
+                && ns.attribute(&replica, "master-pg").as_deref() == Some("100")
+        }) {
+            bail!(
+                "the primary never recorded {replica} as synchronous ({:?}, promotion score {:?})",
+                ns.attribute(&replica, "pg-data-status"),
+                ns.attribute(&replica, "master-pg"),
+            );
+        }
+        Ok(primary)
+    }
+
+    /// `psql` through the virtual IP: its output, or why it failed.
+    pub fn sql(&self, ns: &NsLab, query: &str) -> std::result::Result<String, String> {
+        let out = ns.run(
+            self.from,
             &format!("{PG_BIN}/psql"),
             &[
-                "-h", VIP, "-U", "postgres", "-d", "postgres", "-qAtc", query,
+                "-h", self.vip, "-U", "postgres", "-d", "postgres", "-qAtc", query,
             ],
             &[("PGCONNECT_TIMEOUT", "2")],
         );
@@ -227,26 +302,22 @@ impl PgLab {
 
     /// Which database host holds the virtual IP, of those not in `crashed` (a crashed host's
     /// namespace keeps its addresses behind its cut link).
-    pub fn vip_holder(&self, crashed: &[usize]) -> Option<usize> {
-        DB.into_iter().filter(|i| !crashed.contains(i)).find(|&i| {
-            let out = self
-                .ns
-                .run(i, "ip", &["-o", "addr", "show", "dev", "eth0"], &[]);
-            String::from_utf8_lossy(&out.stdout).contains(&format!(" {VIP}/"))
-        })
-    }
-
-    /// Everything a failure message needs.
-    pub fn logs(&self) -> String {
-        self.ns.logs(&[SERVER, DB[0], DB[1]], &["pg.log"])
+    pub fn vip_holder(&self, ns: &NsLab, crashed: &[usize]) -> Option<usize> {
+        self.hosts
+            .into_iter()
+            .filter(|i| !crashed.contains(i))
+            .find(|&i| {
+                let out = ns.run(i, "ip", &["-o", "addr", "show", "dev", "eth0"], &[]);
+                String::from_utf8_lossy(&out.stdout).contains(&format!(" {}/", self.vip))
+            })
     }
 
     /// One database cluster, initialised on the first host and copied (shut down cleanly) to
     /// the second: the standby's base. Configured for streaming replication; the agent adds
     /// its own include files (synchronous_standby_names, the recovery settings).
-    fn prepare_databases(&self) -> Result<()> {
-        for i in DB {
-            let d = self.ns.host_dir(i);
+    pub fn prepare_databases(&self, ns: &NsLab) -> Result<()> {
+        for i in self.hosts {
+            let d = ns.host_dir(i);
             for sub in ["tmp", "run"] {
                 std::fs::create_dir_all(d.join(sub))?;
             }
@@ -257,7 +328,7 @@ impl PgLab {
                     .arg(&d),
             )?;
         }
-        let first = self.ns.host_dir(DB[0]).join("pgdata");
+        let first = ns.host_dir(self.hosts[0]).join("pgdata");
         must(
             Command::new("runuser")
                 .args(["-u", "postgres", "--"])
@@ -279,7 +350,7 @@ impl PgLab {
              wal_level = replica\nmax_wal_senders = 10\nwal_keep_size = 256MB\nhot_standby = on\n\
              hot_standby_feedback = on\nwal_receiver_status_interval = 1s\n\
              shared_buffers = 16MB\nrestart_after_crash = off\nlogging_collector = off\n",
-            run = self.ns.mnt().join("run").display()
+            run = ns.mnt().join("run").display()
         );
         let mut c = std::fs::read_to_string(first.join("postgresql.conf"))?;
         c += &conf;
@@ -291,7 +362,7 @@ impl PgLab {
             Command::new("cp")
                 .arg("-a")
                 .arg(&first)
-                .arg(self.ns.host_dir(DB[1]).join("pgdata")),
+                .arg(ns.host_dir(self.hosts[1]).join("pgdata")),
         )
     }
 }

@@ -5,6 +5,15 @@
 //! A client in the switch namespace requests through the virtual IP every 50 ms and records
 //! each answer. Used by `tests/zones_vip.rs` and `buoy bench zone-failure`.
 //!
+//! With a database ([`ZoneLab::start`] with `db`), the clock copies answer with the time they
+//! read from a replicated PostgreSQL (`lab::postgres_lab::PgPair`: the unmodified
+//! `ocf:heartbeat:pgsql` as a promotable instance of 2 copies, synchronous replication, and a
+//! virtual IP of its own), every 5 s, as in the original clock demonstration. The database
+//! hosts are the first host of zones `a` and `b`, the primary preferred in zone `b`; HAProxy
+//! runs only in zones `a` and `c`. So killing zone `b` takes the database primary with it: the
+//! clock copies keep answering with their last read during the database failover (about 6 s),
+//! then read from the new primary in zone `a`.
+//!
 //! HAProxy retries a request whose server does not answer on another server (`retries`,
 //! `option redispatch`, `retry-on`): a client request counts as failed only when HAProxy could
 //! not serve it at all.
@@ -26,6 +35,7 @@ use serde_json::{Value, json};
 use crate::netns::enter;
 pub use crate::ns_lab::SERVER;
 use crate::ns_lab::{NsLab, unix_ms, wait_for};
+use crate::postgres_lab::{PG_BIN, PgPair};
 
 /// Debian's HAProxy.
 pub const HAPROXY: &str = "/usr/sbin/haproxy";
@@ -35,6 +45,10 @@ pub const VIP: &str = "10.77.0.60";
 pub const LB_PORT: u16 = 8080;
 /// The port each clock copy serves on, at its host's address.
 pub const APP_PORT: u16 = 8081;
+/// The database's virtual IP (with a database).
+pub const DB_VIP: &str = "10.77.0.61";
+/// The zone that holds the database's preferred primary and no HAProxy (with a database).
+pub const DB_ZONE: usize = 1;
 
 /// One request of the client: when it was sent, how long it took, and whether a copy
 /// answered it (`answer`: its first line) or why not.
@@ -114,6 +128,8 @@ pub struct ZoneLab {
     pub ns: NsLab,
     pub zones: usize,
     pub per_zone: usize,
+    /// The replicated database, once started with one.
+    pub db: Option<PgPair>,
     buoy: PathBuf,
 }
 
@@ -121,6 +137,22 @@ impl ZoneLab {
     /// What this machine lacks to run the lab (none: it can run).
     pub fn missing() -> Option<String> {
         crate::ns_lab::missing(&[HAPROXY, "/usr/lib/ocf/resource.d/heartbeat/IPaddr2"])
+    }
+
+    /// What this machine lacks to run the lab with its database (none: it can run).
+    pub fn missing_with_db() -> Option<String> {
+        ZoneLab::missing().or_else(crate::postgres_lab::PgLab::missing)
+    }
+
+    /// The database hosts: the first host of zones `a` and `b`.
+    fn db_hosts(&self) -> [usize; 2] {
+        [1, 1 + self.per_zone]
+    }
+
+    /// Where HAProxy may run: everywhere, or with a database every host but the database
+    /// hosts and zone `b`.
+    fn lb_host(&self, i: usize, db: bool) -> bool {
+        !db || (!self.db_hosts().contains(&i) && self.zone_of(i) != DB_ZONE)
     }
 
     /// Creates the namespaces and directory `dir`; `buoy` is the binary the agents and the
@@ -134,6 +166,7 @@ impl ZoneLab {
             ns: NsLab::create(buoy, dir, n, n)?,
             zones,
             per_zone,
+            db: None,
             buoy: buoy.to_path_buf(),
         })
     }
@@ -179,11 +212,33 @@ impl ZoneLab {
     /// Starts the agents, registers the hosts with their zones, and creates `lb` (HAProxy,
     /// 2 copies spread over the zones), `vip` (IPaddr2 colocated with an HAProxy copy, started
     /// after it) and `clock` (`copies` copies of the demo app spread over the zones, the
-    /// servers of HAProxy's `clock` backend).
-    pub fn start(&mut self, copies: u32) -> Result<()> {
+    /// servers of HAProxy's `clock` backend). With `db`, first the replicated database (see
+    /// the module's doc), and the clock reads its time from it; needs 3 zones of 2 hosts or
+    /// more.
+    pub fn start(&mut self, copies: u32, db: bool) -> Result<()> {
+        if db && (self.zones < 3 || self.per_zone < 2) {
+            bail!("the lab's database needs 3 zones of 2 hosts or more");
+        }
         let config = self.haproxy_config();
         for i in self.hosts() {
             std::fs::write(self.ns.host_dir(i).join("haproxy.cfg"), &config)?;
+        }
+        let pair = db.then(|| {
+            let hosts = self.db_hosts();
+            let mut labels = serde_json::Map::new();
+            labels.insert("db".into(), "yes".into());
+            PgPair {
+                hosts,
+                from: SERVER,
+                vip: DB_VIP,
+                segment: "web",
+                host_labels: labels,
+                vip_instance: "db-vip",
+                preferred: Some(NsLab::name(hosts[1])),
+            }
+        });
+        if let Some(p) = &pair {
+            p.prepare_databases(&self.ns)?;
         }
         self.ns.start_agent(SERVER)?;
         for i in self.hosts() {
@@ -192,7 +247,7 @@ impl ZoneLab {
         self.ns.wait_for_leader().with_context(|| self.logs())?;
         let mnt = self.ns.mnt().display().to_string();
         let lb = json!({"segment": "web", "driver": "process", "mode": "clone", "replicas": 2,
-            "spread": {"label": "zone"},
+            "spread": {"label": "zone"}, "host_labels": if db { json!({"lb": "yes"}) } else { json!({}) },
             "params": {"command": HAPROXY, "args": ["-db", "-f", format!("{mnt}/haproxy.cfg")]},
             "health_checks": [{"type": "tcp", "host": "host-ip", "port": LB_PORT}],
             "load_balancer": {"admin_socket": format!("{mnt}/admin.sock"),
@@ -202,16 +257,28 @@ impl ZoneLab {
             "start_after": [{"instance": "lb"}],
             "params": {"agent": "ocf:heartbeat:IPaddr2", "monitor_interval": "1s",
                 "params": {"ip": VIP, "cidr_netmask": 24, "nic": "eth0"}}});
+        let mut app_args = vec![
+            "demo-app".to_string(),
+            "--http-port".into(),
+            APP_PORT.to_string(),
+        ];
+        if db {
+            app_args.extend([
+                "--db-time".into(),
+                format!("host={DB_VIP} user=postgres dbname=postgres"),
+                "--psql".into(),
+                format!("{PG_BIN}/psql"),
+            ]);
+        }
         let clock = json!({"segment": "web", "driver": "process", "mode": "clone",
             "replicas": copies, "spread": {"label": "zone"},
-            "params": {"command": self.buoy.display().to_string(),
-                       "args": ["demo-app", "--http-port", APP_PORT.to_string()]},
+            "params": {"command": self.buoy.display().to_string(), "args": app_args},
             "health_checks": [{"type": "http", "host": "host-ip", "port": APP_PORT, "path": "/"}],
             "balancer": {"instance": "lb", "backend": "clock", "port": APP_PORT}});
         let mut commands: Vec<Vec<String>> =
             vec![vec!["segment".into(), "create".into(), "web".into()]];
         for i in self.hosts() {
-            commands.push(vec![
+            let mut c: Vec<String> = vec![
                 "host".into(),
                 "create".into(),
                 NsLab::name(i),
@@ -219,8 +286,25 @@ impl ZoneLab {
                 "web".into(),
                 "--set".into(),
                 format!("labels.zone={}", ZoneLab::zone_name(self.zone_of(i))),
-            ]);
+            ];
+            if db && self.lb_host(i, db) {
+                c.extend(["--set".into(), "labels.lb=yes".into()]);
+            }
+            if pair.as_ref().is_some_and(|p| p.hosts.contains(&i)) {
+                c.extend(["--set".into(), "labels.db=yes".into()]);
+            }
+            commands.push(c);
         }
+        for c in commands.drain(..) {
+            let args: Vec<&str> = c.iter().map(String::as_str).collect();
+            self.ns.cli_ok(&args)?;
+        }
+        if let Some(p) = &pair {
+            p.create_instances(&self.ns)?;
+            p.wait_replicated(&self.ns, Duration::from_secs(120))
+                .with_context(|| self.logs())?;
+        }
+        self.db = pair;
         for (name, spec) in [("lb", &lb), ("vip", &vip), ("clock", &clock)] {
             let file = self.ns.dir.join(format!("{name}.json"));
             std::fs::write(&file, spec.to_string())?;
@@ -402,10 +486,16 @@ impl ZoneLab {
         at
     }
 
+    /// The host (index) holding the database's virtual IP among all but `crashed`.
+    pub fn db_primary(&self, crashed: &[usize]) -> Option<usize> {
+        self.db.as_ref()?.vip_holder(&self.ns, crashed)
+    }
+
     /// The agents' and instances' logs, their last lines.
     pub fn logs(&self) -> String {
         let mut all = vec![SERVER];
         all.extend(self.hosts());
-        self.ns.logs(&all, &[])
+        let files: &[&str] = if self.db.is_some() { &["pg.log"] } else { &[] };
+        self.ns.logs(&all, files)
     }
 }

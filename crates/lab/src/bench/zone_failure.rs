@@ -77,7 +77,7 @@ pub fn zone_failure(args: ZoneFailureBenchArgs) -> Result<()> {
         "starting the server h1 and {} zones of {} hosts (network namespaces); the clock ({} copies) behind HAProxy (2 copies) and its VIP",
         args.zones, args.hosts_per_zone, args.copies
     ));
-    lab.start(args.copies as u32)?;
+    lab.start(args.copies as u32, false)?;
     lab.wait_ready(args.copies, Duration::from_secs(180))?;
     let client = lab.start_client()?;
     client.wait_answered(20, Duration::from_secs(30))?;
