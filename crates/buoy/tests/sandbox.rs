@@ -126,6 +126,87 @@ fn the_sandbox_runs_qemu_guests_when_asked() {
     assert!(text.contains("and 1 QEMU guests running"), "{text}");
 }
 
+/// The zones scenario in network namespaces (`--zones 3`, the default where they can run):
+/// HAProxy behind an IPaddr2 VIP, the clock reading its time from a replicated PostgreSQL;
+/// the dashboard and the VIP forwarded to the sandbox's loopback address. The demo crashes
+/// zone b with the database's primary: no failed request, the copies back in the other zones,
+/// the database failed over and read again, then the zone back with its replica.
+#[test]
+fn the_sandbox_zones_scenario_in_namespaces_reads_a_replicated_database() {
+    if let Some(why) = lab::zone_lab::ZoneLab::missing_with_db() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{why}: scripts/setup-test-deps.sh installs what the namespaces scenario needs"
+        );
+        eprintln!("SKIPPED (loudly): {why}");
+        return;
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_buoy"))
+        .args(["sandbox", "--zones", "3", "--hosts", "7"])
+        .args(["--demo-delay", "0", "--duration", "30", "--net", "70"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The forwarded VIP answers with the database's time; the forwarded API answers too.
+    let clock = std::net::SocketAddr::from(([127, 0, 70, 100], 8080));
+    let api = std::net::SocketAddr::from(([127, 0, 70, 100], 7070));
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let (mut answer, mut status) = (None, None);
+    while std::time::Instant::now() < deadline && (answer.is_none() || status.is_none()) {
+        std::thread::sleep(Duration::from_millis(500));
+        if answer.is_none() {
+            answer = get(clock, "/").filter(|t| t.contains(" db "));
+        }
+        if status.is_none() {
+            status = get(api, "/v1/status").filter(|t| t.contains("\"leader\""));
+        }
+    }
+    let text = finishes_well(child);
+    assert!(
+        answer.is_some(),
+        "the forwarded VIP never answered with the database's time:\n{text}"
+    );
+    assert!(
+        status.is_some(),
+        "the forwarded API never answered:\n{text}"
+    );
+    for expected in [
+        "the clock reads its time from PostgreSQL",
+        "dashboard:  http://127.0.70.100:7070/ui?clock=http://127.0.70.100:8080",
+        "demo: zone b crashes",
+        "(the database's primary is on h4)",
+        "copies run again in the other zones",
+        "demo: the database failed over to h2; the clock reads from it again",
+        "demo: zone b is back",
+        "replicates synchronously to h4 again",
+        "stopping every agent and removing the namespaces and files",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+    let down = text
+        .lines()
+        .find(|l| l.contains("was down the clock answered"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(down.contains(" requests, 0 failed"), "{down}");
+    assert!(text.contains(" requests answered, 0 failed"), "{text}");
+    assert!(
+        std::net::TcpStream::connect_timeout(&clock, Duration::from_millis(200)).is_err(),
+        "the sandbox still forwards {clock}"
+    );
+}
+
+/// `GET path` at `addr`: the whole answer, headers included.
+fn get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
 fn observed(api: std::net::SocketAddr) -> Option<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&api, Duration::from_millis(500)).ok()?;
@@ -148,9 +229,9 @@ fn finishes_well(child: std::process::Child) -> String {
     text
 }
 
-/// The zones scenario (`--zones 3`): the clock spread over three zones behind HAProxy (a
-/// Buoy clone of 2 copies); the demo crashes a whole zone; the customer sees no failed
-/// request, the copies run again in the other zones, and HAProxy's backends follow.
+/// The zones scenario on loopback (`--zones 3 --loopback`): the clock spread over three zones
+/// behind HAProxy (a Buoy clone of 2 copies); the demo crashes a whole zone; the customer sees
+/// no failed request, the copies run again in the other zones, and HAProxy's backends follow.
 #[test]
 fn the_sandbox_zones_scenario_loses_a_zone_without_a_failed_request() {
     if !std::path::Path::new("/usr/sbin/haproxy").exists() {
@@ -170,6 +251,7 @@ fn the_sandbox_zones_scenario_loses_a_zone_without_a_failed_request() {
             "7",
             "--instances",
             "0",
+            "--loopback",
         ])
         .args(["--demo-delay", "0", "--duration", "25", "--net", "68"])
         .stdout(Stdio::piped())

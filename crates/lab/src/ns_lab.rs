@@ -170,8 +170,15 @@ impl NsLab {
     /// Brings crashed host `i` back as it was (its link up, its agent started) and enables it
     /// once the control plane takes it.
     pub fn revive(&mut self, i: usize) -> Result<()> {
-        // The control plane must have counted it failed first (a host is enabled back from
-        // there); a machine rebooting takes longer than that anyway.
+        self.wait_failed(i)?;
+        self.reboot(i)?;
+        self.start_agent(i)?;
+        self.enable(i)
+    }
+
+    /// Waits until the control plane counts crashed host `i` failed: a host is enabled back
+    /// from there (a machine rebooting takes longer than that anyway).
+    pub fn wait_failed(&self, i: usize) -> Result<()> {
         let name = NsLab::name(i);
         if !wait_for(Duration::from_secs(30), || {
             let (ok, out) = self.cli(&["host", "show", &name, "--json"]);
@@ -182,9 +189,7 @@ impl NsLab {
                 self.cli(&["host", "show", &name, "--json"]).1
             );
         }
-        self.reboot(i)?;
-        self.start_agent(i)?;
-        self.enable(i)
+        Ok(())
     }
 
     /// Host `i` comes back from its crash as a machine does from a reboot: the addresses its

@@ -154,42 +154,9 @@ impl PgLab {
     }
 
     /// Brings crashed host `i` back the way an operator rejoins an old primary (README,
-    /// "PostgreSQL"): its data rebuilt from the new primary with `pg_basebackup` and the lock
-    /// file removed before its agent starts; then enabled. Its copy starts as a replica.
+    /// "PostgreSQL"; [`PgPair::rejoin`]).
     pub fn rejoin(&mut self, i: usize, primary: usize) -> Result<()> {
-        self.ns.reboot(i)?;
-        let d = self.ns.host_dir(i);
-        let pgdata = d.join("pgdata");
-        let _ = std::fs::remove_dir_all(&pgdata);
-        let _ = std::fs::remove_file(d.join("tmp/PGSQL.lock"));
-        let out = self.ns.run(
-            i,
-            "runuser",
-            &[
-                "-u",
-                "postgres",
-                "--",
-                &format!("{PG_BIN}/pg_basebackup"),
-                "-h",
-                &NsLab::ip(primary),
-                "-U",
-                "postgres",
-                "-X",
-                "stream",
-                "-D",
-                &pgdata.display().to_string(),
-            ],
-            &[],
-        );
-        if !out.status.success() {
-            bail!(
-                "pg_basebackup from {} failed: {}",
-                PgLab::name(primary),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        self.ns.start_agent(i)?;
-        self.ns.enable(i)
+        self.pg.rejoin(&mut self.ns, i, primary)
     }
 
     /// `psql` from the client's namespace through the virtual IP: its output, or why it
@@ -281,6 +248,46 @@ impl PgPair {
             );
         }
         Ok(primary)
+    }
+
+    /// Brings crashed host `i` back the way an operator rejoins an old primary (README,
+    /// "PostgreSQL"): its data rebuilt from the new primary with `pg_basebackup` and the lock
+    /// file removed before its agent starts; then enabled. Its copy starts as a replica.
+    pub fn rejoin(&self, ns: &mut NsLab, i: usize, primary: usize) -> Result<()> {
+        ns.wait_failed(i)?;
+        ns.reboot(i)?;
+        let d = ns.host_dir(i);
+        let pgdata = d.join("pgdata");
+        let _ = std::fs::remove_dir_all(&pgdata);
+        let _ = std::fs::remove_file(d.join("tmp/PGSQL.lock"));
+        let out = ns.run(
+            i,
+            "runuser",
+            &[
+                "-u",
+                "postgres",
+                "--",
+                &format!("{PG_BIN}/pg_basebackup"),
+                "-h",
+                &NsLab::ip(primary),
+                "-U",
+                "postgres",
+                "-X",
+                "stream",
+                "-D",
+                &pgdata.display().to_string(),
+            ],
+            &[],
+        );
+        if !out.status.success() {
+            bail!(
+                "pg_basebackup from {} failed: {}",
+                NsLab::name(primary),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        ns.start_agent(i)?;
+        ns.enable(i)
     }
 
     /// `psql` through the virtual IP: its output, or why it failed.

@@ -486,6 +486,50 @@ impl ZoneLab {
         at
     }
 
+    /// Brings crashed zone `z` back: its hosts rebooted, their agents started, the hosts
+    /// enabled; a database host first rebuilds its data from the primary (as an operator
+    /// rejoins an old primary), so its copy starts as a replica.
+    pub fn revive_zone(&mut self, z: usize) -> Result<()> {
+        let dead = self.zone_hosts(z);
+        for i in dead.clone() {
+            match &self.db {
+                Some(db) if db.hosts.contains(&i) => {
+                    let primary = db
+                        .vip_holder(&self.ns, &dead)
+                        .context("no database primary to rebuild from")?;
+                    db.rejoin(&mut self.ns, i, primary)?;
+                }
+                _ => self.ns.revive(i)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Each running HAProxy copy's serving servers, one line: `h3: clock-0@h2 clock-1@h6 |
+    /// h6: ...`.
+    pub fn backends_line(&self) -> String {
+        let name_of = |addr: &str| {
+            self.hosts()
+                .into_iter()
+                .find(|&i| NsLab::ip(i) == addr)
+                .map_or(addr.to_string(), NsLab::name)
+        };
+        let mut lbs = self.running("lb");
+        lbs.sort_by(|a, b| a.1.cmp(&b.1));
+        lbs.iter()
+            .filter_map(|(_, host)| {
+                let i = host.strip_prefix('h')?.parse::<usize>().ok()? - 1;
+                let servers = self.backend(i)?;
+                let list: Vec<String> = servers
+                    .iter()
+                    .map(|(n, a)| format!("{n}@{}", name_of(a)))
+                    .collect();
+                Some(format!("{host}: {}", list.join(" ")))
+            })
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
+
     /// The host (index) holding the database's virtual IP among all but `crashed`.
     pub fn db_primary(&self, crashed: &[usize]) -> Option<usize> {
         self.db.as_ref()?.vip_holder(&self.ns, crashed)

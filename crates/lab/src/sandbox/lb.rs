@@ -108,7 +108,7 @@ impl LoadBalancer {
 }
 
 /// Copies both ways until either side closes.
-fn pipe(client: TcpStream, server: TcpStream) {
+pub(super) fn pipe(client: TcpStream, server: TcpStream) {
     let (Ok(mut c2), Ok(mut s2)) = (client.try_clone(), server.try_clone()) else {
         return;
     };

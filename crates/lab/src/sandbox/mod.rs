@@ -6,11 +6,14 @@
 //! its recovery, then a live summary until Ctrl-C (or `--duration`), and stops everything it
 //! started and removes its files. `buoy sandbox chaos ACTION HOST` (or the dashboard's
 //! buttons) injects faults through its control endpoint. `--zones N` runs the zones
-//! scenario instead (`zones`: the clock spread over zones behind HAProxy, a zone crashed).
+//! scenario instead (`zones`: the clock spread over zones behind HAProxy, a zone crashed): in
+//! network namespaces with a virtual IP and a replicated PostgreSQL where this machine can
+//! (`zones_netns`), else on loopback.
 
 mod chaos;
 mod lb;
 mod zones;
+mod zones_netns;
 
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
@@ -62,6 +65,10 @@ pub struct SandboxArgs {
     /// haproxy is installed), and a demo that crashes a whole zone. 0: off.
     #[arg(long, default_value_t = 0)]
     pub zones: usize,
+    /// With --zones: run on loopback even where network namespaces can run (root, HAProxy,
+    /// resource-agents), without the virtual IP and the database.
+    #[arg(long)]
+    pub loopback: bool,
 }
 
 /// `buoy sandbox chaos ...`: faults for a running sandbox.
@@ -125,6 +132,18 @@ pub fn run(mut args: SandboxArgs) -> Result<()> {
     let tty = std::io::stdout().is_terminal();
     let clear = if tty { "\r\x1b[K" } else { "" };
     let say = |m: String| println!("{clear}[{:>6.2}s] {m}", started.elapsed().as_secs_f64());
+    if args.zones > 0 && !args.loopback {
+        match zones_netns::missing() {
+            None if args.servers == 1 => return zones_netns::run(&args, &stop, &say),
+            None => say(format!(
+                "the namespaces scenario runs one server (--servers {}): on loopback instead",
+                args.servers
+            )),
+            Some(why) => say(format!(
+                "zones on loopback, without a virtual IP or a database: {why} (--loopback says so quietly)"
+            )),
+        }
+    }
 
     let mut c = LocalCluster::new(args.net, args.hosts, args.servers, "local")?;
     say(format!(
