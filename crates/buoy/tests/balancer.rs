@@ -285,6 +285,36 @@ fn a_real_haproxy_backend_follows_the_running_copies() {
     });
     in_sync(&c, &dir, 3, "after a host was killed");
 
+    // The last instance served through the backend is deleted: its servers leave both
+    // HAProxy copies (drained, then deleted) and their configuration files.
+    let (s, b) = request(c.http(1), "DELETE", "/v1/instances/web", "").unwrap();
+    assert!(s == 200 || s == 204, "{s} {b}");
+    let lbs = lb_hosts(&c);
+    let emptied = wait_until(Duration::from_secs(30), || {
+        lbs.iter().all(|&i| {
+            let socket = dir.join(format!("h{i}.sock"));
+            let left = servers(&socket, "web", Duration::from_secs(2)).map(|l| l.len());
+            let cfg = std::fs::read_to_string(dir.join(format!("h{i}.cfg"))).unwrap_or_default();
+            left.is_ok_and(|n| n == 0) && !cfg.contains("server web-")
+        })
+    });
+    assert!(
+        emptied.is_some(),
+        "the deleted instance's servers stayed: {:?}\n{}",
+        lbs.iter()
+            .map(|&i| servers(
+                &dir.join(format!("h{i}.sock")),
+                "web",
+                Duration::from_secs(2)
+            ))
+            .collect::<Vec<_>>(),
+        lbs.first().map(|&i| c.log(i)).unwrap_or_default()
+    );
+    eprintln!(
+        "web deleted: both HAProxy backends and configuration files emptied ({} ms)",
+        emptied.unwrap().as_millis()
+    );
+
     // A balancer whose socket does not answer: a recorded failure on its host, never a
     // crash, and its copy keeps running.
     create(

@@ -19,6 +19,15 @@ pub fn server_line(s: &BackendServer) -> String {
     format!("    server {} {}:{} check", s.name, s.addr, s.port)
 }
 
+/// The backends whose servers Buoy keeps in `text` (their `# buoy:begin NAME` lines).
+pub fn marked_backends(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("# buoy:begin "))
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
 /// `text` with the lines between `backend`'s markers replaced by `servers`; `None` when it
 /// already says exactly that.
 pub fn rewrite(
@@ -56,6 +65,13 @@ pub fn rewrite(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_marked_backends_are_the_ones_buoy_keeps() {
+        let text = "backend web\n  # buoy:begin web\n  # buoy:end web\nbackend api\n  server a 1.2.3.4:80\nbackend db\n    # buoy:begin db\n    server db-0 10.0.0.1:5432 check\n    # buoy:end db\n";
+        assert_eq!(marked_backends(text), vec!["web", "db"]);
+        assert!(marked_backends("# buoy:begin \n").is_empty());
+    }
 
     fn server(name: &str, port: u16) -> BackendServer {
         BackendServer {

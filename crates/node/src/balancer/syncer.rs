@@ -126,7 +126,6 @@ impl Syncer {
         assigned
             .list
             .iter()
-            .filter(|a| !a.backends.is_empty())
             .filter(|a| {
                 observed.iter().any(|o| {
                     o.placement == a.placement.meta.id
@@ -145,9 +144,46 @@ impl Syncer {
             .collect()
     }
 
+    /// The backends Buoy kept in this HAProxy that its job no longer names (the last
+    /// instance served through one was deleted or unlinked): the ones synced since the agent
+    /// started and the ones marked in the configuration file. They are emptied.
+    fn orphans(&self, job: &Job) -> Vec<Backend> {
+        let mut names: Vec<String> = self
+            .outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .filter(|(socket, _)| socket == &job.socket)
+            .map(|(_, b)| b.clone())
+            .collect();
+        if let Some(text) = job
+            .config
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+        {
+            names.extend(config_file::marked_backends(&text));
+        }
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .filter(|n| !job.backends.iter().any(|b| &b.name == n))
+            .map(|name| Backend {
+                name,
+                servers: Vec::new(),
+            })
+            .collect()
+    }
+
     /// Brings one HAProxy's backends to its job (blocking).
     fn sync(&self, job: &Job) {
-        for b in &job.backends {
+        let orphans = self.orphans(job);
+        for (b, orphan) in job
+            .backends
+            .iter()
+            .map(|b| (b, false))
+            .chain(orphans.iter().map(|b| (b, true)))
+        {
             let wanted: Vec<Wanted> = b
                 .servers
                 .iter()
@@ -203,6 +239,11 @@ impl Syncer {
                     }
                     Ok(_) => {}
                 }
+            }
+            if orphan && outcome == Ok(0) {
+                // Emptied: nothing more to keep there.
+                outcomes.remove(&k);
+                continue;
             }
             let failures = before.map_or(0, |(_, f)| f) + u64::from(outcome.is_err());
             outcomes.insert(k, (outcome, failures));

@@ -345,12 +345,16 @@ impl LeaseGrants {
             let mut list = list;
             for a in &mut list {
                 a.notify = self.rounds.calls_for(&a.placement.meta.id);
+            }
+            list.extend(self.held(st, host));
+            list.extend(self.surge_held(st, host, now));
+            // Every copy of a load balancer, a held one too, carries all its backends: the
+            // host empties a backend of its HAProxy that the list no longer names.
+            for a in &mut list {
                 if a.instance.load_balancer.is_some() {
                     a.backends = self.backends(st, &a.instance, now);
                 }
             }
-            list.extend(self.held(st, host));
-            list.extend(self.surge_held(st, host, now));
             (index, Some(list))
         });
         Ok(Grant {
