@@ -196,14 +196,23 @@ pub fn on_alerts(i: &Instance, alerts: &[Alert], by: &str, now: Timestamp) -> Ap
             && scaling.firing.len() >= MAX_FIRING
             && !scaling.firing.contains_key(&a.fingerprint)
         {
-            scaling.record(event(
+            let e = event(
                 now,
                 "ignored",
                 None,
                 Some(a),
                 by,
                 format!("more than {MAX_FIRING} alerts fire for this instance"),
-            ));
+            );
+            // Once per alert: Alertmanager repeats its webhooks, and each repeat would
+            // otherwise write the record again.
+            if !scaling
+                .events
+                .iter()
+                .any(|x| x.kind == "ignored" && x.alert == e.alert)
+            {
+                scaling.record(e);
+            }
             continue;
         }
         match policy.take(&mut scaling.firing, a) {
@@ -468,6 +477,38 @@ mod tests {
             "buoy"
         );
         assert!(on_tick(&i, Timestamp::from_unix_millis(2_000_000)).is_none());
+    }
+
+    #[test]
+    fn alerts_over_the_bound_are_recorded_once_and_repeats_write_nothing() {
+        let i = web();
+        let t0 = Timestamp::from_unix_millis(1_000_000);
+        let many: Vec<Alert> = (0..=MAX_FIRING)
+            .map(|n| {
+                let mut a = alert(&format!("f{n}"), "HighLatency", true);
+                a.labels.insert("pod".into(), n.to_string());
+                a
+            })
+            .collect();
+        let i = on_alerts(&i, &many, "ops", t0).instance.expect("changed");
+        let s = i.scaling.as_ref().unwrap();
+        assert_eq!(s.firing.len(), MAX_FIRING);
+        let ignored: Vec<&ScaleEvent> = s.events.iter().filter(|e| e.kind == "ignored").collect();
+        assert_eq!(ignored.len(), 1, "{ignored:?}");
+        assert!(
+            ignored[0]
+                .alert
+                .as_deref()
+                .unwrap()
+                .contains(&format!("f{MAX_FIRING}"))
+        );
+        // Alertmanager repeats the webhook: nothing new to write.
+        let again = on_alerts(&i, &many, "ops", Timestamp::from_unix_millis(1_010_000));
+        assert!(
+            again.instance.is_none(),
+            "{:?}",
+            again.instance.map(|i| i.scaling)
+        );
     }
 
     #[test]
