@@ -2,7 +2,10 @@
 //! WebDriver protocol): it loads from a running sandbox and shows the hosts; the kill button of
 //! a host crashes it through the sandbox; the page turns that host failed and shows its
 //! instances running on other hosts, without a reload. A screenshot is saved to
-//! `target/test-artifacts/dashboard.png`.
+//! `target/test-artifacts/dashboard.png`. The zones scenario's dashboard (in network
+//! namespaces, with the clock reading a replicated PostgreSQL) shows a zone failing, HAProxy's
+//! backend changing and the customer's view with no failed request
+//! (`target/test-artifacts/dashboard-zones.png`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -12,16 +15,21 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 const NET: u8 = 63;
+const ZONES_NET: u8 = 71;
 const DRIVER_PORT: u16 = 19_563;
 
-/// Ends a child by PID when dropped (SIGINT first for the sandbox, so it cleans up).
-struct Guard(Child, i32);
+/// One browser at a time (the tests share the driver's port, and the machine has 2 cores).
+static BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Ends a child by PID when dropped (SIGINT first for the sandbox, so it cleans up, given up
+/// to the third field's seconds).
+struct Guard(Child, i32, u64);
 
 impl Drop for Guard {
     fn drop(&mut self) {
         // SAFETY: kill(2) on a PID this test started.
         unsafe { libc::kill(self.0.id() as i32, self.1) };
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(self.2);
         while Instant::now() < deadline && matches!(self.0.try_wait(), Ok(None)) {
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -101,14 +109,8 @@ fn base64_decode(text: &str) -> Vec<u8> {
 
 #[test]
 fn the_dashboard_shows_a_killed_host_fail_and_its_instances_come_back() {
-    let present = |p: &str| std::path::Path::new(p).exists();
-    if !present("/usr/bin/chromium") || !present("/usr/bin/chromedriver") {
-        if std::env::var_os("CI").is_some() {
-            panic!(
-                "chromium and chromium-driver are missing: scripts/setup-test-deps.sh installs them"
-            );
-        }
-        eprintln!("SKIPPED: no chromium/chromedriver (scripts/setup-test-deps.sh installs them)");
+    let _one = BROWSER.lock().unwrap_or_else(|p| p.into_inner());
+    if !have_browser() {
         return;
     }
     let sandbox = Guard(
@@ -120,6 +122,7 @@ fn the_dashboard_shows_a_killed_host_fail_and_its_instances_come_back() {
             .spawn()
             .unwrap(),
         libc::SIGINT,
+        15,
     );
     let api = SocketAddr::from(([127, 0, NET, 1], 7070));
     wait_for("the sandbox's instances", Duration::from_secs(60), || {
@@ -133,35 +136,7 @@ fn the_dashboard_shows_a_killed_host_fail_and_its_instances_come_back() {
             })
         })
     });
-    // Chromium's profile and sockets go here, removed at the end (not left in /tmp).
-    let tmp = std::env::temp_dir().join(format!("buoy-dashboard-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).unwrap();
-    let driver = Guard(
-        Command::new("/usr/bin/chromedriver")
-            .arg(format!("--port={DRIVER_PORT}"))
-            .env("TMPDIR", &tmp)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-        libc::SIGTERM,
-    );
-    wait_for("chromedriver", Duration::from_secs(20), || {
-        TcpStream::connect(("127.0.0.1", DRIVER_PORT)).is_ok()
-    });
-    let session = wd(
-        "POST",
-        "/session",
-        Some(
-            json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000"]}}}}),
-        ),
-    );
-    let id = session["value"]["sessionId"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no session: {session}"))
-        .to_string();
+    let (driver, id, tmp) = browser();
     let url = format!(
         "http://{api}/ui?sandbox=http://127.0.{NET}.100:7000&clock=http://127.0.{NET}.100:8080"
     );
@@ -272,13 +247,187 @@ fn the_dashboard_shows_a_killed_host_fail_and_its_instances_come_back() {
         },
     );
 
+    screenshot(&id, "dashboard.png");
+    wd("DELETE", &format!("/session/{id}"), None);
+    drop(driver);
+    drop(sandbox);
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// Whether Chromium and its driver are here (a CI machine must have them).
+fn have_browser() -> bool {
+    let present = |p: &str| std::path::Path::new(p).exists();
+    if !present("/usr/bin/chromium") || !present("/usr/bin/chromedriver") {
+        if std::env::var_os("CI").is_some() {
+            panic!(
+                "chromium and chromium-driver are missing: scripts/setup-test-deps.sh installs them"
+            );
+        }
+        eprintln!("SKIPPED: no chromium/chromedriver (scripts/setup-test-deps.sh installs them)");
+        return false;
+    }
+    true
+}
+
+/// Starts chromedriver and a headless Chromium session: the driver, the session's id, and the
+/// directory of Chromium's profile and sockets (to remove at the end; not left in /tmp).
+fn browser() -> (Guard, String, std::path::PathBuf) {
+    let tmp = std::env::temp_dir().join(format!("buoy-dashboard-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let driver = Guard(
+        Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={DRIVER_PORT}"))
+            .env("TMPDIR", &tmp)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        libc::SIGTERM,
+        15,
+    );
+    wait_for("chromedriver", Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", DRIVER_PORT)).is_ok()
+    });
+    let session = wd(
+        "POST",
+        "/session",
+        Some(
+            json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000"]}}}}),
+        ),
+    );
+    let id = session["value"]["sessionId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no session: {session}"))
+        .to_string();
+    (driver, id, tmp)
+}
+
+/// Saves the page's screenshot as `target/test-artifacts/NAME`.
+fn screenshot(id: &str, name: &str) {
     let shot = wd("GET", &format!("/session/{id}/screenshot"), None);
     let png = base64_decode(shot["value"].as_str().expect("a screenshot"));
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
     let dir =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artifacts");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("dashboard.png"), &png).unwrap();
+    std::fs::write(dir.join(name), &png).unwrap();
+}
+
+/// The zones scenario in network namespaces, watched in the browser: the hosts carry their
+/// zones; the clock panel shows the database's time through the VIP; zone b crashes (the
+/// sandbox's demo) and its hosts turn failed; HAProxy's backend loses zone b's copy and gets
+/// its replacement; the customer's view counts no failed request.
+#[test]
+fn the_zones_dashboard_shows_a_zone_fail_and_the_clock_keep_answering() {
+    let _one = BROWSER.lock().unwrap_or_else(|p| p.into_inner());
+    if !have_browser() {
+        return;
+    }
+    if !lab::zone_lab::ZoneLab::can_run_with_db() {
+        return;
+    }
+    let sandbox = Guard(
+        Command::new(env!("CARGO_BIN_EXE_buoy"))
+            .args([
+                "sandbox",
+                "--zones",
+                "3",
+                "--hosts",
+                "7",
+                "--demo-delay",
+                "25",
+            ])
+            .args(["--duration", "150", "--net", &ZONES_NET.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        libc::SIGINT,
+        90,
+    );
+    // The dashboard and the VIP, forwarded to the sandbox's address.
+    let api = SocketAddr::from(([127, 0, ZONES_NET, 100], 7070));
+    wait_for("the forwarded dashboard", Duration::from_secs(150), || {
+        buoy_json(api, "/v1/status").is_some_and(|v| v["leader"].is_object())
+    });
+    let (driver, id, tmp) = browser();
+    let url = format!("http://{api}/ui?clock=http://127.0.{ZONES_NET}.100:8080");
+    wd(
+        "POST",
+        &format!("/session/{id}/url"),
+        Some(json!({"url": url})),
+    );
+    let text = |sel: &str| {
+        script(
+            &id,
+            &format!("return document.querySelector('{sel}').textContent"),
+        )
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+    };
+    let hosts_js = "return [...document.querySelectorAll('.host')].map(h => ({name: h.dataset.host, cls: h.className, text: h.textContent}))";
+    wait_for("7 hosts with their zones", Duration::from_secs(30), || {
+        script(&id, hosts_js).as_array().is_some_and(|a| {
+            a.len() == 7
+                && a.iter()
+                    .filter(|h| h["text"].as_str().is_some_and(|t| t.contains("zone ")))
+                    .count()
+                    == 6
+        })
+    });
+    wait_for(
+        "the database's time in the clock panel",
+        Duration::from_secs(30),
+        || text("#clock-from").contains("the database's time") && text("#clock-ok") != "0",
+    );
+    let served = |t: &str| t.contains("@h4") || t.contains("@h5");
+    wait_for(
+        "zone b's copy in HAProxy's backend",
+        Duration::from_secs(30),
+        || served(&text("#lbs")),
+    );
+    // The demo crashes zone b: its hosts turn failed on the page.
+    wait_for(
+        "zone b's hosts to turn failed",
+        Duration::from_secs(90),
+        || {
+            let hosts = script(&id, hosts_js);
+            ["h4", "h5"].iter().all(|n| {
+                hosts.as_array().unwrap().iter().any(|h| {
+                    h["name"] == *n && h["cls"].as_str().is_some_and(|c| c.contains("failed"))
+                })
+            })
+        },
+    );
+    // HAProxy's backend without zone b, its copy replaced: 3 servers again, none there.
+    wait_for(
+        "the backend to follow the copies",
+        Duration::from_secs(60),
+        || {
+            let t = text("#lbs");
+            !served(&t) && t.contains("3 server(s)")
+        },
+    );
+    // The clock reads the database again (from the new primary) and no request failed.
+    wait_for(
+        "a fresh database read after the failover",
+        Duration::from_secs(60),
+        || text("#clock-from").contains("the database's time, read 0."),
+    );
+    let (ok, failed) = (text("#clock-ok"), text("#clock-failed"));
+    screenshot(&id, "dashboard-zones.png");
+    assert_eq!(
+        failed, "0",
+        "the customer's view counted failed requests ({ok} answered)"
+    );
+    assert!(
+        ok.parse::<u32>().unwrap_or(0) >= 40,
+        "too few requests: {ok}"
+    );
+    eprintln!("the browser's clock: {ok} requests answered, {failed} failed");
     wd("DELETE", &format!("/session/{id}"), None);
     drop(driver);
     drop(sandbox);

@@ -104,6 +104,14 @@ impl Drop for Client {
     }
 }
 
+/// The database's time in a clock answer (`clock R host TIME db DB_TIME age Nms`, with a
+/// database), in Unix ms.
+pub fn db_time(answer: &str) -> Option<u64> {
+    let mut words = answer.split(' ');
+    words.find(|w| *w == "db")?;
+    Some(model::Timestamp::parse(words.next()?).ok()?.unix_millis())
+}
+
 /// `GET /` at `addr`: the answer's first body line, or why none came.
 pub fn get(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
     let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
@@ -142,6 +150,20 @@ impl ZoneLab {
     /// What this machine lacks to run the lab with its database (none: it can run).
     pub fn missing_with_db() -> Option<String> {
         ZoneLab::missing().or_else(crate::postgres_lab::PgLab::missing)
+    }
+
+    /// For tests: whether the lab can run with its database here. Where it cannot, says why
+    /// loudly; on CI (`CI` set), where the setup script installs everything, that fails.
+    pub fn can_run_with_db() -> bool {
+        let Some(why) = ZoneLab::missing_with_db() else {
+            return true;
+        };
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{why}: scripts/setup-test-deps.sh installs what the zones lab needs"
+        );
+        eprintln!("SKIPPED (loudly): {why}");
+        false
     }
 
     /// The database hosts: the first host of zones `a` and `b`.

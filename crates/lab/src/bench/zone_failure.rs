@@ -12,6 +12,14 @@
 //!
 //! Then the zone comes back (its hosts rebooted, their agents started, the hosts enabled) and
 //! the next run waits until every copy runs and the backends match again.
+//!
+//! With `--db` the clock copies read their time from a replicated PostgreSQL (the zones lab's
+//! database: pgsql promotable, primary preferred in zone `b`), and every run crashes zone `b`
+//! with the database's primary. Also measured: `db_read_again_ms`, from the crash until the
+//! client gets an answer read from the new primary, and `db_age_max_ms`, the oldest database
+//! time an answer showed meanwhile (the copies answer with their last read during the
+//! failover). Before each run the old primary has rejoined as the replica and taken the
+//! primary back (preferred), replicating synchronously.
 
 use std::time::Duration;
 
@@ -21,7 +29,7 @@ use serde_json::json;
 
 use super::{percentiles_ms, wait_until};
 use crate::ns_lab::unix_ms;
-use crate::zone_lab::ZoneLab;
+use crate::zone_lab::{ZoneLab, db_time};
 
 /// Flags of `buoy bench zone-failure`.
 #[derive(Args, Debug)]
@@ -44,6 +52,9 @@ pub struct ZoneFailureBenchArgs {
     /// Keep the lab's directory (logs) and print where it is.
     #[arg(long)]
     pub keep: bool,
+    /// The clock reads a replicated PostgreSQL; every run crashes the zone of its primary.
+    #[arg(long)]
+    pub db: bool,
 }
 
 /// One zone crash.
@@ -54,11 +65,19 @@ struct Run {
     copies_after: usize,
     requests: usize,
     failed: usize,
+    /// With `--db`: (until an answer read from the new primary, the oldest database time
+    /// shown), in ms.
+    db: Option<(u64, u64)>,
 }
 
 /// Runs the benchmark (see the module's doc).
 pub fn zone_failure(args: ZoneFailureBenchArgs) -> Result<()> {
-    let bench = super::DatabaseBench::begin("zones", ZoneLab::missing(), args.runs, args.json)?;
+    let missing = if args.db {
+        ZoneLab::missing_with_db()
+    } else {
+        ZoneLab::missing()
+    };
+    let bench = super::DatabaseBench::begin("zones", missing, args.runs, args.json)?;
     let hosts = args.zones * args.hosts_per_zone;
     if args.copies == 0 || args.copies > hosts {
         bail!("--copies must be 1 to the number of hosts ({hosts}): never two copies on one host");
@@ -77,7 +96,7 @@ pub fn zone_failure(args: ZoneFailureBenchArgs) -> Result<()> {
         "starting the server h1 and {} zones of {} hosts (network namespaces); the clock ({} copies) behind HAProxy (2 copies) and its VIP",
         args.zones, args.hosts_per_zone, args.copies
     ));
-    lab.start(args.copies as u32, false)?;
+    lab.start(args.copies as u32, args.db)?;
     lab.wait_ready(args.copies, Duration::from_secs(180))?;
     let client = lab.start_client()?;
     client.wait_answered(20, Duration::from_secs(30))?;
@@ -89,9 +108,14 @@ pub fn zone_failure(args: ZoneFailureBenchArgs) -> Result<()> {
         }
         let vip_zone = lab.vip_holder().map(|h| lab.zone_of(h));
         let others: Vec<usize> = (0..args.zones).filter(|z| Some(*z) != vip_zone).collect();
-        let zone = *others
-            .get(n % others.len().max(1))
-            .context("no zone without the VIP")?;
+        let zone = if args.db {
+            wait_primary_in_db_zone(&lab)?;
+            crate::zone_lab::DB_ZONE
+        } else {
+            *others
+                .get(n % others.len().max(1))
+                .context("no zone without the VIP")?
+        };
         let dead: Vec<String> = lab
             .zone_hosts(zone)
             .iter()
@@ -118,10 +142,30 @@ pub fn zone_failure(args: ZoneFailureBenchArgs) -> Result<()> {
         })?;
         let backend_ms = unix_ms() - killed;
         let recovery_ms = recovery_ms.unwrap_or(backend_ms);
-        // The zone returns; the copies spread back to it.
-        for i in lab.zone_hosts(zone) {
-            lab.ns.revive(i)?;
-        }
+        let db = if args.db {
+            let mut again = None;
+            wait_until(Duration::from_secs(120), || {
+                again = client.requests().iter().find_map(|r| {
+                    let t = db_time(r.answer.as_ref().ok()?)?;
+                    (t > killed).then(|| r.sent_ms + r.took_ms - killed)
+                });
+                again.is_some()
+            })
+            .with_context(|| format!("no answer read from the new primary:\n{}", lab.logs()))?;
+            let oldest = client
+                .requests()
+                .iter()
+                .filter(|r| r.sent_ms >= killed)
+                .filter_map(|r| Some(r.sent_ms.saturating_sub(db_time(r.answer.as_ref().ok()?)?)))
+                .max()
+                .unwrap_or(0);
+            again.map(|a| (a, oldest))
+        } else {
+            None
+        };
+        // The zone returns; the copies spread back to it (an old primary rejoins as the
+        // replica).
+        lab.revive_zone(zone)?;
         lab.wait_ready(args.copies, Duration::from_secs(180))?;
         let reqs: Vec<_> = client
             .requests()
@@ -135,6 +179,7 @@ pub fn zone_failure(args: ZoneFailureBenchArgs) -> Result<()> {
             copies_after: target,
             requests: reqs.len(),
             failed: reqs.iter().filter(|r| r.answer.is_err()).count(),
+            db,
         };
         let unplaceable = if target < args.copies {
             format!(
@@ -144,8 +189,11 @@ pub fn zone_failure(args: ZoneFailureBenchArgs) -> Result<()> {
         } else {
             String::new()
         };
+        let db_text = run.db.map_or(String::new(), |(again, age)| {
+            format!("; read from the new primary after {again} ms (answers at most {age} ms old)")
+        });
         say(&format!(
-            "run {}: zone {} ({dead:?}) crashed: {} copies running in {} ms{unplaceable}, HAProxy in sync in {} ms; {} requests, {} failed",
+            "run {}: zone {} ({dead:?}) crashed: {} copies running in {} ms{unplaceable}, HAProxy in sync in {} ms{db_text}; {} requests, {} failed",
             n + 1,
             run.zone,
             run.copies_after,
@@ -163,7 +211,7 @@ pub fn zone_failure(args: ZoneFailureBenchArgs) -> Result<()> {
         .take(20)
         .collect();
     let failed: usize = runs.iter().map(|r| r.failed).sum();
-    let report = json!({
+    let mut report = json!({
         "zones": args.zones, "hosts_per_zone": args.hosts_per_zone, "copies": args.copies,
         "runs": runs.len(),
         // Whether a dead zone's copies can be placed again (else the survivors are counted).
@@ -175,8 +223,17 @@ pub fn zone_failure(args: ZoneFailureBenchArgs) -> Result<()> {
         "backend_ms": percentiles_ms(runs.iter().map(|r| r.backend_ms)),
         "per_run": runs.iter().map(|r| json!({"zone": r.zone, "recovery_ms": r.recovery_ms,
             "backend_ms": r.backend_ms, "copies_after": r.copies_after,
-            "requests": r.requests, "failed_requests": r.failed})).collect::<Vec<_>>(),
+            "requests": r.requests, "failed_requests": r.failed,
+            "db_read_again_ms": r.db.map(|d| d.0), "db_age_max_ms": r.db.map(|d| d.1)}))
+            .collect::<Vec<_>>(),
     });
+    if args.db {
+        report["database"] = json!(
+            "postgresql 15, pgsql promotable, synchronous; zone b holds the primary at each crash"
+        );
+        report["db_read_again_ms"] = percentiles_ms(runs.iter().filter_map(|r| r.db.map(|d| d.0)));
+        report["db_age_max_ms"] = percentiles_ms(runs.iter().filter_map(|r| r.db.map(|d| d.1)));
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -193,5 +250,19 @@ pub fn zone_failure(args: ZoneFailureBenchArgs) -> Result<()> {
     if lab.ns.kept() {
         eprintln!("files kept in {}", lab.ns.dir.display());
     }
+    Ok(())
+}
+
+/// Waits until the database's primary is back in zone `b` (preferred there: a switchover
+/// after its host rejoined) and replicates synchronously.
+fn wait_primary_in_db_zone(lab: &ZoneLab) -> Result<()> {
+    let db = lab.db.as_ref().context("no database")?;
+    wait_until(Duration::from_secs(180), || {
+        lab.db_primary(&[])
+            .is_some_and(|h| lab.zone_of(h) == crate::zone_lab::DB_ZONE)
+    })
+    .with_context(|| format!("the primary never came back to zone b:\n{}", lab.logs()))?;
+    db.wait_replicated(&lab.ns, Duration::from_secs(120))
+        .with_context(|| lab.logs())?;
     Ok(())
 }

@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use super::{SandboxArgs, service};
 use crate::netns::enter;
 use crate::ns_lab::{NsLab, SERVER, unix_ms, wait_for};
-use crate::zone_lab::{self, DB_ZONE, ZoneLab};
+use crate::zone_lab::{self, DB_ZONE, ZoneLab, db_time};
 
 /// The sandbox port the dashboard (the server's API) is forwarded to.
 const API_PORT: u16 = 7070;
@@ -186,13 +186,6 @@ fn customer_line(reqs: &[zone_lab::Request]) -> String {
         reqs.iter().filter(|r| r.answer.is_err()).count(),
         last.unwrap_or_default()
     )
-}
-
-/// The database's time in an answer (`... db TIME age Nms`), in Unix ms.
-fn db_time(answer: &str) -> Option<u64> {
-    let mut words = answer.split(' ');
-    words.find(|w| *w == "db")?;
-    Some(model::Timestamp::parse(words.next()?).ok()?.unix_millis())
 }
 
 /// Crashes zone `b`; prints the copies, backends and database as they recover; brings the
