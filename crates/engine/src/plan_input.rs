@@ -36,6 +36,7 @@ pub fn plan_input(
             reserved: h.reserved,
             on_maintenance: h.on_maintenance,
             failed: h.failed,
+            down: false,
             starting: starting.get(&h.name).copied().unwrap_or(0),
             labels: h.labels.clone(),
         });

@@ -56,6 +56,10 @@ pub struct HostView {
     pub on_maintenance: bool,
     /// Failed or fenced: takes nothing, and what runs there must move.
     pub failed: bool,
+    /// Seen down (dead in the leader's gossip view and no longer renewing) but not failed
+    /// yet (its lease, with the stop grace of its OCF copies, is not over): takes nothing
+    /// new, and what runs there stays until it is failed.
+    pub down: bool,
     /// Copies starting there right now (they count against `max_starts_per_host`).
     pub starting: u32,
     pub labels: BTreeMap<String, String>,
@@ -439,7 +443,7 @@ pub(crate) fn choose<'a>(
             continue;
         }
         in_segment += 1;
-        if v.failed || v.on_maintenance {
+        if v.failed || v.on_maintenance || v.down {
             continue;
         }
         usable += 1;
@@ -586,6 +590,7 @@ pub(crate) mod tests {
             },
             reserved: false,
             on_maintenance: false,
+            down: false,
             failed: false,
             starting: 0,
             labels: BTreeMap::new(),
@@ -694,6 +699,36 @@ pub(crate) mod tests {
             .iter()
             .find(|m| m.slot.instance == i)
             .map(|m| m.to.as_str())
+    }
+
+    /// Two hosts crash at once; the one whose lease outlasts the other's (an OCF copy's stop
+    /// grace) is seen down but not failed yet when the other's copies are placed: it takes
+    /// none of them, and its own copy stays until it is failed.
+    #[test]
+    fn a_host_seen_down_takes_nothing_new_and_keeps_its_copies_until_failed() {
+        let mut input = PlanInput::default();
+        input.hosts = vec![
+            host("h1", "a", 64000, 65536),
+            host("h2", "a", 4000, 4096),
+            host("h3", "a", 4000, 4096),
+        ];
+        input.instances = vec![
+            inst("web", "a", 1000, 1024, 100),
+            inst("db", "a", 1000, 1024, 100),
+        ];
+        input.placements.insert(slot("web", 0), "h2".into());
+        input.placements.insert(slot("db", 0), "h1".into());
+        input.hosts[1].failed = true;
+        // Without the mark, h1 (the emptiest) would take web.
+        assert_eq!(moved_to(&plan(&input), "web"), Some("h1"));
+        input.hosts[0].down = true;
+        let p = plan(&input);
+        assert_eq!(moved_to(&p, "web"), Some("h3"), "{p:?}");
+        assert_eq!(
+            moved_to(&p, "db"),
+            None,
+            "a down host's copy stays until it is failed"
+        );
     }
 
     #[test]

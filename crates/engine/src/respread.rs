@@ -45,6 +45,7 @@ pub fn respread(input: &PlanInput, settled: impl Fn(&str) -> bool, budget: usize
             let v = h.view;
             if v.segment == inst.segment
                 && !v.failed
+                && !v.down
                 && !v.on_maintenance
                 && let Some(z) = v.labels.get(&spread.label)
             {

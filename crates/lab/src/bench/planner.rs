@@ -69,6 +69,7 @@ pub fn planner(args: PlannerBenchArgs) -> Result<()> {
             labels: Default::default(),
             on_maintenance: false,
             failed: false,
+            down: false,
         });
     }
     for s in 0..segments {

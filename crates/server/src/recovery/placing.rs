@@ -77,6 +77,20 @@ impl Recovery {
         self.write_all(ops).await;
     }
 
+    /// Marks down the planner's hosts seen dead that no longer renew and are not failed yet
+    /// (an OCF copy's stop grace holds their lease longer): nothing new goes there meanwhile.
+    pub(super) fn mark_down(&self, st: &ClusterState, input: &mut engine::planner::PlanInput) {
+        let now = self.gossip.now();
+        let down: BTreeSet<&String> = self
+            .first_dead
+            .keys()
+            .filter(|name| !self.grants.renews(name, now))
+            .collect();
+        for h in &mut input.hosts {
+            h.down = st.host(&h.id).is_some_and(|x| down.contains(&x.name));
+        }
+    }
+
     /// Plans when the state or the failures changed (or, while something is left unplaced,
     /// every [`RETRY_PLAN`]), and writes the moves.
     pub(super) async fn replan(&mut self) {
@@ -96,7 +110,8 @@ impl Recovery {
             let worth = changed && (!failed.is_empty() || input::needs_plan(st))
                 || retry && input::needs_plan(st);
             worth.then(|| {
-                let input = input::plan_input(st, &failed, &starting, Timestamp::now());
+                let mut input = input::plan_input(st, &failed, &starting, Timestamp::now());
+                self.mark_down(st, &mut input);
                 (input, PlanView::of(st))
             })
         }) else {

@@ -22,8 +22,9 @@ impl Recovery {
             }
             let starting = self.grants.starting();
             let settled = self.settled(st);
-            let input =
+            let mut input =
                 engine::plan_input::plan_input(st, &BTreeSet::new(), &starting, Timestamp::now());
+            self.mark_down(st, &mut input);
             let moves = engine::respread::respread(&input, |id| settled.contains(id), MOVE_BUDGET);
             moves
                 .iter()
