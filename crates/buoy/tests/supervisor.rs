@@ -386,9 +386,12 @@ fn an_instance_failing_its_health_check_is_restarted_then_reported_failed() {
                "max_restarts": 1, "restart_window": "60s"}),
         "h1",
     );
+    // It never passes its check, so it never counts as running: its process, starting.
     let mut first = None;
     wait_until(Duration::from_secs(10), || {
-        first = running_pid(&c, 1, "deaf");
+        first = observed(&c, 1, "deaf")
+            .and_then(|o| o["pid"].as_i64())
+            .map(|p| p as i32);
         first.is_some()
     })
     .expect("it starts");
@@ -409,6 +412,68 @@ fn an_instance_failing_its_health_check_is_restarted_then_reported_failed() {
         !alive(first.unwrap()),
         "an unhealthy instance is killed before its restart"
     );
+}
+
+/// A copy with a health check runs (for the leader: its backends, the instances started after
+/// it, a move waiting for it) only once the check passed: a service that listens 3 s after
+/// its process starts is `starting` until then, and no health check failure is counted
+/// meanwhile (its interval is 10 s: the check probes faster until it passes).
+#[test]
+fn a_copy_with_a_health_check_is_running_only_once_the_check_passed() {
+    let mut c = Cluster::new(107);
+    let dir = c.dir.clone();
+    c.start(
+        1,
+        &[
+            "--server".into(),
+            "--data-dir".into(),
+            dir.join("data-h1").display().to_string(),
+        ],
+    );
+    create(&c, "/v1/segments", json!({"name": "zone"}));
+    create(&c, "/v1/hosts", json!({"name": "h1", "segment": "zone"}));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    create_placed(
+        &c,
+        json!({"name": "slow", "segment": "zone", "driver": "process",
+               "params": {"command": "/bin/sh",
+                          "args": ["-c", format!("sleep 3; exec {} demo-app --http 127.0.0.1:{port}",
+                                                 env!("CARGO_BIN_EXE_buoy"))]},
+               "health_checks": [{"type": "http", "port": port, "path": "/"}]}),
+        "h1",
+    );
+    let t = std::time::Instant::now();
+    wait_until(Duration::from_secs(10), || {
+        observed(&c, 1, "slow").is_some()
+    })
+    .expect("it starts");
+    let mut phases = Vec::new();
+    let running = wait_until(Duration::from_secs(20), || {
+        let phase = observed(&c, 1, "slow").map(|o| o["phase"].as_str().unwrap_or("").to_string());
+        if phases.last() != phase.as_ref() {
+            phases.push(phase.clone().unwrap_or_default());
+        }
+        phase.as_deref() == Some("running")
+    });
+    let took = t.elapsed();
+    assert!(running.is_some(), "never running: {phases:?}");
+    assert_eq!(
+        phases.first().map(String::as_str),
+        Some("starting"),
+        "{phases:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(2500),
+        "running after {took:?}, before its service listened: {phases:?}"
+    );
+    assert!(took < Duration::from_secs(6), "running only after {took:?}");
+    let o = observed(&c, 1, "slow").unwrap();
+    assert_eq!(o["restarts"], 0, "{o}");
+    eprintln!("starting, then running {took:?} after its start (its service listens after 3 s)");
 }
 
 #[test]

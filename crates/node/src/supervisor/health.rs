@@ -1,13 +1,23 @@
 //! Health checks beside the driver's own status: TCP connect, HTTP GET with an expected status
 //! range, or a command that must exit 0; each on its interval, with a timeout, failing the
 //! instance after `failure_threshold` failures in a row.
+//!
+//! A copy with health checks counts as running only once every check has passed
+//! ([`HealthWatch::passed`]): until then it is starting, so a load balancer's backend, an
+//! instance started after it, and a move that waits for it, all wait for it to be healthy.
+//! While starting, the checks probe every [`STARTUP_PROBE`] (at most their interval), and
+//! failures count only once one interval has gone by (start-up time).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use model::health::{HealthCheck, Probe};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// How often a check probes until it has passed once.
+pub const STARTUP_PROBE: Duration = Duration::from_millis(200);
 
 /// A probe `host` that stands for the address of the host running the instance.
 pub const HOST_IP: &str = "host-ip";
@@ -103,15 +113,18 @@ pub async fn probe(p: &Probe, timeout: Duration) -> Result<(), String> {
 /// instance counts as failed once a check failed `failure_threshold` times in a row.
 pub struct HealthWatch {
     failed: Arc<Mutex<Option<String>>>,
+    /// Checks that have passed at least once.
+    passed: Arc<AtomicUsize>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl HealthWatch {
-    /// Starts the checks; the first run of each waits one interval (start-up time).
-    /// Starts watching `checks`; a probe's `host` of `host-ip` means this host's address
-    /// (`host_ip`), for services that listen on it rather than on loopback.
+    /// Starts watching `checks` (see the module's doc for start-up); a probe's `host` of
+    /// `host-ip` means this host's address (`host_ip`), for services that listen on it rather
+    /// than on loopback.
     pub fn start(checks: &[HealthCheck], host_ip: &str) -> Self {
         let failed = Arc::new(Mutex::new(None));
+        let passed = Arc::new(AtomicUsize::new(0));
         let tasks = checks
             .iter()
             .enumerate()
@@ -123,10 +136,19 @@ impl HealthWatch {
                     }
                     _ => {}
                 }
-                tokio::spawn(watch(i, c, failed.clone()))
+                tokio::spawn(watch(i, c, failed.clone(), passed.clone()))
             })
             .collect();
-        HealthWatch { failed, tasks }
+        HealthWatch {
+            failed,
+            passed,
+            tasks,
+        }
+    }
+
+    /// Whether every check has passed at least once (the copy is healthy: it runs).
+    pub fn passed(&self) -> bool {
+        self.passed.load(Ordering::Relaxed) >= self.tasks.len()
     }
 
     pub fn failed(&self) -> Option<String> {
@@ -145,12 +167,33 @@ impl Drop for HealthWatch {
     }
 }
 
-async fn watch(i: usize, check: HealthCheck, failed: Arc<Mutex<Option<String>>>) {
+async fn watch(
+    i: usize,
+    check: HealthCheck,
+    failed: Arc<Mutex<Option<String>>>,
+    passed: Arc<AtomicUsize>,
+) {
+    let started = tokio::time::Instant::now();
     let mut in_a_row = 0;
+    let mut healthy = false;
     loop {
-        tokio::time::sleep(check.interval).await;
+        let startup = !healthy && started.elapsed() < check.interval;
+        tokio::time::sleep(if startup {
+            STARTUP_PROBE.min(check.interval)
+        } else {
+            check.interval
+        })
+        .await;
         match probe(&check.probe, check.timeout).await {
-            Ok(()) => in_a_row = 0,
+            Ok(()) => {
+                in_a_row = 0;
+                if !healthy {
+                    healthy = true;
+                    passed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            // Start-up time: not a failure yet.
+            Err(_) if !healthy && started.elapsed() < check.interval => {}
             Err(e) => {
                 in_a_row += 1;
                 if in_a_row >= check.failure_threshold {
@@ -277,5 +320,40 @@ mod tests {
             why.contains("health check 0 (exec /bin/false) failed 3 times in a row"),
             "{why}"
         );
+    }
+
+    /// A service that takes a while to listen: its copy is healthy (running) soon after it
+    /// does, long before the check's 10 s interval, and the failures before do not count.
+    #[tokio::test]
+    async fn a_check_passes_soon_after_start_up_and_early_failures_do_not_count() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let check = HealthCheck {
+            probe: Probe::Tcp {
+                host: "127.0.0.1".into(),
+                port,
+            },
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_millis(100),
+            failure_threshold: 1,
+        };
+        let w = HealthWatch::start(&[check], "127.0.0.1");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(!w.passed(), "nothing listens yet");
+        assert_eq!(w.failed(), None, "start-up time: not failed");
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let t = std::time::Instant::now();
+        while !w.passed() {
+            assert!(t.elapsed() < Duration::from_secs(2), "not healthy in 2 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(w.failed(), None);
+        drop(listener);
+        // No checks: nothing to wait for.
+        assert!(HealthWatch::start(&[], "127.0.0.1").passed());
     }
 }

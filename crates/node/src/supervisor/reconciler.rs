@@ -500,7 +500,10 @@ impl Supervisor {
                 .clone()
                 .or_else(|| unhealthy.map(|reason| Ended { code: None, reason }))
             else {
-                if u.observed.phase == Phase::Starting && p.is_up() {
+                if u.observed.phase == Phase::Starting
+                    && p.is_up()
+                    && u.health.as_ref().is_none_or(HealthWatch::passed)
+                {
                     u.set(Phase::Running, None);
                 }
                 continue;
@@ -702,9 +705,10 @@ impl Supervisor {
                 if let Some(w) = &self.watchdog {
                     w.track(&u.observed.placement, p.watchdog_target());
                 }
-                let up = p.is_up();
-                u.process = Some(p);
                 let checks = &u.assignment.instance.health_checks;
+                // With health checks, running once they passed (the next poll).
+                let up = p.is_up() && checks.is_empty();
+                u.process = Some(p);
                 u.health = (!checks.is_empty()).then(|| HealthWatch::start(checks, &self.host_ip));
                 u.set(if up { Phase::Running } else { Phase::Starting }, None);
             }
