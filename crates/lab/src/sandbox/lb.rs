@@ -1,7 +1,8 @@
-//! The sandbox's health-checked TCP load balancer in front of the active-active clock app:
-//! it checks every backend every 250 ms and sends each connection to the next healthy one,
-//! trying the others when a connect fails, so a client sees no failed request while at least
-//! one copy runs.
+//! The sandbox's health-checked TCP load balancer in front of the active-active clock app (or
+//! of the HAProxy copies, standing in for their virtual IP): it checks every backend every
+//! 250 ms with `GET /`, healthy only on a 200 (an HAProxy whose backend is still empty answers
+//! 503), and sends each connection to the next healthy one, trying the others when a connect
+//! fails, so a client sees no failed request while at least one copy serves.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -40,11 +41,7 @@ impl LoadBalancer {
             let (lb, stop) = (lb.clone(), stop.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let up: Vec<bool> = lb
-                        .backends
-                        .iter()
-                        .map(|b| TcpStream::connect_timeout(b, CONNECT_TIMEOUT).is_ok())
-                        .collect();
+                    let up: Vec<bool> = lb.backends.iter().map(|b| answers_200(*b)).collect();
                     *lb.healthy.lock().unwrap_or_else(|p| p.into_inner()) = up;
                     std::thread::sleep(CHECK_EVERY);
                 }
@@ -105,6 +102,23 @@ impl LoadBalancer {
         }
         let _ = client.shutdown(Shutdown::Both);
     }
+}
+
+/// Whether `GET /` at `addr` answers 200.
+fn answers_200(addr: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    if s.write_all(b"GET / HTTP/1.0\r\nHost: check\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok()
+        && head.starts_with(b"HTTP/1.")
+        && head[8..].starts_with(b" 200")
 }
 
 /// Copies both ways until either side closes.
