@@ -150,6 +150,12 @@ impl LeaseTable {
         self.last.get(host).copied()
     }
 
+    /// Whether `host` renewed with this leader within the last third of a lease (it still
+    /// renews: it holds its lease, not merely within it).
+    pub fn still_renews(&self, host: &str, now: Instant) -> bool {
+        self.renewed(host) && self.ends_at(host) + self.ttl() / 3 > now + self.ttl()
+    }
+
     /// Whether `host` renewed with this leader at all.
     pub fn renewed(&self, host: &str) -> bool {
         self.ends.contains_key(host)

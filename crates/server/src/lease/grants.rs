@@ -113,7 +113,7 @@ impl LeaseGrants {
     /// lease (two renewals at the default pace). A host gossip calls dead that still renews
     /// is isolated, not failed, and is not fenced.
     pub fn renews(&self, host: &str, now: Instant) -> bool {
-        self.with_table(|t| still_renews(t, host, now))
+        self.with_table(|t| t.still_renews(host, now))
     }
 
     /// The hosts that still renew ([`Self::renews`]), under one lock: for the code that reads
@@ -124,7 +124,7 @@ impl LeaseGrants {
         match table.as_ref() {
             Some((t, lt)) if *t == term => lt
                 .hosts()
-                .filter(|h| still_renews(lt, h, now))
+                .filter(|h| lt.still_renews(h, now))
                 .map(String::from)
                 .collect(),
             _ => BTreeSet::new(),
@@ -643,11 +643,6 @@ pub fn has_slow_stops(st: &model::ClusterState, host: &str) -> bool {
         st.instance(instance)
             .is_some_and(|i| i.driver == model::instance::DriverKind::Ocf)
     })
-}
-
-/// Whether `host` renewed with this table's leader within the last third of a lease.
-fn still_renews(t: &LeaseTable, host: &str, now: Instant) -> bool {
-    t.renewed(host) && t.ends_at(host) + t.ttl() / 3 > now + t.ttl()
 }
 
 /// What one host last reported about its instances, and when.

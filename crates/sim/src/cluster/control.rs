@@ -300,11 +300,13 @@ impl Control {
                 },
             );
         }
-        self.replan(t);
+        self.replan(t, now, down);
         out
     }
 
-    fn replan(&mut self, t: Instant) {
+    /// Plans as the server's recovery does (`server::recovery::placing`): hosts `down` in
+    /// gossip that no longer renew take nothing new.
+    fn replan(&mut self, t: Instant, now: Instant, down: &BTreeSet<String>) {
         let Some(l) = self.leader.as_ref() else {
             return;
         };
@@ -347,8 +349,14 @@ impl Control {
             })
             .collect();
         // The model records no failures (`engine::failures`): no time is needed to expire them.
-        let input =
+        let mut input =
             plan_input::plan_input(&self.st, &failed, &starting, model::Timestamp::default());
+        for h in &mut input.hosts {
+            h.down = self
+                .st
+                .host(&h.id)
+                .is_some_and(|x| down.contains(&x.name) && !l.table.still_renews(&x.name, now));
+        }
         let p = plan(&input);
         for m in &p.moves {
             let current = self
