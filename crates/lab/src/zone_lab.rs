@@ -9,8 +9,8 @@
 //! read from a replicated PostgreSQL (`lab::postgres_lab::PgPair`: the unmodified
 //! `ocf:heartbeat:pgsql` as a promotable instance of 2 copies, synchronous replication, and a
 //! virtual IP of its own), every 5 s, as in the original clock demonstration. The database
-//! hosts are the first host of zones `a` and `b`, the primary preferred in zone `b`; HAProxy
-//! runs only in zones `a` and `c`. So killing zone `b` takes the database primary with it: the
+//! hosts are the first host of zones `a` and `b`, the first primary preferred in zone `b`
+//! (then the preference is cleared); HAProxy runs only in zones `a` and `c`. So killing zone `b` takes the database primary with it: the
 //! clock copies keep answering with their last read during the database failover (about 6 s),
 //! then read from the new primary in zone `a`.
 //!
@@ -323,8 +323,20 @@ impl ZoneLab {
         }
         if let Some(p) = &pair {
             p.create_instances(&self.ns)?;
-            p.wait_replicated(&self.ns, Duration::from_secs(120))
+            let primary = p
+                .wait_replicated(&self.ns, Duration::from_secs(120))
                 .with_context(|| self.logs())?;
+            if self.zone_of(primary) != DB_ZONE {
+                bail!(
+                    "the database's first primary is on {}, not in zone b where it is preferred:\n{}",
+                    NsLab::name(primary),
+                    self.logs()
+                );
+            }
+            // From here the agents' scores decide: a switchover back to zone b after a
+            // failover would stop the old primary the way pgsql leaves it locked (its data
+            // may be behind), and it could not start again until rebuilt.
+            self.ns.cli_ok(&["instance", "promote", "pg", "--clear"])?;
         }
         self.db = pair;
         for (name, spec) in [("lb", &lb), ("vip", &vip), ("clock", &clock)] {
