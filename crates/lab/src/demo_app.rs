@@ -4,8 +4,8 @@
 //! checker and `buoy bench failover` judge rule S1 from (`sim::heartbeats`).
 //!
 //! With `--db-time`, each copy also reads the time from a PostgreSQL database every
-//! `--db-every` (5 s: the clock page of the zones demo, issue 19) and answers with the last
-//! time it read and how old that read is. Until its first read it answers 503 (so a health
+//! `--db-every` (5 s: the clock page of the zones demo, issue 19; every second while reads
+//! fail) and answers with the last time it read and how old that read is. Until its first read it answers 503 (so a health
 //! check keeps it out of a load balancer); during a database failover it keeps answering with
 //! its last read, and turns to 503 only once that read is older than `--db-max-age`.
 
@@ -175,10 +175,16 @@ impl DbTime {
         }
     }
 
-    /// Reads every `every`, forever.
+    /// Reads every `every` (every second at most while reads fail: a database that fails
+    /// over is read again soon after it is back), forever.
     fn read_forever(&self, psql: &Path, conninfo: &str, every: Duration) {
         loop {
             let result = read_db_time(psql, conninfo, Duration::from_secs(3));
+            let next = if result.is_ok() {
+                every
+            } else {
+                every.min(Duration::from_secs(1))
+            };
             {
                 let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
                 match result {
@@ -189,7 +195,7 @@ impl DbTime {
                     Err(e) => last.error = Some(e),
                 }
             }
-            std::thread::sleep(every);
+            std::thread::sleep(next);
         }
     }
 
