@@ -83,7 +83,8 @@ impl LeaseGrants {
     /// (see [`has_slow_stops`]), the stop grace are over as this leader sees it; false until
     /// this leader has started its lease table for the current term. `slow_stops` is asked
     /// only when it decides (it walks the placements, and this runs for every withheld copy
-    /// at every grant).
+    /// at every grant). It runs under the lease table's lock, so it must not take the state's
+    /// lock: pass the state a caller already reads (the order is state, then table).
     pub fn lease_over(&self, host: &str, now: Instant, slow_stops: impl FnOnce() -> bool) -> bool {
         let term = self.replica.raft().metrics().borrow().current_term;
         let table = self.table.lock().unwrap_or_else(|p| p.into_inner());

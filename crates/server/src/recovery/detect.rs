@@ -42,14 +42,16 @@ impl Recovery {
             if down && fenced.is_none() && !self.grants.renews(&h.name, now) {
                 self.fencer.host_down(&h);
             }
+            // Read before the lease table's lock is taken: renewals read the state and then
+            // take that lock, so taking them the other way round could deadlock behind a
+            // writer waiting for the state.
+            let slow_stops = self
+                .replica
+                .shared()
+                .read(|st| crate::lease::grants::has_slow_stops(st, &h.meta.id));
             let how = match fenced {
                 Some(at) => (FENCED, at, "the fence agent confirmed it off".to_string()),
-                None if self.grants.lease_over(&h.name, now, || {
-                    self.replica
-                        .shared()
-                        .read(|st| crate::lease::grants::has_slow_stops(st, &h.meta.id))
-                }) =>
-                {
+                None if self.grants.lease_over(&h.name, now, || slow_stops) => {
                     (
                     LEASE_EXPIRED,
                     Timestamp::now(),
