@@ -43,7 +43,11 @@ pub struct ScaleRule {
     pub name: String,
     /// Label values the alert must carry (e.g. `{"alertname": "HighLatency"}`).
     #[serde(rename = "match")]
-    #[schemars(length(min = 1, max = 16))]
+    #[schemars(
+        length(min = 1, max = 16),
+        extend("propertyNames" = {"maxLength": 128}),
+        extend("additionalProperties" = {"type": "string", "maxLength": 1024})
+    )]
     pub matchers: BTreeMap<String, String>,
     #[schemars(range(min = 1, max = 1000))]
     pub step: u32,
@@ -134,11 +138,11 @@ impl Scale {
             }
             if r.matchers
                 .iter()
-                .any(|(k, v)| k.len() > 128 || v.len() > 1024)
+                .any(|(k, v)| k.chars().count() > 128 || v.chars().count() > 1024)
             {
                 return Err(StateError::invalid(
                     format!("{at}.match"),
-                    "label names up to 128 bytes, values up to 1024",
+                    "label names up to 128 characters, values up to 1024",
                 ));
             }
             if !(1..=1000).contains(&r.step) {
@@ -167,6 +171,27 @@ mod tests {
 
     fn scale(json: &str) -> Scale {
         serde_json::from_str(json).unwrap()
+    }
+
+    /// The document says what validation takes: label names up to 128 characters, values up
+    /// to 1024, counted as characters (a value of 1024 four-byte characters is taken).
+    #[test]
+    fn match_limits_are_in_the_document_and_counted_in_characters() {
+        let schema = serde_json::to_value(schemars::schema_for!(ScaleRule)).unwrap();
+        let m = &schema["properties"]["match"];
+        assert_eq!(m["propertyNames"]["maxLength"], 128, "{m}");
+        assert_eq!(m["additionalProperties"]["maxLength"], 1024, "{m}");
+        let rule = |k: &str, v: &str| {
+            let mut s = scale(
+                r#"{"min_replicas":2,"max_replicas":4,"rules":[{"name":"lat","match":{"a":"b"},"step":1}]}"#,
+            );
+            s.rules[0].matchers = [(k.to_string(), v.to_string())].into();
+            s.validate(None)
+        };
+        assert!(rule("a", &"\u{1d413}".repeat(1024)).is_ok());
+        assert!(rule("a", &"x".repeat(1025)).is_err());
+        assert!(rule(&"\u{1d413}".repeat(128), "b").is_ok());
+        assert!(rule(&"k".repeat(129), "b").is_err());
     }
 
     #[test]

@@ -88,7 +88,8 @@ pub fn parse(body: &[u8]) -> Result<(String, Vec<engine::scaling::Alert>), Webho
                 ));
             }
         };
-        if a.fingerprint.is_empty() || a.fingerprint.len() > 64 {
+        // Characters, as the document's maxLength counts them (not bytes).
+        if a.fingerprint.is_empty() || a.fingerprint.chars().count() > 64 {
             return Err(refuse(
                 format!("alerts[{i}].fingerprint"),
                 "1 to 64 characters, as Alertmanager sends it",
@@ -149,6 +150,16 @@ mod tests {
             )),
             "alerts[1].fingerprint"
         );
+        // The document's maxLength counts characters: 64 four-byte ones are taken, 65 not
+        // (found by Schemathesis: bytes were counted).
+        let wide = |n: usize| {
+            HOOK.replace(
+                r#""fingerprint": "0a1b2c3d4e5f6071""#,
+                &format!(r#""fingerprint": "{}""#, "\u{1d413}".repeat(n)),
+            )
+        };
+        assert!(parse(wide(64).as_bytes()).is_ok());
+        assert_eq!(field(wide(65)), "alerts[1].fingerprint");
         assert_eq!(field("[1, 2]".to_string()), "body");
         assert_eq!(field("{".to_string()), "body");
         let many: Vec<String> = (0..=MAX_ALERTS)
