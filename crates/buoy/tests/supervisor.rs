@@ -363,20 +363,30 @@ fn a_killed_agent_leaves_nothing_running_past_its_lease_and_a_restarted_one_star
     );
 }
 
-#[test]
-fn an_instance_failing_its_health_check_is_restarted_then_reported_failed() {
-    let mut c = Cluster::new(51);
-    let dir = c.dir.clone();
-    let data = |i: u8| dir.join(format!("data-h{i}")).display().to_string();
-    c.start(1, &["--server".into(), "--data-dir".into(), data(1)]);
+/// A cluster of one agent, server and host `h1` in segment `zone`, on `127.0.NET.0/24`.
+fn one_host(net: u8) -> Cluster {
+    let mut c = Cluster::new(net);
+    let data = c.dir.join("data-h1").display().to_string();
+    c.start(1, &["--server".into(), "--data-dir".into(), data]);
     create(&c, "/v1/segments", json!({"name": "zone"}));
     create(&c, "/v1/hosts", json!({"name": "h1", "segment": "zone"}));
-    // Alive, but nothing answers on the port its check probes.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+    c
+}
+
+/// A local port nothing listens on (now).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
+        .port()
+}
+
+#[test]
+fn an_instance_failing_its_health_check_is_restarted_then_reported_failed() {
+    let c = one_host(51);
+    // Alive, but nothing answers on the port its check probes.
+    let closed = free_port();
     create_placed(
         &c,
         json!({"name": "deaf", "segment": "zone", "driver": "process",
@@ -420,23 +430,8 @@ fn an_instance_failing_its_health_check_is_restarted_then_reported_failed() {
 /// meanwhile (its interval is 10 s: the check probes faster until it passes).
 #[test]
 fn a_copy_with_a_health_check_is_running_only_once_the_check_passed() {
-    let mut c = Cluster::new(107);
-    let dir = c.dir.clone();
-    c.start(
-        1,
-        &[
-            "--server".into(),
-            "--data-dir".into(),
-            dir.join("data-h1").display().to_string(),
-        ],
-    );
-    create(&c, "/v1/segments", json!({"name": "zone"}));
-    create(&c, "/v1/hosts", json!({"name": "h1", "segment": "zone"}));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let c = one_host(107);
+    let port = free_port();
     create_placed(
         &c,
         json!({"name": "slow", "segment": "zone", "driver": "process",
